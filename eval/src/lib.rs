@@ -1,0 +1,2 @@
+//! kiln-eval: the evaluator. Owns values, thunks, environments, the builtins registry and
+//! derivation construction; reaches the store only through a small trait.

@@ -1,0 +1,3 @@
+//! The kiln command-line program as a library, so integration tests can drive it.
+pub mod cli;
+pub mod commands;

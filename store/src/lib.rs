@@ -1,0 +1,2 @@
+//! kiln-store: everything about store paths and their contents: nixbase32, hashes, store
+//! paths, derivations and their ATerm form, hash modulo, NAR, and the local store.
