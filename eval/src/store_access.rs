@@ -1,0 +1,86 @@
+//! The evaluator's only window on the store (DESIGN §1): compute or add text files, sources and
+//! `.drv` files. `kiln eval` runs with an implementation that only computes paths; `kiln
+//! instantiate` with one that also writes them under the physical store root. Store paths cross
+//! this boundary as absolute logical path strings (`/nix/store/<hash>-<name>`).
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// How a host path is ingested into the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestionMethod {
+    /// The file's bytes (`outputHashMode = "flat"`); only for regular files.
+    Flat,
+    /// The NAR serialisation of the file tree (path literals, `builtins.path` by default).
+    Recursive,
+}
+
+/// The kind of a directory entry, as `builtins.filterSource`'s filter sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Regular,
+    Directory,
+    Symlink,
+    Unknown,
+}
+
+impl EntryKind {
+    /// The string Nix passes to a filter function: "regular", "directory", "symlink", "unknown".
+    pub fn as_nix_str(self) -> &'static str {
+        match self {
+            EntryKind::Regular => "regular",
+            EntryKind::Directory => "directory",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// An error from the store side, already phrased for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreAccessError(pub String);
+
+/// Returned by a filter to stop the walk; the filter keeps the reason (an evaluation error
+/// inside a Nix filter function) itself and reports it once `add_path` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterAborted;
+
+/// A filter deciding, for each entry below the root being added, whether it is kept.
+pub type PathFilter<'a> = &'a mut dyn FnMut(&Path, EntryKind) -> Result<bool, FilterAborted>;
+
+/// Why `add_path` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AddPathError {
+    #[error(transparent)]
+    Store(#[from] StoreAccessError),
+    #[error("the path filter stopped the copy")]
+    FilterAborted,
+}
+
+/// What the evaluator needs from a store. Object safe: the evaluator holds an `Rc<dyn EvalStore>`.
+pub trait EvalStore {
+    /// The logical store directory hashed into paths, e.g. `/nix/store`.
+    fn store_dir(&self) -> &str;
+
+    /// A text file in the store (`builtins.toFile`, `.drv` files): computes its path from the
+    /// name, contents and references, writes it unless read-only, and returns the path.
+    fn add_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+    ) -> Result<String, StoreAccessError>;
+
+    /// Copies `source` into the store under `name` (path literals, `builtins.path`,
+    /// `filterSource`), keeping only entries the filter accepts; with `expected_sha256`
+    /// (raw 32 bytes) the content hash must match. Returns the store path. Implementations
+    /// cache unfiltered copies by source path, so a path literal used many times is hashed once.
+    fn add_path(
+        &self,
+        name: &str,
+        source: &Path,
+        method: IngestionMethod,
+        filter: Option<PathFilter<'_>>,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<String, AddPathError>;
+}
