@@ -1,2 +1,3 @@
 //! kiln-store: everything about store paths and their contents: nixbase32, hashes, store
 //! paths, derivations and their ATerm form, hash modulo, NAR, and the local store.
+pub mod local_store;
