@@ -1,0 +1,1 @@
+let r = builtins.tryEval (let x = throw "x"; in x); in r

@@ -1,0 +1,1 @@
+builtins.trace "tracing message" 42

@@ -1,0 +1,1 @@
+let p = builtins.toFile "x" "y"; in p == builtins.unsafeDiscardStringContext p

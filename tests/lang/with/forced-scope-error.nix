@@ -1,0 +1,1 @@
+with (throw "forced scope"); x

@@ -1,0 +1,1 @@
+with (throw "not forced"); 1

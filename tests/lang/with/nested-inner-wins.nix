@@ -1,0 +1,1 @@
+with { x = "outer"; }; with { x = "inner"; }; x

@@ -1,0 +1,1 @@
+with { y = "with"; }; rec { y = "rec"; z = y; }.z

@@ -1,0 +1,1 @@
+with builtins; length (filter (x: x > 2) [ 1 2 3 4 ])
