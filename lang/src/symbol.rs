@@ -1,0 +1,90 @@
+//! Interned identifiers and attribute names. A `Symbol` is a pointer to a string leaked into a
+//! process-wide table, so equality and hashing are pointer operations while ordering and
+//! display still see the bytes (attribute sets are kept in byte order of their names).
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Mutex, OnceLock};
+
+/// An interned string. Two symbols are equal iff they were interned from equal strings.
+#[derive(Clone, Copy)]
+pub struct Symbol(&'static str);
+
+fn table() -> &'static Mutex<HashSet<&'static str>> {
+    static TABLE: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    TABLE.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+impl Symbol {
+    /// Interns `name`, leaking it the first time it is seen (symbols live for the process).
+    pub fn intern(name: &str) -> Symbol {
+        // A poisoned lock only means another thread panicked while inserting; the set itself is
+        // still consistent (insertion is a single call), so keep using it.
+        let mut set = table().lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(existing) = set.get(name) {
+            return Symbol(existing);
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        set.insert(leaked);
+        Symbol(leaked)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl PartialEq for Symbol {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0.as_ptr(), other.0.as_ptr())
+    }
+}
+impl Eq for Symbol {}
+
+impl Hash for Symbol {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.0.as_ptr() as usize).hash(state)
+    }
+}
+
+impl PartialOrd for Symbol {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+/// Byte order of the names, the order Nix shows attributes in.
+impl Ord for Symbol {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self == other {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.as_bytes().cmp(other.0.as_bytes())
+        }
+    }
+}
+
+impl fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_is_identity() {
+        let a = Symbol::intern("abc");
+        let b = Symbol::intern(&String::from("abc"));
+        assert_eq!(a, b);
+        assert_ne!(a, Symbol::intern("abd"));
+        assert!(Symbol::intern("a") < Symbol::intern("b"));
+        assert!(Symbol::intern("B") < Symbol::intern("a"));
+    }
+}
