@@ -1,3 +1,7 @@
 //! kiln-store: everything about store paths and their contents: nixbase32, hashes, store
 //! paths, derivations and their ATerm form, hash modulo, NAR, and the local store.
 pub mod local_store;
+
+pub mod hash;
+pub mod nixbase32;
+pub mod store_path;
