@@ -1,0 +1,712 @@
+//! Integration tests of the local store: the database, output locks, crash leftovers, GC roots
+//! and collection, verification, and two kiln processes sharing one store.
+//!
+//! Tests that need a second process re-run this test binary on one of the `#[ignore]`d
+//! `child_*` functions below, passing what it should do in environment variables.
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use kiln_store::local_store::{
+    GcOptions, LocalStore, LocalStoreError, OutputClaim, OutputLock, ValidPathInfo,
+};
+use sha2::{Digest, Sha256};
+
+const STORE_DIR: &str = "/kiln/store";
+const NIXBASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
+
+/// A well-formed logical store path whose hash part encodes `n`.
+fn store_path(n: u32, name: &str) -> String {
+    let mut hash = String::new();
+    let mut rest = n;
+    for _ in 0..32 {
+        hash.push(NIXBASE32[(rest % 32) as usize] as char);
+        rest /= 32;
+    }
+    format!("{STORE_DIR}/{hash}-{name}")
+}
+
+fn open(root: &Path) -> LocalStore {
+    LocalStore::open(root, STORE_DIR).unwrap()
+}
+
+/// Writes a one-file store object and returns its info (hash of the contents, not a NAR).
+fn write_object(store: &LocalStore, path: &str, contents: &[u8]) -> ValidPathInfo {
+    let physical = store.physical_path(path).unwrap();
+    std::fs::write(&physical, contents).unwrap();
+    ValidPathInfo::new(path, Sha256::digest(contents).into(), contents.len() as u64)
+}
+
+fn with_refs(mut info: ValidPathInfo, refs: &[&str]) -> ValidPathInfo {
+    info.references = refs.iter().map(|r| r.to_string()).collect();
+    info
+}
+
+/// Runs the ignored test `name` of this binary in a child process with `env` set.
+fn child(name: &str, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+fn env_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("child tests need {name}"))
+}
+
+#[test]
+fn creates_layout_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for sub in ["store", "var/kiln/db.sqlite", "var/gcroots", "var/log"] {
+        assert!(dir.path().join(sub).exists(), "{sub} missing");
+    }
+    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.store_dir(), STORE_DIR);
+    let a = store_path(1, "a");
+    assert_eq!(
+        store.physical_path(&a).unwrap(),
+        dir.path().join("store").join(&a[STORE_DIR.len() + 1..])
+    );
+    assert!(matches!(
+        store.is_valid("/elsewhere/abc"),
+        Err(LocalStoreError::NotAStorePath { .. })
+    ));
+    // Reopening an existing store keeps its schema.
+    drop(store);
+    assert_eq!(open(dir.path()).schema_version().unwrap(), 1);
+}
+
+#[test]
+fn refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = rusqlite::Connection::open(dir.path().join("var/kiln/db.sqlite")).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    match LocalStore::open(dir.path(), STORE_DIR) {
+        Err(LocalStoreError::SchemaTooNew { found: 99, .. }) => {}
+        other => panic!("expected SchemaTooNew, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn registers_and_queries_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b, drv) = (
+        store_path(1, "a"),
+        store_path(2, "b"),
+        store_path(3, "b.drv"),
+    );
+    let info_a = write_object(&store, &a, b"aaa");
+    let mut info_b = with_refs(write_object(&store, &b, b"bbbb"), &[&a, &b]);
+    info_b.deriver = Some(drv.clone());
+    info_b.ca = Some("fixed:r:sha256:abc".into());
+    let mut info_drv = with_refs(write_object(&store, &drv, b"Derive(...)"), &[&a]);
+    info_drv.derivation_outputs = [("out".to_string(), b.clone())].into();
+
+    assert!(!store.is_valid(&a).unwrap());
+    store
+        .register_valid_paths(&[info_b.clone(), info_drv.clone(), info_a.clone()])
+        .unwrap();
+    for path in [&a, &b, &drv] {
+        assert!(store.is_valid(path).unwrap());
+    }
+
+    let got = store.query_path_info(&b).unwrap().unwrap();
+    assert!(got.registration_time.is_some());
+    assert_eq!(
+        ValidPathInfo {
+            registration_time: None,
+            ..got
+        },
+        info_b
+    );
+    assert_eq!(store.references(&b).unwrap(), [a.clone(), b.clone()].into());
+    assert_eq!(
+        store.referrers(&a).unwrap(),
+        [b.clone(), drv.clone()].into()
+    );
+    assert_eq!(
+        store.closure(&[&drv]).unwrap(),
+        [a.clone(), drv.clone()].into()
+    );
+    assert_eq!(store.closure(&[&b]).unwrap(), [a.clone(), b.clone()].into());
+    assert_eq!(
+        store.derivation_outputs(&drv).unwrap(),
+        [("out".to_string(), b.clone())].into()
+    );
+    assert_eq!(
+        store.query_valid_derivers(&b).unwrap(),
+        [drv.clone()].into()
+    );
+    assert_eq!(store.query_path_info(&store_path(9, "x")).unwrap(), None);
+    assert!(matches!(
+        store.references(&store_path(9, "x")),
+        Err(LocalStoreError::InvalidPath(_))
+    ));
+    assert_eq!(store.valid_paths().unwrap(), [a, b, drv].into());
+}
+
+#[test]
+fn registration_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b, missing) = (
+        store_path(1, "a"),
+        store_path(2, "b"),
+        store_path(3, "gone"),
+    );
+    let info_a = write_object(&store, &a, b"a");
+    let info_b = with_refs(write_object(&store, &b, b"b"), &[&missing]);
+    match store.register_valid_paths(&[info_a, info_b]) {
+        Err(LocalStoreError::InvalidReference { path, reference }) => {
+            assert_eq!((path, reference), (b.clone(), missing));
+        }
+        other => panic!("expected InvalidReference, got {other:?}"),
+    }
+    assert!(!store.is_valid(&a).unwrap());
+    assert!(!store.is_valid(&b).unwrap());
+}
+
+#[test]
+fn invalidation_respects_referrers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b, drv) = (
+        store_path(1, "a"),
+        store_path(2, "b"),
+        store_path(3, "x.drv"),
+    );
+    let info_a = write_object(&store, &a, b"a");
+    let info_b = with_refs(write_object(&store, &b, b"b"), &[&a, &b]);
+    let mut info_drv = write_object(&store, &drv, b"d");
+    info_drv.derivation_outputs = [("out".to_string(), a.clone())].into();
+    store
+        .register_valid_paths(&[info_a, info_b, info_drv])
+        .unwrap();
+
+    match store.invalidate(&[&a]) {
+        Err(LocalStoreError::PathInUse { path, referrer }) => {
+            assert_eq!((path, referrer), (a.clone(), b.clone()));
+        }
+        other => panic!("expected PathInUse, got {other:?}"),
+    }
+    assert!(store.is_valid(&a).unwrap());
+    store.invalidate(&[&a, &b, &drv]).unwrap();
+    assert_eq!(store.valid_paths().unwrap(), BTreeSet::new());
+    assert_eq!(store.query_valid_derivers(&a).unwrap(), BTreeSet::new());
+    // The objects stay on disk as garbage.
+    assert!(store.physical_path(&a).unwrap().exists());
+}
+
+/// A crashed build leaves a read-only directory that the database does not list: it is
+/// invalid, and claiming the path removes it before anything is written.
+#[test]
+fn leftovers_of_a_crash_are_invalid_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = store_path(1, "out");
+    {
+        let store = open(dir.path());
+        let physical = store.physical_path(&out).unwrap();
+        std::fs::create_dir_all(physical.join("bin")).unwrap();
+        std::fs::write(physical.join("bin/tool"), b"half written").unwrap();
+        std::fs::set_permissions(physical.join("bin"), std::fs::Permissions::from_mode(0o555))
+            .unwrap();
+        std::fs::set_permissions(&physical, std::fs::Permissions::from_mode(0o555)).unwrap();
+        // The "crash": the store goes away without registering anything.
+    }
+    let store = open(dir.path());
+    let physical = store.physical_path(&out).unwrap();
+    assert!(physical.exists());
+    assert!(!store.is_valid(&out).unwrap());
+    let OutputClaim::Locked(locks) = store.claim_outputs(&[&out], |_| {}).unwrap() else {
+        panic!("an invalid path must be claimed for building");
+    };
+    assert!(!physical.exists(), "the leftover must be deleted");
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].path(), out);
+
+    // A valid path is never touched.
+    std::fs::write(&physical, b"done").unwrap();
+    store
+        .register_valid_paths(&[ValidPathInfo::new(&out, [0; 32], 4)])
+        .unwrap();
+    assert!(store.prepare_path_for_write(&locks[0]).unwrap());
+    assert_eq!(std::fs::read(&physical).unwrap(), b"done");
+}
+
+#[test]
+fn output_locks_exclude_each_other_and_clean_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let out = store_path(1, "out");
+    let lock_file = dir.path().join(format!(
+        "var/kiln/locks/{}.lock",
+        &out[STORE_DIR.len() + 1..]
+    ));
+
+    let held = OutputLock::try_acquire(&store, &out).unwrap().unwrap();
+    assert!(lock_file.exists());
+    assert!(OutputLock::try_acquire(&store, &out).unwrap().is_none());
+
+    let waiter = {
+        let store = Arc::clone(&store);
+        let out = out.clone();
+        std::thread::spawn(move || {
+            let mut waited_for = Vec::new();
+            let lock =
+                OutputLock::acquire(&store, &out, |p| waited_for.push(p.to_owned())).unwrap();
+            (waited_for, lock.path().to_owned())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!waiter.is_finished(), "acquire must wait for the holder");
+    drop(held);
+    let (waited_for, locked) = waiter.join().unwrap();
+    assert_eq!(waited_for, vec![out.clone()]);
+    assert_eq!(locked, out);
+    assert!(!lock_file.exists(), "released locks delete their file");
+}
+
+/// Many threads race to lock and unlock one output; at no time do two hold it (the
+/// deleted-lock-file race must not let a waiter lock a file nobody else sees).
+#[test]
+fn lock_file_deletion_race_never_admits_two_holders() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let out = store_path(1, "out");
+    let inside = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, out, inside) = (Arc::clone(&store), out.clone(), Arc::clone(&inside));
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    let _lock = OutputLock::acquire(&store, &out, |_| {}).unwrap();
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    std::thread::yield_now();
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+/// Two builders claim the same output at once: exactly one builds it, the other finds it
+/// valid after waiting.
+#[test]
+fn concurrent_claims_build_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let out = store_path(1, "out");
+    let builds = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, out, builds, barrier) = (
+                Arc::clone(&store),
+                out.clone(),
+                Arc::clone(&builds),
+                Arc::clone(&barrier),
+            );
+            std::thread::spawn(move || {
+                barrier.wait();
+                match store.claim_outputs(&[&out], |_| {}).unwrap() {
+                    OutputClaim::AllValid => {}
+                    OutputClaim::Locked(locks) => {
+                        builds.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(100));
+                        let info = write_object(&store, &out, b"built");
+                        store.register_valid_paths(&[info]).unwrap();
+                        drop(locks);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(builds.load(Ordering::SeqCst), 1);
+    assert!(store.is_valid(&out).unwrap());
+}
+
+/// Child process: locks `KILN_TEST_PATH` in the store at `KILN_TEST_ROOT`, says so, and
+/// sleeps until killed.
+#[test]
+#[ignore = "run by lock_held_by_a_dead_process_is_free in a child process"]
+fn child_hold_lock() {
+    let store = open(Path::new(&env_var("KILN_TEST_ROOT")));
+    let _lock = OutputLock::acquire(&store, &env_var("KILN_TEST_PATH"), |_| {}).unwrap();
+    println!("locked");
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn lock_held_by_a_dead_process_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let out = store_path(1, "out");
+    let mut holder = child(
+        "child_hold_lock",
+        &[
+            ("KILN_TEST_ROOT", dir.path().display().to_string()),
+            ("KILN_TEST_PATH", out.clone()),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = holder.stdout.take().unwrap();
+    let saw_locked = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("locked"));
+    assert!(saw_locked, "the child never took the lock");
+    assert!(OutputLock::try_acquire(&store, &out).unwrap().is_none());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(OutputLock::try_acquire(&store, &out).unwrap().is_some());
+}
+
+/// Child process: registers `KILN_TEST_COUNT` paths numbered from `KILN_TEST_FIRST`, one
+/// transaction each, and reads them back.
+#[test]
+#[ignore = "run by two_processes_share_the_database in child processes"]
+fn child_register_many() {
+    let store = open(Path::new(&env_var("KILN_TEST_ROOT")));
+    let first: u32 = env_var("KILN_TEST_FIRST").parse().unwrap();
+    let count: u32 = env_var("KILN_TEST_COUNT").parse().unwrap();
+    let base = store_path(0, "base");
+    for n in first..first + count {
+        let path = store_path(n, "item");
+        let info = with_refs(write_object(&store, &path, &n.to_le_bytes()), &[&base]);
+        store.register_valid_paths(&[info]).unwrap();
+        assert!(store.is_valid(&path).unwrap());
+        assert!(store.referrers(&base).unwrap().contains(&path));
+    }
+}
+
+/// WAL and the busy timeout let several processes write one database at once without a
+/// single "database is locked" failure.
+#[test]
+fn two_processes_share_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let base = store_path(0, "base");
+    store
+        .register_valid_paths(&[write_object(&store, &base, b"base")])
+        .unwrap();
+    let count = 150;
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            child(
+                "child_register_many",
+                &[
+                    ("KILN_TEST_ROOT", dir.path().display().to_string()),
+                    ("KILN_TEST_FIRST", (1 + i * count).to_string()),
+                    ("KILN_TEST_COUNT", count.to_string()),
+                ],
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a writer process failed");
+    }
+    let journal: String = rusqlite::Connection::open(store.db_file())
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+    assert_eq!(store.valid_paths().unwrap().len(), 1 + 2 * count as usize);
+    assert_eq!(store.referrers(&base).unwrap().len(), 2 * count as usize);
+}
+
+/// The store used by the GC tests: `result → b → a`, `c` alone, `d → c` held as a temporary
+/// root by another store handle, `f → g` with `f`'s lock held, a dead chain `i → h`, a derivation
+/// `b.drv` that built `b`, and a leftover `junk` that was never registered.
+struct GcFixture {
+    dir: tempfile::TempDir,
+    store: LocalStore,
+    other_handle: LocalStore,
+    result_link: PathBuf,
+    paths: std::collections::BTreeMap<&'static str, String>,
+}
+
+fn gc_fixture() -> GcFixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let names = [
+        ("a", 1),
+        ("b", 2),
+        ("c", 3),
+        ("d", 4),
+        ("f", 6),
+        ("g", 7),
+        ("h", 8),
+        ("i", 9),
+        ("b.drv", 10),
+        ("junk", 11),
+    ];
+    let paths: std::collections::BTreeMap<&'static str, String> = names
+        .iter()
+        .map(|&(name, n)| (name, store_path(n, name)))
+        .collect();
+    let p = |name: &str| paths[name].clone();
+    let info = |name: &str, refs: &[&str]| {
+        let refs: Vec<String> = refs.iter().map(|r| p(r)).collect();
+        let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+        with_refs(
+            write_object(&store, &p(name), name.repeat(10).as_bytes()),
+            &refs,
+        )
+    };
+    let mut info_b = info("b", &["a"]);
+    info_b.deriver = Some(p("b.drv"));
+    let mut info_drv = info("b.drv", &[]);
+    info_drv.derivation_outputs = [("out".to_string(), p("b"))].into();
+    store
+        .register_valid_paths(&[
+            info("a", &[]),
+            info_b,
+            info("c", &[]),
+            info("d", &["c"]),
+            info("g", &[]),
+            info("f", &["g"]),
+            info("h", &[]),
+            info("i", &["h"]),
+            info_drv,
+        ])
+        .unwrap();
+    let junk = store.physical_path(&p("junk")).unwrap();
+    std::fs::create_dir(&junk).unwrap();
+    std::fs::write(junk.join("x"), b"0123456789").unwrap();
+
+    let result_link = dir.path().join("project/result");
+    std::fs::create_dir_all(result_link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(store.physical_path(&p("b")).unwrap(), &result_link).unwrap();
+    store.add_indirect_root(&result_link).unwrap();
+
+    let other_handle = open(dir.path());
+    other_handle.add_temp_root(&p("d")).unwrap();
+    GcFixture {
+        dir,
+        store,
+        other_handle,
+        result_link,
+        paths,
+    }
+}
+
+#[test]
+fn finds_direct_and_indirect_roots_and_drops_dead_ones() {
+    let fixture = gc_fixture();
+    let store = &fixture.store;
+    let gone_link = fixture.dir.path().join("project/old-result");
+    std::os::unix::fs::symlink(
+        store.physical_path(&fixture.paths["c"]).unwrap(),
+        &gone_link,
+    )
+    .unwrap();
+    let gone_root = store.add_indirect_root(&gone_link).unwrap();
+    std::fs::remove_file(&gone_link).unwrap();
+    // A direct root, by logical path.
+    std::os::unix::fs::symlink(
+        format!("{}/bin/sh", fixture.paths["h"]),
+        store.gcroots_dir().join("pinned"),
+    )
+    .unwrap();
+
+    let roots: Vec<(PathBuf, String)> = store
+        .find_roots()
+        .unwrap()
+        .into_iter()
+        .map(|root| (root.link, root.store_path))
+        .collect();
+    assert_eq!(
+        roots,
+        vec![
+            (fixture.result_link.clone(), fixture.paths["b"].clone()),
+            (
+                store.gcroots_dir().join("pinned"),
+                fixture.paths["h"].clone()
+            ),
+        ]
+    );
+    assert!(
+        std::fs::symlink_metadata(&gone_root).is_err(),
+        "a dead indirect root is removed"
+    );
+}
+
+#[test]
+fn gc_deletes_only_what_nothing_reaches() {
+    let fixture = gc_fixture();
+    let store = &fixture.store;
+    let p = |name: &str| fixture.paths[name].clone();
+    let held = OutputLock::try_acquire(store, &p("f")).unwrap().unwrap();
+
+    let dry = store
+        .gc(&GcOptions {
+            dry_run: true,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    let expected: BTreeSet<String> = [p("h"), p("i"), p("junk")].into();
+    assert_eq!(
+        dry.deleted.iter().cloned().collect::<BTreeSet<_>>(),
+        expected
+    );
+    assert_eq!(dry.bytes_freed, 10 + 10 + 10);
+    for path in &expected {
+        assert!(
+            store.physical_path(path).unwrap().exists(),
+            "dry run deleted {path}"
+        );
+    }
+
+    let report = store.gc(&GcOptions::default()).unwrap();
+    assert_eq!(
+        report.deleted.iter().cloned().collect::<BTreeSet<_>>(),
+        expected
+    );
+    assert_eq!(report.bytes_freed, 30);
+    let position = |path: &str| report.deleted.iter().position(|d| d == path).unwrap();
+    assert!(position(&p("i")) < position(&p("h")), "referrers go first");
+    for path in &expected {
+        assert!(!store.physical_path(path).unwrap().exists());
+        assert!(!store.is_valid(path).unwrap());
+    }
+    // Reached from the indirect root (with the deriver kept), the temporary root of the other
+    // handle, and the held lock.
+    for kept in ["a", "b", "b.drv", "c", "d", "f", "g"] {
+        assert!(store.is_valid(&p(kept)).unwrap(), "{kept} was collected");
+        assert!(store.physical_path(&p(kept)).unwrap().exists());
+    }
+
+    // Once the lock is released, the handle dropped and the result link removed, the rest
+    // goes too.
+    drop(held);
+    drop(fixture.other_handle);
+    std::fs::remove_file(&fixture.result_link).unwrap();
+    let report = store.gc(&GcOptions::default()).unwrap();
+    assert_eq!(
+        report.deleted.iter().cloned().collect::<BTreeSet<_>>(),
+        ["a", "b", "b.drv", "c", "d", "f", "g"]
+            .iter()
+            .map(|n| p(n))
+            .collect()
+    );
+    assert_eq!(store.valid_paths().unwrap(), BTreeSet::new());
+}
+
+#[test]
+fn gc_keep_options_follow_derivers_and_outputs() {
+    let fixture = gc_fixture();
+    let store = &fixture.store;
+    let p = |name: &str| fixture.paths[name].clone();
+    // Without keep-derivations the deriver of a live path may go.
+    let report = store
+        .gc(&GcOptions {
+            dry_run: true,
+            keep_derivations: false,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    assert!(report.deleted.contains(&p("b.drv")));
+
+    // With keep-outputs a rooted derivation keeps its output (and that output's closure).
+    std::fs::remove_file(&fixture.result_link).unwrap();
+    std::os::unix::fs::symlink(
+        store.physical_path(&p("b.drv")).unwrap(),
+        &fixture.result_link,
+    )
+    .unwrap();
+    let report = store
+        .gc(&GcOptions {
+            dry_run: true,
+            keep_outputs: true,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    assert!(!report.deleted.contains(&p("b")));
+    assert!(!report.deleted.contains(&p("a")));
+    let report = store
+        .gc(&GcOptions {
+            dry_run: true,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    assert!(report.deleted.contains(&p("b")));
+    assert!(report.deleted.contains(&p("a")));
+}
+
+#[test]
+fn gc_stops_after_max_freed() {
+    let fixture = gc_fixture();
+    let store = &fixture.store;
+    let report = store
+        .gc(&GcOptions {
+            max_freed: Some(15),
+            ..GcOptions::default()
+        })
+        .unwrap();
+    assert_eq!(report.deleted.len(), 2);
+    assert_eq!(report.bytes_freed, 20);
+}
+
+#[test]
+fn verify_reports_missing_and_changed_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b, c) = (store_path(1, "a"), store_path(2, "b"), store_path(3, "c"));
+    store
+        .register_valid_paths(&[
+            write_object(&store, &a, b"aaa"),
+            write_object(&store, &b, b"bbb"),
+            write_object(&store, &c, b"ccc"),
+        ])
+        .unwrap();
+    std::fs::remove_file(store.physical_path(&b).unwrap()).unwrap();
+    std::fs::write(store.physical_path(&c).unwrap(), b"tampered").unwrap();
+    let file_hasher = |path: &Path| {
+        let bytes = std::fs::read(path)?;
+        Ok((Sha256::digest(&bytes).into(), bytes.len() as u64))
+    };
+
+    let quick = store.verify_with(None).unwrap();
+    assert_eq!((quick.checked, quick.missing.clone()), (3, vec![b.clone()]));
+    assert!(quick.hash_mismatches.is_empty());
+
+    let full = store.verify_with(Some(&file_hasher)).unwrap();
+    assert_eq!(full.missing, vec![b]);
+    assert_eq!(full.hash_mismatches.len(), 1);
+    let mismatch = &full.hash_mismatches[0];
+    assert_eq!(mismatch.path, c);
+    assert_eq!(
+        mismatch.expected_hash,
+        <[u8; 32]>::from(Sha256::digest(b"ccc"))
+    );
+    assert_eq!((mismatch.expected_size, mismatch.actual_size), (3, 8));
+    assert!(!full.is_ok());
+}
