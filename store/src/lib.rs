@@ -2,6 +2,7 @@
 //! paths, derivations and their ATerm form, hash modulo, NAR, and the local store.
 pub mod local_store;
 
+pub mod derivation;
 pub mod hash;
 pub mod nixbase32;
 pub mod store_path;
