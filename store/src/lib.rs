@@ -4,5 +4,6 @@ pub mod local_store;
 
 pub mod derivation;
 pub mod hash;
+pub mod nar;
 pub mod nixbase32;
 pub mod store_path;
