@@ -12,38 +12,42 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use kiln_store::hash::Hash;
 use kiln_store::local_store::{
     GcOptions, LocalStore, LocalStoreError, OutputClaim, OutputLock, ValidPathInfo,
 };
-use sha2::{Digest, Sha256};
+use kiln_store::store_path::{StoreDir, StorePath};
 
 const STORE_DIR: &str = "/kiln/store";
 const NIXBASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
 
-/// A well-formed logical store path whose hash part encodes `n`.
-fn store_path(n: u32, name: &str) -> String {
+/// A well-formed store path whose hash part encodes `n`.
+fn store_path(n: u32, name: &str) -> StorePath {
     let mut hash = String::new();
     let mut rest = n;
     for _ in 0..32 {
         hash.push(NIXBASE32[(rest % 32) as usize] as char);
         rest /= 32;
     }
-    format!("{STORE_DIR}/{hash}-{name}")
+    StorePath::from_base_name(&format!("{hash}-{name}")).unwrap()
+}
+
+fn print(path: &StorePath) -> String {
+    StoreDir::new(STORE_DIR).print(path)
 }
 
 fn open(root: &Path) -> LocalStore {
-    LocalStore::open(root, STORE_DIR).unwrap()
+    LocalStore::open(root, StoreDir::new(STORE_DIR)).unwrap()
 }
 
 /// Writes a one-file store object and returns its info (hash of the contents, not a NAR).
-fn write_object(store: &LocalStore, path: &str, contents: &[u8]) -> ValidPathInfo {
-    let physical = store.physical_path(path).unwrap();
-    std::fs::write(&physical, contents).unwrap();
-    ValidPathInfo::new(path, Sha256::digest(contents).into(), contents.len() as u64)
+fn write_object(store: &LocalStore, path: &StorePath, contents: &[u8]) -> ValidPathInfo {
+    std::fs::write(store.physical_path(path), contents).unwrap();
+    ValidPathInfo::new(path.clone(), Hash::sha256(contents), contents.len() as u64)
 }
 
-fn with_refs(mut info: ValidPathInfo, refs: &[&str]) -> ValidPathInfo {
-    info.references = refs.iter().map(|r| r.to_string()).collect();
+fn with_refs(mut info: ValidPathInfo, refs: &[&StorePath]) -> ValidPathInfo {
+    info.references = refs.iter().map(|r| (*r).clone()).collect();
     info
 }
 
@@ -75,16 +79,21 @@ fn creates_layout_and_schema() {
         assert!(dir.path().join(sub).exists(), "{sub} missing");
     }
     assert_eq!(store.schema_version().unwrap(), 1);
-    assert_eq!(store.store_dir(), STORE_DIR);
+    assert_eq!(store.store_dir().as_str(), STORE_DIR);
     let a = store_path(1, "a");
     assert_eq!(
-        store.physical_path(&a).unwrap(),
-        dir.path().join("store").join(&a[STORE_DIR.len() + 1..])
+        store.physical_path(&a),
+        dir.path().join("store").join(a.base_name())
     );
-    assert!(matches!(
-        store.is_valid("/elsewhere/abc"),
-        Err(LocalStoreError::NotAStorePath { .. })
-    ));
+    assert_eq!(
+        store.store_path_of(Path::new(&format!("{}/bin/sh", print(&a)))),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.store_path_of(&store.physical_path(&a).join("bin")),
+        Some(a.clone())
+    );
+    assert_eq!(store.store_path_of(Path::new("/elsewhere/x")), None);
     // Reopening an existing store keeps its schema.
     drop(store);
     assert_eq!(open(dir.path()).schema_version().unwrap(), 1);
@@ -97,7 +106,7 @@ fn refuses_a_newer_schema() {
     let conn = rusqlite::Connection::open(dir.path().join("var/kiln/db.sqlite")).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
-    match LocalStore::open(dir.path(), STORE_DIR) {
+    match LocalStore::open(dir.path(), StoreDir::new(STORE_DIR)) {
         Err(LocalStoreError::SchemaTooNew { found: 99, .. }) => {}
         other => panic!("expected SchemaTooNew, got {:?}", other.err()),
     }
@@ -142,10 +151,13 @@ fn registers_and_queries_paths() {
         [b.clone(), drv.clone()].into()
     );
     assert_eq!(
-        store.closure(&[&drv]).unwrap(),
+        store.closure(std::slice::from_ref(&drv)).unwrap(),
         [a.clone(), drv.clone()].into()
     );
-    assert_eq!(store.closure(&[&b]).unwrap(), [a.clone(), b.clone()].into());
+    assert_eq!(
+        store.closure(std::slice::from_ref(&b)).unwrap(),
+        [a.clone(), b.clone()].into()
+    );
     assert_eq!(
         store.derivation_outputs(&drv).unwrap(),
         [("out".to_string(), b.clone())].into()
@@ -157,7 +169,7 @@ fn registers_and_queries_paths() {
     assert_eq!(store.query_path_info(&store_path(9, "x")).unwrap(), None);
     assert!(matches!(
         store.references(&store_path(9, "x")),
-        Err(LocalStoreError::InvalidPath(_))
+        Err(LocalStoreError::InvalidPath(p)) if p == print(&store_path(9, "x"))
     ));
     assert_eq!(store.valid_paths().unwrap(), [a, b, drv].into());
 }
@@ -175,7 +187,7 @@ fn registration_is_all_or_nothing() {
     let info_b = with_refs(write_object(&store, &b, b"b"), &[&missing]);
     match store.register_valid_paths(&[info_a, info_b]) {
         Err(LocalStoreError::InvalidReference { path, reference }) => {
-            assert_eq!((path, reference), (b.clone(), missing));
+            assert_eq!((path, reference), (print(&b), print(&missing)));
         }
         other => panic!("expected InvalidReference, got {other:?}"),
     }
@@ -200,18 +212,18 @@ fn invalidation_respects_referrers() {
         .register_valid_paths(&[info_a, info_b, info_drv])
         .unwrap();
 
-    match store.invalidate(&[&a]) {
+    match store.invalidate(std::slice::from_ref(&a)) {
         Err(LocalStoreError::PathInUse { path, referrer }) => {
-            assert_eq!((path, referrer), (a.clone(), b.clone()));
+            assert_eq!((path, referrer), (print(&a), print(&b)));
         }
         other => panic!("expected PathInUse, got {other:?}"),
     }
     assert!(store.is_valid(&a).unwrap());
-    store.invalidate(&[&a, &b, &drv]).unwrap();
+    store.invalidate(&[a.clone(), b, drv]).unwrap();
     assert_eq!(store.valid_paths().unwrap(), BTreeSet::new());
     assert_eq!(store.query_valid_derivers(&a).unwrap(), BTreeSet::new());
     // The objects stay on disk as garbage.
-    assert!(store.physical_path(&a).unwrap().exists());
+    assert!(store.physical_path(&a).exists());
 }
 
 /// A crashed build leaves a read-only directory that the database does not list: it is
@@ -222,7 +234,7 @@ fn leftovers_of_a_crash_are_invalid_and_removed() {
     let out = store_path(1, "out");
     {
         let store = open(dir.path());
-        let physical = store.physical_path(&out).unwrap();
+        let physical = store.physical_path(&out);
         std::fs::create_dir_all(physical.join("bin")).unwrap();
         std::fs::write(physical.join("bin/tool"), b"half written").unwrap();
         std::fs::set_permissions(physical.join("bin"), std::fs::Permissions::from_mode(0o555))
@@ -231,20 +243,23 @@ fn leftovers_of_a_crash_are_invalid_and_removed() {
         // The "crash": the store goes away without registering anything.
     }
     let store = open(dir.path());
-    let physical = store.physical_path(&out).unwrap();
+    let physical = store.physical_path(&out);
     assert!(physical.exists());
     assert!(!store.is_valid(&out).unwrap());
-    let OutputClaim::Locked(locks) = store.claim_outputs(&[&out], |_| {}).unwrap() else {
+    let OutputClaim::Locked(locks) = store
+        .claim_outputs(std::slice::from_ref(&out), |_| {})
+        .unwrap()
+    else {
         panic!("an invalid path must be claimed for building");
     };
     assert!(!physical.exists(), "the leftover must be deleted");
     assert_eq!(locks.len(), 1);
-    assert_eq!(locks[0].path(), out);
+    assert_eq!(locks[0].path(), &out);
 
     // A valid path is never touched.
     std::fs::write(&physical, b"done").unwrap();
     store
-        .register_valid_paths(&[ValidPathInfo::new(&out, [0; 32], 4)])
+        .register_valid_paths(&[ValidPathInfo::new(out.clone(), Hash::sha256(b"done"), 4)])
         .unwrap();
     assert!(store.prepare_path_for_write(&locks[0]).unwrap());
     assert_eq!(std::fs::read(&physical).unwrap(), b"done");
@@ -255,10 +270,9 @@ fn output_locks_exclude_each_other_and_clean_up() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(dir.path()));
     let out = store_path(1, "out");
-    let lock_file = dir.path().join(format!(
-        "var/kiln/locks/{}.lock",
-        &out[STORE_DIR.len() + 1..]
-    ));
+    let lock_file = dir
+        .path()
+        .join(format!("var/kiln/locks/{}.lock", out.base_name()));
 
     let held = OutputLock::try_acquire(&store, &out).unwrap().unwrap();
     assert!(lock_file.exists());
@@ -269,9 +283,8 @@ fn output_locks_exclude_each_other_and_clean_up() {
         let out = out.clone();
         std::thread::spawn(move || {
             let mut waited_for = Vec::new();
-            let lock =
-                OutputLock::acquire(&store, &out, |p| waited_for.push(p.to_owned())).unwrap();
-            (waited_for, lock.path().to_owned())
+            let lock = OutputLock::acquire(&store, &out, |p| waited_for.push(p.clone())).unwrap();
+            (waited_for, lock.path().clone())
         })
     };
     std::thread::sleep(Duration::from_millis(200));
@@ -328,7 +341,10 @@ fn concurrent_claims_build_once() {
             );
             std::thread::spawn(move || {
                 barrier.wait();
-                match store.claim_outputs(&[&out], |_| {}).unwrap() {
+                match store
+                    .claim_outputs(std::slice::from_ref(&out), |_| {})
+                    .unwrap()
+                {
                     OutputClaim::AllValid => {}
                     OutputClaim::Locked(locks) => {
                         builds.fetch_add(1, Ordering::SeqCst);
@@ -354,7 +370,12 @@ fn concurrent_claims_build_once() {
 #[ignore = "run by lock_held_by_a_dead_process_is_free in a child process"]
 fn child_hold_lock() {
     let store = open(Path::new(&env_var("KILN_TEST_ROOT")));
-    let _lock = OutputLock::acquire(&store, &env_var("KILN_TEST_PATH"), |_| {}).unwrap();
+    let _lock = OutputLock::acquire(
+        &store,
+        &StorePath::from_base_name(&env_var("KILN_TEST_PATH")).unwrap(),
+        |_| {},
+    )
+    .unwrap();
     println!("locked");
     std::thread::sleep(Duration::from_secs(120));
 }
@@ -368,7 +389,7 @@ fn lock_held_by_a_dead_process_is_free() {
         "child_hold_lock",
         &[
             ("KILN_TEST_ROOT", dir.path().display().to_string()),
-            ("KILN_TEST_PATH", out.clone()),
+            ("KILN_TEST_PATH", out.to_string()),
         ],
     )
     .stdout(Stdio::piped())
@@ -450,7 +471,7 @@ struct GcFixture {
     store: LocalStore,
     other_handle: LocalStore,
     result_link: PathBuf,
-    paths: std::collections::BTreeMap<&'static str, String>,
+    paths: std::collections::BTreeMap<&'static str, StorePath>,
 }
 
 fn gc_fixture() -> GcFixture {
@@ -468,14 +489,14 @@ fn gc_fixture() -> GcFixture {
         ("b.drv", 10),
         ("junk", 11),
     ];
-    let paths: std::collections::BTreeMap<&'static str, String> = names
+    let paths: std::collections::BTreeMap<&'static str, StorePath> = names
         .iter()
         .map(|&(name, n)| (name, store_path(n, name)))
         .collect();
     let p = |name: &str| paths[name].clone();
     let info = |name: &str, refs: &[&str]| {
-        let refs: Vec<String> = refs.iter().map(|r| p(r)).collect();
-        let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+        let refs: Vec<StorePath> = refs.iter().map(|r| p(r)).collect();
+        let refs: Vec<&StorePath> = refs.iter().collect();
         with_refs(
             write_object(&store, &p(name), name.repeat(10).as_bytes()),
             &refs,
@@ -498,13 +519,13 @@ fn gc_fixture() -> GcFixture {
             info_drv,
         ])
         .unwrap();
-    let junk = store.physical_path(&p("junk")).unwrap();
+    let junk = store.physical_path(&p("junk"));
     std::fs::create_dir(&junk).unwrap();
     std::fs::write(junk.join("x"), b"0123456789").unwrap();
 
     let result_link = dir.path().join("project/result");
     std::fs::create_dir_all(result_link.parent().unwrap()).unwrap();
-    std::os::unix::fs::symlink(store.physical_path(&p("b")).unwrap(), &result_link).unwrap();
+    std::os::unix::fs::symlink(store.physical_path(&p("b")), &result_link).unwrap();
     store.add_indirect_root(&result_link).unwrap();
 
     let other_handle = open(dir.path());
@@ -523,21 +544,17 @@ fn finds_direct_and_indirect_roots_and_drops_dead_ones() {
     let fixture = gc_fixture();
     let store = &fixture.store;
     let gone_link = fixture.dir.path().join("project/old-result");
-    std::os::unix::fs::symlink(
-        store.physical_path(&fixture.paths["c"]).unwrap(),
-        &gone_link,
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(store.physical_path(&fixture.paths["c"]), &gone_link).unwrap();
     let gone_root = store.add_indirect_root(&gone_link).unwrap();
     std::fs::remove_file(&gone_link).unwrap();
     // A direct root, by logical path.
     std::os::unix::fs::symlink(
-        format!("{}/bin/sh", fixture.paths["h"]),
+        format!("{}/bin/sh", print(&fixture.paths["h"])),
         store.gcroots_dir().join("pinned"),
     )
     .unwrap();
 
-    let roots: Vec<(PathBuf, String)> = store
+    let roots: Vec<(PathBuf, StorePath)> = store
         .find_roots()
         .unwrap()
         .into_iter()
@@ -572,17 +589,14 @@ fn gc_deletes_only_what_nothing_reaches() {
             ..GcOptions::default()
         })
         .unwrap();
-    let expected: BTreeSet<String> = [p("h"), p("i"), p("junk")].into();
+    let expected: BTreeSet<StorePath> = [p("h"), p("i"), p("junk")].into();
     assert_eq!(
         dry.deleted.iter().cloned().collect::<BTreeSet<_>>(),
         expected
     );
     assert_eq!(dry.bytes_freed, 10 + 10 + 10);
     for path in &expected {
-        assert!(
-            store.physical_path(path).unwrap().exists(),
-            "dry run deleted {path}"
-        );
+        assert!(store.physical_path(path).exists(), "dry run deleted {path}");
     }
 
     let report = store.gc(&GcOptions::default()).unwrap();
@@ -591,17 +605,17 @@ fn gc_deletes_only_what_nothing_reaches() {
         expected
     );
     assert_eq!(report.bytes_freed, 30);
-    let position = |path: &str| report.deleted.iter().position(|d| d == path).unwrap();
+    let position = |path: &StorePath| report.deleted.iter().position(|d| d == path).unwrap();
     assert!(position(&p("i")) < position(&p("h")), "referrers go first");
     for path in &expected {
-        assert!(!store.physical_path(path).unwrap().exists());
+        assert!(!store.physical_path(path).exists());
         assert!(!store.is_valid(path).unwrap());
     }
     // Reached from the indirect root (with the deriver kept), the temporary root of the other
     // handle, and the held lock.
     for kept in ["a", "b", "b.drv", "c", "d", "f", "g"] {
         assert!(store.is_valid(&p(kept)).unwrap(), "{kept} was collected");
-        assert!(store.physical_path(&p(kept)).unwrap().exists());
+        assert!(store.physical_path(&p(kept)).exists());
     }
 
     // Once the lock is released, the handle dropped and the result link removed, the rest
@@ -637,11 +651,7 @@ fn gc_keep_options_follow_derivers_and_outputs() {
 
     // With keep-outputs a rooted derivation keeps its output (and that output's closure).
     std::fs::remove_file(&fixture.result_link).unwrap();
-    std::os::unix::fs::symlink(
-        store.physical_path(&p("b.drv")).unwrap(),
-        &fixture.result_link,
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(store.physical_path(&p("b.drv")), &fixture.result_link).unwrap();
     let report = store
         .gc(&GcOptions {
             dry_run: true,
@@ -687,11 +697,11 @@ fn verify_reports_missing_and_changed_paths() {
             write_object(&store, &c, b"ccc"),
         ])
         .unwrap();
-    std::fs::remove_file(store.physical_path(&b).unwrap()).unwrap();
-    std::fs::write(store.physical_path(&c).unwrap(), b"tampered").unwrap();
-    let file_hasher = |path: &Path| {
+    std::fs::remove_file(store.physical_path(&b)).unwrap();
+    std::fs::write(store.physical_path(&c), b"tampered").unwrap();
+    let file_hasher = |path: &Path, algo| {
         let bytes = std::fs::read(path)?;
-        Ok((Sha256::digest(&bytes).into(), bytes.len() as u64))
+        Ok((Hash::digest(algo, &bytes), bytes.len() as u64))
     };
 
     let quick = store.verify_with(None).unwrap();
@@ -703,10 +713,7 @@ fn verify_reports_missing_and_changed_paths() {
     assert_eq!(full.hash_mismatches.len(), 1);
     let mismatch = &full.hash_mismatches[0];
     assert_eq!(mismatch.path, c);
-    assert_eq!(
-        mismatch.expected_hash,
-        <[u8; 32]>::from(Sha256::digest(b"ccc"))
-    );
+    assert_eq!(mismatch.expected_hash, Hash::sha256(b"ccc"));
     assert_eq!((mismatch.expected_size, mismatch.actual_size), (3, 8));
     assert!(!full.is_ok());
 }

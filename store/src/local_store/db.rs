@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use data_encoding::HEXLOWER_PERMISSIVE;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::error::{LocalStoreError, Result};
 use super::path_info::ValidPathInfo;
+use crate::hash::{Hash, HashEncoding};
+use crate::store_path::{StoreDir, StorePath};
 
 /// The schema version this code writes and understands.
 const SCHEMA_VERSION: i64 = 1;
@@ -61,11 +62,12 @@ CREATE INDEX IF NOT EXISTS IndexDerivationOutputs ON DerivationOutputs(path);
 pub(crate) struct StoreDb {
     conn: Connection,
     file: PathBuf,
+    store_dir: StoreDir,
 }
 
 impl StoreDb {
     /// Opens (creating if needed) the database at `file` and brings its schema up to date.
-    pub(crate) fn open(file: &Path) -> Result<Self> {
+    pub(crate) fn open(file: &Path, store_dir: StoreDir) -> Result<Self> {
         let conn = Connection::open(file).map_err(|source| LocalStoreError::Database {
             db: file.to_path_buf(),
             source,
@@ -73,6 +75,7 @@ impl StoreDb {
         let mut db = StoreDb {
             conn,
             file: file.to_path_buf(),
+            store_dir,
         };
         db.configure().map_err(|e| db.wrap(e))?;
         db.migrate()?;
@@ -91,6 +94,27 @@ impl StoreDb {
             db: self.file.clone(),
             detail,
         }
+    }
+
+    /// Parses a path read from the database.
+    fn parse_path(&self, text: &str) -> Result<StorePath> {
+        self.store_dir
+            .parse(text)
+            .map_err(|e| self.corrupt(format!("row path: {e}")))
+    }
+
+    fn parse_paths<C: FromIterator<StorePath>>(&self, texts: Vec<String>) -> Result<C> {
+        texts.iter().map(|text| self.parse_path(text)).collect()
+    }
+
+    /// Runs `sql` with one parameter and returns the first column of every row.
+    fn strings(&self, sql: &str, param: impl rusqlite::ToSql) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([param], |row| row.get::<_, String>(0))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.wrap(e))
     }
 
     fn configure(&self) -> rusqlite::Result<()> {
@@ -146,24 +170,25 @@ impl StoreDb {
             .map_err(|e| self.wrap(e))
     }
 
-    fn path_id(&self, path: &str) -> Result<Option<i64>> {
+    fn path_id(&self, path: &StorePath) -> Result<Option<i64>> {
+        let text = self.store_dir.print(path);
         self.conn
             .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
-            .and_then(|mut stmt| stmt.query_row([path], |row| row.get(0)).optional())
+            .and_then(|mut stmt| stmt.query_row([text], |row| row.get(0)).optional())
             .map_err(|e| self.wrap(e))
     }
 
-    fn require_id(&self, path: &str) -> Result<i64> {
+    fn require_id(&self, path: &StorePath) -> Result<i64> {
         self.path_id(path)?
-            .ok_or_else(|| LocalStoreError::InvalidPath(path.to_owned()))
+            .ok_or_else(|| LocalStoreError::InvalidPath(self.store_dir.print(path)))
     }
 
-    pub(crate) fn is_valid(&self, path: &str) -> Result<bool> {
+    pub(crate) fn is_valid(&self, path: &StorePath) -> Result<bool> {
         Ok(self.path_id(path)?.is_some())
     }
 
     /// Every valid path.
-    pub(crate) fn valid_paths(&self) -> Result<BTreeSet<String>> {
+    pub(crate) fn valid_paths(&self) -> Result<BTreeSet<StorePath>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT path FROM ValidPaths")
@@ -171,11 +196,13 @@ impl StoreDb {
         let rows = stmt
             .query_map([], |row| row.get::<_, String>(0))
             .map_err(|e| self.wrap(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.wrap(e))
+        let texts = rows
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.wrap(e))?;
+        self.parse_paths(texts)
     }
 
-    pub(crate) fn query_path_info(&self, path: &str) -> Result<Option<ValidPathInfo>> {
+    pub(crate) fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>> {
         type Row = (
             i64,
             String,
@@ -184,6 +211,7 @@ impl StoreDb {
             Option<i64>,
             Option<String>,
         );
+        let text = self.store_dir.print(path);
         let row: Option<Row> = self
             .conn
             .prepare_cached(
@@ -191,7 +219,7 @@ impl StoreDb {
                  FROM ValidPaths WHERE path = ?1",
             )
             .and_then(|mut stmt| {
-                stmt.query_row([path], |r| {
+                stmt.query_row([&text], |r| {
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
@@ -207,12 +235,13 @@ impl StoreDb {
         let Some((id, hash, registration_time, deriver, nar_size, ca)) = row else {
             return Ok(None);
         };
-        let nar_hash = parse_nar_hash(&hash)
-            .ok_or_else(|| self.corrupt(format!("`{path}` has the NAR hash `{hash}`")))?;
+        let nar_hash = Hash::parse_prefixed(&hash)
+            .map_err(|e| self.corrupt(format!("`{text}` has the NAR hash `{hash}`: {e}")))?;
         let nar_size = u64::try_from(nar_size.unwrap_or(0))
-            .map_err(|_| self.corrupt(format!("`{path}` has a negative NAR size")))?;
+            .map_err(|_| self.corrupt(format!("`{text}` has a negative NAR size")))?;
+        let deriver = deriver.map(|d| self.parse_path(&d)).transpose()?;
         Ok(Some(ValidPathInfo {
-            path: path.to_owned(),
+            path: path.clone(),
             nar_hash,
             nar_size,
             references: self.references_of_id(id)?,
@@ -223,77 +252,70 @@ impl StoreDb {
         }))
     }
 
-    fn references_of_id(&self, id: i64) -> Result<BTreeSet<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT v.path FROM Refs r JOIN ValidPaths v ON r.reference = v.id \
-                 WHERE r.referrer = ?1",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([id], |row| row.get::<_, String>(0))
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.wrap(e))
+    fn references_of_id(&self, id: i64) -> Result<BTreeSet<StorePath>> {
+        let texts = self.strings(
+            "SELECT v.path FROM Refs r JOIN ValidPaths v ON r.reference = v.id \
+             WHERE r.referrer = ?1",
+            id,
+        )?;
+        self.parse_paths(texts)
     }
 
-    fn outputs_of_id(&self, id: i64) -> Result<BTreeMap<String, String>> {
+    fn outputs_of_id(&self, id: i64) -> Result<BTreeMap<String, StorePath>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT id, path FROM DerivationOutputs WHERE drv = ?1")
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
-            .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_map([id], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
             .map_err(|e| self.wrap(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.wrap(e))
+        let pairs = rows
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.wrap(e))?;
+        pairs
+            .into_iter()
+            .map(|(name, path)| Ok((name, self.parse_path(&path)?)))
+            .collect()
     }
 
-    pub(crate) fn references(&self, path: &str) -> Result<BTreeSet<String>> {
+    pub(crate) fn references(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
         let id = self.require_id(path)?;
         self.references_of_id(id)
     }
 
-    pub(crate) fn referrers(&self, path: &str) -> Result<BTreeSet<String>> {
+    pub(crate) fn referrers(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
         let id = self.require_id(path)?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT v.path FROM Refs r JOIN ValidPaths v ON r.referrer = v.id \
-                 WHERE r.reference = ?1",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([id], |row| row.get::<_, String>(0))
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.wrap(e))
+        let texts = self.strings(
+            "SELECT v.path FROM Refs r JOIN ValidPaths v ON r.referrer = v.id \
+             WHERE r.reference = ?1",
+            id,
+        )?;
+        self.parse_paths(texts)
     }
 
-    pub(crate) fn derivation_outputs(&self, drv: &str) -> Result<BTreeMap<String, String>> {
+    pub(crate) fn derivation_outputs(
+        &self,
+        drv: &StorePath,
+    ) -> Result<BTreeMap<String, StorePath>> {
         let id = self.require_id(drv)?;
         self.outputs_of_id(id)
     }
 
-    pub(crate) fn valid_derivers(&self, output: &str) -> Result<BTreeSet<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT v.path FROM DerivationOutputs d JOIN ValidPaths v ON d.drv = v.id \
-                 WHERE d.path = ?1",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([output], |row| row.get::<_, String>(0))
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.wrap(e))
+    pub(crate) fn valid_derivers(&self, output: &StorePath) -> Result<BTreeSet<StorePath>> {
+        let texts = self.strings(
+            "SELECT v.path FROM DerivationOutputs d JOIN ValidPaths v ON d.drv = v.id \
+             WHERE d.path = ?1",
+            self.store_dir.print(output),
+        )?;
+        self.parse_paths(texts)
     }
 
     /// Registers every path of `infos` in one transaction: either all become valid or none.
     pub(crate) fn register_valid_paths(&mut self, infos: &[ValidPathInfo]) -> Result<()> {
         let file = self.file.clone();
+        let store_dir = self.store_dir.clone();
         let wrap = |source| LocalStoreError::Database {
             db: file.clone(),
             source,
@@ -308,12 +330,14 @@ impl StoreDb {
             .map_err(wrap)?;
         let mut ids = BTreeMap::new();
         for info in infos {
-            let hash = format!("sha256:{}", data_encoding::HEXLOWER.encode(&info.nar_hash));
+            let path = store_dir.print(&info.path);
+            let deriver = info.deriver.as_ref().map(|d| store_dir.print(d));
+            let hash = info.nar_hash.encode(HashEncoding::Base16, true);
             let nar_size = i64::try_from(info.nar_size).unwrap_or(i64::MAX);
             let time = info.registration_time.unwrap_or(now);
             let existing: Option<i64> = tx
                 .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
-                .and_then(|mut s| s.query_row([&info.path], |r| r.get(0)).optional())
+                .and_then(|mut s| s.query_row([&path], |r| r.get(0)).optional())
                 .map_err(wrap)?;
             let id = match existing {
                 Some(id) => {
@@ -321,7 +345,7 @@ impl StoreDb {
                         "UPDATE ValidPaths SET hash = ?2, narSize = ?3, ca = ?4, \
                          deriver = coalesce(?5, deriver) WHERE id = ?1",
                     )
-                    .and_then(|mut s| s.execute(params![id, hash, nar_size, info.ca, info.deriver]))
+                    .and_then(|mut s| s.execute(params![id, hash, nar_size, info.ca, deriver]))
                     .map_err(wrap)?;
                     tx.prepare_cached("DELETE FROM Refs WHERE referrer = ?1")
                         .and_then(|mut s| s.execute([id]))
@@ -330,11 +354,12 @@ impl StoreDb {
                 }
                 None => {
                     tx.prepare_cached(
-                        "INSERT INTO ValidPaths (path, hash, registrationTime, deriver, narSize, ca) \
+                        "INSERT INTO ValidPaths \
+                         (path, hash, registrationTime, deriver, narSize, ca) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![info.path, hash, time, info.deriver, nar_size, info.ca])
+                        s.execute(params![path, hash, time, deriver, nar_size, info.ca])
                     })
                     .map_err(wrap)?;
                     tx.last_insert_rowid()
@@ -344,23 +369,27 @@ impl StoreDb {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO DerivationOutputs (drv, id, path) VALUES (?1, ?2, ?3)",
                 )
-                .and_then(|mut s| s.execute(params![id, output_name, output_path]))
+                .and_then(|mut s| s.execute(params![id, output_name, store_dir.print(output_path)]))
                 .map_err(wrap)?;
             }
-            ids.insert(info.path.as_str(), id);
+            ids.insert(&info.path, id);
         }
         for info in infos {
-            let referrer = ids[info.path.as_str()];
+            // Every path of the batch was given an id in the loop above.
+            let referrer = ids[&info.path];
             for reference in &info.references {
-                let reference_id = match ids.get(reference.as_str()) {
+                let reference_id = match ids.get(reference) {
                     Some(id) => *id,
                     None => tx
                         .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
-                        .and_then(|mut s| s.query_row([reference], |r| r.get(0)).optional())
+                        .and_then(|mut s| {
+                            s.query_row([store_dir.print(reference)], |r| r.get(0))
+                                .optional()
+                        })
                         .map_err(wrap)?
                         .ok_or_else(|| LocalStoreError::InvalidReference {
-                            path: info.path.clone(),
-                            reference: reference.clone(),
+                            path: store_dir.print(&info.path),
+                            reference: store_dir.print(reference),
                         })?,
                 };
                 tx.prepare_cached(
@@ -375,8 +404,9 @@ impl StoreDb {
 
     /// Makes `paths` invalid in one transaction. Fails, changing nothing, if a path outside the
     /// set still refers to one of them. Paths that are already invalid are skipped.
-    pub(crate) fn invalidate(&mut self, paths: &[String]) -> Result<()> {
+    pub(crate) fn invalidate(&mut self, paths: &[StorePath]) -> Result<()> {
         let file = self.file.clone();
+        let store_dir = self.store_dir.clone();
         let wrap = |source| LocalStoreError::Database {
             db: file.clone(),
             source,
@@ -387,19 +417,20 @@ impl StoreDb {
             .map_err(wrap)?;
         let mut ids = BTreeMap::new();
         for path in paths {
+            let text = store_dir.print(path);
             let id: Option<i64> = tx
                 .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
-                .and_then(|mut s| s.query_row([path], |r| r.get(0)).optional())
+                .and_then(|mut s| s.query_row([&text], |r| r.get(0)).optional())
                 .map_err(wrap)?;
             if let Some(id) = id {
-                ids.insert(id, path.as_str());
+                ids.insert(id, text);
             }
         }
-        for (&id, &path) in &ids {
+        for (&id, path) in &ids {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT r.referrer, v.path FROM Refs r JOIN ValidPaths v ON r.referrer = v.id \
-                     WHERE r.reference = ?1",
+                    "SELECT r.referrer, v.path FROM Refs r \
+                     JOIN ValidPaths v ON r.referrer = v.id WHERE r.reference = ?1",
                 )
                 .map_err(wrap)?;
             let referrers = stmt
@@ -411,7 +442,7 @@ impl StoreDb {
                 let (referrer_id, referrer_path) = referrer.map_err(wrap)?;
                 if !ids.contains_key(&referrer_id) {
                     return Err(LocalStoreError::PathInUse {
-                        path: path.to_owned(),
+                        path: path.clone(),
                         referrer: referrer_path,
                     });
                 }
@@ -428,26 +459,5 @@ impl StoreDb {
                 .map_err(wrap)?;
         }
         tx.commit().map_err(wrap)
-    }
-}
-
-/// Parses the database's `sha256:<base16>` form of a NAR hash.
-fn parse_nar_hash(text: &str) -> Option<[u8; 32]> {
-    let hex = text.strip_prefix("sha256:")?;
-    let bytes = HEXLOWER_PERMISSIVE.decode(hex.as_bytes()).ok()?;
-    bytes.try_into().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nar_hash_text_round_trips() {
-        let hash = [0xab; 32];
-        let text = format!("sha256:{}", data_encoding::HEXLOWER.encode(&hash));
-        assert_eq!(parse_nar_hash(&text), Some(hash));
-        assert_eq!(parse_nar_hash("md5:00"), None);
-        assert_eq!(parse_nar_hash("sha256:abcd"), None);
     }
 }

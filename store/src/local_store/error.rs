@@ -21,9 +21,6 @@ pub enum LocalStoreError {
         #[source]
         source: io::Error,
     },
-    /// A string that is not `<store dir>/<32 nixbase32 chars>-<name>`.
-    #[error("`{path}` is not a store path in {store_dir}")]
-    NotAStorePath { path: String, store_dir: String },
     /// The operation needs a valid path and the database does not list it.
     #[error("path `{0}` is not valid in the store")]
     InvalidPath(String),

@@ -19,7 +19,8 @@ use std::io;
 use super::error::{LocalStoreError, Result};
 use super::fs_tree;
 use super::lock::{GcLock, LockMode};
-use super::{is_store_base_name, LocalStore, OutputLock};
+use super::{LocalStore, OutputLock};
+use crate::store_path::StorePath;
 
 /// What a collection does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +50,7 @@ impl Default for GcOptions {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// The store paths deleted, in deletion order.
-    pub deleted: Vec<String>,
+    pub deleted: Vec<StorePath>,
     /// Bytes freed (apparent size of the files whose last link was removed).
     pub bytes_freed: u64,
 }
@@ -57,8 +58,8 @@ pub struct GcReport {
 impl LocalStore {
     /// The live set: roots of every kind and everything they keep alive. Only valid paths are
     /// followed; roots that are not valid are included as they are (a path being written).
-    fn live_paths(&self, options: &GcOptions) -> Result<BTreeSet<String>> {
-        let mut roots: BTreeSet<String> = self
+    fn live_paths(&self, options: &GcOptions) -> Result<BTreeSet<StorePath>> {
+        let mut roots: BTreeSet<StorePath> = self
             .find_roots()?
             .into_iter()
             .map(|root| root.store_path)
@@ -67,7 +68,7 @@ impl LocalStore {
         roots.extend(self.held_output_locks()?);
 
         let mut live = BTreeSet::new();
-        let mut pending: Vec<String> = roots.into_iter().collect();
+        let mut pending: Vec<StorePath> = roots.into_iter().collect();
         while let Some(path) = pending.pop() {
             if !live.insert(path.clone()) {
                 continue;
@@ -95,7 +96,7 @@ impl LocalStore {
     }
 
     /// Store paths whose output lock a running build holds; stale lock files are removed.
-    fn held_output_locks(&self) -> Result<BTreeSet<String>> {
+    fn held_output_locks(&self) -> Result<BTreeSet<StorePath>> {
         let dir = self.locks_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -106,14 +107,13 @@ impl LocalStore {
         for entry in entries {
             let entry = entry.map_err(|e| LocalStoreError::io("cannot read locks in", &dir, e))?;
             let file_name = entry.file_name();
-            let Some(base) = file_name
+            let Some(path) = file_name
                 .to_str()
                 .and_then(|name| name.strip_suffix(".lock"))
-                .filter(|base| is_store_base_name(base))
+                .and_then(|base| StorePath::from_base_name(base).ok())
             else {
                 continue;
             };
-            let path = format!("{}/{base}", self.store_dir);
             // Taking a free lock and dropping it at once removes the stale file.
             if OutputLock::try_acquire(self, &path)?.is_none() {
                 held.insert(path);
@@ -123,7 +123,7 @@ impl LocalStore {
     }
 
     /// Names in the physical store directory that the database does not list.
-    fn invalid_store_entries(&self, valid: &BTreeSet<String>) -> Result<BTreeSet<String>> {
+    fn invalid_store_entries(&self, valid: &BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>> {
         let dir = self.physical_store_dir();
         let entries = fs::read_dir(&dir)
             .map_err(|e| LocalStoreError::io("cannot read store directory", &dir, e))?;
@@ -132,10 +132,12 @@ impl LocalStore {
             let entry =
                 entry.map_err(|e| LocalStoreError::io("cannot read store directory", &dir, e))?;
             let file_name = entry.file_name();
-            let Some(base) = file_name.to_str().filter(|base| is_store_base_name(base)) else {
+            let Some(path) = file_name
+                .to_str()
+                .and_then(|base| StorePath::from_base_name(base).ok())
+            else {
                 continue;
             };
-            let path = format!("{}/{base}", self.store_dir);
             if !valid.contains(&path) {
                 invalid.insert(path);
             }
@@ -148,8 +150,8 @@ impl LocalStore {
         let _gc_lock = GcLock::acquire(&self.gc_lock_file(), LockMode::Exclusive)?;
         let live = self.live_paths(options)?;
         let valid = self.valid_paths()?;
-        let dead: BTreeSet<String> = valid.difference(&live).cloned().collect();
-        let leftovers: Vec<String> = self
+        let dead: BTreeSet<StorePath> = valid.difference(&live).cloned().collect();
+        let leftovers: Vec<StorePath> = self
             .invalid_store_entries(&valid)?
             .into_iter()
             .filter(|path| !live.contains(path))
@@ -192,7 +194,7 @@ impl LocalStore {
                 continue;
             };
             if !options.dry_run {
-                match self.invalidate(&[&path]) {
+                match self.invalidate(std::slice::from_ref(&path)) {
                     Ok(()) => {}
                     // A build registered a path referring to this one since the live set was
                     // computed: it is alive after all.
@@ -210,7 +212,7 @@ impl LocalStore {
 
     /// Deletes (or, for a dry run, measures) the object `lock` protects and records it.
     fn delete_locked(&self, lock: &OutputLock, dry_run: bool, report: &mut GcReport) -> Result<()> {
-        let physical = self.physical_path(lock.path())?;
+        let physical = self.physical_path(lock.path());
         let bytes = if dry_run {
             fs_tree::tree_size(&physical)
                 .map_err(|e| LocalStoreError::io("cannot measure", &physical, e))?
@@ -219,7 +221,7 @@ impl LocalStore {
                 .map_err(|e| LocalStoreError::io("cannot delete", &physical, e))?
         };
         report.bytes_freed += bytes;
-        report.deleted.push(lock.path().to_owned());
+        report.deleted.push(lock.path().clone());
         Ok(())
     }
 
@@ -228,8 +230,8 @@ impl LocalStore {
     #[allow(clippy::type_complexity)]
     fn referrers_first(
         &self,
-        dead: &BTreeSet<String>,
-    ) -> Result<(Vec<String>, BTreeMap<String, BTreeSet<String>>)> {
+        dead: &BTreeSet<StorePath>,
+    ) -> Result<(Vec<StorePath>, BTreeMap<StorePath, BTreeSet<StorePath>>)> {
         let mut referrers = BTreeMap::new();
         for path in dead {
             let mut by = self.referrers(path)?;

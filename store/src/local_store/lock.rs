@@ -19,6 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::error::{LocalStoreError, Result};
 use super::LocalStore;
+use crate::store_path::StorePath;
 
 /// Whether a lock is taken for exclusive or shared use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +77,7 @@ pub(crate) fn lock_file(file: &Path, mode: LockMode, wait: bool) -> Result<Optio
 /// does all of this).
 #[derive(Debug)]
 pub struct OutputLock {
-    path: String,
+    path: StorePath,
     lock_file: PathBuf,
     held: Option<Flock<File>>,
 }
@@ -84,32 +85,36 @@ pub struct OutputLock {
 impl OutputLock {
     /// Locks `path`, waiting as long as another process or thread holds it. `on_wait` is called
     /// once, with the path, before waiting (to print "waiting for lock on …").
-    pub fn acquire(store: &LocalStore, path: &str, on_wait: impl FnOnce(&str)) -> Result<Self> {
+    pub fn acquire(
+        store: &LocalStore,
+        path: &StorePath,
+        on_wait: impl FnOnce(&StorePath),
+    ) -> Result<Self> {
         if let Some(lock) = Self::try_acquire(store, path)? {
             return Ok(lock);
         }
         on_wait(path);
-        let lock_file = store.lock_file_of(path)?;
+        let lock_file = store.lock_file_of(path);
         let held = lock_file_blocking(&lock_file)?;
         Ok(OutputLock {
-            path: path.to_owned(),
+            path: path.clone(),
             lock_file,
             held: Some(held),
         })
     }
 
     /// Locks `path` if nobody holds it; `None` otherwise.
-    pub fn try_acquire(store: &LocalStore, path: &str) -> Result<Option<Self>> {
-        let lock_file = store.lock_file_of(path)?;
+    pub fn try_acquire(store: &LocalStore, path: &StorePath) -> Result<Option<Self>> {
+        let lock_file = store.lock_file_of(path);
         Ok(lock_file_with(&lock_file, false)?.map(|held| OutputLock {
-            path: path.to_owned(),
+            path: path.clone(),
             lock_file,
             held: Some(held),
         }))
     }
 
     /// The store path this lock protects.
-    pub fn path(&self) -> &str {
+    pub fn path(&self) -> &StorePath {
         &self.path
     }
 }

@@ -13,9 +13,9 @@
 //! var/log/               build logs
 //! ```
 //!
-//! Store paths cross this API as absolute logical paths (`<store dir>/<hash>-<name>`, e.g.
-//! `/kiln/store/…`), the directory hashed into paths; [`LocalStore::physical_path`] maps them
-//! to where the object really lives. Anything under `store/` that the database does not list is
+//! Store paths cross this API as [`StorePath`]s of the store's logical directory (the one
+//! hashed into paths, e.g. `/kiln/store`); [`LocalStore::physical_path`] maps them to where the
+//! object really lives. Anything under `store/` that the database does not list is
 //! garbage: [`LocalStore::prepare_path_for_write`] removes it before its name is reused, and the
 //! collector removes it when nobody holds its lock.
 mod db;
@@ -38,18 +38,14 @@ pub use path_info::ValidPathInfo;
 pub use roots::GcRoot;
 pub use verify::{HashMismatch, VerifyReport};
 
+use crate::store_path::{StoreDir, StorePath};
 use db::StoreDb;
 use roots::TempRootsFile;
-
-/// The characters of nixbase32, the alphabet of a store path's hash part.
-const NIXBASE32_ALPHABET: &str = "0123456789abcdfghijklmnpqrsvwxyz";
-/// Length of a store path's hash part in nixbase32 characters.
-const HASH_PART_LEN: usize = 32;
 
 /// A store on the local file system (see the module doc for its layout).
 pub struct LocalStore {
     root: PathBuf,
-    store_dir: String,
+    store_dir: StoreDir,
     db: Mutex<StoreDb>,
     temp_roots: Mutex<Option<TempRootsFile>>,
 }
@@ -77,14 +73,10 @@ impl LocalStore {
 
     /// Opens the store at physical `root` serving the logical directory `store_dir` (such as
     /// `/kiln/store`), creating its directories and database as needed.
-    pub fn open(root: impl Into<PathBuf>, store_dir: impl Into<String>) -> Result<Self> {
+    pub fn open(root: impl Into<PathBuf>, store_dir: StoreDir) -> Result<Self> {
         let root = root.into();
-        let mut store_dir = store_dir.into();
-        while store_dir.len() > 1 && store_dir.ends_with('/') {
-            store_dir.pop();
-        }
         let store = LocalStore {
-            db: Mutex::new(StoreDb::open_in(&root)?),
+            db: Mutex::new(StoreDb::open_in(&root, store_dir.clone())?),
             root,
             store_dir,
             temp_roots: Mutex::new(None),
@@ -108,7 +100,7 @@ impl LocalStore {
     }
 
     /// The logical store directory, hashed into every path (e.g. `/kiln/store`).
-    pub fn store_dir(&self) -> &str {
+    pub fn store_dir(&self) -> &StoreDir {
         &self.store_dir
     }
 
@@ -144,39 +136,26 @@ impl LocalStore {
         self.root.join("var/kiln/gc.lock")
     }
 
-    /// The base name (`<hash>-<name>`) of logical store path `path`, checked for shape.
-    pub fn base_name<'a>(&self, path: &'a str) -> Result<&'a str> {
-        path.strip_prefix(self.store_dir.as_str())
-            .and_then(|rest| rest.strip_prefix('/'))
-            .filter(|base| is_store_base_name(base))
-            .ok_or_else(|| LocalStoreError::NotAStorePath {
-                path: path.to_owned(),
-                store_dir: self.store_dir.clone(),
-            })
+    /// Where the object of `path` physically lives: `ROOT/store/<hash>-<name>`.
+    pub fn physical_path(&self, path: &StorePath) -> PathBuf {
+        self.physical_store_dir().join(path.base_name())
     }
 
-    /// Where the object of logical store path `path` physically lives: `ROOT/store/<base>`.
-    pub fn physical_path(&self, path: &str) -> Result<PathBuf> {
-        Ok(self.physical_store_dir().join(self.base_name(path)?))
-    }
-
-    /// The logical store path of the store object containing `location`, which may be under
-    /// the physical store directory or the logical one (`/kiln/store/abc-foo/bin/sh` gives
-    /// `/kiln/store/abc-foo`); `None` for locations outside the store.
-    pub fn store_path_of(&self, location: &Path) -> Option<String> {
+    /// The store path of the store object containing `location`, which may be under the
+    /// physical store directory or the logical one (`/kiln/store/abc-foo/bin/sh` gives
+    /// `abc-foo`); `None` for locations outside the store.
+    pub fn store_path_of(&self, location: &Path) -> Option<StorePath> {
         let physical = self.physical_store_dir();
         let inside = location
             .strip_prefix(&physical)
-            .or_else(|_| location.strip_prefix(&self.store_dir))
+            .or_else(|_| location.strip_prefix(self.store_dir.as_str()))
             .ok()?;
         let first = inside.components().next()?.as_os_str().to_str()?;
-        is_store_base_name(first).then(|| format!("{}/{}", self.store_dir, first))
+        StorePath::from_base_name(first).ok()
     }
 
-    fn lock_file_of(&self, path: &str) -> Result<PathBuf> {
-        Ok(self
-            .locks_dir()
-            .join(format!("{}.lock", self.base_name(path)?)))
+    fn lock_file_of(&self, path: &StorePath) -> PathBuf {
+        self.locks_dir().join(format!("{}.lock", path.base_name()))
     }
 
     fn db(&self) -> MutexGuard<'_, StoreDb> {
@@ -193,19 +172,17 @@ impl LocalStore {
     }
 
     /// Whether the database lists `path` as valid.
-    pub fn is_valid(&self, path: &str) -> Result<bool> {
-        self.base_name(path)?;
+    pub fn is_valid(&self, path: &StorePath) -> Result<bool> {
         self.db().is_valid(path)
     }
 
     /// Every valid path.
-    pub fn valid_paths(&self) -> Result<BTreeSet<String>> {
+    pub fn valid_paths(&self) -> Result<BTreeSet<StorePath>> {
         self.db().valid_paths()
     }
 
     /// What the database records about `path`; `None` if it is not valid.
-    pub fn query_path_info(&self, path: &str) -> Result<Option<ValidPathInfo>> {
-        self.base_name(path)?;
+    pub fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>> {
         self.db().query_path_info(path)
     }
 
@@ -213,36 +190,25 @@ impl LocalStore {
     /// step of a build: the objects must be complete on disk. References must be valid already
     /// or registered in the same batch. Registering a valid path again updates its record.
     pub fn register_valid_paths(&self, infos: &[ValidPathInfo]) -> Result<()> {
-        for info in infos {
-            self.base_name(&info.path)?;
-            for other in info
-                .references
-                .iter()
-                .chain(info.deriver.iter())
-                .chain(info.derivation_outputs.values())
-            {
-                self.base_name(other)?;
-            }
-        }
         self.db().register_valid_paths(infos)
     }
 
     /// The paths `path` refers to; fails if `path` is not valid.
-    pub fn references(&self, path: &str) -> Result<BTreeSet<String>> {
+    pub fn references(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
         self.db().references(path)
     }
 
     /// The valid paths that refer to `path`; fails if `path` is not valid.
-    pub fn referrers(&self, path: &str) -> Result<BTreeSet<String>> {
+    pub fn referrers(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
         self.db().referrers(path)
     }
 
     /// `paths` and everything they refer to, transitively; fails if any path reached is not
     /// valid.
-    pub fn closure<S: AsRef<str>>(&self, paths: &[S]) -> Result<BTreeSet<String>> {
+    pub fn closure(&self, paths: &[StorePath]) -> Result<BTreeSet<StorePath>> {
         let db = self.db();
         let mut closure = BTreeSet::new();
-        let mut pending: Vec<String> = paths.iter().map(|p| p.as_ref().to_owned()).collect();
+        let mut pending: Vec<StorePath> = paths.to_vec();
         while let Some(path) = pending.pop() {
             if closure.contains(&path) {
                 continue;
@@ -259,20 +225,19 @@ impl LocalStore {
     }
 
     /// The outputs (name → path) recorded for the valid derivation `drv`.
-    pub fn derivation_outputs(&self, drv: &str) -> Result<BTreeMap<String, String>> {
+    pub fn derivation_outputs(&self, drv: &StorePath) -> Result<BTreeMap<String, StorePath>> {
         self.db().derivation_outputs(drv)
     }
 
     /// The valid derivations that list `output` among their outputs.
-    pub fn query_valid_derivers(&self, output: &str) -> Result<BTreeSet<String>> {
+    pub fn query_valid_derivers(&self, output: &StorePath) -> Result<BTreeSet<StorePath>> {
         self.db().valid_derivers(output)
     }
 
     /// Makes `paths` invalid in one transaction; fails, changing nothing, if a valid path
     /// outside the set still refers to one of them. The objects stay on disk (as garbage).
-    pub fn invalidate<S: AsRef<str>>(&self, paths: &[S]) -> Result<()> {
-        let paths: Vec<String> = paths.iter().map(|p| p.as_ref().to_owned()).collect();
-        self.db().invalidate(&paths)
+    pub fn invalidate(&self, paths: &[StorePath]) -> Result<()> {
+        self.db().invalidate(paths)
     }
 
     /// Deletes whatever lies at the physical location of the path `lock` protects, unless the
@@ -283,7 +248,7 @@ impl LocalStore {
         if self.is_valid(lock.path())? {
             return Ok(true);
         }
-        let physical = self.physical_path(lock.path())?;
+        let physical = self.physical_path(lock.path());
         fs_tree::delete_tree(&physical)
             .map_err(|e| LocalStoreError::io("cannot delete invalid leftover", physical, e))?;
         Ok(false)
@@ -294,12 +259,12 @@ impl LocalStore {
     /// and re-checks validity. If all are valid the locks are released and
     /// [`OutputClaim::AllValid`] is returned; otherwise leftovers of the invalid ones are
     /// deleted and the locks are handed back, to be dropped after registration.
-    pub fn claim_outputs<S: AsRef<str>>(
+    pub fn claim_outputs(
         &self,
-        paths: &[S],
-        mut on_wait: impl FnMut(&str),
+        paths: &[StorePath],
+        mut on_wait: impl FnMut(&StorePath),
     ) -> Result<OutputClaim> {
-        let sorted: BTreeSet<&str> = paths.iter().map(|p| p.as_ref()).collect();
+        let sorted: BTreeSet<&StorePath> = paths.iter().collect();
         let mut locks = Vec::with_capacity(sorted.len());
         for path in &sorted {
             locks.push(OutputLock::acquire(self, path, &mut on_wait)?);
@@ -325,50 +290,12 @@ fn db_file_in(root: &Path) -> PathBuf {
 
 impl StoreDb {
     /// Opens the database of the store at `root`, creating its directory.
-    fn open_in(root: &Path) -> Result<Self> {
+    fn open_in(root: &Path, store_dir: StoreDir) -> Result<Self> {
         let file = db_file_in(root);
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| LocalStoreError::io("cannot create directory", dir, e))?;
         }
-        StoreDb::open(&file)
-    }
-}
-
-/// Whether `base` has the shape `<32 nixbase32 chars>-<name>` with a name Nix accepts.
-fn is_store_base_name(base: &str) -> bool {
-    let Some((hash, name)) = base.split_at_checked(HASH_PART_LEN) else {
-        return false;
-    };
-    let Some(name) = name.strip_prefix('-') else {
-        return false;
-    };
-    hash.chars().all(|c| NIXBASE32_ALPHABET.contains(c))
-        && !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-._?=".contains(c))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_base_names_are_checked() {
-        assert!(is_store_base_name(
-            "0c4bqxqjx35ijc3ycbn3n01jcikpwqy4-hello-2.12"
-        ));
-        assert!(!is_store_base_name("0c4bqxqjx35ijc3ycbn3n01jcikpwqy4-"));
-        assert!(!is_store_base_name(
-            "0c4bqxqjx35ijc3ycbn3n01jcikpwqy4-.hidden"
-        ));
-        assert!(!is_store_base_name("ec4bqxqjx35ijc3ycbn3n01jcikpwqy4-e"));
-        assert!(!is_store_base_name(
-            "0c4bqxqjx35ijc3ycbn3n01jcikpwqy4_hello"
-        ));
-        assert!(!is_store_base_name("short-hello"));
-        assert!(!is_store_base_name("0c4bqxqjx35ijc3ycbn3n01jcikpwqy4-a/b"));
+        StoreDb::open(&file, store_dir)
     }
 }

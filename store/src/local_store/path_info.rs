@@ -1,23 +1,27 @@
 //! `ValidPathInfo`: what the database records about one valid store path.
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::hash::Hash;
+use crate::store_path::StorePath;
+
 /// The metadata of a valid store path, as registered at the end of a build and as read back.
 ///
-/// Store paths are absolute logical paths (`<store dir>/<hash>-<name>`), the form that crosses
-/// every crate boundary.
+/// Paths are [`StorePath`]s of the store's directory; the database keeps them printed in full
+/// (`<store dir>/<hash>-<name>`), as Nix does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidPathInfo {
     /// The store path itself.
-    pub path: String,
-    /// SHA-256 of the path's NAR serialisation (kept in the database as `sha256:<base16>`).
-    pub nar_hash: [u8; 32],
+    pub path: StorePath,
+    /// The hash (SHA-256 in practice) of the path's NAR serialisation, kept in the database
+    /// as `<algo>:<base16>`.
+    pub nar_hash: Hash,
     /// Length in bytes of the NAR serialisation.
     pub nar_size: u64,
     /// Store paths this one refers to (may include itself); each must be valid or registered
     /// in the same batch.
-    pub references: BTreeSet<String>,
+    pub references: BTreeSet<StorePath>,
     /// The `.drv` that built this path, if known.
-    pub deriver: Option<String>,
+    pub deriver: Option<StorePath>,
     /// Seconds since the Unix epoch at which the path became valid. `None` when registering
     /// means "now"; always `Some` when read from the database.
     pub registration_time: Option<i64>,
@@ -25,14 +29,14 @@ pub struct ValidPathInfo {
     pub ca: Option<String>,
     /// For a `.drv` path: its output names and the output paths they map to, recorded in the
     /// `DerivationOutputs` table. Empty for every other path.
-    pub derivation_outputs: BTreeMap<String, String>,
+    pub derivation_outputs: BTreeMap<String, StorePath>,
 }
 
 impl ValidPathInfo {
     /// A path info with no references, deriver, content address or derivation outputs.
-    pub fn new(path: impl Into<String>, nar_hash: [u8; 32], nar_size: u64) -> Self {
+    pub fn new(path: StorePath, nar_hash: Hash, nar_size: u64) -> Self {
         ValidPathInfo {
-            path: path.into(),
+            path,
             nar_hash,
             nar_size,
             references: BTreeSet::new(),

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::error::{LocalStoreError, Result};
 use super::lock::{lock_file, GcLock, LockMode};
 use super::LocalStore;
+use crate::store_path::StorePath;
 
 /// One GC root: a symlink and the store path it keeps alive.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,15 +29,15 @@ pub struct GcRoot {
     /// The link that makes this a root: a symlink under `var/gcroots/`, or for an indirect
     /// root the `result` link it points to.
     pub link: PathBuf,
-    /// The logical store path reached.
-    pub store_path: String,
+    /// The store path reached.
+    pub store_path: StorePath,
 }
 
 /// This process's temporary-roots file, locked while it is open.
 pub(crate) struct TempRootsFile {
     file: Flock<File>,
     path: PathBuf,
-    written: BTreeSet<String>,
+    written: BTreeSet<StorePath>,
 }
 
 /// Distinguishes the temporary-roots files of several `LocalStore`s in one process.
@@ -62,17 +63,18 @@ impl TempRootsFile {
         })
     }
 
-    fn add(&mut self, store_path: &str) -> Result<()> {
+    /// Appends `printed`, the full text of `store_path`, as one line.
+    fn add(&mut self, store_path: &StorePath, printed: &str) -> Result<()> {
         if self.written.contains(store_path) {
             return Ok(());
         }
-        let line = format!("{store_path}\n");
+        let line = format!("{printed}\n");
         // The file is only read while we cannot write (GC lock), so a plain append is atomic
         // enough; `File` is unbuffered, so `write_all` reaches the file at once.
         (&*self.file)
             .write_all(line.as_bytes())
             .map_err(|e| LocalStoreError::io("cannot write temporary root to", &self.path, e))?;
-        self.written.insert(store_path.to_owned());
+        self.written.insert(store_path.clone());
         Ok(())
     }
 }
@@ -89,8 +91,7 @@ impl LocalStore {
     /// Protects `path` from garbage collection for as long as this `LocalStore` lives. Check
     /// the path's validity after adding the root: a collection that finished just before may
     /// have deleted it.
-    pub fn add_temp_root(&self, path: &str) -> Result<()> {
-        self.base_name(path)?;
+    pub fn add_temp_root(&self, path: &StorePath) -> Result<()> {
         let _gc_lock = GcLock::acquire(&self.gc_lock_file(), LockMode::Shared)?;
         let mut temp_roots = self
             .temp_roots
@@ -100,7 +101,7 @@ impl LocalStore {
             *temp_roots = Some(TempRootsFile::create(&self.temp_roots_dir())?);
         }
         match temp_roots.as_mut() {
-            Some(file) => file.add(path),
+            Some(file) => file.add(path, &self.store_dir.print(path)),
             // Set just above.
             None => Ok(()),
         }
@@ -191,7 +192,7 @@ impl LocalStore {
 
     /// The temporary roots of every live kiln process; files of dead processes are deleted.
     /// The caller holds the GC lock exclusively.
-    pub(crate) fn read_temp_roots(&self) -> Result<BTreeSet<String>> {
+    pub(crate) fn read_temp_roots(&self) -> Result<BTreeSet<StorePath>> {
         let dir = self.temp_roots_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -231,8 +232,7 @@ impl LocalStore {
                         })?;
                     roots.extend(
                         text.lines()
-                            .filter(|line| self.base_name(line).is_ok())
-                            .map(str::to_owned),
+                            .filter_map(|line| self.store_dir.parse(line).ok()),
                     );
                 }
             }

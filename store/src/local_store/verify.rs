@@ -6,15 +6,17 @@ use std::path::Path;
 
 use super::error::{LocalStoreError, Result};
 use super::LocalStore;
+use crate::hash::Hash;
+use crate::store_path::StorePath;
 
 /// A valid path whose contents no longer match the database.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HashMismatch {
-    pub path: String,
-    /// NAR SHA-256 recorded at registration.
-    pub expected_hash: [u8; 32],
-    /// NAR SHA-256 of what is on disk now.
-    pub actual_hash: [u8; 32],
+    pub path: StorePath,
+    /// NAR hash recorded at registration.
+    pub expected_hash: Hash,
+    /// NAR hash of what is on disk now (same algorithm).
+    pub actual_hash: Hash,
     pub expected_size: u64,
     pub actual_size: u64,
 }
@@ -25,7 +27,7 @@ pub struct VerifyReport {
     /// How many valid paths were examined.
     pub checked: usize,
     /// Valid paths with nothing at their physical location.
-    pub missing: Vec<String>,
+    pub missing: Vec<StorePath>,
     /// Valid paths whose contents changed (only filled when contents are checked).
     pub hash_mismatches: Vec<HashMismatch>,
 }
@@ -37,8 +39,9 @@ impl VerifyReport {
     }
 }
 
-/// Computes the NAR SHA-256 and NAR size of the file tree at a physical path.
-pub type NarHasher<'a> = &'a dyn Fn(&Path) -> io::Result<([u8; 32], u64)>;
+/// Computes the NAR hash (with the given algorithm) and NAR size of the file tree at a
+/// physical path.
+pub type NarHasher<'a> = &'a dyn Fn(&Path, crate::hash::HashAlgo) -> io::Result<(Hash, u64)>;
 
 impl LocalStore {
     /// Checks that every valid path exists; with `nar_hasher`, also that its contents still
@@ -47,7 +50,7 @@ impl LocalStore {
         let mut report = VerifyReport::default();
         for path in self.valid_paths()? {
             report.checked += 1;
-            let physical = self.physical_path(&path)?;
+            let physical = self.physical_path(&path);
             match std::fs::symlink_metadata(&physical) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -64,7 +67,7 @@ impl LocalStore {
             let Some(info) = self.query_path_info(&path)? else {
                 continue;
             };
-            let (actual_hash, actual_size) = hasher(&physical)
+            let (actual_hash, actual_size) = hasher(&physical, info.nar_hash.algo())
                 .map_err(|e| LocalStoreError::io("cannot hash contents of", &physical, e))?;
             if actual_hash != info.nar_hash || actual_size != info.nar_size {
                 report.hash_mismatches.push(HashMismatch {
