@@ -16,6 +16,7 @@ use kiln_store::hash::Hash;
 use kiln_store::local_store::{
     GcOptions, LocalStore, LocalStoreError, OutputClaim, OutputLock, ValidPathInfo,
 };
+use kiln_store::nar;
 use kiln_store::store_path::{StoreDir, StorePath};
 
 const STORE_DIR: &str = "/kiln/store";
@@ -689,31 +690,42 @@ fn gc_stops_after_max_freed() {
 fn verify_reports_missing_and_changed_paths() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let (a, b, c) = (store_path(1, "a"), store_path(2, "b"), store_path(3, "c"));
-    store
-        .register_valid_paths(&[
-            write_object(&store, &a, b"aaa"),
-            write_object(&store, &b, b"bbb"),
-            write_object(&store, &c, b"ccc"),
-        ])
-        .unwrap();
-    std::fs::remove_file(store.physical_path(&b)).unwrap();
-    std::fs::write(store.physical_path(&c), b"tampered").unwrap();
-    let file_hasher = |path: &Path, algo| {
-        let bytes = std::fs::read(path)?;
-        Ok((Hash::digest(algo, &bytes), bytes.len() as u64))
-    };
+    let paths: Vec<StorePath> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(n, name)| store_path(n as u32 + 1, name))
+        .collect();
+    let infos: Vec<ValidPathInfo> = paths
+        .iter()
+        .map(|path| {
+            let physical = store.physical_path(path);
+            std::fs::create_dir(&physical).unwrap();
+            std::fs::write(physical.join("file"), b"contents").unwrap();
+            let (nar_hash, nar_size) = nar::hash_path(&physical).unwrap();
+            ValidPathInfo::new(path.clone(), nar_hash, nar_size)
+        })
+        .collect();
+    store.register_valid_paths(&infos).unwrap();
+    let clean = store.verify(true).unwrap();
+    assert_eq!(clean.checked, 3);
+    assert!(clean.is_ok(), "{clean:?}");
 
-    let quick = store.verify_with(None).unwrap();
+    let (a, b, c) = (&paths[0], &paths[1], &paths[2]);
+    std::fs::remove_dir_all(store.physical_path(b)).unwrap();
+    std::fs::write(store.physical_path(c).join("file"), b"tampered!").unwrap();
+
+    let quick = store.verify(false).unwrap();
     assert_eq!((quick.checked, quick.missing.clone()), (3, vec![b.clone()]));
     assert!(quick.hash_mismatches.is_empty());
 
-    let full = store.verify_with(Some(&file_hasher)).unwrap();
-    assert_eq!(full.missing, vec![b]);
+    let full = store.verify(true).unwrap();
+    assert_eq!(full.missing, vec![b.clone()]);
     assert_eq!(full.hash_mismatches.len(), 1);
     let mismatch = &full.hash_mismatches[0];
-    assert_eq!(mismatch.path, c);
-    assert_eq!(mismatch.expected_hash, Hash::sha256(b"ccc"));
-    assert_eq!((mismatch.expected_size, mismatch.actual_size), (3, 8));
+    assert_eq!(&mismatch.path, c);
+    assert_eq!(mismatch.expected_hash, infos[2].nar_hash);
+    assert_eq!(mismatch.actual_size, mismatch.expected_size + 8);
+    assert_ne!(mismatch.actual_hash, mismatch.expected_hash);
     assert!(!full.is_ok());
+    assert!(store.is_valid(a).unwrap());
 }

@@ -21,6 +21,13 @@ pub enum LocalStoreError {
         #[source]
         source: io::Error,
     },
+    /// Serialising a store object as a NAR (to hash it) failed.
+    #[error("cannot serialise {path} as a NAR: {source}")]
+    Nar {
+        path: PathBuf,
+        #[source]
+        source: crate::nar::NarError,
+    },
     /// The operation needs a valid path and the database does not list it.
     #[error("path `{0}` is not valid in the store")]
     InvalidPath(String),
