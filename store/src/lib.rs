@@ -6,4 +6,5 @@ pub mod derivation;
 pub mod hash;
 pub mod nar;
 pub mod nixbase32;
+pub mod store_files;
 pub mod store_path;
