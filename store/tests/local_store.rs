@@ -194,6 +194,18 @@ fn registration_is_all_or_nothing() {
     }
     assert!(!store.is_valid(&a).unwrap());
     assert!(!store.is_valid(&b).unwrap());
+
+    // An object missing from the physical store cannot become valid.
+    let never_written = store_path(4, "never-written");
+    let info_a = write_object(&store, &a, b"a");
+    let err = store
+        .register_valid_paths(&[
+            info_a,
+            ValidPathInfo::new(never_written.clone(), Hash::sha256(b""), 0),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, LocalStoreError::Io { .. }), "{err}");
+    assert!(!store.is_valid(&a).unwrap());
 }
 
 #[test]
@@ -538,6 +550,60 @@ fn gc_fixture() -> GcFixture {
         result_link,
         paths,
     }
+}
+
+/// Child process: makes `KILN_TEST_PATH` a temporary root of the store at `KILN_TEST_ROOT`,
+/// says so, and sleeps until killed.
+#[test]
+#[ignore = "run by temp_roots_of_a_dead_process_protect_nothing in a child process"]
+fn child_hold_temp_root() {
+    let store = open(Path::new(&env_var("KILN_TEST_ROOT")));
+    let path = StorePath::from_base_name(&env_var("KILN_TEST_PATH")).unwrap();
+    store.add_temp_root(&path).unwrap();
+    println!("rooted");
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn temp_roots_of_a_dead_process_protect_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let path = store_path(1, "in-use");
+    store
+        .register_valid_paths(&[write_object(&store, &path, b"x")])
+        .unwrap();
+    let mut holder = child(
+        "child_hold_temp_root",
+        &[
+            ("KILN_TEST_ROOT", dir.path().display().to_string()),
+            ("KILN_TEST_PATH", path.to_string()),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = holder.stdout.take().unwrap();
+    let rooted = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("rooted"));
+    assert!(rooted, "the child never added its root");
+    let temp_roots_dir = dir.path().join("var/kiln/temproots");
+    assert_eq!(std::fs::read_dir(&temp_roots_dir).unwrap().count(), 1);
+    assert_eq!(store.gc(&GcOptions::default()).unwrap().deleted, vec![]);
+
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(
+        store.gc(&GcOptions::default()).unwrap().deleted,
+        vec![path.clone()]
+    );
+    assert!(!store.is_valid(&path).unwrap());
+    assert_eq!(
+        std::fs::read_dir(&temp_roots_dir).unwrap().count(),
+        0,
+        "the dead process's file is removed"
+    );
 }
 
 #[test]

@@ -189,7 +189,14 @@ impl LocalStore {
     /// Makes every path of `infos` valid in one transaction (all or nothing). This is the last
     /// step of a build: the objects must be complete on disk. References must be valid already
     /// or registered in the same batch. Registering a valid path again updates its record.
+    /// Fails, registering nothing, if an object is missing from the physical store.
     pub fn register_valid_paths(&self, infos: &[ValidPathInfo]) -> Result<()> {
+        for info in infos {
+            let physical = self.physical_path(&info.path);
+            std::fs::symlink_metadata(&physical).map_err(|e| {
+                LocalStoreError::io("cannot register missing store object", physical, e)
+            })?;
+        }
         self.db().register_valid_paths(infos)
     }
 
