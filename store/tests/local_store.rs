@@ -377,6 +377,102 @@ fn concurrent_claims_build_once() {
     assert!(store.is_valid(&out).unwrap());
 }
 
+/// Child process: claims `KILN_TEST_PATH` in the store at `KILN_TEST_ROOT` and, if it has to
+/// build it, appends a line to `KILN_TEST_LOG`, "builds" slowly and registers it.
+#[test]
+#[ignore = "run by two_processes_never_build_the_same_output_twice in child processes"]
+fn child_claim_and_build() {
+    let store = open(Path::new(&env_var("KILN_TEST_ROOT")));
+    let out = StorePath::from_base_name(&env_var("KILN_TEST_PATH")).unwrap();
+    match store
+        .claim_outputs(std::slice::from_ref(&out), |_| {})
+        .unwrap()
+    {
+        OutputClaim::AllValid => {}
+        OutputClaim::Locked(locks) => {
+            let log = env_var("KILN_TEST_LOG");
+            let mut log = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(log)
+                .unwrap();
+            std::io::Write::write_all(&mut log, format!("{}\n", std::process::id()).as_bytes())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let info = write_object(&store, &out, b"built");
+            store.register_valid_paths(&[info]).unwrap();
+            drop(locks);
+        }
+    }
+    assert!(store.is_valid(&out).unwrap());
+}
+
+#[test]
+fn two_processes_never_build_the_same_output_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let out = store_path(1, "shared-output");
+    let log = dir.path().join("builds.log");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            child(
+                "child_claim_and_build",
+                &[
+                    ("KILN_TEST_ROOT", dir.path().display().to_string()),
+                    ("KILN_TEST_PATH", out.to_string()),
+                    ("KILN_TEST_LOG", log.display().to_string()),
+                ],
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a builder process failed");
+    }
+    let builds = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(builds.lines().count(), 1, "builds: {builds:?}");
+    assert!(store.is_valid(&out).unwrap());
+}
+
+/// Child process: prints the default store root.
+#[test]
+#[ignore = "run by default_root_follows_xdg_data_home in child processes"]
+fn child_print_default_root() {
+    println!("root={:?}", LocalStore::default_root());
+}
+
+#[test]
+fn default_root_follows_xdg_data_home() {
+    let run = |env: &[(&str, &str)]| {
+        let mut command = child("child_print_default_root", &[]);
+        command.env_remove("XDG_DATA_HOME").env_remove("HOME");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        stdout
+            .lines()
+            .find_map(|line| line.split_once("root=").map(|(_, root)| root.to_owned()))
+            .unwrap()
+    };
+    assert_eq!(
+        run(&[("XDG_DATA_HOME", "/data"), ("HOME", "/home/u")]),
+        "Some(\"/data/kiln\")"
+    );
+    assert_eq!(
+        run(&[("HOME", "/home/u")]),
+        "Some(\"/home/u/.local/share/kiln\")"
+    );
+    assert_eq!(
+        run(&[("XDG_DATA_HOME", ""), ("HOME", "/h")]),
+        "Some(\"/h/.local/share/kiln\")"
+    );
+    assert_eq!(run(&[]), "None");
+}
+
 /// Child process: locks `KILN_TEST_PATH` in the store at `KILN_TEST_ROOT`, says so, and
 /// sleeps until killed.
 #[test]
