@@ -2,3 +2,4 @@
 //! derivation construction; reaches the store only through a small trait.
 
 pub mod store_access;
+pub mod store_impls;

@@ -2,11 +2,11 @@
 //! `.drv` files. `kiln eval` runs with an implementation that only computes paths; `kiln
 //! instantiate` with one that also writes them under the physical store root. Store paths cross
 //! this boundary as absolute logical path strings (`/nix/store/<hash>-<name>`).
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// How a host path is ingested into the store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IngestionMethod {
     /// The file's bytes (`outputHashMode = "flat"`); only for regular files.
     Flat,
@@ -70,6 +70,19 @@ pub trait EvalStore {
         contents: &[u8],
         references: &BTreeSet<String>,
     ) -> Result<String, StoreAccessError>;
+
+    /// A `.drv` file: like `add_text`, and a writing store also records `outputs` (output
+    /// name → output path) for the derivation.
+    fn add_derivation(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+        outputs: &BTreeMap<String, String>,
+    ) -> Result<String, StoreAccessError> {
+        let _ = outputs;
+        self.add_text(name, contents, references)
+    }
 
     /// Copies `source` into the store under `name` (path literals, `builtins.path`,
     /// `filterSource`), keeping only entries the filter accepts; with `expected_sha256`

@@ -1,0 +1,143 @@
+//! [`LocalEvalStore`]: an [`EvalStore`] that writes what evaluation creates — `toFile` texts,
+//! `.drv` files, copies of sources — into a [`LocalStore`] and registers each as valid.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_store::local_store::LocalStore;
+use kiln_store::store_files::{self, commit_copy, content_hash, stage_copy, StoreFilesError};
+use kiln_store::store_path::{StoreDir, StorePath};
+
+use super::{
+    access_error, add_path_error, content_address_method, expected_path, mismatch_error,
+    nar_filter, parse_references, source_path, with_source_cache, SourceCache,
+};
+use crate::store_access::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError};
+
+/// Writes into a local store under its physical root.
+pub struct LocalEvalStore {
+    store: Arc<LocalStore>,
+    dir: StoreDir,
+    sources: SourceCache,
+}
+
+impl LocalEvalStore {
+    pub fn new(store: Arc<LocalStore>) -> LocalEvalStore {
+        let dir = store.store_dir().clone();
+        LocalEvalStore {
+            store,
+            dir,
+            sources: SourceCache::default(),
+        }
+    }
+
+    /// The store written to.
+    pub fn local_store(&self) -> &Arc<LocalStore> {
+        &self.store
+    }
+
+    fn write_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+        derivation_outputs: BTreeMap<String, StorePath>,
+    ) -> Result<String, StoreAccessError> {
+        let references = parse_references(&self.dir, references)?;
+        let path = self
+            .dir
+            .make_text_path(name, contents, &references)
+            .map_err(access_error)?;
+        store_files::add_text(
+            &self.store,
+            &path,
+            contents,
+            &references,
+            derivation_outputs,
+        )
+        .map_err(access_error)?;
+        Ok(self.dir.print(&path))
+    }
+}
+
+impl EvalStore for LocalEvalStore {
+    fn store_dir(&self) -> &str {
+        self.dir.as_str()
+    }
+
+    fn add_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+    ) -> Result<String, StoreAccessError> {
+        self.write_text(name, contents, references, BTreeMap::new())
+    }
+
+    fn add_derivation(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+        outputs: &BTreeMap<String, String>,
+    ) -> Result<String, StoreAccessError> {
+        let outputs = outputs
+            .iter()
+            .map(|(output, path)| Ok((output.clone(), self.dir.parse(path).map_err(access_error)?)))
+            .collect::<Result<_, StoreAccessError>>()?;
+        self.write_text(name, contents, references, outputs)
+    }
+
+    fn add_path(
+        &self,
+        name: &str,
+        source: &Path,
+        method: IngestionMethod,
+        filter: Option<PathFilter<'_>>,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<String, AddPathError> {
+        let method_ca = content_address_method(method);
+        let expected = expected_path(&self.dir, name, method_ca, expected_sha256)?;
+        if let Some(expected) = &expected {
+            if self.store.is_valid(expected).map_err(access_error)? {
+                return Ok(self.dir.print(expected));
+            }
+        }
+        let path = with_source_cache(&self.sources, name, source, method, filter, |filter| {
+            let path = match filter {
+                Some(filter) => {
+                    let mut adapted = nar_filter(filter);
+                    let staged =
+                        stage_copy(&self.store, name, source, method_ca, Some(&mut adapted))
+                            .map_err(add_path_error)?;
+                    let path = source_path(&self.dir, name, method_ca, &staged.content_hash)?;
+                    commit_copy(&self.store, staged, &path, method_ca).map_err(add_path_error)?;
+                    path
+                }
+                None => {
+                    let hash = content_hash(source, method_ca, None).map_err(add_path_error)?;
+                    let path = source_path(&self.dir, name, method_ca, &hash)?;
+                    if !self.store.is_valid(&path).map_err(access_error)? {
+                        let staged = stage_copy(&self.store, name, source, method_ca, None)
+                            .map_err(add_path_error)?;
+                        if staged.content_hash != hash {
+                            return Err(add_path_error(StoreFilesError::SourceChanged {
+                                path: source.to_owned(),
+                                expected: hash.to_sri(),
+                                actual: staged.content_hash.to_sri(),
+                            }));
+                        }
+                        commit_copy(&self.store, staged, &path, method_ca)
+                            .map_err(add_path_error)?;
+                    }
+                    path
+                }
+            };
+            Ok(self.dir.print(&path))
+        })?;
+        match expected {
+            Some(expected) if self.dir.print(&expected) != path => Err(mismatch_error(source)),
+            _ => Ok(path),
+        }
+    }
+}
