@@ -1,0 +1,269 @@
+//! Paths, files and the environment: `import`, `readFile`, `readDir`, `pathExists`,
+//! `baseNameOf`, `dirOf`, `getEnv`, `toPath`, `findFile`, and the constants `currentSystem`,
+//! `currentTime`, `nixPath`, `langVersion`, `nixVersion`. File access goes through `EvalIo`;
+//! in pure mode `getEnv` returns "" and `currentTime`/`currentSystem` are refused.
+use super::{arg, Builtin};
+use crate::error::{EvalError, EvalResult};
+use crate::eval::{sym, CoerceMode, Evaluator};
+use crate::value::{Attrs, NixString, Value};
+use kiln_lang::Span;
+
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "import",
+        arity: 1,
+        top_level: true,
+        doc: "Evaluate the Nix file at a path (a directory means its default.nix).",
+        func: import,
+    },
+    Builtin {
+        name: "readFile",
+        arity: 1,
+        top_level: false,
+        doc: "The contents of a file as a string.",
+        func: read_file,
+    },
+    Builtin {
+        name: "readDir",
+        arity: 1,
+        top_level: false,
+        doc:
+            "A directory's entries: name → \"regular\" | \"directory\" | \"symlink\" | \"unknown\".",
+        func: read_dir,
+    },
+    Builtin {
+        name: "pathExists",
+        arity: 1,
+        top_level: false,
+        doc: "Whether something exists at a path.",
+        func: path_exists,
+    },
+    Builtin {
+        name: "baseNameOf",
+        arity: 1,
+        top_level: true,
+        doc: "The last component of a path or string.",
+        func: base_name_of,
+    },
+    Builtin {
+        name: "dirOf",
+        arity: 1,
+        top_level: true,
+        doc: "Everything but the last component of a path or string.",
+        func: dir_of,
+    },
+    Builtin {
+        name: "getEnv",
+        arity: 1,
+        top_level: false,
+        doc: "An environment variable of the evaluating process (\"\" if unset or pure).",
+        func: get_env,
+    },
+    Builtin {
+        name: "toPath",
+        arity: 1,
+        top_level: false,
+        doc: "An absolute path string, checked (deprecated).",
+        func: to_path,
+    },
+    Builtin {
+        name: "findFile",
+        arity: 2,
+        top_level: false,
+        doc: "Look a name up in a search path list as used for <name>.",
+        func: find_file,
+    },
+    Builtin {
+        name: "currentSystem",
+        arity: 0,
+        top_level: false,
+        doc: "The platform being evaluated on, e.g. \"x86_64-linux\".",
+        func: current_system,
+    },
+    Builtin {
+        name: "currentTime",
+        arity: 0,
+        top_level: false,
+        doc: "Seconds since the epoch when first used.",
+        func: current_time,
+    },
+    Builtin {
+        name: "nixPath",
+        arity: 0,
+        top_level: false,
+        doc: "The search path as a list of { prefix, path }.",
+        func: nix_path,
+    },
+    Builtin {
+        name: "langVersion",
+        arity: 0,
+        top_level: false,
+        doc: "The language version (6, as Nix 2.8).",
+        func: lang_version,
+    },
+    Builtin {
+        name: "nixVersion",
+        arity: 0,
+        top_level: false,
+        doc: "The Nix version kiln is compatible with (\"2.8.0\").",
+        func: nix_version,
+    },
+];
+
+fn import(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let path = ev.coerce_to_path(arg(args, 0), span)?;
+    ev.import_file(&path, span)
+}
+
+fn read_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let path = ev.coerce_to_path(arg(args, 0), span)?;
+    let bytes = ev
+        .io()
+        .read_file(&path)
+        .map_err(|e| EvalError::eval(e).at(span))?;
+    Ok(Value::string(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+fn read_dir(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let path = ev.coerce_to_path(arg(args, 0), span)?;
+    let entries = ev
+        .io()
+        .read_dir(&path)
+        .map_err(|e| EvalError::eval(e).at(span))?;
+    Ok(Value::attrs(Attrs::from_unsorted(
+        entries
+            .into_iter()
+            .map(|(name, kind)| (sym(&name), Value::string(kind.as_nix_str())))
+            .collect(),
+    )))
+}
+
+fn path_exists(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let path = ev.coerce_to_path(arg(args, 0), span)?;
+    Ok(Value::Bool(ev.io().file_type(&path).is_some()))
+}
+
+fn base_name_of(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let s = ev.coerce_to_string(
+        arg(args, 0),
+        span,
+        CoerceMode {
+            more: false,
+            copy_to_store: false,
+        },
+    )?;
+    let text = s.as_str();
+    let trimmed = text.strip_suffix('/').unwrap_or(text);
+    let base = match trimmed.rfind('/') {
+        Some(i) => &trimmed[i + 1..],
+        None => trimmed,
+    };
+    Ok(Value::String(NixString::with_context(
+        base,
+        s.context().clone(),
+    )))
+}
+
+fn parent_of(text: &str) -> &str {
+    match text.rfind('/') {
+        None => ".",
+        Some(0) => "/",
+        Some(i) => &text[..i],
+    }
+}
+
+fn dir_of(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    match ev.force(arg(args, 0), span)? {
+        Value::Path(p) => Ok(Value::path(parent_of(&p))),
+        other => {
+            let s = ev.coerce_to_string(
+                &other,
+                span,
+                CoerceMode {
+                    more: false,
+                    copy_to_store: false,
+                },
+            )?;
+            Ok(Value::String(NixString::with_context(
+                parent_of(s.as_str()),
+                s.context().clone(),
+            )))
+        }
+    }
+}
+
+fn get_env(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let name = ev.force_string(arg(args, 0), span)?;
+    if ev.options().pure {
+        return Ok(Value::string(""));
+    }
+    Ok(Value::string(
+        ev.io().get_env(name.as_str()).unwrap_or_default(),
+    ))
+}
+
+fn to_path(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let path = ev.coerce_to_path(arg(args, 0), span)?;
+    Ok(Value::string(kiln_lang::lower::canonical_path(
+        &path.display().to_string(),
+    )))
+}
+
+fn find_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let list = ev.force_list(arg(args, 0), span)?;
+    let name = ev.force_string(arg(args, 1), span)?;
+    let mut entries = Vec::new();
+    for item in list.iter() {
+        let item = ev.force_attrs(item, span)?;
+        let prefix = match item.get(sym("prefix")) {
+            Some(p) => ev.force_string(p, span)?.as_str().to_string(),
+            None => String::new(),
+        };
+        let path = match item.get(sym("path")) {
+            Some(p) => ev.coerce_to_path(p, span)?,
+            None => return Err(EvalError::eval("attribute 'path' missing").at(span)),
+        };
+        entries.push(crate::SearchPathEntry {
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            path,
+        });
+    }
+    crate::find_in(ev, &entries, name.as_str(), span)
+}
+
+fn current_system(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
+    Ok(Value::string(ev.options().current_system.clone()))
+}
+
+fn current_time(ev: &Evaluator, _args: &[Value], span: Span) -> EvalResult<Value> {
+    if ev.options().pure {
+        return Err(EvalError::eval("attribute 'currentTime' missing").at(span));
+    }
+    Ok(Value::Int(ev.io().current_time()))
+}
+
+fn nix_path(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
+    Ok(Value::list(
+        ev.options()
+            .search_path
+            .iter()
+            .map(|entry| {
+                Value::attrs(Attrs::from_sorted(vec![
+                    (sym("path"), Value::string(entry.path.display().to_string())),
+                    (
+                        sym("prefix"),
+                        Value::string(entry.prefix.clone().unwrap_or_default()),
+                    ),
+                ]))
+            })
+            .collect(),
+    ))
+}
+
+fn lang_version(_ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
+    Ok(Value::Int(6))
+}
+
+fn nix_version(_ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
+    Ok(Value::string("2.8.0"))
+}

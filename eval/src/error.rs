@@ -1,0 +1,192 @@
+//! Evaluation errors: their kind (which decides what `tryEval` catches), Nix's message, the
+//! span they point at, a trace of the frames that led there, and the rustc-style renderer.
+use crate::value::Value;
+use kiln_lang::{SourceMap, Span, SyntaxError};
+use std::fmt;
+
+/// What went wrong, as far as catching is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `throw` — caught by `tryEval`.
+    Throw,
+    /// A failed `assert` — caught by `tryEval`.
+    Assert,
+    /// `abort`.
+    Abort,
+    /// A value of the wrong type.
+    Type,
+    /// Syntax errors and the static errors of lowering.
+    Syntax,
+    InfiniteRecursion,
+    StackOverflow,
+    /// Missing attributes, undefined variables at run time, bad arguments, I/O, …
+    Eval,
+}
+
+/// One step of the trace: "while evaluating the attribute 'a'" at a position.
+#[derive(Clone, Debug)]
+pub struct TraceFrame {
+    pub message: String,
+    pub span: Option<Span>,
+}
+
+#[derive(Debug)]
+pub struct ErrorData {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub span: Option<Span>,
+    pub trace: Vec<TraceFrame>,
+    pub suggestion: Option<String>,
+}
+
+/// An evaluation error. Boxed so that `Result<Value, EvalError>` stays small.
+#[derive(thiserror::Error)]
+#[error("{}", .0.message)]
+pub struct EvalError(pub Box<ErrorData>);
+
+/// Traces are capped so that deep recursion does not build huge errors.
+const MAX_TRACE: usize = 32;
+
+impl EvalError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        EvalError(Box::new(ErrorData {
+            kind,
+            message: message.into(),
+            span: None,
+            trace: Vec::new(),
+            suggestion: None,
+        }))
+    }
+
+    /// A generic (uncatchable) evaluation error.
+    pub fn eval(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Eval, message)
+    }
+
+    /// "value is an integer while a string was expected".
+    pub fn type_mismatch(expected: &str, got: &Value) -> Self {
+        Self::new(
+            ErrorKind::Type,
+            format!(
+                "value is {} while {} was expected",
+                got.type_description(),
+                expected
+            ),
+        )
+    }
+
+    /// Sets the span unless one is already set (the innermost position wins).
+    pub fn at(mut self, span: Span) -> Self {
+        if self.0.span.is_none() {
+            self.0.span = Some(span);
+        }
+        self
+    }
+
+    pub fn with_suggestion(mut self, suggestion: Option<String>) -> Self {
+        self.0.suggestion = suggestion;
+        self
+    }
+
+    /// Adds a frame to the trace (outermost last).
+    pub fn add_trace(mut self, message: impl Into<String>, span: Option<Span>) -> Self {
+        if self.0.trace.len() < MAX_TRACE {
+            self.0.trace.push(TraceFrame {
+                message: message.into(),
+                span,
+            });
+        }
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    pub fn span(&self) -> Option<Span> {
+        self.0.span
+    }
+
+    pub fn trace(&self) -> &[TraceFrame] {
+        &self.0.trace
+    }
+
+    /// Whether `builtins.tryEval` catches it (only `throw` and failed assertions, as in Nix).
+    pub fn is_catchable(&self) -> bool {
+        matches!(self.0.kind, ErrorKind::Throw | ErrorKind::Assert)
+    }
+
+    /// Renders rustc-style, with the source line and caret under the span.
+    pub fn render(&self, sources: &SourceMap) -> String {
+        let mut out = format!("error: {}\n", self.0.message);
+        if let Some(span) = self.0.span {
+            render_location(&mut out, sources, span);
+        }
+        if let Some(s) = &self.0.suggestion {
+            out.push_str(&format!("   = help: did you mean '{s}'?\n"));
+        }
+        for frame in &self.0.trace {
+            match frame.span {
+                Some(span) => out.push_str(&format!(
+                    "   = note: {} at {}\n",
+                    frame.message,
+                    sources.describe(span)
+                )),
+                None => out.push_str(&format!("   = note: {}\n", frame.message)),
+            }
+        }
+        out
+    }
+}
+
+fn render_location(out: &mut String, sources: &SourceMap, span: Span) {
+    let (Some(file), Some(start)) = (
+        sources.file(span.file),
+        sources.line_col(span.file, span.start),
+    ) else {
+        return;
+    };
+    out.push_str(&format!(
+        "  --> {}:{}:{}\n",
+        file.name, start.line, start.column
+    ));
+    let Some(line_text) = sources.line_text(span.file, start.line) else {
+        return;
+    };
+    let gutter = start.line.to_string().len();
+    let pad = " ".repeat(gutter);
+    // The caret covers the span on its first line (at least one character).
+    let end_col = match sources.line_col(span.file, span.end) {
+        Some(end) if end.line == start.line && end.column > start.column => end.column,
+        _ if span.end > span.start => line_text.chars().count() + 1,
+        _ => start.column + 1,
+    };
+    let width = end_col.saturating_sub(start.column).max(1);
+    out.push_str(&format!("{pad} |\n"));
+    out.push_str(&format!("{} | {}\n", start.line, line_text));
+    out.push_str(&format!(
+        "{pad} | {}{}\n",
+        " ".repeat(start.column - 1),
+        "^".repeat(width)
+    ));
+}
+
+impl From<SyntaxError> for EvalError {
+    fn from(e: SyntaxError) -> Self {
+        EvalError::new(ErrorKind::Syntax, e.message)
+            .at(e.span)
+            .with_suggestion(e.suggestion)
+    }
+}
+
+impl fmt::Debug for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+pub type EvalResult<T> = Result<T, EvalError>;

@@ -1,0 +1,272 @@
+//! Showing values as `nix-instantiate --eval [--strict]` prints them, and converting them to
+//! JSON with `builtins.toJSON` semantics (`__toString`, `outPath`, paths copied to the store).
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::eval::{sym, CoerceMode, Evaluator};
+use crate::value::{Context, Value};
+use kiln_lang::Span;
+use std::collections::HashSet;
+use std::fmt::Write;
+use std::rc::Rc;
+
+/// Formats a float like C++'s default stream output (`%g`, 6 significant digits).
+pub fn format_float(x: f64) -> String {
+    if x.is_nan() {
+        return if x.is_sign_negative() { "-nan" } else { "nan" }.to_string();
+    }
+    if x.is_infinite() {
+        return if x < 0.0 { "-inf" } else { "inf" }.to_string();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    let scientific = format!("{x:.5e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let strip = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-4..6).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{}{:02}", strip(mantissa), sign, exponent.abs())
+    } else {
+        let decimals = (5 - exponent).max(0) as usize;
+        strip(&format!("{x:.decimals$}"))
+    }
+}
+
+/// Quotes a string as Nix prints it.
+pub fn escape_string(s: &str, out: &mut String) {
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Whether an attribute name can be printed without quotes.
+fn is_plain_identifier(name: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or",
+    ];
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
+        && !KEYWORDS.contains(&name)
+}
+
+impl Evaluator {
+    /// Shows a value like `nix-instantiate --eval`; with `strict` everything is forced first.
+    pub fn print_value(&self, value: &Value, strict: bool) -> EvalResult<String> {
+        let span = Span::default();
+        let value = if strict {
+            self.deep_force(value, span)?
+        } else {
+            self.force(value, span)?
+        };
+        let mut out = String::new();
+        let mut seen = HashSet::new();
+        self.print_into(&value, &mut out, &mut seen);
+        Ok(out)
+    }
+
+    fn print_into(&self, value: &Value, out: &mut String, seen: &mut HashSet<usize>) {
+        match value {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::Float(f) => out.push_str(&format_float(*f)),
+            Value::String(s) => escape_string(s.as_str(), out),
+            Value::Path(p) => out.push_str(p),
+            Value::Attrs(attrs) => {
+                if !attrs.is_empty() && !seen.insert(Rc::as_ptr(attrs) as usize) {
+                    out.push_str("«repeated»");
+                    return;
+                }
+                out.push_str("{ ");
+                for (name, v) in attrs.iter() {
+                    if is_plain_identifier(name.as_str()) {
+                        out.push_str(name.as_str());
+                    } else {
+                        escape_string(name.as_str(), out);
+                    }
+                    out.push_str(" = ");
+                    self.print_into(v, out, seen);
+                    out.push_str("; ");
+                }
+                out.push('}');
+            }
+            Value::List(items) => {
+                if !items.is_empty() && !seen.insert(Rc::as_ptr(items) as usize) {
+                    out.push_str("«repeated»");
+                    return;
+                }
+                out.push_str("[ ");
+                for v in items.iter() {
+                    self.print_into(v, out, seen);
+                    out.push(' ');
+                }
+                out.push(']');
+            }
+            Value::Lambda(_) => out.push_str("<LAMBDA>"),
+            Value::PrimOp(_) => out.push_str("<PRIMOP>"),
+            Value::PrimOpApp(_) => out.push_str("<PRIMOP-APP>"),
+            Value::Thunk(t) => match t.value() {
+                Some(v) => self.print_into(&v, out, seen),
+                None => out.push_str("<CODE>"),
+            },
+        }
+    }
+
+    /// The value as JSON (`builtins.toJSON`, `--json`), with the context of the strings used.
+    pub fn to_json_with_context(&self, value: &Value, span: Span) -> EvalResult<(String, Context)> {
+        let mut out = String::new();
+        let mut context = Context::new();
+        self.json_into(value, span, &mut out, &mut context)?;
+        Ok((out, context))
+    }
+
+    fn json_into(
+        &self,
+        value: &Value,
+        span: Span,
+        out: &mut String,
+        context: &mut Context,
+    ) -> EvalResult<()> {
+        let v = self.force(value, span)?;
+        match &v {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::Float(f) => out.push_str(&format_float(*f)),
+            Value::String(s) => {
+                json_string(s.as_str(), out);
+                context.extend(s.context().iter().cloned());
+            }
+            Value::Path(_) => {
+                let s = self.coerce_to_string(&v, span, CoerceMode::INTERPOLATION)?;
+                json_string(s.as_str(), out);
+                context.extend(s.context().iter().cloned());
+            }
+            Value::Attrs(attrs) => {
+                if attrs.contains(sym("__toString")) {
+                    let s = self.coerce_to_string(&v, span, CoerceMode::INTERPOLATION)?;
+                    json_string(s.as_str(), out);
+                    context.extend(s.context().iter().cloned());
+                    return Ok(());
+                }
+                if let Some(out_path) = attrs.get(sym("outPath")) {
+                    return self.json_into(out_path, span, out, context);
+                }
+                out.push('{');
+                for (i, (name, item)) in attrs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    json_string(name.as_str(), out);
+                    out.push(':');
+                    self.json_into(item, span, out, context).map_err(|e| {
+                        e.add_trace(format!("while evaluating the attribute '{name}'"), None)
+                    })?;
+                }
+                out.push('}');
+            }
+            Value::List(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.json_into(item, span, out, context)?;
+                }
+                out.push(']');
+            }
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => {
+                return Err(
+                    EvalError::new(ErrorKind::Type, "cannot convert a function to JSON").at(span),
+                )
+            }
+            Value::Thunk(_) => unreachable!("forced above"),
+        }
+        Ok(())
+    }
+}
+
+/// JSON string escaping as Nix does it.
+pub fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_like_cpp_streams() {
+        // Expected strings are nix-instantiate 2.8 output.
+        let cases = [
+            (1.0, "1"),
+            (2.5, "2.5"),
+            (1e10, "1e+10"),
+            (0.00001, "1e-05"),
+            (123456789.0, "1.23457e+08"),
+            (1.0 / 3.0, "0.333333"),
+            (1234567.0, "1.23457e+06"),
+            (-2.0, "-2"),
+            (1.5e300, "1.5e+300"),
+            (100000.0, "100000"),
+            (1000000.0, "1e+06"),
+            (0.0001, "0.0001"),
+            (0.1, "0.1"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(format_float(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut out = String::new();
+        escape_string("a\"${b}\n\t\r\\", &mut out);
+        assert_eq!(out, r#""a\"\${b}\n\t\r\\""#);
+        assert!(is_plain_identifier("c"));
+        assert!(!is_plain_identifier("a b"));
+        assert!(!is_plain_identifier("if"));
+        assert!(!is_plain_identifier(""));
+    }
+}

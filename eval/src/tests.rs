@@ -1,0 +1,290 @@
+//! End-to-end tests of the evaluator against values and messages taken from Nix 2.8
+//! (`nix-instantiate --eval --strict`).
+use super::*;
+use std::collections::BTreeSet;
+use store_access::{AddPathError, IngestionMethod, PathFilter, StoreAccessError};
+
+/// A store that only computes stand-in paths (no hashing): enough for evaluation tests that
+/// interpolate paths.
+struct FakeStore;
+
+impl EvalStore for FakeStore {
+    fn store_dir(&self) -> &str {
+        "/nix/store"
+    }
+    fn add_text(
+        &self,
+        name: &str,
+        _: &[u8],
+        _: &BTreeSet<String>,
+    ) -> Result<String, StoreAccessError> {
+        Ok(format!(
+            "/nix/store/00000000000000000000000000000000-{name}"
+        ))
+    }
+    fn add_path(
+        &self,
+        name: &str,
+        _: &Path,
+        _: IngestionMethod,
+        _: Option<PathFilter<'_>>,
+        _: Option<[u8; 32]>,
+    ) -> Result<String, AddPathError> {
+        Ok(format!(
+            "/nix/store/11111111111111111111111111111111-{name}"
+        ))
+    }
+}
+
+fn evaluator() -> Evaluator {
+    let mut opts = EvalOptions::new(Rc::new(FakeStore));
+    let mut io = MemoryIo::default();
+    io.files
+        .insert("/src/lib.nix".into(), b"{ x = 1; f = a: a + 1; }".to_vec());
+    io.files
+        .insert("/src/dir/default.nix".into(), b"42".to_vec());
+    io.env.insert("HOME".into(), "/home/u".into());
+    opts.io = Rc::new(io);
+    opts.current_system = "x86_64-linux".into();
+    Evaluator::new(opts)
+}
+
+/// Evaluates strictly and prints like `nix-instantiate --eval --strict`, or renders the error.
+fn run(src: &'static str) -> String {
+    with_eval_stack(move || {
+        let ev = evaluator();
+        match ev
+            .eval_string(src, Path::new("/src"))
+            .and_then(|v| ev.print_value(&v, true))
+        {
+            Ok(s) => s,
+            Err(e) => format!("error: {}", e.message()),
+        }
+    })
+}
+
+#[test]
+fn basics() {
+    assert_eq!(run("1 + 2 * 3"), "7");
+    assert_eq!(
+        run("let f = n: if n < 2 then n else f (n - 1) + f (n - 2); in f 15"),
+        "610"
+    );
+    assert_eq!(run("rec { a = 1; b = a + 1; }"), "{ a = 1; b = 2; }");
+    assert_eq!(run("{ a.b = 1; a.c = 2; }.a"), "{ b = 1; c = 2; }");
+    assert_eq!(
+        run("let x = 1; in with { x = 2; y = 3; }; [ x y ]"),
+        "[ 1 3 ]"
+    );
+    assert_eq!(
+        run("({ a, b ? a + 1, ... }@args: [ a b args.c ]) { a = 1; c = 5; }"),
+        "[ 1 2 5 ]"
+    );
+    assert_eq!(run("\"a${toString 1}b\""), "\"a1b\"");
+    assert_eq!(run("[ (1 / 2) (1.0 / 4) (7 / -2) ]"), "[ 0 0.25 -3 ]");
+    assert_eq!(
+        run("{ \"a b\" = 1; c = 2; \"\" = 3; \"if\" = 4; }"),
+        "{ \"\" = 3; \"a b\" = 1; c = 2; \"if\" = 4; }"
+    );
+    assert_eq!(
+        run("let e = {}; l = []; in [e e l l]"),
+        "[ { } { } [ ] [ ] ]"
+    );
+    assert_eq!(
+        run("let a = { x = 1; }; in [a a]"),
+        "[ { x = 1; } «repeated» ]"
+    );
+    assert_eq!(
+        run("{ a = { b = 1; }; a.c = 2; }"),
+        "{ a = { b = 1; c = 2; }; }"
+    );
+    assert_eq!(
+        run("toString [1 [2 3] null true false \"a\"]"),
+        "\"1 2 3  1  a\""
+    );
+    assert_eq!(run("toString 1.5"), "\"1.500000\"");
+    assert_eq!(
+        run("builtins.functionArgs ({a, b ? 1}: a)"),
+        "{ a = false; b = true; }"
+    );
+    assert_eq!(run("{ a = 1; } ? a"), "true");
+    assert_eq!(run("{ a = 1; }.b or 5"), "5");
+    assert_eq!(run("let s = { __functor = self: x: x + 1; }; in s 1"), "2");
+    assert_eq!(
+        run("let f = x: x; in [ (f == f) ([f] == [f]) ]"),
+        "[ false true ]"
+    );
+    assert_eq!(
+        run("[ ([] < [1]) (\"a\" < \"b\") (1 < 1.5) ]"),
+        "[ true true true ]"
+    );
+    assert_eq!(run("-(1)"), "-1");
+}
+
+#[test]
+fn imports_and_paths() {
+    assert_eq!(run("(import ./lib.nix).x"), "1");
+    assert_eq!(run("(import /src/lib.nix).f 2"), "3");
+    assert_eq!(run("import ./dir"), "42");
+    assert_eq!(run("./a/../b"), "/src/b");
+    assert_eq!(
+        run("\"${./lib.nix}\""),
+        "\"/nix/store/11111111111111111111111111111111-lib.nix\""
+    );
+    assert_eq!(run("./lib.nix + \"x\""), "/src/lib.nixx");
+    assert_eq!(
+        run("[ (dirOf ./lib.nix) (dirOf \"a\") (dirOf \"/a/b/\") (baseNameOf \"/a/b/\") ]"),
+        "[ /src \".\" \"/a/b\" \"b\" ]"
+    );
+    assert_eq!(
+        run("builtins.readDir ./."),
+        "{ dir = \"directory\"; \"lib.nix\" = \"regular\"; }"
+    );
+    assert_eq!(run("builtins.pathExists ./nope"), "false");
+}
+
+#[test]
+fn errors_have_nix_messages() {
+    assert_eq!(run("1 + \"a\""), "error: cannot add a string to an integer");
+    assert_eq!(
+        run("\"a\" + 1"),
+        "error: cannot coerce an integer to a string"
+    );
+    assert_eq!(run("{}.x"), "error: attribute 'x' missing");
+    assert_eq!(
+        run("let x = x; in x"),
+        "error: infinite recursion encountered"
+    );
+    assert_eq!(
+        run("(x: x) 1 2"),
+        "error: attempt to call something which is not a function but an integer"
+    );
+    assert_eq!(
+        run("if 1 then 1 else 2"),
+        "error: value is an integer while a Boolean was expected"
+    );
+    assert_eq!(
+        run("1 - \"a\""),
+        "error: value is a string while an integer was expected"
+    );
+    assert_eq!(run("1 / 0"), "error: division by zero");
+    assert_eq!(
+        run("assert 1 == 2; 1"),
+        "error: assertion '(1 == 2)' failed"
+    );
+    assert_eq!(
+        run("({a, b}: a) {a=1;}"),
+        "error: anonymous function at (string):1:2 called without required argument 'b'"
+    );
+    assert_eq!(
+        run("({a}: a) {a=1; c=1;}"),
+        "error: anonymous function at (string):1:2 called with unexpected argument 'c'"
+    );
+    assert_eq!(
+        run("abort \"y\""),
+        "error: evaluation aborted with the following error message: 'y'"
+    );
+    assert_eq!(
+        run("9223372036854775807 + 1"),
+        "error: integer overflow in adding 9223372036854775807 + 1"
+    );
+    assert_eq!(
+        run("1 < \"a\""),
+        "error: cannot compare an integer with a string"
+    );
+    assert_eq!(
+        run("let f = x: f x + 1; in f 1"),
+        "error: stack overflow; max-call-depth exceeded"
+    );
+}
+
+#[test]
+fn try_eval_catches_only_throw_and_assert() {
+    assert_eq!(
+        run("builtins.tryEval (throw \"x\")"),
+        "{ success = false; value = false; }"
+    );
+    assert_eq!(
+        run("builtins.tryEval (assert false; 1)"),
+        "{ success = false; value = false; }"
+    );
+    assert_eq!(run("builtins.tryEval 1"), "{ success = true; value = 1; }");
+    assert_eq!(
+        run("builtins.tryEval (1 + \"a\")"),
+        "error: cannot add a string to an integer"
+    );
+}
+
+#[test]
+fn laziness() {
+    assert_eq!(run("let x = throw \"no\"; in 1"), "1");
+    assert_eq!(run("[ (throw \"no\") ]"), "error: no");
+    assert_eq!(run("(x: 1) (throw \"no\")"), "1");
+    assert_eq!(run("{ a = throw \"no\"; }.b or 2"), "2");
+    with_eval_stack(|| {
+        let ev = evaluator();
+        let v = ev
+            .eval_string(
+                "{ a = 1 + 1; b = [ (1 + 1) ]; c = { x = 1; }; }",
+                Path::new("/"),
+            )
+            .unwrap();
+        assert_eq!(
+            ev.print_value(&v, false).unwrap(),
+            "{ a = <CODE>; b = <CODE>; c = <CODE>; }"
+        );
+        let v = ev
+            .eval_string("rec { a = 1; b = a; c = [a]; }", Path::new("/"))
+            .unwrap();
+        assert_eq!(
+            ev.print_value(&v, false).unwrap(),
+            "{ a = 1; b = 1; c = <CODE>; }"
+        );
+    });
+}
+
+#[test]
+fn json_and_api() {
+    with_eval_stack(|| {
+        let ev = evaluator();
+        let v = ev
+            .eval_string(
+                "{ x = [ 1.5 \"é\" ]; d = { __toString = s: \"hi\"; }; o = { outPath = \"/x\"; }; }",
+                Path::new("/"),
+            )
+            .unwrap();
+        assert_eq!(
+            ev.to_json(&v).unwrap(),
+            r#"{"d":"hi","o":"/x","x":[1.5,"é"]}"#
+        );
+        let f = ev
+            .eval_string("{ a, b ? 2 }: a + b", Path::new("/"))
+            .unwrap();
+        let r = ev
+            .auto_call(f, &[("a".into(), AutoArg::Expr("40".into()))])
+            .unwrap();
+        assert_eq!(ev.print_value(&r, true).unwrap(), "42");
+        let v = ev
+            .eval_string("{ a.b = [ 1 { c = 5; } ]; }", Path::new("/"))
+            .unwrap();
+        let r = ev.select_attr_path(v, "a.b.1.c").unwrap();
+        assert_eq!(ev.print_value(&r, true).unwrap(), "5");
+    });
+    assert_eq!(
+        parse_search_path("nixpkgs=/a/b:/c:x=https://h/t.tar.gz"),
+        vec![
+            SearchPathEntry {
+                prefix: Some("nixpkgs".into()),
+                path: "/a/b".into()
+            },
+            SearchPathEntry {
+                prefix: None,
+                path: "/c".into()
+            },
+            SearchPathEntry {
+                prefix: Some("x".into()),
+                path: "https://h/t.tar.gz".into()
+            },
+        ]
+    );
+}

@@ -1,0 +1,454 @@
+//! Runtime values: the `Value` enum and its parts (strings with context, attribute sets kept
+//! sorted by name bytes, shared lists, closures, primop applications, thunks and environment
+//! frames). Every variant is cheap to clone: heap parts sit behind `Rc`.
+use crate::builtins::Builtin;
+use crate::error::EvalError;
+use crate::Evaluator;
+use kiln_lang::ir::{ExprRef, Lambda};
+use kiln_lang::{Span, Symbol};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::rc::Rc;
+
+/// A Nix value. `Thunk` is the only variant that is not in weak head normal form.
+#[derive(Clone)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(NixString),
+    /// An absolute, canonical path.
+    Path(Rc<String>),
+    Attrs(Rc<Attrs>),
+    List(Rc<Vec<Value>>),
+    Lambda(Rc<Closure>),
+    PrimOp(&'static Builtin),
+    PrimOpApp(Rc<PrimOpApp>),
+    Thunk(Thunk),
+}
+
+impl Value {
+    /// Nix's description of a value's type in error messages ("an integer", "a set", …).
+    pub fn type_description(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a Boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::String(_) => "a string",
+            Value::Path(_) => "a path",
+            Value::Attrs(_) => "a set",
+            Value::List(_) => "a list",
+            Value::Lambda(_) => "a function",
+            Value::PrimOp(_) => "a built-in function",
+            Value::PrimOpApp(_) => "a partially applied built-in function",
+            Value::Thunk(_) => "a thunk",
+        }
+    }
+
+    /// The name `builtins.typeOf` returns.
+    pub fn type_of(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::String(_) => "string",
+            Value::Path(_) => "path",
+            Value::Attrs(_) => "set",
+            Value::List(_) => "list",
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => "lambda",
+            Value::Thunk(_) => "thunk",
+        }
+    }
+
+    pub fn string(text: impl Into<String>) -> Value {
+        Value::String(NixString::new(text))
+    }
+
+    pub fn path(path: impl Into<String>) -> Value {
+        Value::Path(Rc::new(path.into()))
+    }
+
+    pub fn list(items: Vec<Value>) -> Value {
+        Value::List(Rc::new(items))
+    }
+
+    pub fn attrs(attrs: Attrs) -> Value {
+        Value::Attrs(Rc::new(attrs))
+    }
+
+    pub fn is_function(&self) -> bool {
+        matches!(
+            self,
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_)
+        )
+    }
+
+    /// Whether two values are the same heap object (Nix's pointer-equality shortcut, which it
+    /// applies to elements of lists and sets).
+    pub fn same_object(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Thunk(a), Value::Thunk(b)) => Rc::ptr_eq(&a.0, &b.0),
+            (Value::Attrs(a), Value::Attrs(b)) => Rc::ptr_eq(a, b),
+            (Value::List(a), Value::List(b)) => Rc::ptr_eq(a, b),
+            (Value::Lambda(a), Value::Lambda(b)) => Rc::ptr_eq(a, b),
+            (Value::PrimOpApp(a), Value::PrimOpApp(b)) => Rc::ptr_eq(a, b),
+            (Value::PrimOp(a), Value::PrimOp(b)) => std::ptr::eq(*a, *b),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::String(s) => write!(f, "{:?}", s.as_str()),
+            Value::Path(p) => write!(f, "{p}"),
+            Value::Attrs(a) => f.debug_map().entries(a.iter()).finish(),
+            Value::List(l) => f.debug_list().entries(l.iter()).finish(),
+            Value::Lambda(_) => write!(f, "<LAMBDA>"),
+            Value::PrimOp(b) => write!(f, "<PRIMOP {}>", b.name),
+            Value::PrimOpApp(_) => write!(f, "<PRIMOP-APP>"),
+            Value::Thunk(_) => write!(f, "<CODE>"),
+        }
+    }
+}
+
+/// One element of a string's context: what store objects the string refers to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ContextElem {
+    /// A plain store path (a source, a text file).
+    Plain(String),
+    /// An output of a derivation: (the `.drv` path, the output name).
+    Output { drv: String, output: String },
+    /// A derivation with all its outputs (`=path` in Nix's encoding).
+    AllOutputs(String),
+}
+
+impl ContextElem {
+    /// Nix's string encoding: `path`, `!out!path`, `=path`.
+    pub fn encode(&self) -> String {
+        match self {
+            ContextElem::Plain(p) => p.clone(),
+            ContextElem::Output { drv, output } => format!("!{output}!{drv}"),
+            ContextElem::AllOutputs(p) => format!("={p}"),
+        }
+    }
+
+    /// Parses Nix's encoding back.
+    pub fn decode(s: &str) -> ContextElem {
+        if let Some(rest) = s.strip_prefix('=') {
+            return ContextElem::AllOutputs(rest.to_string());
+        }
+        if let Some(rest) = s.strip_prefix('!') {
+            if let Some((output, drv)) = rest.split_once('!') {
+                return ContextElem::Output {
+                    drv: drv.to_string(),
+                    output: output.to_string(),
+                };
+            }
+        }
+        ContextElem::Plain(s.to_string())
+    }
+}
+
+/// A string's context.
+pub type Context = BTreeSet<ContextElem>;
+
+struct StringData {
+    text: Box<str>,
+    context: Context,
+}
+
+/// Immutable string text with its context, shared by reference count.
+#[derive(Clone)]
+pub struct NixString(Rc<StringData>);
+
+impl NixString {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self::with_context(text, Context::new())
+    }
+
+    pub fn with_context(text: impl Into<String>, context: Context) -> Self {
+        NixString(Rc::new(StringData {
+            text: text.into().into_boxed_str(),
+            context,
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0.text
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.0.context
+    }
+
+    pub fn has_context(&self) -> bool {
+        !self.0.context.is_empty()
+    }
+}
+
+impl fmt::Debug for NixString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// An attribute set: entries sorted by the names' bytes, no duplicate names.
+#[derive(Clone, Default)]
+pub struct Attrs {
+    entries: Vec<(Symbol, Value)>,
+}
+
+impl Attrs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// From entries already sorted by name with unique names (the caller proves it).
+    pub fn from_sorted(entries: Vec<(Symbol, Value)>) -> Self {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        Attrs { entries }
+    }
+
+    /// From entries in any order; for a repeated name the first occurrence wins (as in
+    /// `listToAttrs`).
+    pub fn from_unsorted(mut entries: Vec<(Symbol, Value)>) -> Self {
+        entries.sort_by_key(|entry| entry.0); // stable: the first occurrence stays first
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        Attrs { entries }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, name: Symbol) -> Option<&Value> {
+        self.entries
+            .binary_search_by(|(k, _)| k.cmp(&name))
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_str(&self, name: &str) -> Option<&Value> {
+        self.get(Symbol::intern(name))
+    }
+
+    pub fn contains(&self, name: Symbol) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (Symbol, &Value)> + '_ {
+        self.entries.iter().map(|(k, v)| (*k, v))
+    }
+
+    pub fn names(&self) -> impl ExactSizeIterator<Item = Symbol> + '_ {
+        self.entries.iter().map(|(k, _)| *k)
+    }
+
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> + '_ {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    pub fn entries(&self) -> &[(Symbol, Value)] {
+        &self.entries
+    }
+
+    pub fn into_entries(self) -> Vec<(Symbol, Value)> {
+        self.entries
+    }
+
+    /// Inserts or replaces one attribute, keeping the order.
+    pub fn insert(&mut self, name: Symbol, value: Value) {
+        match self.entries.binary_search_by(|(k, _)| k.cmp(&name)) {
+            Ok(i) => self.entries[i].1 = value,
+            Err(i) => self.entries.insert(i, (name, value)),
+        }
+    }
+
+    /// `self // other`: a linear merge where `other` wins.
+    pub fn update(&self, other: &Attrs) -> Attrs {
+        let (a, b) = (&self.entries, &other.entries);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i].clone());
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j].clone());
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(b[j].clone());
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        Attrs { entries: out }
+    }
+}
+
+/// A lambda together with the environment it closes over.
+pub struct Closure {
+    pub lambda: Rc<Lambda>,
+    pub env: Env,
+}
+
+/// A builtin applied to fewer arguments than its arity.
+pub struct PrimOpApp {
+    pub builtin: &'static Builtin,
+    pub args: Vec<Value>,
+}
+
+/// One frame of the environment chain: the slots a `let`, `rec`, lambda call or `with`
+/// creates, and the enclosing frame.
+pub struct EnvFrame {
+    pub(crate) slots: RefCell<Vec<Value>>,
+    pub(crate) parent: Option<Env>,
+}
+
+/// A shared environment frame.
+#[derive(Clone)]
+pub struct Env(pub(crate) Rc<EnvFrame>);
+
+impl Env {
+    pub fn new(slots: Vec<Value>, parent: Option<Env>) -> Env {
+        Env(Rc::new(EnvFrame {
+            slots: RefCell::new(slots),
+            parent,
+        }))
+    }
+
+    /// The frame `depth` levels up (0 = this one). Lowering proves the depth exists.
+    pub(crate) fn ancestor(&self, depth: u32) -> &Env {
+        let mut env = self;
+        for _ in 0..depth {
+            env = match &env.0.parent {
+                Some(parent) => parent,
+                // Lowering resolved this depth against the scope chain it built, which is the
+                // chain the evaluator builds at run time.
+                None => unreachable!("environment chain shorter than its lowering"),
+            };
+        }
+        env
+    }
+
+    pub(crate) fn get(&self, depth: u32, slot: u32) -> Value {
+        self.ancestor(depth).0.slots.borrow()[slot as usize].clone()
+    }
+
+    pub(crate) fn set(&self, slot: u32, value: Value) {
+        self.0.slots.borrow_mut()[slot as usize] = value;
+    }
+}
+
+/// A native suspended computation (lazy results of builtins).
+pub type NativeThunk = Box<dyn FnOnce(&Evaluator) -> Result<Value, EvalError>>;
+
+/// The state of a thunk.
+pub enum ThunkState {
+    /// IR to evaluate in an environment.
+    Suspended(ExprRef, Env),
+    /// A function application deferred until needed (`map f xs` elements).
+    Apply(Value, Value, Span),
+    /// A native computation.
+    Native(NativeThunk),
+    /// Being evaluated: forcing it again is infinite recursion. Holds where it was forced.
+    Blackhole(Span),
+    Done(Value),
+}
+
+/// A suspended computation shared by everyone holding it; evaluated at most once.
+#[derive(Clone)]
+pub struct Thunk(pub(crate) Rc<RefCell<ThunkState>>);
+
+impl Thunk {
+    pub fn suspended(expr: ExprRef, env: Env) -> Thunk {
+        Thunk(Rc::new(RefCell::new(ThunkState::Suspended(expr, env))))
+    }
+
+    pub fn apply(function: Value, argument: Value, span: Span) -> Thunk {
+        Thunk(Rc::new(RefCell::new(ThunkState::Apply(
+            function, argument, span,
+        ))))
+    }
+
+    pub fn native(f: NativeThunk) -> Thunk {
+        Thunk(Rc::new(RefCell::new(ThunkState::Native(f))))
+    }
+
+    pub fn done(value: Value) -> Thunk {
+        Thunk(Rc::new(RefCell::new(ThunkState::Done(value))))
+    }
+
+    /// The value if already evaluated.
+    pub fn value(&self) -> Option<Value> {
+        match &*self.0.borrow() {
+            ThunkState::Done(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(a: &Attrs) -> Vec<&'static str> {
+        a.names().map(|s| s.as_str()).collect()
+    }
+
+    #[test]
+    fn attrs_stay_sorted_and_update_merges() {
+        let s = Symbol::intern;
+        let a = Attrs::from_unsorted(vec![
+            (s("b"), Value::Int(1)),
+            (s("a"), Value::Int(2)),
+            (s("b"), Value::Int(3)),
+        ]);
+        assert_eq!(names(&a), ["a", "b"]);
+        assert!(matches!(a.get(s("b")), Some(Value::Int(1))));
+        let b = Attrs::from_unsorted(vec![(s("c"), Value::Int(4)), (s("a"), Value::Int(5))]);
+        let merged = a.update(&b);
+        assert_eq!(names(&merged), ["a", "b", "c"]);
+        assert!(matches!(merged.get(s("a")), Some(Value::Int(5))));
+        assert!(merged.get(s("zz")).is_none());
+    }
+
+    #[test]
+    fn context_encoding_round_trips() {
+        for e in [
+            ContextElem::Plain("/nix/store/x".into()),
+            ContextElem::AllOutputs("/nix/store/y.drv".into()),
+            ContextElem::Output {
+                drv: "/nix/store/y.drv".into(),
+                output: "out".into(),
+            },
+        ] {
+            assert_eq!(ContextElem::decode(&e.encode()), e);
+        }
+    }
+
+    #[test]
+    fn values_are_small() {
+        assert!(std::mem::size_of::<Value>() <= 16);
+    }
+}
