@@ -1,0 +1,1 @@
+derivation { name = "basic"; system = "x86_64-linux"; builder = "/bin/sh"; }

@@ -1,0 +1,1 @@
+derivation { name = "fixed-flat"; system = "x86_64-linux"; builder = "/bin/sh"; outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "1dkghwldkb0z7pr6ilrknlzq1xgacxyh00zb5cflljkvbgy4vh64"; }

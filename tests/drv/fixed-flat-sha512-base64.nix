@@ -1,0 +1,1 @@
+derivation { name = "fixed-sha512-b64"; system = "x86_64-linux"; builder = "/bin/sh"; outputHashAlgo = "sha512"; outputHash = "Yuk8N6/+UeRmsmGdw4zDzmvBPabuqA2lPOKUW3oHcwrEzQLNcXIjk0oZ8RtOEe8JPJqIFA+RnIDBXTYaSES+aQ=="; }

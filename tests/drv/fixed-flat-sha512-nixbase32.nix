@@ -1,0 +1,1 @@
+derivation { name = "fixed-sha512-b32"; system = "x86_64-linux"; builder = "/bin/sh"; outputHashAlgo = "sha512"; outputHash = "1lvwi2838v5vhc0kj8hy548k8y0kvqi9qdz26aajcip4wfd0b6w82kk0xx5p5727jjhva7flqyw2syfqf6c77b1n9kf8lgymwvkrsb2"; }

@@ -1,0 +1,1 @@
+derivation { name = "fixed-rec-b16"; system = "x86_64-linux"; builder = "/bin/sh"; outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputHash = "80ae3d54f0ae5a95f5a34a340c6099a869d20d3dfc7bc7e6d32e486ec25754e0"; }

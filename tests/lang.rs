@@ -1,0 +1,96 @@
+//! Runs `kiln eval --strict` (and `--json`) on every case of the language corpus
+//! (`tests/lang/`, see its README.md) and compares with the oracle's expectations, reporting
+//! every mismatching case at once. `KILN_LANG_FILTER=a,b` selects the cases whose
+//! `group/name` contains `a` or `b`.
+mod common;
+
+use std::path::Path;
+
+use common::lang::{cases, Expectation, LangCase};
+use common::{corpus_dir, diff, error_message, kiln, substitute, Report, RunOutput};
+
+/// The logical store directory the expectations were generated with.
+const STORE_DIR: &str = "/nix/store";
+
+fn run_kiln(case: &LangCase, corpus: &Path, store_root: &Path, json: bool) -> RunOutput {
+    let mut command = kiln();
+    command
+        .current_dir(corpus)
+        .args(["--store-dir", STORE_DIR, "--store"])
+        .arg(store_root)
+        .args(["eval", "--strict"]);
+    if json {
+        command.arg("--json");
+    }
+    command.arg(&case.file);
+    common::corpus_env(&mut command);
+    common::run_with_timeout(&mut command)
+        .unwrap_or_else(|e| panic!("{}: cannot run kiln: {e}", case.name))
+}
+
+/// Compares one run with its expectation; `None` when they agree.
+fn check(expected: &Expectation, run: &RunOutput, corpus: &Path) -> Option<String> {
+    match expected {
+        Expectation::Output(text) => {
+            let want = substitute(text, corpus);
+            let got = run.stdout_text();
+            if run.code == Some(0) && got == want {
+                return None;
+            }
+            let mut detail = String::new();
+            if run.code != Some(0) {
+                detail.push_str(&format!(
+                    "    expected success, got {}; stderr:\n{}\n",
+                    run.describe_end(),
+                    indent(&run.stderr)
+                ));
+            }
+            if got != want {
+                detail.push_str(&diff(&want, &got));
+            }
+            Some(detail)
+        }
+        Expectation::Error(line) => {
+            let message = substitute(error_message(line), corpus);
+            if run.code == Some(1) && run.stderr.contains(&message) {
+                return None;
+            }
+            Some(format!(
+                "    expected exit code 1 and stderr containing {message:?}\n    got {}, stdout {:?}, stderr:\n{}\n",
+                run.describe_end(),
+                run.stdout_text(),
+                indent(&run.stderr)
+            ))
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .take(12)
+        .map(|line| format!("      | {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn language_corpus_matches_oracle_expectations() {
+    let corpus = corpus_dir("lang");
+    let store_root = tempfile::tempdir().expect("a temporary store root");
+    let mut report = Report::new();
+    for case in cases(&corpus) {
+        report.checked();
+        let plain = run_kiln(&case, &corpus, store_root.path(), false);
+        if let Some(detail) = check(&case.plain, &plain, &corpus) {
+            report.fail(&case.name, detail);
+            continue;
+        }
+        if let Some(json_expected) = &case.json {
+            let json = run_kiln(&case, &corpus, store_root.path(), true);
+            if let Some(detail) = check(json_expected, &json, &corpus) {
+                report.fail(&format!("{} (--json)", case.name), detail);
+            }
+        }
+    }
+    report.finish("lang");
+}

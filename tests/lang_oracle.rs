@@ -1,0 +1,85 @@
+//! Guards the language corpus: re-runs the oracle (Nix 2.8's `nix-instantiate`) on every case
+//! of `tests/lang/` and checks that it still gives the committed expectations, and that it
+//! still disagrees with the hand-written `newer-nix/` cases. Without `nix-instantiate` the
+//! test fails under `CI=true` and is skipped otherwise. `KILN_LANG_FILTER` selects cases.
+mod common;
+
+use std::path::Path;
+
+use common::lang::{cases, Expectation, LangCase};
+use common::{corpus_dir, diff, normalise, oracle_available, OracleHome, Report};
+
+/// What the oracle says about one case: the same shape as the committed expectations.
+fn oracle_says(home: &OracleHome, case: &LangCase, corpus: &Path, json: bool) -> Expectation {
+    let mut command = home.nix_instantiate("/nix/store", "dummy://");
+    command.current_dir(corpus).args(["--eval", "--strict"]);
+    if json {
+        command.arg("--json");
+    }
+    command.arg(&case.file);
+    let run = common::run_with_timeout(&mut command)
+        .unwrap_or_else(|e| panic!("{}: cannot run nix-instantiate: {e}", case.name));
+    match run.code {
+        Some(0) => Expectation::Output(normalise(&run.stdout_text(), corpus)),
+        _ => Expectation::Error(normalise(
+            run.first_error_line()
+                .unwrap_or("(no `error: ` line on stderr)"),
+            corpus,
+        )),
+    }
+}
+
+fn describe(expectation: &Expectation) -> String {
+    match expectation {
+        Expectation::Output(text) => format!("output {text:?}"),
+        Expectation::Error(line) => format!("error {line:?}"),
+    }
+}
+
+fn compare(expected: &Expectation, actual: &Expectation) -> Option<String> {
+    match (expected, actual) {
+        (a, b) if a == b => None,
+        (Expectation::Output(a), Expectation::Output(b))
+        | (Expectation::Error(a), Expectation::Error(b)) => Some(diff(a, b)),
+        (a, b) => Some(format!(
+            "    committed: {}\n    oracle:    {}\n",
+            describe(a),
+            describe(b)
+        )),
+    }
+}
+
+#[test]
+fn oracle_still_agrees_with_language_corpus() {
+    if !oracle_available("lang_oracle") {
+        return;
+    }
+    let corpus = corpus_dir("lang");
+    let home = OracleHome::new();
+    let mut report = Report::new();
+    for case in cases(&corpus) {
+        report.checked();
+        let plain = oracle_says(&home, &case, &corpus, false);
+        if case.is_newer_nix() {
+            if plain == case.plain {
+                report.fail(
+                    &case.name,
+                    "    Nix 2.8 now agrees with this newer-nix case: move it to a regular group \
+                     and regenerate it with regen.sh\n",
+                );
+            }
+            continue;
+        }
+        if let Some(detail) = compare(&case.plain, &plain) {
+            report.fail(&case.name, detail);
+            continue;
+        }
+        if let Some(json_expected) = &case.json {
+            let json = oracle_says(&home, &case, &corpus, true);
+            if let Some(detail) = compare(json_expected, &json) {
+                report.fail(&format!("{} (--json)", case.name), detail);
+            }
+        }
+    }
+    report.finish("lang_oracle");
+}
