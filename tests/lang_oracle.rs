@@ -9,8 +9,14 @@ use std::path::Path;
 use common::lang::{cases, Expectation, LangCase};
 use common::{corpus_dir, diff, normalise, oracle_available, OracleHome, Report};
 
-/// What the oracle says about one case: the same shape as the committed expectations.
-fn oracle_says(home: &OracleHome, case: &LangCase, corpus: &Path, json: bool) -> Expectation {
+/// What the oracle says about one case: the same shape as the committed expectations, and
+/// the `trace: …` lines of a successful run.
+fn oracle_says(
+    home: &OracleHome,
+    case: &LangCase,
+    corpus: &Path,
+    json: bool,
+) -> (Expectation, Vec<String>) {
     let mut command = home.nix_instantiate("/nix/store", "dummy://");
     command.current_dir(corpus).args(["--eval", "--strict"]);
     if json {
@@ -20,12 +26,26 @@ fn oracle_says(home: &OracleHome, case: &LangCase, corpus: &Path, json: bool) ->
     let run = common::run_with_timeout(&mut command)
         .unwrap_or_else(|e| panic!("{}: cannot run nix-instantiate: {e}", case.name));
     match run.code {
-        Some(0) => Expectation::Output(normalise(&run.stdout_text(), corpus)),
-        _ => Expectation::Error(normalise(
-            run.first_error_line()
-                .unwrap_or("(no `error: ` line on stderr)"),
-            corpus,
-        )),
+        Some(0) => {
+            let trace = run
+                .stderr
+                .lines()
+                .filter(|line| line.starts_with("trace: "))
+                .map(|line| normalise(line, corpus))
+                .collect();
+            (
+                Expectation::Output(normalise(&run.stdout_text(), corpus)),
+                trace,
+            )
+        }
+        _ => (
+            Expectation::Error(normalise(
+                run.first_error_line()
+                    .unwrap_or("(no `error: ` line on stderr)"),
+                corpus,
+            )),
+            Vec::new(),
+        ),
     }
 }
 
@@ -59,7 +79,7 @@ fn oracle_still_agrees_with_language_corpus() {
     let mut report = Report::new();
     for case in cases(&corpus) {
         report.checked();
-        let plain = oracle_says(&home, &case, &corpus, false);
+        let (plain, trace) = oracle_says(&home, &case, &corpus, false);
         if case.is_newer_nix() {
             if plain == case.plain {
                 report.fail(
@@ -74,8 +94,17 @@ fn oracle_still_agrees_with_language_corpus() {
             report.fail(&case.name, detail);
             continue;
         }
+        if trace != case.trace {
+            report.fail(
+                &format!("{} (trace)", case.name),
+                format!(
+                    "    committed: {:?}\n    oracle:    {:?}\n",
+                    case.trace, trace
+                ),
+            );
+        }
         if let Some(json_expected) = &case.json {
-            let json = oracle_says(&home, &case, &corpus, true);
+            let (json, _) = oracle_says(&home, &case, &corpus, true);
             if let Some(detail) = compare(json_expected, &json) {
                 report.fail(&format!("{} (--json)", case.name), detail);
             }

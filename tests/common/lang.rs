@@ -44,6 +44,8 @@ pub struct LangCase {
     pub plain: Expectation,
     /// The same with `--json`; present exactly when `plain` is an output.
     pub json: Option<Expectation>,
+    /// The `trace: …` lines the plain run prints on stderr, in order (with `@DIR@`).
+    pub trace: Vec<String>,
 }
 
 impl LangCase {
@@ -97,6 +99,12 @@ pub fn cases(corpus: &Path) -> Vec<LangCase> {
                     }
                     _ => {}
                 }
+                let trace_file = with_suffix(&base, ".trace");
+                let trace = if trace_file.exists() {
+                    read(&trace_file).lines().map(str::to_string).collect()
+                } else {
+                    Vec::new()
+                };
                 if !super::selected(&name, super::FILTER_VAR) {
                     continue;
                 }
@@ -106,8 +114,9 @@ pub fn cases(corpus: &Path) -> Vec<LangCase> {
                     file: file.clone(),
                     plain,
                     json,
+                    trace,
                 });
-            } else if let Some(stem) = [".json.exp", ".json.err", ".exp", ".err"]
+            } else if let Some(stem) = [".json.exp", ".json.err", ".exp", ".err", ".trace"]
                 .iter()
                 .find_map(|suffix| file_name.strip_suffix(suffix))
             {

@@ -33,7 +33,12 @@ run_case() {
     >"$scratch/stdout" 2>"$scratch/stderr" || rc=$?
   local base=${case%.nix}
   case $rc in
-  0) normalise <"$scratch/stdout" >"$base$suffix.exp" ;;
+  0)
+    normalise <"$scratch/stdout" >"$base$suffix.exp"
+    if [[ -z $suffix ]] && grep -q '^trace: ' "$scratch/stderr"; then
+      grep '^trace: ' "$scratch/stderr" | normalise >"$base.trace"
+    fi
+    ;;
   1)
     if ! grep -m1 '^error: ' "$scratch/stderr" | normalise >"$base$suffix.err"; then
       echo "regen: $case$suffix failed without an 'error: ' line" >&2
@@ -57,7 +62,7 @@ for case in "$corpus"/*/*.nix; do
   [[ $rel == newer-nix/* ]] && continue
   [[ -n $filter && $rel != *"$filter"* ]] && continue
   base=${case%.nix}
-  rm -f "$base.exp" "$base.err" "$base.json.exp" "$base.json.err"
+  rm -f "$base.exp" "$base.err" "$base.json.exp" "$base.json.err" "$base.trace"
   rc=0
   run_case "$case" "" || rc=$?
   if [[ $rc -eq 0 ]]; then
