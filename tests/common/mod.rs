@@ -22,7 +22,7 @@ pub const DIR_PLACEHOLDER: &str = "@DIR@";
 pub const CORPUS_VAR_VALUE: &str = "value from the corpus environment";
 
 /// Longest time one evaluation may take before it counts as hung.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variable selecting a subset of cases (comma-separated substrings of the names).
 pub const FILTER_VAR: &str = "KILN_LANG_FILTER";
