@@ -406,6 +406,95 @@ fn progress_reports_end_with_the_whole_size() {
     assert!(reports.windows(2).all(|w| w[0].bytes <= w[1].bytes));
 }
 
+/// `nix hash path --sri` of a directory with `a` ("hello\n"), executable `bin/x` ("#!x\n")
+/// and a symlink `l -> a`.
+const TREE_NAR_SRI: &str = "sha256-4N00U6nPKP2eetYtRLNDtR3z73wXJVgIbhxWK0R3ZKA=";
+
+fn tree_nar() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("d");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::write(root.join("a"), b"hello\n").unwrap();
+    fs::write(root.join("bin/x"), b"#!x\n").unwrap();
+    fs::set_permissions(root.join("bin/x"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("a", root.join("l")).unwrap();
+    let mut nar = Vec::new();
+    kiln_store::nar::dump_path(&root, &mut nar).unwrap();
+    nar
+}
+
+#[test]
+fn unpack_restores_a_plain_or_compressed_nar() {
+    use std::io::Write;
+    let nar = tree_nar();
+    let mut encoder = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    encoder.write_all(&nar).unwrap();
+    let server = TestServer::start();
+    server.route("/tree.nar", vec![Reply::ok(&nar)]);
+    server.route("/tree.nar.xz", vec![Reply::ok(&encoder.finish().unwrap())]);
+    let (options, _log) = options();
+    for path in ["/tree.nar", "/tree.nar.xz"] {
+        let (_dir, out) = output();
+        let outcome = fetchurl(
+            &env(&[
+                ("url", &server.url(path)),
+                ("outputHash", TREE_NAR_SRI),
+                ("outputHashMode", "recursive"),
+                ("unpack", "1"),
+            ]),
+            &out,
+            &options,
+        )
+        .unwrap_or_else(|error| panic!("{path}: {error}"));
+        assert_eq!(outcome.hash.to_sri(), TREE_NAR_SRI);
+        assert_eq!(fs::read(out.join("a")).unwrap(), b"hello\n");
+        assert_eq!(fs::read_link(out.join("l")).unwrap(), PathBuf::from("a"));
+        let mode = fs::metadata(out.join("bin/x"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111);
+    }
+}
+
+#[test]
+fn unpack_retries_a_truncated_nar_but_not_a_malformed_one() {
+    let nar = tree_nar();
+    let server = TestServer::start();
+    server.route(
+        "/cut.nar",
+        vec![
+            Reply::Truncated {
+                declared: nar.len() as u64,
+                body: nar[..nar.len() / 2].to_vec(),
+            },
+            Reply::ok(&nar),
+        ],
+    );
+    server.route("/bad.nar", vec![Reply::ok(b"this is not a NAR at all")]);
+    let (options, _log) = options();
+    let fetch = |path: &str, out: &std::path::Path| {
+        fetchurl(
+            &env(&[
+                ("url", &server.url(path)),
+                ("outputHash", TREE_NAR_SRI),
+                ("outputHashMode", "recursive"),
+                ("unpack", "1"),
+            ]),
+            out,
+            &options,
+        )
+    };
+    let (_dir, out) = output();
+    fetch("/cut.nar", &out).unwrap();
+    assert_eq!(server.hits("/cut.nar"), 2);
+    let (dir, out) = output();
+    let error = fetch("/bad.nar", &out).unwrap_err();
+    assert!(error.to_string().contains("NAR"), "{error}");
+    assert_eq!(server.hits("/bad.nar"), 1);
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 #[test]
 fn run_builtin_dispatches_on_the_builder_name() {
     let server = TestServer::start();

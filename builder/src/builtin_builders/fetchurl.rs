@@ -6,7 +6,11 @@
 //!   moves on to the next one;
 //! - `outputHash`, `outputHashAlgo`, `outputHashMode` (`flat`, the default, hashes the file's
 //!   bytes; `recursive` hashes the NAR serialisation of the single file);
-//! - `executable = "1"`: the file is made executable (mode 0755, as Nix does).
+//! - `executable = "1"`: the file is made executable (mode 0755, as Nix does);
+//! - `unpack = "1"`: the download is a NAR (compressed or not: xz, gzip, zstd and bzip2 are
+//!   recognised by their magic bytes, where Nix only looks for a `.xz` suffix), restored as the
+//!   output; the hash is then the NAR hash of the restored tree, computed after the restore
+//!   (`outputHashMode` must be `recursive`).
 //!
 //! The body streams to the output file while it is hashed: no second pass over the data (the
 //! one exception is a `recursive` fetch whose server sends no `Content-Length`, where the NAR
@@ -16,10 +20,9 @@
 //! and both hashes in SRI and nixbase32 form. Proxies come from `http_proxy`, `https_proxy`,
 //! `all_proxy` and `no_proxy` (upper- or lower-case), which reqwest reads whenever a client is
 //! built. URL rewrite rules from the user's configuration are applied here, at fetch time, so the
-//! `.drv` (and every hash) stays the same whichever mirror serves the file.
-//!
-//! Nix's `unpack = "1"` (the download is a NAR, possibly xz-compressed, restored into the
-//! output) is not supported: such a derivation is refused with an error naming the attribute.
+//! `.drv` (and every hash) stays the same whichever mirror serves the file. An empty
+//! `outputHash` stands for the all-zero hash, as in Nix: the fetch then fails and the error
+//! shows the hash to write down.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -30,9 +33,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kiln_store::hash::{Hash, HashAlgo, HashEncoding, HashError, Hasher};
+use kiln_store::nar::{self, HashingSink};
 use reqwest::StatusCode;
 
-use super::hash::{nar_file_prefix, nar_file_suffix, ContentHash, ContentHasher, HashParseError};
+use super::nar_framing::{nar_file_prefix, nar_file_suffix};
+use super::unpack::compression::decompressing_reader;
 
 /// A configured URL rewrite: a URL starting with `from_prefix` is fetched from `to_prefix`
 /// followed by the rest of the URL.
@@ -146,9 +152,11 @@ pub enum OutputHashMode {
 pub struct FetchRequest {
     /// The URLs in the order they are tried (before rewriting).
     pub urls: Vec<String>,
-    pub expected: ContentHash,
+    pub expected: Hash,
     pub mode: OutputHashMode,
     pub executable: bool,
+    /// The download is a NAR to restore as the output.
+    pub unpack: bool,
 }
 
 impl FetchRequest {
@@ -168,20 +176,26 @@ impl FetchRequest {
         if !env.contains_key("outputHash") {
             return Err(FetchError::MissingAttribute("outputHash"));
         }
-        let expected = ContentHash::parse(attr("outputHash"), attr("outputHashAlgo"))?;
+        let algo = match attr("outputHashAlgo") {
+            "" => None,
+            name => Some(name.parse::<HashAlgo>()?),
+        };
+        let expected = Hash::parse_allow_empty(attr("outputHash"), algo)?;
         let mode = match attr("outputHashMode") {
             "" | "flat" => OutputHashMode::Flat,
             "recursive" => OutputHashMode::Recursive,
             other => return Err(FetchError::BadHashMode(other.to_owned())),
         };
-        if attr("unpack") == "1" {
-            return Err(FetchError::NarUnpackUnsupported);
+        let unpack = attr("unpack") == "1";
+        if unpack && mode == OutputHashMode::Flat {
+            return Err(FetchError::FlatUnpack);
         }
         Ok(Self {
             urls,
             expected,
             mode,
             executable: attr("executable") == "1",
+            unpack,
         })
     }
 }
@@ -196,7 +210,7 @@ pub struct FetchOutcome {
     /// The size of the downloaded file.
     pub bytes: u64,
     /// The verified output hash.
-    pub hash: ContentHash,
+    pub hash: Hash,
 }
 
 /// What went wrong with one URL.
@@ -212,17 +226,13 @@ pub enum FetchError {
     #[error("builtin:fetchurl needs the attribute `{0}`")]
     MissingAttribute(&'static str),
     #[error("builtin:fetchurl: outputHash: {0}")]
-    BadHash(#[from] HashParseError),
+    BadHash(#[from] HashError),
     #[error("builtin:fetchurl: outputHashMode must be `flat` or `recursive`, not `{0}`")]
     BadHashMode(String),
-    #[error("builtin:fetchurl: `unpack = true` (restoring a downloaded NAR) is not supported by kiln; fetch the file and use builtin:unpack")]
-    NarUnpackUnsupported,
-    #[error("hash mismatch for {url}:\n  wanted: {wanted_sri} ({wanted_nix32})\n  got:    {got_sri} ({got_nix32})", wanted_sri = .wanted.to_sri(), wanted_nix32 = .wanted.to_nixbase32(), got_sri = .got.to_sri(), got_nix32 = .got.to_nixbase32())]
-    HashMismatch {
-        url: String,
-        wanted: ContentHash,
-        got: ContentHash,
-    },
+    #[error("builtin:fetchurl: `unpack` restores a NAR, whose hash is recursive: set outputHashMode = \"recursive\"")]
+    FlatUnpack,
+    #[error(transparent)]
+    HashMismatch(Box<HashMismatch>),
     #[error("could not fetch {}", render_failures(.0))]
     AllUrlsFailed(Vec<UrlFailure>),
     #[error("builtin:fetchurl: cannot set up the HTTP client: {0}")]
@@ -233,6 +243,20 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
+}
+
+/// A download whose content has another hash than the derivation declares.
+#[derive(Debug, thiserror::Error)]
+#[error("hash mismatch for {url}:\n  wanted: {wanted_sri} ({wanted_nix32})\n  got:    {got_sri} ({got_nix32})", wanted_sri = .wanted.to_sri(), wanted_nix32 = nixbase32_form(.wanted), got_sri = .got.to_sri(), got_nix32 = nixbase32_form(.got))]
+pub struct HashMismatch {
+    pub url: String,
+    pub wanted: Hash,
+    pub got: Hash,
+}
+
+/// `sha256:<nixbase32>`, the form `nix hash to-base32` prints with its algorithm.
+pub fn nixbase32_form(hash: &Hash) -> String {
+    hash.encode(HashEncoding::Nixbase32, true)
 }
 
 fn render_failures(failures: &[UrlFailure]) -> String {
@@ -286,11 +310,11 @@ pub fn fetch(
     }
     Err(match failures.pop() {
         Some(AttemptFailure::Mismatch { url, got }) if failures.is_empty() => {
-            FetchError::HashMismatch {
+            FetchError::HashMismatch(Box::new(HashMismatch {
                 url,
-                wanted: request.expected.clone(),
+                wanted: request.expected,
                 got,
-            }
+            }))
         }
         last => FetchError::AllUrlsFailed(
             failures
@@ -309,11 +333,11 @@ enum AttemptFailure {
     /// Every attempt failed with a transient error; the reason is the last one.
     Transient { url: String, reason: String },
     /// The URL served different content.
-    Mismatch { url: String, got: ContentHash },
+    Mismatch { url: String, got: Hash },
 }
 
 impl AttemptFailure {
-    fn describe(self, wanted: &ContentHash) -> UrlFailure {
+    fn describe(self, wanted: &Hash) -> UrlFailure {
         match self {
             Self::Definitive { url, reason } | Self::Transient { url, reason } => {
                 UrlFailure { url, reason }
@@ -323,9 +347,9 @@ impl AttemptFailure {
                 reason: format!(
                     "hash mismatch: wanted {} ({}), got {} ({})",
                     wanted.to_sri(),
-                    wanted.to_nixbase32(),
+                    nixbase32_form(wanted),
                     got.to_sri(),
-                    got.to_nixbase32()
+                    nixbase32_form(&got)
                 ),
             },
         }
@@ -406,7 +430,7 @@ enum Attempt {
     Done {
         final_url: String,
         bytes: u64,
-        hash: ContentHash,
+        hash: Hash,
     },
     Transient(String),
     Definitive(String),
@@ -414,10 +438,10 @@ enum Attempt {
 
 /// Hashes the output while it streams, in the form the derivation's hash mode asks for.
 enum StreamingHash {
-    Flat(ContentHasher),
+    Flat(Hasher),
     /// The NAR prefix (which carries the size) is already fed.
     NarOfFile {
-        hasher: ContentHasher,
+        hasher: Hasher,
         announced_size: u64,
     },
     /// No size was announced: the NAR hash is computed from the written file afterwards.
@@ -449,6 +473,9 @@ fn download_once(
         log(options, &format!("{url} redirected to {final_url}"));
     }
     let total = response.content_length();
+    if request.unpack {
+        return restore_nar(response, url, final_url, total, out, request, options);
+    }
     let output_error = |source| FetchError::Output {
         path: out.to_owned(),
         source,
@@ -459,11 +486,11 @@ fn download_once(
         .mode(0o644)
         .open(out)
         .map_err(output_error)?;
-    let algorithm = request.expected.algorithm();
+    let algo = request.expected.algo();
     let mut hash = match (request.mode, total) {
-        (OutputHashMode::Flat, _) => StreamingHash::Flat(algorithm.hasher()),
+        (OutputHashMode::Flat, _) => StreamingHash::Flat(Hasher::new(algo)),
         (OutputHashMode::Recursive, Some(size)) => {
-            let mut hasher = algorithm.hasher();
+            let mut hasher = Hasher::new(algo);
             nar_file_prefix(&mut hasher, request.executable, size);
             StreamingHash::NarOfFile {
                 hasher,
@@ -523,7 +550,7 @@ fn download_once(
             hasher.finish()
         }
         StreamingHash::NarAfterwards => {
-            let mut hasher = algorithm.hasher();
+            let mut hasher = Hasher::new(algo);
             nar_file_prefix(&mut hasher, request.executable, bytes);
             let mut written = File::open(out).map_err(output_error)?;
             loop {
@@ -546,6 +573,107 @@ fn download_once(
         bytes,
         hash,
     })
+}
+
+/// Streams the body (decompressing it if needed) into a NAR restore at `out`, then hashes the
+/// restored tree.
+fn restore_nar(
+    response: reqwest::blocking::Response,
+    url: &str,
+    final_url: String,
+    total: Option<u64>,
+    out: &Path,
+    request: &FetchRequest,
+    options: &FetchOptions,
+) -> Result<Attempt, FetchError> {
+    let mut body = BodyReader {
+        response,
+        url,
+        total,
+        bytes: 0,
+        started: Instant::now(),
+        last_report: None,
+        options,
+        failure: None,
+    };
+    let restored = decompressing_reader(&mut body, 1)
+        .map_err(|error| error.to_string())
+        .and_then(|(_, decoded)| nar::restore(decoded, out).map_err(|error| error.to_string()));
+    report_progress(options, url, body.bytes, total, body.started);
+    if let Some(failure) = body.failure {
+        return Ok(Attempt::Transient(failure));
+    }
+    if let Err(reason) = restored {
+        return Ok(Attempt::Definitive(format!(
+            "cannot restore the NAR: {reason}"
+        )));
+    }
+    let mut sink = HashingSink::new(request.expected.algo());
+    nar::dump_path(out, &mut sink).map_err(|error| FetchError::Output {
+        path: out.to_owned(),
+        source: io::Error::other(error),
+    })?;
+    let (hash, _) = sink.finish();
+    log(
+        options,
+        &format!(
+            "restored a NAR of {} bytes from {final_url}: {}",
+            body.bytes,
+            hash.to_sri()
+        ),
+    );
+    Ok(Attempt::Done {
+        final_url,
+        bytes: body.bytes,
+        hash,
+    })
+}
+
+/// The response body as a reader that reports progress and remembers a transfer failure (so
+/// that it can be told apart from a malformed NAR).
+struct BodyReader<'a> {
+    response: reqwest::blocking::Response,
+    url: &'a str,
+    total: Option<u64>,
+    bytes: u64,
+    started: Instant,
+    last_report: Option<Instant>,
+    options: &'a FetchOptions,
+    failure: Option<String>,
+}
+
+impl Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.response.read(buf) {
+            Ok(0) => {
+                if let Some(total) = self.total.filter(|total| *total != self.bytes) {
+                    let reason = format!("body truncated: got {} of {total} bytes", self.bytes);
+                    self.failure = Some(reason.clone());
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, reason));
+                }
+                Ok(0)
+            }
+            Ok(read) => {
+                self.bytes += read as u64;
+                if self
+                    .last_report
+                    .is_none_or(|at| at.elapsed() >= self.options.progress_interval)
+                {
+                    report_progress(self.options, self.url, self.bytes, self.total, self.started);
+                    self.last_report = Some(Instant::now());
+                }
+                Ok(read)
+            }
+            Err(error) => {
+                self.failure = Some(format!(
+                    "transfer broke off after {} bytes: {}",
+                    self.bytes,
+                    error_chain(&error)
+                ));
+                Err(error)
+            }
+        }
+    }
 }
 
 fn classify_request_error(error: &reqwest::Error) -> Attempt {
@@ -669,7 +797,25 @@ mod tests {
             ("unpack", "1"),
         ]))
         .unwrap_err();
-        assert!(matches!(error, FetchError::NarUnpackUnsupported));
+        assert!(matches!(error, FetchError::FlatUnpack));
+        let error = FetchRequest::from_env(&env(&[
+            ("url", "http://a/x"),
+            ("outputHash", HELLO_SHA256),
+            ("outputHashAlgo", "sha1"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(error, FetchError::BadHash(_)), "{error}");
+    }
+
+    #[test]
+    fn an_empty_hash_stands_for_zeros() {
+        let request = FetchRequest::from_env(&env(&[
+            ("url", "http://a/x"),
+            ("outputHash", ""),
+            ("outputHashAlgo", "sha256"),
+        ]))
+        .unwrap();
+        assert_eq!(request.expected, Hash::zero(HashAlgo::Sha256));
     }
 
     #[test]

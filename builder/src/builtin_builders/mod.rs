@@ -6,7 +6,7 @@
 //! function returns, and registration stays with the scheduler.
 
 pub mod fetchurl;
-pub mod hash;
+pub mod nar_framing;
 pub mod unpack;
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use std::path::Path;
 
 pub use fetchurl::{
     fetch, fetchurl, FetchError, FetchOptions, FetchOutcome, FetchProgress, FetchRequest,
-    LogCallback, OutputHashMode, ProgressCallback, UrlRewrite,
+    HashMismatch, LogCallback, OutputHashMode, ProgressCallback, UrlRewrite,
 };
 pub use unpack::{
     unpack, unpack_archive, OwnerPolicy, StoreLocation, UnpackError, UnpackOptions, UnpackReport,

@@ -1,0 +1,49 @@
+//! A by-hand measurement, not part of the normal test run: fetch an archive with
+//! `builtin:fetchurl`, then unpack it with `builtin:unpack`, as `kiln realise` does for a
+//! container base tarball, printing the wall time of each step. Run it under `/usr/bin/time -v`
+//! for the peak RSS:
+//!
+//! ```text
+//! KILN_MEASURE_URL=http://127.0.0.1:8000/rootfs.tar.xz KILN_MEASURE_HASH=sha256-... \
+//!   cargo test --release -p kiln-builder --test fetch_unpack_measure -- --ignored --nocapture
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use kiln_builder::builtin_builders::{fetchurl, unpack_archive, FetchOptions, UnpackOptions};
+
+#[test]
+#[ignore = "a measurement: needs KILN_MEASURE_URL and KILN_MEASURE_HASH"]
+fn fetch_then_unpack() {
+    let url = std::env::var("KILN_MEASURE_URL").expect("KILN_MEASURE_URL");
+    let hash = std::env::var("KILN_MEASURE_HASH").expect("KILN_MEASURE_HASH");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let env: BTreeMap<String, String> = [("url", url), ("outputHash", hash)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let started = Instant::now();
+    let fetched = fetchurl(&env, &archive, &FetchOptions::default()).unwrap();
+    let fetch_time = started.elapsed();
+    let unpack_started = Instant::now();
+    let report = unpack_archive(
+        &archive,
+        None,
+        0,
+        &dir.path().join("out"),
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    let unpack_time = unpack_started.elapsed();
+    println!(
+        "fetch: {} bytes in {:.2} s; unpack: {} entries, {} bytes in {:.2} s; total {:.2} s",
+        fetched.bytes,
+        fetch_time.as_secs_f64(),
+        report.entries,
+        report.bytes,
+        unpack_time.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
