@@ -65,6 +65,21 @@ fn check(expected: &Expectation, run: &RunOutput, corpus: &Path) -> Option<Strin
     }
 }
 
+/// The case's source (its first lines), to show with a failure.
+fn source_excerpt(case: &LangCase) -> String {
+    let text = std::fs::read_to_string(&case.file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", case.file.display()));
+    let mut excerpt: String = text
+        .lines()
+        .take(6)
+        .map(|line| format!("    source | {line}\n"))
+        .collect();
+    if text.lines().count() > 6 {
+        excerpt.push_str("    source | …\n");
+    }
+    excerpt
+}
+
 /// Checks that the expected `trace: …` lines appear in order among the lines of stderr.
 fn check_trace(expected: &[String], run: &RunOutput, corpus: &Path) -> Option<String> {
     let mut stderr_lines = run.stderr.lines();
@@ -108,19 +123,26 @@ fn language_corpus_matches_oracle_expectations() {
     let mut report = Report::new();
     for case in cases(&corpus) {
         report.checked();
+        let source = source_excerpt(&case);
         let plain = run_kiln(&case, &corpus, store_root.path(), false);
         if let Some(detail) = check(&case.plain, &plain, &corpus) {
-            report.fail(&case.name, detail);
+            report.fail(&case.name, format!("{source}{detail}"));
             continue;
         }
         if let Some(detail) = check_trace(&case.trace, &plain, &corpus) {
-            report.fail(&format!("{} (trace)", case.name), detail);
+            report.fail(
+                &format!("{} (trace)", case.name),
+                format!("{source}{detail}"),
+            );
             continue;
         }
         if let Some(json_expected) = &case.json {
             let json = run_kiln(&case, &corpus, store_root.path(), true);
             if let Some(detail) = check(json_expected, &json, &corpus) {
-                report.fail(&format!("{} (--json)", case.name), detail);
+                report.fail(
+                    &format!("{} (--json)", case.name),
+                    format!("{source}{detail}"),
+                );
             }
         }
     }
