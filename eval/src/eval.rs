@@ -196,6 +196,13 @@ impl Evaluator {
         if let Some(v) = self.import_cache.borrow().get(&resolved) {
             return self.force(v, span);
         }
+        if self.io().file_type(&resolved).is_none() {
+            return Err(EvalError::eval(format!(
+                "getting status of '{}': No such file or directory",
+                resolved.display()
+            ))
+            .at(span));
+        }
         let expr = self.parse_file(&resolved).map_err(|e| e.at(span))?;
         let value = Value::Thunk(Thunk::suspended(expr, self.root_env.clone()));
         self.import_cache
@@ -838,7 +845,7 @@ impl Evaluator {
         if depth > self.options.max_call_depth {
             return Err(EvalError::new(
                 ErrorKind::StackOverflow,
-                "stack overflow; max-call-depth exceeded",
+                "stack overflow (possible infinite recursion)",
             )
             .at(span));
         }
@@ -867,9 +874,13 @@ impl Evaluator {
                 }
             })
             .unwrap_or_default();
-        match pos {
-            Some(p) => format!("anonymous function at {}:{}:{}", name, p.line, p.column),
+        let what = match lambda.name {
+            Some(n) => format!("'{n}'"),
             None => "anonymous function".to_string(),
+        };
+        match pos {
+            Some(p) => format!("{} at {}:{}:{}", what, name, p.line, p.column),
+            None => what,
         }
     }
 
@@ -1101,16 +1112,15 @@ impl Evaluator {
                 let x = self.coerce_to_string(&a, span, CoerceMode::INTERPOLATION)?;
                 self.add(Value::String(x), b, span)
             }
-            (Value::Int(_) | Value::Float(_), Value::String(_) | Value::Path(_)) => {
-                Err(EvalError::eval(format!(
+            (Value::Int(_) | Value::Float(_), _) => Err(EvalError::new(
+                ErrorKind::Type,
+                format!(
                     "cannot add {} to {}",
                     b.type_description(),
                     a.type_description()
-                ))
-                .at(span))
-            }
-            (Value::Int(_), _) => Err(EvalError::type_mismatch("an integer", &b).at(span)),
-            (Value::Float(_), _) => Err(EvalError::type_mismatch("a float", &b).at(span)),
+                ),
+            )
+            .at(span)),
             _ => Err(EvalError::eval(format!(
                 "cannot coerce {} to a string",
                 a.type_description()
@@ -1123,6 +1133,12 @@ impl Evaluator {
 
     /// Copies a path into the store (once per path) and returns the store path.
     pub fn copy_path_to_store(&self, path: &str, span: Span) -> EvalResult<String> {
+        if self.io().file_type(Path::new(path)).is_none() {
+            return Err(EvalError::eval(format!(
+                "getting status of '{path}': No such file or directory"
+            ))
+            .at(span));
+        }
         let name = Path::new(path)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -1304,6 +1320,9 @@ fn not_callable(v: &Value, span: Span) -> EvalError {
 }
 
 fn overflow(verb: &str, x: i64, y: i64, span: Span) -> EvalError {
+    if verb == "dividing" {
+        return EvalError::eval("overflow in integer division").at(span);
+    }
     let op = match verb {
         "adding" => "+",
         "subtracting" => "-",

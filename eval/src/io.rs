@@ -54,6 +54,9 @@ fn classify(meta: &std::fs::Metadata) -> FileType {
 
 impl EvalIo for StdIo {
     fn read_file(&self, path: &Path) -> Result<Vec<u8>, String> {
+        if path.is_dir() {
+            return Err("reading from file: Is a directory".to_string());
+        }
         std::fs::read(path)
             .map_err(|e| format!("opening file '{}': {}", path.display(), io_reason(&e)))
     }

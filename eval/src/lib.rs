@@ -132,7 +132,7 @@ impl EvalOptions {
             pure: false,
             current_system: host_system(),
             io: Rc::new(StdIo),
-            max_call_depth: 10_000,
+            max_call_depth: 1_000_000,
         }
     }
 }

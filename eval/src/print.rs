@@ -58,9 +58,8 @@ pub fn escape_string(s: &str, out: &mut String) {
 
 /// Whether an attribute name can be printed without quotes.
 fn is_plain_identifier(name: &str) -> bool {
-    const KEYWORDS: &[&str] = &[
-        "if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or",
-    ];
+    // Nix 2.8 quotes only this keyword when printing attribute names.
+    const KEYWORDS: &[&str] = &["if"];
     let mut chars = name.chars();
     match chars.next() {
         Some(c) if c.is_ascii_alphabetic() || c == '_' => {}

@@ -194,7 +194,7 @@ fn errors_have_nix_messages() {
     );
     assert_eq!(
         run("let f = x: f x + 1; in f 1"),
-        "error: stack overflow; max-call-depth exceeded"
+        "error: stack overflow (possible infinite recursion)"
     );
 }
 

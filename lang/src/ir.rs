@@ -121,6 +121,9 @@ pub enum Param {
 
 #[derive(Debug)]
 pub struct Lambda {
+    /// The name it is bound to when it is the direct value of a `let` binding or attribute
+    /// (`'f' at …` in messages), as in Nix.
+    pub name: Option<Symbol>,
     pub param: Param,
     pub body: ExprRef,
     /// Number of slots of the frame a call creates.

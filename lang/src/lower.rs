@@ -72,6 +72,7 @@ pub fn parse_and_lower(source: &str, cx: &LowerContext<'_>) -> Result<ExprRef, S
         cx,
         source,
         scopes: Vec::new(),
+        lambda_name: None,
     };
     lowerer.lower(&expr)
 }
@@ -131,7 +132,43 @@ fn syntax_error(error: &rnix::ParseError, source: &str, file: FileId) -> SyntaxE
         }
     };
     let (message, span) = match error {
-        E::Unexpected(range) | E::UnexpectedExtra(range) => {
+        E::UnexpectedExtra(range) => {
+            let text = &source[usize::from(range.start())..usize::from(range.end())];
+            (
+                format!(
+                    "syntax error, unexpected '{}', expecting end of file",
+                    text.trim()
+                ),
+                range_span(range),
+            )
+        }
+        E::UnexpectedWanted(_, range, wanted)
+            if wanted.contains(&SyntaxKind::TOKEN_STRING_END)
+                && usize::from(range.end()) >= source.trim_end().len() =>
+        {
+            (
+                "syntax error, unexpected end of file, expecting '\"'".to_string(),
+                eof,
+            )
+        }
+        E::UnexpectedWanted(got, range, wanted) if wanted.contains(&SyntaxKind::TOKEN_IDENT) => {
+            let got_text = &source[usize::from(range.start())..usize::from(range.end())];
+            let got = match got {
+                SyntaxKind::TOKEN_ASSIGN
+                | SyntaxKind::TOKEN_SEMICOLON
+                | SyntaxKind::TOKEN_R_BRACE
+                | SyntaxKind::TOKEN_R_PAREN
+                | SyntaxKind::TOKEN_DOT => format!("'{}'", got_text.trim()),
+                other => token_name(*other),
+            };
+            (
+                format!(
+                    "syntax error, unexpected {got}, expecting ID or OR_KW or DOLLAR_CURLY or '\"'"
+                ),
+                range_span(range),
+            )
+        }
+        E::Unexpected(range) => {
             let text = &source[usize::from(range.start())..usize::from(range.end())];
             (
                 format!("syntax error, unexpected '{}'", text.trim()),
@@ -203,6 +240,8 @@ struct Lowerer<'a, 'c> {
     cx: &'a LowerContext<'c>,
     source: &'a str,
     scopes: Vec<Scope>,
+    /// The binding name for the lambda about to be lowered.
+    lambda_name: Option<Symbol>,
 }
 
 fn node_span(file: FileId, node: &rnix::SyntaxNode) -> Span {
@@ -448,8 +487,8 @@ impl Lowerer<'_, '_> {
                 self.scopes.push(Scope::Frame(names));
                 let result = (|| {
                     let mut bindings = Vec::new();
-                    for (_, value, span) in pending.statics {
-                        bindings.push(self.lower_pending(value, span, 1)?);
+                    for (name, value, span) in pending.statics {
+                        bindings.push(self.lower_pending(value, span, 1, Some(name))?);
                     }
                     let body = self.lower_child(let_in.body(), span)?;
                     Ok(ExprKind::Let { bindings, body })
@@ -484,7 +523,30 @@ impl Lowerer<'_, '_> {
     }
 
     fn lower_string(&mut self, s: &ast::Str) -> Result<ExprKind, SyntaxError> {
+        let multiline = s.syntax().first_token().is_some_and(|t| t.text() == "''");
         let mut parts = Vec::new();
+        if multiline {
+            for part in indented_parts(s) {
+                match part {
+                    InterpolPart::Literal(text) => {
+                        if !text.is_empty() {
+                            parts.push(StrPart::Literal(Rc::from(text)))
+                        }
+                    }
+                    InterpolPart::Interpolation(interp) => {
+                        let span = self.span(interp.syntax());
+                        parts.push(StrPart::Interpolation(
+                            self.lower_child(interp.expr(), span)?,
+                        ));
+                    }
+                }
+            }
+            return Ok(match parts.as_slice() {
+                [] => ExprKind::Str(Rc::from("")),
+                [StrPart::Literal(text)] => ExprKind::Str(text.clone()),
+                _ => ExprKind::Interpolated(parts),
+            });
+        }
         for part in s.normalized_parts() {
             match part {
                 InterpolPart::Literal(text) => {
@@ -634,7 +696,10 @@ impl Lowerer<'_, '_> {
                             Some(from) => Pending::InheritFrom(from.clone(), name, span),
                             None => Pending::Inherit(name, span),
                         };
-                        self.insert_static(&mut attrs, name, value, span)?;
+                        // Nix 2.8 places inherited attributes one column early.
+                        let defined_at =
+                            Span::new(span.file, span.start.saturating_sub(1), span.end);
+                        self.insert_static(&mut attrs, name, value, defined_at, name.as_str())?;
                     }
                 }
                 ast::Entry::AttrpathValue(binding) => {
@@ -646,7 +711,9 @@ impl Lowerer<'_, '_> {
                         .value()
                         .ok_or_else(|| self.error("syntax error".into(), bspan))?;
                     let keys: Vec<ast::Attr> = path.attrs().collect();
-                    self.insert_path(&mut attrs, &keys, value)?;
+                    let full = path.syntax().text().to_string();
+                    let path_span = self.span(path.syntax());
+                    self.insert_path(&mut attrs, &keys, value, &full, path_span)?;
                 }
             }
         }
@@ -662,26 +729,29 @@ impl Lowerer<'_, '_> {
         Ok(Pending::Expr(value))
     }
 
+    /// Inserts `keys = value`; `full` is the whole attribute path as written (for messages)
+    /// and `path_span` its span, recorded as where each created attribute is defined.
     fn insert_path(
         &self,
         attrs: &mut PendingAttrs,
         keys: &[ast::Attr],
         value: ast::Expr,
+        full: &str,
+        path_span: Span,
     ) -> Result<(), SyntaxError> {
         let Some((first, rest)) = keys.split_first() else {
             return Ok(());
         };
-        let span = self.span(first.syntax());
         let leaf = if rest.is_empty() {
             self.pending_value(value.clone())?
         } else {
             let mut nested = PendingAttrs::default();
-            self.insert_path(&mut nested, rest, value.clone())?;
+            self.insert_path(&mut nested, rest, value.clone(), full, path_span)?;
             Pending::Nested(nested)
         };
         match self.key_name(first)? {
             KeyName::Dynamic(name) => {
-                attrs.dynamics.push((name, leaf, span));
+                attrs.dynamics.push((name, leaf, path_span));
                 Ok(())
             }
             KeyName::Static(name) => {
@@ -689,10 +759,10 @@ impl Lowerer<'_, '_> {
                     if let Some((_, Pending::Nested(existing), _)) =
                         attrs.statics.iter_mut().find(|(n, _, _)| *n == name)
                     {
-                        return self.insert_path(existing, rest, value);
+                        return self.insert_path(existing, rest, value, full, path_span);
                     }
                 }
-                self.insert_static(attrs, name, leaf, span)
+                self.insert_static(attrs, name, leaf, path_span, full)
             }
         }
     }
@@ -703,6 +773,7 @@ impl Lowerer<'_, '_> {
         name: Symbol,
         value: Pending,
         span: Span,
+        shown_name: &str,
     ) -> Result<(), SyntaxError> {
         if let Some(index) = attrs.statics.iter().position(|(n, _, _)| *n == name) {
             let first_span = attrs.statics[index].2;
@@ -715,7 +786,7 @@ impl Lowerer<'_, '_> {
                 if let (Pending::Nested(old), Pending::Nested(new)) = (old, value) {
                     old.literal |= new.literal;
                     for (n, v, s) in new.statics {
-                        self.insert_static(old, n, v, s)?;
+                        self.insert_static(old, n, v, s, n.as_str())?;
                     }
                     old.dynamics.extend(new.dynamics);
                 }
@@ -724,7 +795,7 @@ impl Lowerer<'_, '_> {
             return Err(self.error(
                 format!(
                     "attribute '{}' already defined at {}",
-                    name,
+                    shown_name,
                     self.position_text(first_span)
                 ),
                 span,
@@ -741,9 +812,15 @@ impl Lowerer<'_, '_> {
         value: Pending,
         span: Span,
         inherit_skip: usize,
+        name: Option<Symbol>,
     ) -> Result<ExprRef, SyntaxError> {
         match value {
-            Pending::Expr(expr) => self.lower(&expr),
+            Pending::Expr(expr) => {
+                if let ast::Expr::Lambda(_) = &expr {
+                    self.lambda_name = name;
+                }
+                self.lower(&expr)
+            }
             Pending::Inherit(name, span) => {
                 let kind = self.resolve(name, inherit_skip, span)?;
                 Ok(self.mk(kind, span))
@@ -787,7 +864,7 @@ impl Lowerer<'_, '_> {
             for (name, value, span) in pending.statics {
                 statics.push(StaticAttr {
                     name,
-                    value: self.lower_pending(value, span, skip)?,
+                    value: self.lower_pending(value, span, skip, Some(name))?,
                     span,
                 });
             }
@@ -795,7 +872,7 @@ impl Lowerer<'_, '_> {
             for (name, value, span) in pending.dynamics {
                 dynamics.push(DynamicAttr {
                     name: self.lower(&name)?,
-                    value: self.lower_pending(value, span, skip)?,
+                    value: self.lower_pending(value, span, skip, None)?,
                     span,
                 });
             }
@@ -816,6 +893,7 @@ impl Lowerer<'_, '_> {
         lambda: &ast::Lambda,
         span: Span,
     ) -> Result<Rc<Lambda>, SyntaxError> {
+        let name = self.lambda_name.take();
         let param = lambda
             .param()
             .ok_or_else(|| self.error("syntax error".into(), span))?;
@@ -885,6 +963,7 @@ impl Lowerer<'_, '_> {
             }
             let body = self.lower_child(lambda.body(), span)?;
             Ok(Rc::new(Lambda {
+                name,
                 param,
                 body,
                 frame_size,
@@ -894,6 +973,154 @@ impl Lowerer<'_, '_> {
         self.scopes.pop();
         result
     }
+}
+
+/// Unescapes the raw text of an indented string: `'''` → `''`, `''$` → `$`, `''\\X` → X
+/// (`n`, `r`, `t` as control characters).
+fn unescape_indented(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = rest.find("''") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let mut chars = after.chars();
+        match chars.next() {
+            Some('\'') => {
+                out.push_str("''");
+                rest = &after[1..];
+            }
+            Some('$') => {
+                out.push('$');
+                rest = &after[1..];
+            }
+            Some('\\') => match chars.next() {
+                Some(c) => {
+                    out.push(match c {
+                        'n' => '\n',
+                        'r' => '\r',
+                        't' => '\t',
+                        other => other,
+                    });
+                    rest = &after[1 + c.len_utf8()..];
+                }
+                None => rest = "",
+            },
+            _ => {
+                out.push_str("''");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The parts of an indented string after Nix 2.8's indentation stripping, which runs on the
+/// already unescaped text (so an escaped `''\\n` starts a new line whose indentation is
+/// stripped too) and treats interpolations as ending a line's leading whitespace.
+fn indented_parts(s: &ast::Str) -> Vec<InterpolPart<String>> {
+    let mut raw_parts: Vec<InterpolPart<String>> = Vec::new();
+    for (index, part) in s.parts().enumerate() {
+        match part {
+            InterpolPart::Literal(content) => {
+                let mut text = content.syntax().text();
+                if index == 0 {
+                    // The lexer drops spaces and one newline right after the opening quotes.
+                    let spaces = text.len() - text.trim_start_matches(' ').len();
+                    if text[spaces..].starts_with('\n') {
+                        text = &text[spaces + 1..];
+                    }
+                }
+                raw_parts.push(InterpolPart::Literal(unescape_indented(text)));
+            }
+            InterpolPart::Interpolation(i) => raw_parts.push(InterpolPart::Interpolation(i)),
+        }
+    }
+    // Minimum indentation; whitespace-only final lines do not count.
+    let mut at_line_start = true;
+    let mut min_indent = usize::MAX;
+    let mut current = 0usize;
+    for part in &raw_parts {
+        match part {
+            InterpolPart::Interpolation(_) => {
+                if at_line_start {
+                    at_line_start = false;
+                    min_indent = min_indent.min(current);
+                }
+            }
+            InterpolPart::Literal(text) => {
+                for c in text.chars() {
+                    if at_line_start {
+                        match c {
+                            ' ' => current += 1,
+                            '\n' => current = 0,
+                            _ => {
+                                at_line_start = false;
+                                min_indent = min_indent.min(current);
+                            }
+                        }
+                    } else if c == '\n' {
+                        at_line_start = true;
+                        current = 0;
+                    }
+                }
+            }
+        }
+    }
+    if min_indent == usize::MAX {
+        min_indent = 0;
+    }
+    let count = raw_parts.len();
+    let mut out = Vec::with_capacity(count);
+    at_line_start = true;
+    let mut dropped = 0usize;
+    for (index, part) in raw_parts.into_iter().enumerate() {
+        match part {
+            InterpolPart::Interpolation(i) => {
+                at_line_start = false;
+                dropped = 0;
+                out.push(InterpolPart::Interpolation(i));
+            }
+            InterpolPart::Literal(text) => {
+                let mut stripped = String::with_capacity(text.len());
+                for c in text.chars() {
+                    if at_line_start {
+                        match c {
+                            ' ' => {
+                                if dropped >= min_indent {
+                                    stripped.push(c);
+                                }
+                                dropped += 1;
+                            }
+                            '\n' => {
+                                dropped = 0;
+                                stripped.push(c);
+                            }
+                            _ => {
+                                at_line_start = false;
+                                dropped = 0;
+                                stripped.push(c);
+                            }
+                        }
+                    } else {
+                        stripped.push(c);
+                        if c == '\n' {
+                            at_line_start = true;
+                        }
+                    }
+                }
+                if index + 1 == count {
+                    if let Some(p) = stripped.rfind('\n') {
+                        if stripped[p + 1..].chars().all(|c| c == ' ') {
+                            stripped.truncate(p + 1);
+                        }
+                    }
+                }
+                out.push(InterpolPart::Literal(stripped));
+            }
+        }
+    }
+    out
 }
 
 /// The text of a string without interpolations, or None.

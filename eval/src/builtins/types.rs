@@ -140,6 +140,6 @@ fn function_args(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value
             ))),
         },
         Value::PrimOp(_) | Value::PrimOpApp(_) => Ok(Value::attrs(Attrs::new())),
-        other => Err(EvalError::type_mismatch("a function", &other).at(span)),
+        _ => Err(EvalError::eval("'functionArgs' requires a function").at(span)),
     }
 }
