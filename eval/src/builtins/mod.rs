@@ -18,6 +18,7 @@ pub mod arithmetic;
 pub mod context;
 pub mod control;
 pub mod conversion;
+pub mod derivations;
 pub mod paths;
 pub mod types;
 
@@ -46,6 +47,7 @@ pub const FAMILIES: &[&[Builtin]] = &[
     paths::BUILTINS,
     context::BUILTINS,
     conversion::BUILTINS,
+    derivations::BUILTINS,
 ];
 
 /// Every registered builtin.

@@ -1,0 +1,822 @@
+//! Derivations and store-writing builtins: `derivationStrict` (collects the environment,
+//! coerces values as Nix does, turns string contexts into input derivations and sources,
+//! computes output paths and writes the `.drv`), `derivation` (the Nix-source wrapper in
+//! `derivation.nix`), `placeholder`, `toFile`, `path`, `filterSource` and `storeDir`.
+//!
+//! Hashes modulo of the derivations instantiated so far (and the references of every `.drv`
+//! and `toFile` text, for `=drv` contexts that need a closure) live in a per-thread table
+//! keyed by the printed store path. Store paths are content addressed — the same path always
+//! names the same contents — so the table is valid for every evaluator on the thread and
+//! turns 10,000s of shared inputs into lookups.
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::Path;
+use std::rc::Rc;
+
+use kiln_lang::Span;
+use kiln_store::derivation::{Derivation, DerivationOutput, DrvHashModulo, FixedOutputHash};
+use kiln_store::hash::{Hash, HashAlgo};
+use kiln_store::store_path::{ContentAddressMethod, StoreDir, StorePath};
+
+use super::{arg, Builtin};
+use crate::error::{EvalError, EvalResult};
+use crate::eval::{sym, CoerceMode, Evaluator};
+use crate::store_access::{AddPathError, EntryKind, FilterAborted, IngestionMethod};
+use crate::value::{Attrs, Context, ContextElem, NixString, Value};
+
+pub const BUILTINS: &[Builtin] = &[
+    Builtin { name: "derivationStrict", arity: 1, top_level: true, doc: "Instantiate a derivation: write its .drv and return { drvPath, <output> = path; … }.", func: derivation_strict },
+    Builtin { name: "derivation", arity: 0, top_level: true, doc: "Create a derivation from a set of attributes (name, system, builder, args, outputs, …).", func: derivation },
+    Builtin { name: "placeholder", arity: 1, top_level: true, doc: "The placeholder string that stands for an output's path in a derivation's attributes.", func: placeholder },
+    Builtin { name: "toFile", arity: 2, top_level: false, doc: "Write a string to a store file (name, contents) and return its path.", func: to_file },
+    Builtin { name: "path", arity: 1, top_level: false, doc: "Copy a path to the store: { path, name?, filter?, recursive?, sha256? }.", func: path },
+    Builtin { name: "filterSource", arity: 2, top_level: false, doc: "Copy a path to the store keeping the entries for which filter(path, type) is true.", func: filter_source },
+    Builtin { name: "storeDir", arity: 0, top_level: false, doc: "The logical store directory, e.g. \"/nix/store\".", func: store_dir },
+];
+
+/// The Nix source of the `derivation` wrapper.
+const DERIVATION_NIX: &str = include_str!("derivation.nix");
+
+/// What the thread remembers about an instantiated derivation.
+struct DrvRecord {
+    hash_modulo: DrvHashModulo,
+    output_names: BTreeSet<String>,
+}
+
+/// Derivations and texts created on this thread (see the module doc).
+#[derive(Default)]
+struct KnownPaths {
+    derivations: HashMap<String, Rc<DrvRecord>>,
+    references: HashMap<String, Rc<[String]>>,
+}
+
+thread_local! {
+    static KNOWN: RefCell<KnownPaths> = RefCell::new(KnownPaths::default());
+}
+
+fn error(message: impl Into<String>, span: Span) -> EvalError {
+    EvalError::eval(message).at(span)
+}
+
+fn store_dir_of(ev: &Evaluator) -> StoreDir {
+    StoreDir::new(ev.store().store_dir())
+}
+
+/// A string that must not refer to store paths (Nix's `forceStringNoCtx`).
+fn force_string_no_context(ev: &Evaluator, value: &Value, span: Span) -> EvalResult<String> {
+    let s = ev.force_string(value, span)?;
+    if let Some(first) = s.context().iter().next() {
+        return Err(error(
+            format!(
+                "the string '{}' is not allowed to refer to a store path (such as '{}')",
+                s.as_str(),
+                first.encode()
+            ),
+            span,
+        ));
+    }
+    Ok(s.as_str().to_owned())
+}
+
+fn derivation(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
+    ev.eval_internal_source("derivation.nix", DERIVATION_NIX)
+}
+
+fn store_dir(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
+    Ok(Value::string(ev.store().store_dir()))
+}
+
+fn placeholder(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let output = force_string_no_context(ev, arg(args, 0), span)?;
+    let hash = Hash::sha256(format!("nix-output:{output}").as_bytes());
+    Ok(Value::string(format!("/{}", hash.to_nixbase32())))
+}
+
+/// A string holding a store path, with that path as its context.
+fn store_path_string(path: String) -> Value {
+    let context = Context::from([ContextElem::Plain(path.clone())]);
+    Value::String(NixString::with_context(path, context))
+}
+
+fn to_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let name = force_string_no_context(ev, arg(args, 0), span)?;
+    let contents = ev.force_string(arg(args, 1), span)?;
+    let mut references = BTreeSet::new();
+    for elem in contents.context() {
+        match elem {
+            ContextElem::Plain(path) => {
+                references.insert(path.clone());
+            }
+            other => {
+                return Err(error(
+                    format!(
+                        "in 'toFile': the file named '{name}' must not contain a reference to a derivation but contains ({})",
+                        other.encode()
+                    ),
+                    span,
+                ))
+            }
+        }
+    }
+    let path = ev
+        .store()
+        .add_text(&name, contents.as_str().as_bytes(), &references)
+        .map_err(|e| error(e.to_string(), span))?;
+    KNOWN.with(|known| {
+        known
+            .borrow_mut()
+            .references
+            .insert(path.clone(), references.into_iter().collect());
+    });
+    Ok(store_path_string(path))
+}
+
+/// What `builtins.path` and `filterSource` were asked to add.
+struct AddPathRequest<'a> {
+    name: String,
+    source: std::path::PathBuf,
+    filter: Option<&'a Value>,
+    method: IngestionMethod,
+    expected_sha256: Option<[u8; 32]>,
+}
+
+fn base_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Adds a host path to the store, calling the Nix filter function for each entry.
+fn add_path(ev: &Evaluator, request: AddPathRequest<'_>, span: Span) -> EvalResult<Value> {
+    let mut filter_error: Option<EvalError> = None;
+    let result = match request.filter {
+        Some(filter) => {
+            let mut call_filter = |path: &Path, kind: EntryKind| -> Result<bool, FilterAborted> {
+                let args = [
+                    Value::string(path.to_string_lossy().into_owned()),
+                    Value::string(kind.as_nix_str()),
+                ];
+                let verdict = ev
+                    .call_n(filter, &args, span)
+                    .and_then(|v| ev.force_bool(&v, span));
+                verdict.map_err(|e| {
+                    filter_error = Some(e);
+                    FilterAborted
+                })
+            };
+            ev.store().add_path(
+                &request.name,
+                &request.source,
+                request.method,
+                Some(&mut call_filter),
+                request.expected_sha256,
+            )
+        }
+        None => ev.store().add_path(
+            &request.name,
+            &request.source,
+            request.method,
+            None,
+            request.expected_sha256,
+        ),
+    };
+    let trace = format!("while adding path '{}'", request.source.display());
+    match result {
+        Ok(path) => Ok(store_path_string(path)),
+        Err(AddPathError::FilterAborted) => Err(filter_error
+            .unwrap_or_else(|| error("the path filter failed", span))
+            .add_trace(trace, Some(span))),
+        Err(AddPathError::Store(e)) => Err(error(e.to_string(), span).add_trace(trace, Some(span))),
+    }
+}
+
+fn path(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let attrs = ev.force_attrs(arg(args, 0), span)?;
+    let mut source = None;
+    let mut name = String::new();
+    let mut filter = None;
+    let mut method = IngestionMethod::Recursive;
+    let mut expected_sha256 = None;
+    for (key, value) in attrs.iter() {
+        match key.as_str() {
+            "path" => source = Some(ev.coerce_to_path(value, span)?),
+            "name" => name = force_string_no_context(ev, value, span)?,
+            "filter" => filter = Some(ev.force(value, span)?),
+            "recursive" => {
+                method = if ev.force_bool(value, span)? {
+                    IngestionMethod::Recursive
+                } else {
+                    IngestionMethod::Flat
+                }
+            }
+            "sha256" => {
+                let text = force_string_no_context(ev, value, span)?;
+                let hash = Hash::parse_allow_empty(&text, Some(HashAlgo::Sha256))
+                    .map_err(|e| error(e.to_string(), span))?;
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(hash.as_bytes());
+                expected_sha256 = Some(digest);
+            }
+            other => {
+                return Err(error(
+                    format!("unsupported argument '{other}' to 'addPath'"),
+                    span,
+                ))
+            }
+        }
+    }
+    let source = source.ok_or_else(|| error("'path' required", span))?;
+    if name.is_empty() {
+        name = base_name(&source);
+    }
+    let request = AddPathRequest {
+        name,
+        source,
+        filter: filter.as_ref(),
+        method,
+        expected_sha256,
+    };
+    add_path(ev, request, span)
+}
+
+fn filter_source(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let source = ev.coerce_to_path(arg(args, 1), span)?;
+    let filter = ev.force(arg(args, 0), span)?;
+    if !filter.is_function() {
+        return Err(EvalError::type_mismatch("a function", &filter).at(span));
+    }
+    let request = AddPathRequest {
+        name: base_name(&source),
+        source,
+        filter: Some(&filter),
+        method: IngestionMethod::Recursive,
+        expected_sha256: None,
+    };
+    add_path(ev, request, span)
+}
+
+/// The attributes of a derivation as `derivationStrict` collects them.
+#[derive(Default)]
+struct CollectedAttrs {
+    env: BTreeMap<String, String>,
+    args: Vec<String>,
+    builder: String,
+    platform: String,
+    output_hash: Option<String>,
+    output_hash_algo: String,
+    ingestion: Option<ContentAddressMethod>,
+    outputs: Vec<String>,
+    context: Context,
+}
+
+impl CollectedAttrs {
+    fn set_hash_mode(&mut self, mode: &str, span: Span) -> EvalResult<()> {
+        self.ingestion = Some(match mode {
+            "recursive" => ContentAddressMethod::Recursive,
+            "flat" => ContentAddressMethod::Flat,
+            other => {
+                return Err(error(
+                    format!("invalid value '{other}' for 'outputHashMode' attribute"),
+                    span,
+                ))
+            }
+        });
+        Ok(())
+    }
+
+    fn set_outputs(&mut self, names: Vec<String>, span: Span) -> EvalResult<()> {
+        let mut seen = BTreeSet::new();
+        for name in &names {
+            if !seen.insert(name.as_str()) {
+                return Err(error(format!("duplicate derivation output '{name}'"), span));
+            }
+            if name == "drv" {
+                return Err(error("invalid derivation output name 'drv'", span));
+            }
+        }
+        if names.is_empty() {
+            return Err(error(
+                "derivation cannot have an empty set of outputs",
+                span,
+            ));
+        }
+        self.outputs = names;
+        Ok(())
+    }
+}
+
+/// Appends `text` as a JSON string.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+const ENV_COERCION: CoerceMode = CoerceMode {
+    more: true,
+    copy_to_store: true,
+};
+
+fn collect_attrs(
+    ev: &Evaluator,
+    attrs: &Attrs,
+    drv_name: &str,
+    span: Span,
+) -> EvalResult<CollectedAttrs> {
+    let structured = match attrs.get(sym("__structuredAttrs")) {
+        Some(v) => ev.force_bool(v, span)?,
+        None => false,
+    };
+    let ignore_nulls = match attrs.get(sym("__ignoreNulls")) {
+        Some(v) => ev.force_bool(v, span)?,
+        None => false,
+    };
+    let mut collected = CollectedAttrs {
+        outputs: vec!["out".to_owned()],
+        ..CollectedAttrs::default()
+    };
+    let mut json_entries: Vec<(String, String)> = Vec::new();
+    for (key, value) in attrs.iter() {
+        let key = key.as_str();
+        if key == "__ignoreNulls" {
+            continue;
+        }
+        let step = (|| -> EvalResult<()> {
+            if ignore_nulls && matches!(ev.force(value, span)?, Value::Null) {
+                return Ok(());
+            }
+            match key {
+                "__contentAddressed" | "__impure" => {
+                    if ev.force_bool(value, span)? {
+                        let feature = if key == "__impure" {
+                            "impure-derivations"
+                        } else {
+                            "ca-derivations"
+                        };
+                        return Err(error(
+                            format!("experimental Nix feature '{feature}' is disabled"),
+                            span,
+                        ));
+                    }
+                }
+                "args" => {
+                    for item in ev.force_list(value, span)?.iter() {
+                        let s = ev.coerce_to_string(item, span, ENV_COERCION)?;
+                        collected.context.extend(s.context().iter().cloned());
+                        collected.args.push(s.as_str().to_owned());
+                    }
+                }
+                _ if structured => {
+                    if key == "__structuredAttrs" {
+                        return Ok(());
+                    }
+                    let (json, context) = ev.to_json_with_context(value, span)?;
+                    collected.context.extend(context);
+                    json_entries.push((key.to_owned(), json));
+                    match key {
+                        "builder" => {
+                            let s = ev.force_string(value, span)?;
+                            collected.context.extend(s.context().iter().cloned());
+                            collected.builder = s.as_str().to_owned();
+                        }
+                        "system" => collected.platform = force_string_no_context(ev, value, span)?,
+                        "outputHash" => {
+                            collected.output_hash = Some(force_string_no_context(ev, value, span)?)
+                        }
+                        "outputHashAlgo" => {
+                            collected.output_hash_algo = force_string_no_context(ev, value, span)?
+                        }
+                        "outputHashMode" => {
+                            let mode = force_string_no_context(ev, value, span)?;
+                            collected.set_hash_mode(&mode, span)?;
+                        }
+                        "outputs" => {
+                            let mut names = Vec::new();
+                            for item in ev.force_list(value, span)?.iter() {
+                                names.push(force_string_no_context(ev, item, span)?);
+                            }
+                            collected.set_outputs(names, span)?;
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {
+                    let s = ev.coerce_to_string(value, span, ENV_COERCION)?;
+                    collected.context.extend(s.context().iter().cloned());
+                    let text = s.as_str().to_owned();
+                    match key {
+                        "builder" => collected.builder = text.clone(),
+                        "system" => collected.platform = text.clone(),
+                        "outputHash" => collected.output_hash = Some(text.clone()),
+                        "outputHashAlgo" => collected.output_hash_algo = text.clone(),
+                        "outputHashMode" => collected.set_hash_mode(&text, span)?,
+                        "outputs" => {
+                            let names = text
+                                .split([' ', '\t', '\n', '\r'])
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect();
+                            collected.set_outputs(names, span)?;
+                        }
+                        _ => {}
+                    }
+                    collected.env.insert(key.to_owned(), text);
+                }
+            }
+            Ok(())
+        })();
+        step.map_err(|e| {
+            e.add_trace(
+                format!("while evaluating the attribute '{key}' of the derivation '{drv_name}'"),
+                Some(span),
+            )
+        })?;
+    }
+    if structured {
+        let mut json = String::from("{");
+        for (index, (key, value)) in json_entries.iter().enumerate() {
+            if index > 0 {
+                json.push(',');
+            }
+            push_json_string(&mut json, key);
+            json.push(':');
+            json.push_str(value);
+        }
+        json.push('}');
+        collected.env.insert("__json".to_owned(), json);
+    }
+    Ok(collected)
+}
+
+/// The store paths reachable from `root` through the references known on this thread.
+fn known_closure(root: &str, span: Span) -> EvalResult<BTreeSet<String>> {
+    KNOWN.with(|known| {
+        let known = known.borrow();
+        let mut closure = BTreeSet::new();
+        let mut queue = VecDeque::from([root.to_owned()]);
+        while let Some(path) = queue.pop_front() {
+            if !closure.insert(path.clone()) {
+                continue;
+            }
+            match known.references.get(&path) {
+                Some(references) => queue.extend(references.iter().cloned()),
+                None if path.ends_with(".drv") => {
+                    return Err(error(
+                        format!("cannot compute the closure of '{path}': it was not instantiated by this evaluation"),
+                        span,
+                    ))
+                }
+                // Sources and other paths without a record have no references.
+                None => {}
+            }
+        }
+        Ok(closure)
+    })
+}
+
+fn parse_store_path(dir: &StoreDir, path: &str, span: Span) -> EvalResult<StorePath> {
+    dir.parse(path).map_err(|e| error(e.to_string(), span))
+}
+
+/// Turns the collected string context into input derivations and sources.
+fn add_inputs(
+    drv: &mut Derivation,
+    dir: &StoreDir,
+    context: &Context,
+    span: Span,
+) -> EvalResult<()> {
+    for elem in context {
+        match elem {
+            ContextElem::Plain(path) => {
+                drv.input_srcs.insert(parse_store_path(dir, path, span)?);
+            }
+            ContextElem::Output {
+                drv: drv_path,
+                output,
+            } => {
+                drv.input_drvs
+                    .entry(parse_store_path(dir, drv_path, span)?)
+                    .or_default()
+                    .insert(output.clone());
+            }
+            ContextElem::AllOutputs(drv_path) => {
+                for path in known_closure(drv_path, span)? {
+                    let store_path = parse_store_path(dir, &path, span)?;
+                    if store_path.is_derivation() {
+                        let outputs = KNOWN.with(|known| {
+                            known
+                                .borrow()
+                                .derivations
+                                .get(&path)
+                                .map(|record| record.output_names.clone())
+                        });
+                        let outputs = outputs.ok_or_else(|| {
+                            error(
+                                format!(
+                                    "derivation '{path}' was not instantiated by this evaluation"
+                                ),
+                                span,
+                            )
+                        })?;
+                        drv.input_drvs.insert(store_path.clone(), outputs);
+                    }
+                    drv.input_srcs.insert(store_path);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn known_hash_modulo(dir: &StoreDir, drv_path: &StorePath) -> Option<DrvHashModulo> {
+    let printed = dir.print(drv_path);
+    KNOWN.with(|known| {
+        known
+            .borrow()
+            .derivations
+            .get(&printed)
+            .map(|record| record.hash_modulo.clone())
+    })
+}
+
+fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let attrs = ev.force_attrs(arg(args, 0), span)?;
+    let name_value = attrs.get(sym("name")).ok_or_else(|| {
+        error(
+            "attribute 'name' missing for call to 'derivationStrict'",
+            span,
+        )
+    })?;
+    let drv_name = force_string_no_context(ev, name_value, span).map_err(|e| {
+        e.add_trace(
+            "while evaluating the derivation attribute 'name'",
+            Some(span),
+        )
+    })?;
+    let collected = collect_attrs(ev, &attrs, &drv_name, span)?;
+    let dir = store_dir_of(ev);
+
+    let mut drv = Derivation {
+        name: drv_name.clone(),
+        platform: collected.platform,
+        builder: collected.builder,
+        args: collected.args,
+        env: collected.env,
+        ..Derivation::default()
+    };
+    add_inputs(&mut drv, &dir, &collected.context, span)?;
+    if drv.builder.is_empty() {
+        return Err(error("required attribute 'builder' missing", span));
+    }
+    if drv.platform.is_empty() {
+        return Err(error("required attribute 'system' missing", span));
+    }
+    if drv_name.ends_with(".drv") {
+        return Err(error(
+            "derivation names are not allowed to end in '.drv'",
+            span,
+        ));
+    }
+    match &collected.output_hash {
+        Some(output_hash) => {
+            if collected.outputs != ["out"] {
+                return Err(error(
+                    "multiple outputs are not supported in fixed-output derivations",
+                    span,
+                ));
+            }
+            let algo = collected.output_hash_algo.parse::<HashAlgo>().ok();
+            let hash = Hash::parse_allow_empty(output_hash, algo)
+                .map_err(|e| error(e.to_string(), span))?;
+            if output_hash.is_empty() {
+                eprintln!("warning: found empty hash, assuming '{}'", hash.to_sri());
+            }
+            let fixed = FixedOutputHash {
+                method: collected.ingestion.unwrap_or(ContentAddressMethod::Flat),
+                hash,
+            };
+            drv.outputs.insert(
+                "out".to_owned(),
+                DerivationOutput {
+                    path: None,
+                    fixed: Some(fixed),
+                },
+            );
+        }
+        None => {
+            for output in &collected.outputs {
+                drv.outputs.insert(
+                    output.clone(),
+                    DerivationOutput {
+                        path: None,
+                        fixed: None,
+                    },
+                );
+            }
+        }
+    }
+    drv.fill_output_paths(&dir, &mut |input| known_hash_modulo(&dir, input))
+        .map_err(|e| error(e.to_string(), span))?;
+
+    let aterm = drv.to_aterm(&dir);
+    let references: BTreeSet<String> = drv.references().iter().map(|p| dir.print(p)).collect();
+    let outputs: BTreeMap<String, String> = drv
+        .outputs
+        .iter()
+        .filter_map(|(name, output)| output.path.as_ref().map(|p| (name.clone(), dir.print(p))))
+        .collect();
+    let drv_path = ev
+        .store()
+        .add_derivation(
+            &format!("{drv_name}.drv"),
+            aterm.as_bytes(),
+            &references,
+            &outputs,
+        )
+        .map_err(|e| error(e.to_string(), span))?;
+    let hash_modulo = drv
+        .hash_modulo(&dir, false, &mut |input| {
+            known_hash_modulo(&dir, input).ok_or_else(|| {
+                kiln_store::derivation::DerivationError::UnknownInput(dir.print(input))
+            })
+        })
+        .map_err(|e| error(e.to_string(), span))?;
+    KNOWN.with(|known| {
+        let mut known = known.borrow_mut();
+        known
+            .references
+            .insert(drv_path.clone(), references.into_iter().collect());
+        known.derivations.insert(
+            drv_path.clone(),
+            Rc::new(DrvRecord {
+                hash_modulo,
+                output_names: outputs.keys().cloned().collect(),
+            }),
+        );
+    });
+
+    let mut result: Vec<(kiln_lang::Symbol, Value)> = Vec::with_capacity(outputs.len() + 1);
+    let drv_context = Context::from([ContextElem::AllOutputs(drv_path.clone())]);
+    result.push((
+        sym("drvPath"),
+        Value::String(NixString::with_context(drv_path.clone(), drv_context)),
+    ));
+    for (output, path) in outputs {
+        let context = Context::from([ContextElem::Output {
+            drv: drv_path.clone(),
+            output: output.clone(),
+        }]);
+        result.push((
+            sym(&output),
+            Value::String(NixString::with_context(path, context)),
+        ));
+    }
+    Ok(Value::attrs(Attrs::from_unsorted(result)))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Values and `.drv` paths from Nix 2.8 (`nix-instantiate --eval --strict --json`,
+    //! `NIX_STORE_DIR=/nix/store`).
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::store_impls::ComputingStore;
+    use crate::EvalOptions;
+
+    fn eval_json(source: &str) -> String {
+        let source = source.to_owned();
+        crate::with_eval_stack(move || {
+            let store = Rc::new(ComputingStore::new(StoreDir::new("/nix/store")));
+            let ev = Evaluator::new(EvalOptions::new(store));
+            let value = ev
+                .eval_string(&source, Path::new("/"))
+                .map_err(|e| e.message().to_owned())?;
+            ev.to_json(&value).map_err(|e| e.message().to_owned())
+        })
+        .unwrap_or_else(|message| format!("error: {message}"))
+    }
+
+    const CASES: &[(&str, &str, &str)] = &[
+        (
+            "simple",
+            r#"(derivation { name = "hello"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; }).drvPath"#,
+            r#""/nix/store/76w21n1f03fs5kw8fnffphx7qrqffw6r-hello.drv""#,
+        ),
+        (
+            "outputs",
+            r#"let d = derivation { name = "multi"; system = "x86_64-linux"; builder = "/bin/sh"; outputs = [ "out" "dev" "lib" ]; }; in [ d.drvPath d.outPath d.dev.outPath d.lib.outPath d.dev.outputName (builtins.length d.all) ]"#,
+            r#"["/nix/store/v27a425rg4n7prwzpyyw0y1fw2ssc46f-multi.drv","/nix/store/h49lgbknv1fggzyb77p6d3ag1frnz354-multi","/nix/store/cnr8n8g7k3l7913d10wbs7mk11byk3qm-multi-dev","/nix/store/vscn60gjvw2l9cclny9zr26kvxb7gl5d-multi-lib","dev",3]"#,
+        ),
+        (
+            "fixed",
+            r#"let d = derivation { name = "src.tar.gz"; system = "x86_64-linux"; builder = "/bin/sh"; outputHash = "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="; }; in [ d.drvPath d.outPath ]"#,
+            r#"["/nix/store/6ijd7y2x0jsjk4m1sazxwhm7cysf3g52-src.tar.gz.drv","/nix/store/jfkjc5c0hdbcjn3hsz8frxk264d3y06f-src.tar.gz"]"#,
+        ),
+        (
+            "fixed recursive",
+            r#"let d = derivation { name = "src"; system = "x86_64-linux"; builder = "/bin/sh"; outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputHash = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; }; in [ d.drvPath d.outPath ]"#,
+            r#"["/nix/store/y93aafa6nnsm1vzz5rcmpp48zibf3v4k-src.drv","/nix/store/2870zx9jg3wa9hgyrncqisbxch35845m-src"]"#,
+        ),
+        (
+            "fixed sha1",
+            r#"let d = derivation { name = "f"; system = "x86_64-linux"; builder = "/bin/sh"; outputHashMode = "recursive"; outputHashAlgo = "sha1"; outputHash = "9m1skbnr5i43n3yypvda5s65vhfwdx5a"; }; in [ d.drvPath d.outPath ]"#,
+            r#"["/nix/store/28x9yn426qjxd4ybc987makxvck71xzb-f.drv","/nix/store/w3b7frjrr2yxd9v9bxlk8hy1dvi0kk6n-f"]"#,
+        ),
+        (
+            "dependencies",
+            r#"let base = derivation { name = "base"; system = "x86_64-linux"; builder = "/bin/sh"; }; fo = derivation { name = "fo"; system = "x86_64-linux"; builder = "/bin/sh"; outputHash = "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="; dep = base; }; top = derivation { name = "top"; system = "x86_64-linux"; builder = "${base}/bin/sh"; inherit fo; lst = [ 1 true false null "x" 2.5 [] "y" ]; n = 42; }; in [ top.drvPath top.outPath ]"#,
+            r#"["/nix/store/8dk1p3xlcj4ijdb1n641kqsxyawivp8s-top.drv","/nix/store/lanacj5rd44fxjzlhfg8vqg245px5i9l-top"]"#,
+        ),
+        (
+            "structured attrs",
+            r#"(derivation { name = "s"; system = "x86_64-linux"; builder = "/bin/sh"; __structuredAttrs = true; x = { b = [ 1 "two" null true ]; a = 2; }; outputs = [ "out" "doc" ]; }).drvPath"#,
+            r#""/nix/store/wprwr4z3yjjjby5b2dxzqc8d1ak1b89j-s.drv""#,
+        ),
+        (
+            "ignore nulls",
+            r#"(derivation { name = "n"; system = "x86_64-linux"; builder = "/bin/sh"; __ignoreNulls = true; a = null; b = "x"; }).drvPath"#,
+            r#""/nix/store/z3rfy2g4317fwjysv1sal3y90lafch5v-n.drv""#,
+        ),
+        (
+            "toFile",
+            r#"let f = builtins.toFile "script.sh" "echo ${builtins.toFile "inner" "x"}"; in [ f (derivation { name = "t"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ f ]; }).drvPath ]"#,
+            r#"["/nix/store/w5jwaci6zin5a0jmfpgmia0152jr5kn2-script.sh","/nix/store/nr01748miawww1rygsvd1i9s1ydfnnnm-t.drv"]"#,
+        ),
+        (
+            "placeholder",
+            r#"[ (builtins.placeholder "out") (derivation { name = "p"; system = "x86_64-linux"; builder = "/bin/sh"; x = builtins.placeholder "out"; }).drvPath ]"#,
+            r#"["/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9","/nix/store/7b17nw96shgvcj9qbm1va9kavipv9svz-p.drv"]"#,
+        ),
+        (
+            "whole derivation context",
+            r#"let base = derivation { name = "base"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ (builtins.toFile "a" "b") ]; }; in (derivation { name = "whole"; system = "x86_64-linux"; builder = "/bin/sh"; d = base.drvPath; }).drvPath"#,
+            r#""/nix/store/gm4glf2r9b1x7k6dgljh0rh1fhjfx3yj-whole.drv""#,
+        ),
+        ("storeDir", "builtins.storeDir", r#""/nix/store""#),
+    ];
+
+    #[test]
+    fn derivations_match_nix() {
+        let mut failures = Vec::new();
+        for (name, source, expected) in CASES {
+            let actual = eval_json(source);
+            if actual != *expected {
+                failures.push(format!(
+                    "{name}:\n  expected {expected}\n  actual   {actual}"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn errors_match_nix() {
+        let cases = [
+            (
+                r#"derivation { system = "x"; builder = "y"; }"#,
+                "attribute 'name' missing for call to 'derivationStrict'",
+            ),
+            (
+                r#"derivation { name = "a"; system = "x"; }"#,
+                "required attribute 'builder' missing",
+            ),
+            (
+                r#"derivation { name = "a"; builder = "x"; }"#,
+                "required attribute 'system' missing",
+            ),
+            (
+                r#"derivation { name = "a.drv"; builder = "x"; system = "y"; }"#,
+                "derivation names are not allowed to end in '.drv'",
+            ),
+            (
+                r#"derivation { name = "a"; builder = "x"; system = "y"; outputs = [ "out" "out" ]; }"#,
+                "duplicate derivation output 'out'",
+            ),
+            (
+                r#"derivation { name = "a"; builder = "x"; system = "y"; outputs = [ "out" "dev" ]; outputHash = "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="; }"#,
+                "multiple outputs are not supported in fixed-output derivations",
+            ),
+            (
+                r#"builtins.toFile "x" "${(derivation { name = "a"; builder = "x"; system = "y"; })}""#,
+                "in 'toFile': the file named 'x' must not contain a reference to a derivation",
+            ),
+        ];
+        for (source, expected) in cases {
+            let actual = eval_json(&format!("({source}).drvPath or ({source})"));
+            assert!(actual.contains(expected), "{source}: {actual}");
+        }
+    }
+}
