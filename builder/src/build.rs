@@ -1,0 +1,640 @@
+//! Running one planned build from start to registration.
+//!
+//! The steps, in order: claim the outputs (the per-output store locks; if another process built
+//! them meanwhile there is nothing to do); protect the input closure with temporary roots; open
+//! the log; run the builder — `builtin:fetchurl` and `builtin:unpack` inside this process,
+//! anything else in the sandbox with Nix's environment, `/build` bound to a fresh build
+//! directory, and the network only for fixed-output derivations (or `__network = true` with
+//! `--allow-network`, reported as impure); then, on success, normalise the outputs, scan their
+//! references and NAR-hash them (in parallel across outputs), check fixed-output hashes and
+//! `allowedReferences`/`disallowedReferences`, and register every output in one transaction
+//! before the locks are released. On any failure the partial outputs are deleted and the log is
+//! kept.
+//!
+//! Outputs that are already valid (a `--check` rebuild, or a multi-output derivation of which
+//! only some outputs were collected) are built into temporary names in the physical store
+//! directory and compared or discarded; a valid path is never written.
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_store::hash::Hash;
+use kiln_store::local_store::{LocalStore, LocalStoreError, OutputClaim, ValidPathInfo};
+use kiln_store::nixbase32;
+use kiln_store::store_files::render_content_address;
+use kiln_store::store_path::StorePath;
+use rayon::prelude::*;
+
+use crate::builtin_builders::{run_builtin, BuiltinBuilder, BuiltinError, BuiltinOptions};
+use crate::log::{BuildLog, LogWriter};
+use crate::outputs::{self, OutputError, ScannedOutput};
+use crate::plan::PlannedBuild;
+use crate::sandbox::{
+    nix_build_env, BuilderStatus, IdMapPolicy, LogSink, NixEnvParams, RootFs, Sandbox,
+    SandboxError, SandboxSpec, StoreMount, SANDBOX_BUILD_DIR,
+};
+
+/// How builds run; the same for every build of one `realise`.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSettings {
+    /// `NIX_BUILD_CORES` (0: all).
+    pub build_cores: u32,
+    /// Kill a build after this long.
+    pub timeout: Option<Duration>,
+    /// Kill a build that prints nothing for this long.
+    pub max_silent_time: Option<Duration>,
+    /// Let non-fixed-output derivations with `__network = true` use the network.
+    pub allow_network: bool,
+    /// Settings of the in-process builders (their log callbacks are set per build).
+    pub builtin: BuiltinOptions,
+    /// How the sandbox's user namespace is mapped.
+    pub id_map: IdMapPolicy,
+}
+
+/// What a successful build did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutcome {
+    /// The outputs were built and registered.
+    Built {
+        /// The derivation used the network although it is not fixed-output.
+        impure: bool,
+        duration: Duration,
+    },
+    /// Another process built the outputs while we waited for their locks.
+    AlreadyValid,
+    /// `--check`: the rebuild produced the same NAR hashes as the valid outputs.
+    Checked { duration: Duration },
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] LocalStoreError),
+    #[error("cannot write the build log {path}: {source}")]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the build directory {path}: {source}")]
+    BuildDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("derivation asks for the network (`__network = true`) but is not fixed-output; pass --allow-network to allow it")]
+    NetworkRefused,
+    #[error("a `{platform}` derivation cannot be built on `{host}`")]
+    WrongPlatform { platform: String, host: String },
+    #[error("`rootfs` entry `{0}` is not a store path")]
+    BadRootfs(String),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Builtin(#[from] BuiltinError),
+    #[error("builder {how}")]
+    BuilderFailed { how: String },
+    #[error("builder did not produce the output `{output}` ({path})")]
+    MissingOutput { output: String, path: String },
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("hash mismatch in fixed-output derivation output {path}:\n  wanted: {wanted_sri} ({wanted_nix32})\n  got:    {got_sri} ({got_nix32})", wanted_sri = .wanted.to_sri(), wanted_nix32 = .wanted.to_nixbase32(), got_sri = .got.to_sri(), got_nix32 = .got.to_nixbase32())]
+    HashMismatch {
+        path: String,
+        wanted: Box<Hash>,
+        got: Box<Hash>,
+    },
+    #[error("the fixed-output derivation output {path} refers to store paths: {references}")]
+    FixedOutputReferences { path: String, references: String },
+    #[error("output {path} refers to {reference}, which {rule}")]
+    ForbiddenReference {
+        path: String,
+        reference: String,
+        rule: &'static str,
+    },
+    #[error("`{attribute}` names `{entry}`, which is neither an output nor a store path")]
+    BadReferenceRule { attribute: String, entry: String },
+    #[error("--check: output {path} is not reproducible: NAR hash {registered} became {rebuilt}{first}", first = .first_difference.as_ref().map(|d| format!("; first difference: {d}")).unwrap_or_default())]
+    NotReproducible {
+        path: String,
+        registered: String,
+        rebuilt: String,
+        first_difference: Option<String>,
+    },
+}
+
+/// Receives what happens during builds (for a progress display). All methods default to
+/// doing nothing.
+pub trait BuildEvents: Send + Sync {
+    /// A build is about to claim its outputs and run.
+    fn build_started(&self, _build: &PlannedBuild) {}
+    /// Another process holds the lock of `path`; the build waits for it.
+    fn waiting_for_lock(&self, _build: &PlannedBuild, _path: &StorePath) {}
+    /// The builder of `drv` printed a line.
+    fn log_line(&self, _drv: &StorePath, _line: &str) {}
+    /// A build ended.
+    fn build_finished(&self, _build: &PlannedBuild, _result: &Result<BuildOutcome, BuildError>) {}
+}
+
+/// Events that go nowhere.
+pub struct NoEvents;
+
+impl BuildEvents for NoEvents {}
+
+/// The Nix system name of this machine (`x86_64-linux`).
+pub fn host_system() -> String {
+    format!("{}-linux", std::env::consts::ARCH)
+}
+
+/// Where one output is written during the build.
+struct OutputSlot {
+    name: String,
+    path: StorePath,
+    /// Physical location written by the builder.
+    host_path: PathBuf,
+    /// Whether the path was valid before the build (then `host_path` is a temporary name and
+    /// the result is compared or discarded, never registered).
+    valid_before: bool,
+}
+
+static SERIAL: AtomicU64 = AtomicU64::new(0);
+
+fn unique_suffix() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Builds `build` (see the module doc). With `check`, valid outputs are rebuilt and compared.
+pub fn build_derivation(
+    store: &LocalStore,
+    build: &PlannedBuild,
+    settings: &BuildSettings,
+    events: &Arc<dyn BuildEvents>,
+    check: bool,
+) -> Result<BuildOutcome, BuildError> {
+    let start = Instant::now();
+    let paths: Vec<StorePath> = build.outputs.values().cloned().collect();
+    // Hold the locks until registration is done (dropped at the end of this function).
+    let _locks = match store.claim_outputs(&paths, |path| events.waiting_for_lock(build, path))? {
+        OutputClaim::AllValid if !check => return Ok(BuildOutcome::AlreadyValid),
+        OutputClaim::AllValid => Vec::new(),
+        OutputClaim::Locked(locks) => locks,
+    };
+    let mut slots = Vec::new();
+    for (name, path) in &build.outputs {
+        let valid_before = store.is_valid(path)?;
+        let host_path = if valid_before {
+            store.physical_store_dir().join(format!(
+                ".kiln-check-{}-{}",
+                unique_suffix(),
+                path.base_name()
+            ))
+        } else {
+            store.physical_path(path)
+        };
+        slots.push(OutputSlot {
+            name: name.clone(),
+            path: path.clone(),
+            host_path,
+            valid_before,
+        });
+    }
+    let result = run_and_register(store, build, settings, events, &slots, check);
+    for slot in &slots {
+        if slot.valid_before || result.is_err() {
+            remove_tree(&slot.host_path);
+        }
+    }
+    let impure = result?;
+    if slots.iter().all(|slot| slot.valid_before) {
+        Ok(BuildOutcome::Checked {
+            duration: start.elapsed(),
+        })
+    } else {
+        Ok(BuildOutcome::Built {
+            impure,
+            duration: start.elapsed(),
+        })
+    }
+}
+
+/// Runs the builder and registers the outputs; returns whether the build was impure.
+fn run_and_register(
+    store: &LocalStore,
+    build: &PlannedBuild,
+    settings: &BuildSettings,
+    events: &Arc<dyn BuildEvents>,
+    slots: &[OutputSlot],
+    check: bool,
+) -> Result<bool, BuildError> {
+    let dir = store.store_dir();
+    let drv = &build.drv;
+    let fixed_output = drv.is_fixed_output();
+    let builtin = BuiltinBuilder::from_builder(&drv.builder);
+    let wants_network = drv.env.get("__network").is_some_and(|v| v == "1");
+    if wants_network && !fixed_output && !settings.allow_network {
+        return Err(BuildError::NetworkRefused);
+    }
+    let impure = wants_network && !fixed_output;
+    let host = host_system();
+    if drv.platform != host && !(builtin.is_some() && drv.platform == "builtin") {
+        return Err(BuildError::WrongPlatform {
+            platform: drv.platform.clone(),
+            host,
+        });
+    }
+
+    let inputs: Vec<StorePath> = build.inputs.iter().cloned().collect();
+    let closure = store.closure(&inputs)?;
+    for path in &closure {
+        store.add_temp_root(path)?;
+    }
+
+    let log = BuildLog::of(&store.log_dir(), &build.drv_path);
+    let log_error = |source| BuildError::Log {
+        path: log.file().to_owned(),
+        source,
+    };
+    let log_file = log
+        .start_attempt(&dir.print(&build.drv_path))
+        .map_err(log_error)?;
+    let events_for_lines = events.clone();
+    let drv_for_lines = build.drv_path.clone();
+    let writer = LogWriter::new(
+        log_file,
+        Some(Arc::new(move |line: &str| {
+            events_for_lines.log_line(&drv_for_lines, line)
+        })),
+    );
+
+    let result = (|| {
+        if builtin.is_some() {
+            run_builtin_builder(store, build, settings, &writer, slots)?;
+        } else {
+            run_sandboxed(
+                store,
+                build,
+                settings,
+                &writer,
+                slots,
+                &closure,
+                fixed_output || impure,
+            )?;
+        }
+        finish_outputs(store, build, slots, &closure, check)
+    })();
+    if let Err(error) = &result {
+        writer.note(&format!("kiln: build failed: {error}"));
+    }
+    result.map(|()| impure)
+}
+
+fn run_builtin_builder(
+    store: &LocalStore,
+    build: &PlannedBuild,
+    settings: &BuildSettings,
+    writer: &LogWriter,
+    slots: &[OutputSlot],
+) -> Result<(), BuildError> {
+    let out = slots
+        .iter()
+        .find(|slot| slot.name == "out")
+        .or(slots.first())
+        .ok_or_else(|| BuildError::MissingOutput {
+            output: "out".to_owned(),
+            path: store.store_dir().print(&build.drv_path),
+        })?;
+    let mut options = settings.builtin.clone();
+    let line_writer = writer.clone();
+    let log: crate::builtin_builders::LogCallback =
+        Arc::new(move |line: &str| line_writer.note(line));
+    options.fetch.log = Some(log.clone());
+    options.unpack.log = Some(log);
+    if options.unpack.store_location.is_none() {
+        options.unpack.store_location = Some(crate::builtin_builders::StoreLocation {
+            logical: PathBuf::from(store.store_dir().as_str()),
+            physical: store.physical_store_dir(),
+        });
+    }
+    run_builtin(&build.drv.builder, &build.drv.env, &out.host_path, &options)?;
+    Ok(())
+}
+
+/// A fresh directory for one build under the system's temporary directory, removed on drop.
+struct BuildDir {
+    top: PathBuf,
+}
+
+impl BuildDir {
+    fn create(name: &str) -> Result<BuildDir, BuildError> {
+        let top = std::env::temp_dir().join(format!("kiln-build-{name}-{}", unique_suffix()));
+        remove_tree(&top);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&top)
+            .and_then(|()| fs::create_dir(top.join("build")))
+            .map_err(|source| BuildError::BuildDir {
+                path: top.clone(),
+                source,
+            })?;
+        Ok(BuildDir { top })
+    }
+}
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        remove_tree(&self.top);
+    }
+}
+
+fn run_sandboxed(
+    store: &LocalStore,
+    build: &PlannedBuild,
+    settings: &BuildSettings,
+    writer: &LogWriter,
+    slots: &[OutputSlot],
+    closure: &BTreeSet<StorePath>,
+    network: bool,
+) -> Result<(), BuildError> {
+    let dir = store.store_dir();
+    let drv = &build.drv;
+    let build_dir = BuildDir::create(build.name())?;
+    let sandbox_build_dir = build_dir.top.join("build");
+    let dir_error = |source| BuildError::BuildDir {
+        path: build_dir.top.clone(),
+        source,
+    };
+
+    let mut drv_env = drv.env.clone();
+    pass_as_file(&mut drv_env, &sandbox_build_dir).map_err(dir_error)?;
+    let output_env: BTreeMap<String, String> = slots
+        .iter()
+        .map(|slot| (slot.name.clone(), dir.print(&slot.path)))
+        .collect();
+    let env = nix_build_env(
+        &drv_env,
+        &output_env,
+        &NixEnvParams {
+            store_dir: dir.as_str(),
+            build_cores: settings.build_cores,
+            fixed_output: drv.is_fixed_output(),
+        },
+    );
+
+    let mut spec = SandboxSpec::new(dir.as_str(), &sandbox_build_dir, &drv.builder);
+    spec.args = drv.args.iter().map(OsString::from).collect();
+    spec.env = env;
+    spec.network = network;
+    spec.inputs = closure
+        .iter()
+        .map(|path| StoreMount::new(store.physical_path(path), dir.print(path)))
+        .collect();
+    spec.outputs = slots
+        .iter()
+        .map(|slot| StoreMount::new(&slot.host_path, dir.print(&slot.path)))
+        .collect();
+    if let Some(rootfs) = drv.env.get("rootfs").filter(|v| !v.trim().is_empty()) {
+        let mut lower_layers = Vec::new();
+        for entry in rootfs.split_whitespace() {
+            let path = dir
+                .parse(entry)
+                .map_err(|_| BuildError::BadRootfs(entry.to_owned()))?;
+            lower_layers.push(store.physical_path(&path));
+        }
+        let (upper, work) = (build_dir.top.join("upper"), build_dir.top.join("work"));
+        fs::create_dir(&upper)
+            .and_then(|()| fs::create_dir(&work))
+            .map_err(dir_error)?;
+        spec.root = RootFs::Overlay {
+            lower_layers,
+            upper,
+            work,
+        };
+    }
+    spec.id_map = settings.id_map.clone();
+    spec.timeout = settings.timeout;
+    spec.max_silent_time = settings.max_silent_time;
+    spec.log = LogSink::Writer(Box::new(writer.clone()));
+
+    let outcome = Sandbox::new(spec)?.run()?;
+    if outcome.success() {
+        return Ok(());
+    }
+    let how = if outcome.timed_out {
+        format!(
+            "timed out after {} s",
+            settings.timeout.unwrap_or_default().as_secs()
+        )
+    } else if outcome.silent_timed_out {
+        format!(
+            "printed nothing for {} s and was killed",
+            settings.max_silent_time.unwrap_or_default().as_secs()
+        )
+    } else {
+        match outcome.status {
+            Some(BuilderStatus::Exited(code)) => format!("failed with exit code {code}"),
+            Some(BuilderStatus::Signaled(signal)) => format!("was killed by signal {signal}"),
+            None => "was killed".to_owned(),
+        }
+    };
+    Err(BuildError::BuilderFailed { how })
+}
+
+/// Nix's `passAsFile`: each named attribute is written to `/build/.attr-<hash>` and replaced
+/// by `<name>Path` naming that file.
+fn pass_as_file(env: &mut BTreeMap<String, String>, build_dir: &Path) -> std::io::Result<()> {
+    let Some(names) = env.get("passAsFile").cloned() else {
+        return Ok(());
+    };
+    for name in names.split_whitespace() {
+        let value = env.remove(name).unwrap_or_default();
+        let digest = Hash::sha256(name.as_bytes());
+        let file_name = format!(".attr-{}", nixbase32::encode(digest.as_bytes()));
+        fs::write(build_dir.join(&file_name), value)?;
+        env.insert(
+            format!("{name}Path"),
+            format!("{SANDBOX_BUILD_DIR}/{file_name}"),
+        );
+    }
+    Ok(())
+}
+
+/// Normalises, scans, hashes, checks and registers the outputs.
+fn finish_outputs(
+    store: &LocalStore,
+    build: &PlannedBuild,
+    slots: &[OutputSlot],
+    closure: &BTreeSet<StorePath>,
+    check: bool,
+) -> Result<(), BuildError> {
+    let dir = store.store_dir();
+    for slot in slots {
+        if fs::symlink_metadata(&slot.host_path).is_err() {
+            return Err(BuildError::MissingOutput {
+                output: slot.name.clone(),
+                path: dir.print(&slot.path),
+            });
+        }
+    }
+    let mut candidates = closure.clone();
+    candidates.extend(slots.iter().map(|slot| slot.path.clone()));
+    let scanned: Vec<ScannedOutput> = slots
+        .par_iter()
+        .map(|slot| {
+            outputs::clamp_mtimes(&slot.host_path)?;
+            outputs::scan_and_hash(&slot.host_path, &candidates)
+        })
+        .collect::<Result<_, OutputError>>()?;
+
+    let mut infos = Vec::new();
+    for (slot, scanned) in slots.iter().zip(scanned) {
+        let printed = dir.print(&slot.path);
+        let mut ca = None;
+        if let Some(fixed) = build.drv.outputs.get(&slot.name).and_then(|o| o.fixed) {
+            let got = outputs::content_hash(&slot.host_path, fixed.method, fixed.hash.algo())?;
+            if got != fixed.hash {
+                return Err(BuildError::HashMismatch {
+                    path: printed,
+                    wanted: Box::new(fixed.hash),
+                    got: Box::new(got),
+                });
+            }
+            if !scanned.references.is_empty() {
+                return Err(BuildError::FixedOutputReferences {
+                    path: printed,
+                    references: print_paths(store, &scanned.references),
+                });
+            }
+            ca = Some(render_content_address(fixed.method, &fixed.hash));
+        }
+        check_reference_rules(store, build, &printed, &scanned.references)?;
+        if slot.valid_before {
+            if !check {
+                continue;
+            }
+            if let Some(registered) = store.query_path_info(&slot.path)? {
+                if registered.nar_hash != scanned.nar_hash {
+                    let first_difference = outputs::first_difference(
+                        &store.physical_path(&slot.path),
+                        &slot.host_path,
+                    )?
+                    .map(|(path, what)| {
+                        let shown = if path.as_os_str().is_empty() {
+                            printed.clone()
+                        } else {
+                            format!("{printed}/{}", path.display())
+                        };
+                        format!("{shown}: {what}")
+                    });
+                    return Err(BuildError::NotReproducible {
+                        path: printed,
+                        registered: registered.nar_hash.to_sri(),
+                        rebuilt: scanned.nar_hash.to_sri(),
+                        first_difference,
+                    });
+                }
+            }
+            continue;
+        }
+        let mut info = ValidPathInfo::new(slot.path.clone(), scanned.nar_hash, scanned.nar_size);
+        info.references = scanned.references;
+        info.deriver = Some(build.drv_path.clone());
+        info.ca = ca;
+        infos.push(info);
+    }
+    if !infos.is_empty() {
+        store.register_valid_paths(&infos)?;
+    }
+    Ok(())
+}
+
+fn print_paths(store: &LocalStore, paths: &BTreeSet<StorePath>) -> String {
+    paths
+        .iter()
+        .map(|path| store.store_dir().print(path))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `allowedReferences` and `disallowedReferences`: lists of store paths or output names.
+fn check_reference_rules(
+    store: &LocalStore,
+    build: &PlannedBuild,
+    printed: &str,
+    references: &BTreeSet<StorePath>,
+) -> Result<(), BuildError> {
+    let resolve = |attribute: &str| -> Result<Option<BTreeSet<StorePath>>, BuildError> {
+        let Some(value) = build.drv.env.get(attribute) else {
+            return Ok(None);
+        };
+        value
+            .split_whitespace()
+            .map(|entry| {
+                if let Some(path) = build.outputs.get(entry) {
+                    return Ok(path.clone());
+                }
+                store
+                    .store_dir()
+                    .parse(entry)
+                    .map_err(|_| BuildError::BadReferenceRule {
+                        attribute: attribute.to_owned(),
+                        entry: entry.to_owned(),
+                    })
+            })
+            .collect::<Result<BTreeSet<_>, _>>()
+            .map(Some)
+    };
+    if let Some(allowed) = resolve("allowedReferences")? {
+        if let Some(reference) = references.difference(&allowed).next() {
+            return Err(BuildError::ForbiddenReference {
+                path: printed.to_owned(),
+                reference: store.store_dir().print(reference),
+                rule: "`allowedReferences` does not list",
+            });
+        }
+    }
+    if let Some(disallowed) = resolve("disallowedReferences")? {
+        if let Some(reference) = references.intersection(&disallowed).next() {
+            return Err(BuildError::ForbiddenReference {
+                path: printed.to_owned(),
+                reference: store.store_dir().print(reference),
+                rule: "`disallowedReferences` forbids",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Deletes whatever is at `path`, making directories writable first; missing is fine. Errors
+/// are ignored: leftovers in the store are invalid, and the next build of the path (under its
+/// lock) or the collector removes them.
+pub fn remove_tree(path: &Path) {
+    let Ok(metadata) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if metadata.is_dir() {
+        if metadata.permissions().mode() & 0o700 != 0o700 {
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+        }
+        if fs::remove_dir_all(path).is_ok() {
+            return;
+        }
+        if let Ok(entries) = fs::read_dir(path) {
+            for entry in entries.flatten() {
+                remove_tree(&entry.path());
+            }
+        }
+        let _ = fs::remove_dir(path);
+    } else {
+        let _ = fs::remove_file(path);
+    }
+}

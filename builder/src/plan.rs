@@ -1,0 +1,288 @@
+//! The build plan: the DAG of derivations that must be built to obtain the wanted outputs of some
+//! `.drv` files, loaded from the store.
+//!
+//! A derivation enters the plan when one of its outputs that someone needs is not valid (or,
+//! with `--check`, when it is a target whose outputs are valid and must be rebuilt for
+//! comparison). Derivations whose needed outputs are all valid are left out together with
+//! everything below them that nothing else needs. Every derivation in the plan builds all of its
+//! outputs. Input sources must be valid: a missing one is an error, since nothing can build it.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use kiln_store::derivation::{Derivation, DerivationError};
+use kiln_store::local_store::{LocalStore, LocalStoreError};
+use kiln_store::store_path::StorePath;
+
+/// Why the plan could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Store(#[from] LocalStoreError),
+    #[error("cannot read the derivation {path}: {source}")]
+    ReadDrv {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Parse(#[from] DerivationError),
+    #[error("`{0}` is not a derivation (a `.drv` store path)")]
+    NotADerivation(String),
+    #[error("derivation `{drv}` has no output `{output}`")]
+    NoSuchOutput { drv: String, output: String },
+    #[error("derivation `{drv}`: output `{output}` has no path (floating content addresses are not supported)")]
+    OutputWithoutPath { drv: String, output: String },
+    #[error(
+        "input source `{source_path}` of `{drv}` is not valid in the store and cannot be built"
+    )]
+    MissingSource { drv: String, source_path: String },
+}
+
+/// Why a derivation is in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildReason {
+    /// These outputs are needed and not valid.
+    MissingOutputs(Vec<String>),
+    /// `--check`: the outputs are valid and are rebuilt to compare.
+    Check,
+}
+
+impl std::fmt::Display for BuildReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildReason::MissingOutputs(outputs) => {
+                write!(
+                    f,
+                    "missing output{} ",
+                    if outputs.len() == 1 { "" } else { "s" }
+                )?;
+                f.write_str(&outputs.join(", "))
+            }
+            BuildReason::Check => f.write_str("--check: rebuild to compare"),
+        }
+    }
+}
+
+/// One derivation to build.
+#[derive(Debug, Clone)]
+pub struct PlannedBuild {
+    pub drv_path: StorePath,
+    pub drv: Derivation,
+    /// Output name → output path (all outputs of the derivation).
+    pub outputs: BTreeMap<String, StorePath>,
+    pub reason: BuildReason,
+    /// The store paths the build reads directly: its input sources and the outputs it uses of
+    /// its input derivations (their closure is what the sandbox shows).
+    pub inputs: BTreeSet<StorePath>,
+    /// Indices (into [`BuildPlan::builds`]) of the builds that must finish first.
+    pub depends_on: Vec<usize>,
+}
+
+impl PlannedBuild {
+    /// The `.drv`'s name without `.drv`.
+    pub fn name(&self) -> &str {
+        &self.drv.name
+    }
+}
+
+/// One thing to obtain: a `.drv` and the outputs wanted from it (empty: all of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildTarget {
+    pub drv_path: StorePath,
+    pub outputs: BTreeSet<String>,
+}
+
+impl BuildTarget {
+    /// All outputs of `drv_path`.
+    pub fn all_outputs(drv_path: StorePath) -> BuildTarget {
+        BuildTarget {
+            drv_path,
+            outputs: BTreeSet::new(),
+        }
+    }
+}
+
+/// The DAG of builds, in an order where every build comes after what it depends on.
+#[derive(Debug, Clone, Default)]
+pub struct BuildPlan {
+    pub builds: Vec<PlannedBuild>,
+    /// For each target: its derivation and output name → path of the wanted outputs.
+    pub targets: Vec<(StorePath, BTreeMap<String, StorePath>)>,
+}
+
+/// Reads and parses a `.drv` from the store (valid or not: `instantiate` may be concurrent).
+pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Derivation, PlanError> {
+    if !drv_path.is_derivation() {
+        return Err(PlanError::NotADerivation(store.store_dir().print(drv_path)));
+    }
+    let physical = store.physical_path(drv_path);
+    let text = std::fs::read_to_string(&physical).map_err(|source| PlanError::ReadDrv {
+        path: physical,
+        source,
+    })?;
+    Ok(Derivation::from_drv_file(
+        store.store_dir(),
+        drv_path,
+        &text,
+    )?)
+}
+
+/// Output name → path of every output of `drv`.
+pub fn output_paths(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv: &Derivation,
+) -> Result<BTreeMap<String, StorePath>, PlanError> {
+    drv.outputs
+        .iter()
+        .map(|(name, output)| {
+            let path = output
+                .path
+                .clone()
+                .ok_or_else(|| PlanError::OutputWithoutPath {
+                    drv: store.store_dir().print(drv_path),
+                    output: name.clone(),
+                })?;
+            Ok((name.clone(), path))
+        })
+        .collect()
+}
+
+struct Loader<'a> {
+    store: &'a LocalStore,
+    check: bool,
+    /// Parsed derivations and their outputs.
+    parsed: BTreeMap<StorePath, (Derivation, BTreeMap<String, StorePath>)>,
+    /// Derivation → index in `builds`, once decided that it must be built.
+    index: BTreeMap<StorePath, usize>,
+    /// (derivation, output) pairs already examined.
+    visited: BTreeSet<(StorePath, String)>,
+    builds: Vec<PlannedBuild>,
+}
+
+impl Loader<'_> {
+    fn load(&mut self, drv_path: &StorePath) -> Result<(), PlanError> {
+        if !self.parsed.contains_key(drv_path) {
+            let drv = read_derivation(self.store, drv_path)?;
+            let outputs = output_paths(self.store, drv_path, &drv)?;
+            self.parsed.insert(drv_path.clone(), (drv, outputs));
+        }
+        Ok(())
+    }
+
+    /// Makes sure `wanted` outputs of `drv_path` will be valid; returns the index of its build
+    /// if it has to be built.
+    fn require(
+        &mut self,
+        drv_path: &StorePath,
+        wanted: &BTreeSet<String>,
+        is_target: bool,
+    ) -> Result<Option<usize>, PlanError> {
+        self.load(drv_path)?;
+        let (_, outputs) = &self.parsed[drv_path];
+        let wanted: BTreeSet<String> = if wanted.is_empty() {
+            outputs.keys().cloned().collect()
+        } else {
+            wanted.clone()
+        };
+        let mut missing = Vec::new();
+        for name in &wanted {
+            let path = outputs.get(name).ok_or_else(|| PlanError::NoSuchOutput {
+                drv: self.store.store_dir().print(drv_path),
+                output: name.clone(),
+            })?;
+            if self.visited.contains(&(drv_path.clone(), name.clone())) {
+                continue;
+            }
+            if !self.store.is_valid(path)? {
+                missing.push(name.clone());
+            }
+        }
+        for name in &wanted {
+            self.visited.insert((drv_path.clone(), name.clone()));
+        }
+        if let Some(&index) = self.index.get(drv_path) {
+            return Ok(Some(index));
+        }
+        let reason = if !missing.is_empty() {
+            BuildReason::MissingOutputs(missing)
+        } else if is_target && self.check {
+            BuildReason::Check
+        } else {
+            return Ok(None);
+        };
+        let (drv, outputs) = self.parsed[drv_path].clone();
+        for source in &drv.input_srcs {
+            if !self.store.is_valid(source)? {
+                return Err(PlanError::MissingSource {
+                    drv: self.store.store_dir().print(drv_path),
+                    source_path: self.store.store_dir().print(source),
+                });
+            }
+        }
+        let mut depends_on = BTreeSet::new();
+        let mut inputs = drv.input_srcs.clone();
+        for (input, used) in &drv.input_drvs {
+            if let Some(index) = self.require(input, used, false)? {
+                depends_on.insert(index);
+            }
+            let (_, input_outputs) = &self.parsed[input];
+            for name in used {
+                // `require` checked that every used output exists.
+                if let Some(path) = input_outputs.get(name) {
+                    inputs.insert(path.clone());
+                }
+            }
+        }
+        let index = self.builds.len();
+        self.builds.push(PlannedBuild {
+            drv_path: drv_path.clone(),
+            drv,
+            outputs,
+            reason,
+            inputs,
+            depends_on: depends_on.into_iter().collect(),
+        });
+        self.index.insert(drv_path.clone(), index);
+        Ok(Some(index))
+    }
+}
+
+impl BuildPlan {
+    /// Loads the closure of `targets` from `store` and keeps what must be built. With `check`,
+    /// targets whose outputs are all valid are planned as [`BuildReason::Check`] rebuilds.
+    pub fn load(
+        store: &LocalStore,
+        targets: &[BuildTarget],
+        check: bool,
+    ) -> Result<BuildPlan, PlanError> {
+        let mut loader = Loader {
+            store,
+            check,
+            parsed: BTreeMap::new(),
+            index: BTreeMap::new(),
+            visited: BTreeSet::new(),
+            builds: Vec::new(),
+        };
+        let mut wanted_outputs = Vec::new();
+        for target in targets {
+            loader.require(&target.drv_path, &target.outputs, true)?;
+            let (_, outputs) = &loader.parsed[&target.drv_path];
+            let wanted = outputs
+                .iter()
+                .filter(|(name, _)| target.outputs.is_empty() || target.outputs.contains(*name))
+                .map(|(name, path)| (name.clone(), path.clone()))
+                .collect();
+            wanted_outputs.push((target.drv_path.clone(), wanted));
+        }
+        Ok(BuildPlan {
+            builds: loader.builds,
+            targets: wanted_outputs,
+        })
+    }
+
+    /// Whether nothing has to be built.
+    pub fn is_empty(&self) -> bool {
+        self.builds.is_empty()
+    }
+}

@@ -1,0 +1,354 @@
+//! Building hand-made `.drv` files with the plan and the scheduler: a DAG with a diamond,
+//! references and derivers, fixed-output hash mismatches, failing builders and their logs,
+//! `--check`, and refused network access. Needs busybox and user namespaces: under CI=true
+//! their absence fails the tests, elsewhere the tests print why they skip.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_builder::build::{host_system, BuildError, BuildEvents, BuildOutcome, NoEvents};
+use kiln_builder::log::BuildLog;
+use kiln_builder::plan::{BuildPlan, BuildReason, BuildTarget};
+use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions, ScheduleReport};
+use kiln_store::derivation::{Derivation, DerivationOutput, DrvHashCache, FixedOutputHash};
+use kiln_store::hash::Hash;
+use kiln_store::local_store::LocalStore;
+use kiln_store::store_files::{add_text, commit_copy, stage_copy};
+use kiln_store::store_path::{ContentAddressMethod, StoreDir, StorePath};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Whether the machine can run sandboxed busybox builds; panics under CI=true if not.
+fn environment_ready() -> bool {
+    let missing = if !Path::new(BUSYBOX).exists() {
+        Some("busybox is not installed at /bin/busybox")
+    } else if !std::process::Command::new("unshare")
+        .args(["-Ur", "true"])
+        .status()
+        .is_ok_and(|status| status.success())
+    {
+        Some("user namespaces are not available")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and {reason}")
+        }
+        Some(reason) => {
+            eprintln!("skipping: {reason}");
+            false
+        }
+    }
+}
+
+struct TestStore {
+    _root: tempfile::TempDir,
+    store: LocalStore,
+    dir: StoreDir,
+    busybox: StorePath,
+    hashes: DrvHashCache,
+    drvs: BTreeMap<StorePath, Derivation>,
+}
+
+impl TestStore {
+    fn new() -> TestStore {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StoreDir::new("/kiln/store");
+        let store = LocalStore::open(root.path().join("kiln"), dir.clone()).unwrap();
+        // busybox picks its applet from argv[0], which must be `busybox` to take the applet
+        // from argv[1]: import a directory holding `busybox`, as examples/busybox does.
+        let bin = root.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+        let staged = stage_copy(
+            &store,
+            "busybox",
+            &bin,
+            ContentAddressMethod::Recursive,
+            None,
+        )
+        .unwrap();
+        let busybox = dir
+            .make_fixed_output_path(
+                ContentAddressMethod::Recursive,
+                &staged.content_hash,
+                "busybox",
+                &BTreeSet::new(),
+                false,
+            )
+            .unwrap();
+        commit_copy(&store, staged, &busybox, ContentAddressMethod::Recursive).unwrap();
+        TestStore {
+            _root: root,
+            store,
+            dir,
+            busybox,
+            hashes: DrvHashCache::new(),
+            drvs: BTreeMap::new(),
+        }
+    }
+
+    /// Writes a busybox-sh derivation running `script`, using the `out` outputs of `inputs`
+    /// (available to the script as `$input0`, `$input1`, ...).
+    fn derivation(
+        &mut self,
+        name: &str,
+        script: &str,
+        inputs: &[&StorePath],
+        fixed: Option<FixedOutputHash>,
+        extra_env: &[(&str, &str)],
+    ) -> StorePath {
+        let mut drv = Derivation {
+            name: name.to_owned(),
+            platform: host_system(),
+            builder: self.builder(),
+            args: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
+            ..Derivation::default()
+        };
+        drv.outputs
+            .insert("out".to_owned(), DerivationOutput { path: None, fixed });
+        drv.input_srcs.insert(self.busybox.clone());
+        for (index, input) in inputs.iter().enumerate() {
+            drv.input_drvs
+                .insert((*input).clone(), BTreeSet::from(["out".to_owned()]));
+            let out = self.drvs[*input].outputs["out"].path.clone().unwrap();
+            drv.env
+                .insert(format!("input{index}"), self.dir.print(&out));
+        }
+        for (key, value) in [
+            ("name", name),
+            ("system", &host_system()),
+            ("builder", &self.builder()),
+        ] {
+            drv.env.insert(key.to_owned(), value.to_owned());
+        }
+        for (key, value) in extra_env {
+            drv.env.insert((*key).to_owned(), (*value).to_owned());
+        }
+        let (dir, drvs, hashes) = (&self.dir, &self.drvs, &mut self.hashes);
+        drv.fill_output_paths(dir, &mut |input| {
+            hashes
+                .hash_of_path(dir, input, &mut |path| Ok(drvs[path].clone()))
+                .ok()
+        })
+        .unwrap();
+        let aterm = drv.to_aterm(&self.dir);
+        let drv_path = drv.drv_path(&self.dir, &aterm).unwrap();
+        let outputs = drv
+            .outputs
+            .iter()
+            .map(|(name, output)| (name.clone(), output.path.clone().unwrap()))
+            .collect();
+        add_text(
+            &self.store,
+            &drv_path,
+            aterm.as_bytes(),
+            &drv.references(),
+            outputs,
+        )
+        .unwrap();
+        self.drvs.insert(drv_path.clone(), drv);
+        drv_path
+    }
+
+    fn builder(&self) -> String {
+        format!("{}/busybox", self.dir.print(&self.busybox))
+    }
+
+    fn out(&self, drv: &StorePath) -> StorePath {
+        self.drvs[drv].outputs["out"].path.clone().unwrap()
+    }
+
+    fn plan(&self, targets: &[&StorePath], check: bool) -> BuildPlan {
+        let targets: Vec<BuildTarget> = targets
+            .iter()
+            .map(|drv| BuildTarget::all_outputs((*drv).clone()))
+            .collect();
+        BuildPlan::load(&self.store, &targets, check).unwrap()
+    }
+
+    fn run(&self, plan: &BuildPlan, jobs: usize, check: bool) -> ScheduleReport {
+        let options = ScheduleOptions {
+            jobs,
+            keep_going: false,
+            check,
+            settings: Default::default(),
+        };
+        let events: Arc<dyn BuildEvents> = Arc::new(NoEvents);
+        run_plan(&self.store, plan, &options, &events)
+    }
+}
+
+fn failure(report: &ScheduleReport) -> &BuildError {
+    report
+        .statuses
+        .iter()
+        .find_map(|status| match status {
+            BuildStatus::Failed(error) => Some(error),
+            _ => None,
+        })
+        .expect("a failed build")
+}
+
+#[test]
+fn diamond_builds_with_references_deriver_and_logs() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let a = t.derivation("a", "echo building a; echo a > $out", &[], None, &[]);
+    let b = t.derivation("b", "mkdir $out; echo b > $out/file", &[], None, &[]);
+    let c = t.derivation(
+        "c",
+        "echo \"$input0 $input1/file\" > $out",
+        &[&a, &b],
+        None,
+        &[],
+    );
+    let plan = t.plan(&[&c], false);
+    assert_eq!(plan.builds.len(), 3);
+    assert_eq!(plan.builds[2].drv_path, c);
+    assert_eq!(plan.builds[2].depends_on.len(), 2);
+    assert!(matches!(&plan.builds[0].reason, BuildReason::MissingOutputs(o) if o == &["out"]));
+    let report = t.run(&plan, 2, false);
+    assert!(report.success(), "{report:?}");
+
+    let c_out = t.out(&c);
+    let info = t.store.query_path_info(&c_out).unwrap().unwrap();
+    assert_eq!(info.references, BTreeSet::from([t.out(&a), t.out(&b)]));
+    assert_eq!(info.deriver.as_ref(), Some(&c));
+    let physical = t.store.physical_path(&c_out);
+    let text = std::fs::read_to_string(&physical).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "{} {}/file\n",
+            t.dir.print(&t.out(&a)),
+            t.dir.print(&t.out(&b))
+        )
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&physical).unwrap().mtime(), 1);
+    let log = BuildLog::of(&t.store.log_dir(), &a);
+    assert_eq!(log.latest_attempt().unwrap().unwrap(), "building a\n");
+
+    assert!(t.plan(&[&c], false).is_empty());
+    assert!(t.store.verify(true).unwrap().is_ok());
+}
+
+#[test]
+fn fixed_output_hash_mismatch_names_both_hashes_and_registers_nothing() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let wanted = Hash::sha256(b"something else");
+    let fixed = FixedOutputHash {
+        method: ContentAddressMethod::Flat,
+        hash: wanted,
+    };
+    let drv = t.derivation("fod", "echo hello > $out", &[], Some(fixed), &[]);
+    let report = t.run(&t.plan(&[&drv], false), 1, false);
+    let message = failure(&report).to_string();
+    let got = Hash::sha256(b"hello\n");
+    for expected in [
+        wanted.to_sri(),
+        wanted.to_nixbase32(),
+        got.to_sri(),
+        got.to_nixbase32(),
+    ] {
+        assert!(message.contains(&expected), "{message} lacks {expected}");
+    }
+    let out = t.out(&drv);
+    assert!(!t.store.is_valid(&out).unwrap());
+    assert!(!t.store.physical_path(&out).exists());
+
+    let right = FixedOutputHash {
+        method: ContentAddressMethod::Flat,
+        hash: Hash::sha256(b"hello\n"),
+    };
+    let drv = t.derivation("fod-ok", "echo hello > $out", &[], Some(right), &[]);
+    assert!(t.run(&t.plan(&[&drv], false), 1, false).success());
+    let info = t.store.query_path_info(&t.out(&drv)).unwrap().unwrap();
+    assert_eq!(
+        info.ca.as_deref(),
+        Some(format!("fixed:sha256:{}", right.hash.to_nixbase32()).as_str())
+    );
+}
+
+#[test]
+fn failure_keeps_the_log_deletes_the_output_and_skips_dependents() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let bad = t.derivation(
+        "bad",
+        "echo partial > $out; echo oops >&2; exit 3",
+        &[],
+        None,
+        &[],
+    );
+    let top = t.derivation("top", "echo > $out", &[&bad], None, &[]);
+    let report = t.run(&t.plan(&[&top], false), 2, false);
+    assert!(
+        matches!(failure(&report), BuildError::BuilderFailed { how } if how.contains("exit code 3"))
+    );
+    assert!(matches!(
+        report.statuses[1],
+        BuildStatus::DependencyFailed(0)
+    ));
+    assert!(!t.store.physical_path(&t.out(&bad)).exists());
+    let log = BuildLog::of(&t.store.log_dir(), &bad)
+        .latest_attempt()
+        .unwrap()
+        .unwrap();
+    assert!(log.starts_with("oops\n"), "{log}");
+}
+
+#[test]
+fn check_rebuilds_and_names_the_first_differing_file() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let stable = t.derivation("stable", "mkdir $out; echo same > $out/f", &[], None, &[]);
+    let unstable = t.derivation(
+        "unstable",
+        "mkdir $out; echo same > $out/a; cat /proc/sys/kernel/random/uuid > $out/b",
+        &[],
+        None,
+        &[],
+    );
+    assert!(t
+        .run(&t.plan(&[&stable, &unstable], false), 2, false)
+        .success());
+    let plan = t.plan(&[&stable], true);
+    assert!(matches!(plan.builds[0].reason, BuildReason::Check));
+    let report = t.run(&plan, 1, true);
+    assert!(matches!(
+        report.statuses[0],
+        BuildStatus::Succeeded(BuildOutcome::Checked { .. })
+    ));
+    let report = t.run(&t.plan(&[&unstable], true), 1, true);
+    let message = failure(&report).to_string();
+    let printed = t.dir.print(&t.out(&unstable));
+    assert!(
+        message.contains(&format!("{printed}/b: contents differ")),
+        "{message}"
+    );
+    assert!(t.store.verify(true).unwrap().is_ok());
+}
+
+#[test]
+fn network_is_refused_to_non_fixed_output_derivations() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let drv = t.derivation("net", "echo > $out", &[], None, &[("__network", "1")]);
+    let report = t.run(&t.plan(&[&drv], false), 1, false);
+    assert!(matches!(failure(&report), BuildError::NetworkRefused));
+}
