@@ -15,12 +15,19 @@ use crate::EvalOptions;
 use kiln_lang::{Globals, Span, Symbol};
 
 pub mod arithmetic;
+pub mod attrs;
 pub mod context;
 pub mod control;
 pub mod conversion;
 pub mod derivations;
+pub mod hashing;
+pub mod json;
+pub mod lists;
 pub mod paths;
+pub mod regex;
+pub mod strings;
 pub mod types;
+pub mod versions;
 
 /// How a builtin is implemented: receives exactly `arity` unforced arguments and the span of
 /// the call.
@@ -48,6 +55,12 @@ pub const FAMILIES: &[&[Builtin]] = &[
     context::BUILTINS,
     conversion::BUILTINS,
     derivations::BUILTINS,
+    lists::BUILTINS,
+    attrs::BUILTINS,
+    strings::BUILTINS,
+    versions::BUILTINS,
+    hashing::BUILTINS,
+    json::BUILTINS,
 ];
 
 /// Every registered builtin.

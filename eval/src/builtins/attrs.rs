@@ -1,0 +1,240 @@
+//! Attribute-set builtins: `attrNames`, `attrValues`, `hasAttr`, `getAttr`, `listToAttrs`,
+//! `mapAttrs`, `removeAttrs`, `intersectAttrs`, `catAttrs` and `zipAttrsWith`. Results keep
+//! the sets' byte order of names, so most are linear merges over sorted entries; values stay
+//! lazy wherever Nix leaves them lazy (`mapAttrs`, `zipAttrsWith`, `listToAttrs`).
+use super::lists::required_attr;
+use super::strings::force_string_no_context;
+use super::{arg, Builtin};
+use crate::error::EvalResult;
+use crate::eval::{sym, Evaluator};
+use crate::value::{Attrs, Thunk, Value};
+use kiln_lang::{Span, Symbol};
+use std::collections::HashMap;
+
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "attrNames",
+        arity: 1,
+        top_level: false,
+        doc: "The names of a set's attributes, sorted.",
+        func: attr_names,
+    },
+    Builtin {
+        name: "attrValues",
+        arity: 1,
+        top_level: false,
+        doc: "The values of a set's attributes, in the order of their names.",
+        func: attr_values,
+    },
+    Builtin {
+        name: "hasAttr",
+        arity: 2,
+        top_level: false,
+        doc: "Whether a set has an attribute of the given name.",
+        func: has_attr,
+    },
+    Builtin {
+        name: "getAttr",
+        arity: 2,
+        top_level: false,
+        doc: "The attribute of the given name of a set.",
+        func: get_attr,
+    },
+    Builtin {
+        name: "listToAttrs",
+        arity: 1,
+        top_level: false,
+        doc: "A set from a list of { name, value } (the first occurrence of a name wins).",
+        func: list_to_attrs,
+    },
+    Builtin {
+        name: "mapAttrs",
+        arity: 2,
+        top_level: false,
+        doc: "Apply a function of name and value to every attribute (lazily).",
+        func: map_attrs,
+    },
+    Builtin {
+        name: "removeAttrs",
+        arity: 2,
+        top_level: true,
+        doc: "A set without the attributes named in a list.",
+        func: remove_attrs,
+    },
+    Builtin {
+        name: "intersectAttrs",
+        arity: 2,
+        top_level: false,
+        doc: "The attributes of the second set whose names are in the first.",
+        func: intersect_attrs,
+    },
+    Builtin {
+        name: "catAttrs",
+        arity: 2,
+        top_level: false,
+        doc: "The values of the named attribute in each set of a list that has it.",
+        func: cat_attrs,
+    },
+    Builtin {
+        name: "zipAttrsWith",
+        arity: 2,
+        top_level: false,
+        doc: "Merge a list of sets, combining each name's values with a function.",
+        func: zip_attrs_with,
+    },
+];
+
+fn attr_names(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let attrs = ev.force_attrs(arg(args, 0), span)?;
+    Ok(Value::list(
+        attrs
+            .names()
+            .map(|name| Value::string(name.as_str()))
+            .collect(),
+    ))
+}
+
+fn attr_values(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let attrs = ev.force_attrs(arg(args, 0), span)?;
+    Ok(Value::list(attrs.values().cloned().collect()))
+}
+
+fn has_attr(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let name = force_string_no_context(ev, arg(args, 0), span)?;
+    let attrs = ev.force_attrs(arg(args, 1), span)?;
+    Ok(Value::Bool(attrs.contains(sym(&name))))
+}
+
+fn get_attr(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let name = force_string_no_context(ev, arg(args, 0), span)?;
+    let attrs = ev.force_attrs(arg(args, 1), span)?;
+    let value = required_attr(&attrs, &name, "getAttr", span)?;
+    ev.force(&value, span)
+}
+
+fn list_to_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let list = ev.force_list(arg(args, 0), span)?;
+    let mut entries = Vec::with_capacity(list.len());
+    for item in list.iter() {
+        let pair = ev.force_attrs(item, span)?;
+        let name = required_attr(&pair, "name", "listToAttrs", span)?;
+        let name = force_string_no_context(ev, &name, span)?;
+        let value = required_attr(&pair, "value", "listToAttrs", span)?;
+        entries.push((sym(&name), value));
+    }
+    Ok(Value::attrs(Attrs::from_unsorted(entries)))
+}
+
+/// A suspended `f a b`.
+fn lazy_call2(function: &Value, first: Value, second: Value, span: Span) -> Value {
+    let partial = Value::Thunk(Thunk::apply(function.clone(), first, span));
+    Value::Thunk(Thunk::apply(partial, second, span))
+}
+
+fn map_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let attrs = ev.force_attrs(arg(args, 1), span)?;
+    let function = arg(args, 0);
+    let entries = attrs
+        .iter()
+        .map(|(name, value)| {
+            let mapped = lazy_call2(function, Value::string(name.as_str()), value.clone(), span);
+            (name, mapped)
+        })
+        .collect();
+    // Same names in the same order.
+    Ok(Value::attrs(Attrs::from_sorted(entries)))
+}
+
+fn remove_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let attrs = ev.force_attrs(arg(args, 0), span)?;
+    let names = ev.force_list(arg(args, 1), span)?;
+    let mut removed: Vec<Symbol> = Vec::with_capacity(names.len());
+    for name in names.iter() {
+        removed.push(sym(&force_string_no_context(ev, name, span)?));
+    }
+    if removed.iter().all(|name| !attrs.contains(*name)) {
+        return Ok(Value::Attrs(attrs));
+    }
+    let entries = attrs
+        .entries()
+        .iter()
+        .filter(|(name, _)| !removed.contains(name))
+        .cloned()
+        .collect();
+    Ok(Value::attrs(Attrs::from_sorted(entries)))
+}
+
+fn intersect_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let first = ev.force_attrs(arg(args, 0), span)?;
+    let second = ev.force_attrs(arg(args, 1), span)?;
+    // Both are sorted by name: walk them together.
+    let (a, b) = (first.entries(), second.entries());
+    let mut entries = Vec::with_capacity(a.len().min(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                entries.push(b[j].clone());
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Ok(Value::attrs(Attrs::from_sorted(entries)))
+}
+
+fn cat_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let name = sym(&force_string_no_context(ev, arg(args, 0), span)?);
+    let list = ev.force_list(arg(args, 1), span)?;
+    let mut values = Vec::with_capacity(list.len());
+    for item in list.iter() {
+        let attrs = ev.force_attrs(item, span)?;
+        if let Some(value) = attrs.get(name) {
+            values.push(value.clone());
+        }
+    }
+    Ok(Value::list(values))
+}
+
+fn zip_attrs_with(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let function = ev.force_function(arg(args, 0), span)?;
+    let list = ev.force_list(arg(args, 1), span)?;
+    let mut collected: HashMap<Symbol, Vec<Value>> = HashMap::new();
+    for item in list.iter() {
+        let attrs = ev.force_attrs(item, span)?;
+        for (name, value) in attrs.iter() {
+            collected.entry(name).or_default().push(value.clone());
+        }
+    }
+    let entries = collected
+        .into_iter()
+        .map(|(name, values)| {
+            let zipped = lazy_call2(
+                &function,
+                Value::string(name.as_str()),
+                Value::list(values),
+                span,
+            );
+            (name, zipped)
+        })
+        .collect();
+    Ok(Value::attrs(Attrs::from_unsorted(entries)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_attribute_message_names_the_builtin() {
+        let attrs = Attrs::new();
+        let err = required_attr(&attrs, "value", "listToAttrs", Span::default()).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "attribute 'value' missing for call to 'listToAttrs'"
+        );
+        assert!(matches!(err.kind(), crate::error::ErrorKind::Eval));
+    }
+}

@@ -1,0 +1,272 @@
+//! String builtins: `stringLength`, `substring`, `concatStringsSep`, `replaceStrings`, `match`
+//! and `split`. Lengths and positions count bytes, as in Nix; results keep the context of the
+//! strings they are made of (for `replaceStrings`, a replacement's context only when it is
+//! used). A byte-wise operation that cuts a multi-byte character yields U+FFFD in its place,
+//! since kiln's strings are UTF-8.
+use super::regex::{compile, RegexMatch};
+use super::{arg, Builtin};
+use crate::error::{EvalError, EvalResult};
+use crate::eval::{CoerceMode, Evaluator};
+use crate::value::{Context, NixString, Value};
+use kiln_lang::Span;
+
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "stringLength",
+        arity: 1,
+        top_level: false,
+        doc: "The length of a string in bytes.",
+        func: string_length,
+    },
+    Builtin {
+        name: "substring",
+        arity: 3,
+        top_level: false,
+        doc: "The part of a string from a start byte, of at most the given length.",
+        func: substring,
+    },
+    Builtin {
+        name: "concatStringsSep",
+        arity: 2,
+        top_level: false,
+        doc: "Join a list of strings with a separator.",
+        func: concat_strings_sep,
+    },
+    Builtin {
+        name: "replaceStrings",
+        arity: 3,
+        top_level: false,
+        doc: "Replace every occurrence of each string of a list by its counterpart.",
+        func: replace_strings,
+    },
+    Builtin {
+        name: "match",
+        arity: 2,
+        top_level: false,
+        doc: "The groups of a POSIX regex matching a whole string, or null.",
+        func: regex_match,
+    },
+    Builtin {
+        name: "split",
+        arity: 2,
+        top_level: false,
+        doc: "Split a string at the matches of a POSIX regex, keeping the groups.",
+        func: split,
+    },
+];
+
+/// A string that must not refer to store paths (Nix's `forceStringNoCtx`).
+pub(crate) fn force_string_no_context(
+    ev: &Evaluator,
+    value: &Value,
+    span: Span,
+) -> EvalResult<String> {
+    let s = ev.force_string(value, span)?;
+    if let Some(first) = s.context().iter().next() {
+        return Err(EvalError::eval(format!(
+            "the string '{}' is not allowed to refer to a store path (such as '{}')",
+            s.as_str(),
+            first.encode()
+        ))
+        .at(span));
+    }
+    Ok(s.as_str().to_owned())
+}
+
+/// Text from bytes that came out of byte-wise string operations.
+pub(crate) fn text_from_bytes(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn coerce(ev: &Evaluator, value: &Value, span: Span) -> EvalResult<NixString> {
+    ev.coerce_to_string(value, span, CoerceMode::INTERPOLATION)
+}
+
+fn string_length(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let s = coerce(ev, arg(args, 0), span)?;
+    Ok(Value::Int(s.as_str().len() as i64))
+}
+
+fn substring(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    // Nix 2.8 keeps start and length in a C `int`: truncate the same way.
+    let start = ev.force_int(arg(args, 0), span)? as i32;
+    let len = ev.force_int(arg(args, 1), span)? as i32;
+    let s = coerce(ev, arg(args, 2), span)?;
+    if start < 0 {
+        return Err(EvalError::eval("negative start position in 'substring'").at(span));
+    }
+    let bytes = s.as_str().as_bytes();
+    let start = start as usize;
+    if start >= bytes.len() {
+        return Ok(Value::String(NixString::with_context(
+            "",
+            s.context().clone(),
+        )));
+    }
+    if start == 0 && (len < 0 || len as usize >= bytes.len()) {
+        return Ok(Value::String(s));
+    }
+    // A negative length is a huge `size_t` in Nix: the rest of the string.
+    let end = if len < 0 {
+        bytes.len()
+    } else {
+        start.saturating_add(len as usize).min(bytes.len())
+    };
+    let text = match s.as_str().get(start..end) {
+        Some(text) => text.to_owned(),
+        None => text_from_bytes(bytes[start..end].to_vec()),
+    };
+    Ok(Value::String(NixString::with_context(
+        text,
+        s.context().clone(),
+    )))
+}
+
+fn concat_strings_sep(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let separator = ev.force_string(arg(args, 0), span)?;
+    let list = ev.force_list(arg(args, 1), span)?;
+    let mut context = separator.context().clone();
+    let mut parts = Vec::with_capacity(list.len());
+    for item in list.iter() {
+        let part = coerce(ev, item, span)?;
+        if part.has_context() {
+            context.extend(part.context().iter().cloned());
+        }
+        parts.push(part);
+    }
+    let total = parts.iter().map(|p| p.as_str().len()).sum::<usize>()
+        + separator.as_str().len() * parts.len().saturating_sub(1);
+    let mut text = String::with_capacity(total);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            text.push_str(separator.as_str());
+        }
+        text.push_str(part.as_str());
+    }
+    Ok(Value::String(NixString::with_context(text, context)))
+}
+
+fn replace_strings(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let from_list = ev.force_list(arg(args, 0), span)?;
+    let to_list = ev.force_list(arg(args, 1), span)?;
+    if from_list.len() != to_list.len() {
+        return Err(EvalError::eval(
+            "'from' and 'to' arguments to 'replaceStrings' have different lengths",
+        )
+        .at(span));
+    }
+    let from = from_list
+        .iter()
+        .map(|v| ev.force_string(v, span))
+        .collect::<EvalResult<Vec<_>>>()?;
+    let to = to_list
+        .iter()
+        .map(|v| ev.force_string(v, span))
+        .collect::<EvalResult<Vec<_>>>()?;
+    let s = ev.force_string(arg(args, 2), span)?;
+    let mut context: Context = s.context().clone();
+    let text = s.as_str().as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
+    let mut used = vec![false; to.len()];
+    let mut changed = false;
+    // Loops one past the last byte so that an empty pattern also matches at the end.
+    let mut p = 0;
+    while p <= text.len() {
+        let rest = &text[p..];
+        let found = from
+            .iter()
+            .position(|pattern| rest.starts_with(pattern.as_str().as_bytes()));
+        match found {
+            Some(i) => {
+                changed = true;
+                out.extend_from_slice(to[i].as_str().as_bytes());
+                used[i] = true;
+                let pattern_len = from[i].as_str().len();
+                if pattern_len == 0 {
+                    if let Some(&byte) = text.get(p) {
+                        out.push(byte);
+                    }
+                    p += 1;
+                } else {
+                    p += pattern_len;
+                }
+            }
+            None => {
+                if let Some(&byte) = text.get(p) {
+                    out.push(byte);
+                }
+                p += 1;
+            }
+        }
+    }
+    if !changed {
+        return Ok(Value::String(s));
+    }
+    for (replacement, _) in to.iter().zip(&used).filter(|(_, used)| **used) {
+        context.extend(replacement.context().iter().cloned());
+    }
+    Ok(Value::String(NixString::with_context(
+        text_from_bytes(out),
+        context,
+    )))
+}
+
+/// The group list of a match: strings, or null for groups that did not take part.
+fn group_values(text: &[u8], found: &RegexMatch) -> Value {
+    Value::list(
+        found
+            .groups
+            .iter()
+            .map(|group| match group {
+                Some(range) => Value::string(text_from_bytes(text[range.clone()].to_vec())),
+                None => Value::Null,
+            })
+            .collect(),
+    )
+}
+
+fn regex_match(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let pattern = force_string_no_context(ev, arg(args, 0), span)?;
+    let regex = compile(&pattern).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
+    let s = ev.force_string(arg(args, 1), span)?;
+    let text = s.as_str().as_bytes();
+    Ok(match regex.match_whole(text) {
+        Some(found) => group_values(text, &found),
+        None => Value::Null,
+    })
+}
+
+fn split(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let pattern = force_string_no_context(ev, arg(args, 0), span)?;
+    let regex = compile(&pattern).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
+    let s = ev.force_string(arg(args, 1), span)?;
+    let text = s.as_str().as_bytes();
+    let matches = regex.find_all(text);
+    if matches.is_empty() {
+        return Ok(Value::list(vec![Value::String(s)]));
+    }
+    let mut items = Vec::with_capacity(2 * matches.len() + 1);
+    let mut previous_end = 0;
+    for found in &matches {
+        items.push(Value::string(text_from_bytes(
+            text[previous_end..found.span.start].to_vec(),
+        )));
+        items.push(group_values(text, found));
+        previous_end = found.span.end;
+    }
+    items.push(Value::string(text_from_bytes(
+        text[previous_end..].to_vec(),
+    )));
+    Ok(Value::list(items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_characters_become_replacement_characters() {
+        assert_eq!(text_from_bytes(b"abc".to_vec()), "abc");
+        assert_eq!(text_from_bytes(vec![b'a', 0xc3]), "a\u{fffd}");
+    }
+}
