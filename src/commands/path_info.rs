@@ -1,0 +1,106 @@
+//! `kiln path-info [-r] [--closure-size] [--json] PATH…`: what the store records about valid
+//! paths (logical or physical paths, or `result` links): their logical store paths, with `-r`
+//! their closure, with `--closure-size` the total NAR size of each path's closure, with
+//! `--json` Nix's `path-info --json` objects (`narHash` in SRI form).
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use kiln_store::local_store::LocalStore;
+use kiln_store::store_path::StorePath;
+use serde_json::{json, Value};
+
+use super::realise::{open_store, store_path_arg};
+use crate::cli::{Failure, GlobalOptions};
+
+#[derive(Args, Debug)]
+pub struct PathInfoArgs {
+    /// Store paths to describe.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Describe the closure of the paths.
+    #[arg(short = 'r', long = "recursive")]
+    pub recursive: bool,
+    /// Show the total NAR size of each path's closure.
+    #[arg(short = 'S', long)]
+    pub closure_size: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn closure_size(store: &LocalStore, path: &StorePath) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for member in store.closure(std::slice::from_ref(path))? {
+        if let Some(info) = store.query_path_info(&member)? {
+            total += info.nar_size;
+        }
+    }
+    Ok(total)
+}
+
+pub fn run(global: &GlobalOptions, args: PathInfoArgs) -> Result<(), Failure> {
+    let store = open_store(global)?;
+    let dir = store.store_dir();
+    let mut paths = BTreeSet::new();
+    for arg in &args.paths {
+        let path = store_path_arg(&store, arg)?;
+        if !store.is_valid(&path).map_err(anyhow::Error::from)? {
+            return Err(anyhow!("path '{}' is not valid", dir.print(&path)).into());
+        }
+        paths.insert(path);
+    }
+    if args.recursive {
+        let roots: Vec<StorePath> = paths.iter().cloned().collect();
+        paths = store.closure(&roots).map_err(anyhow::Error::from)?;
+    }
+    let mut text = String::new();
+    let mut objects = Vec::new();
+    for path in &paths {
+        let info = store
+            .query_path_info(path)
+            .map_err(anyhow::Error::from)?
+            .ok_or_else(|| anyhow!("path '{}' is not valid", dir.print(path)))?;
+        let size = if args.closure_size {
+            Some(closure_size(&store, path)?)
+        } else {
+            None
+        };
+        if args.json {
+            let mut object = json!({
+                "path": dir.print(path),
+                "narHash": info.nar_hash.to_sri(),
+                "narSize": info.nar_size,
+                "references": info.references.iter().map(|r| dir.print(r)).collect::<Vec<_>>(),
+                "registrationTime": info.registration_time,
+                "valid": true,
+            });
+            if let Some(deriver) = &info.deriver {
+                object["deriver"] = Value::from(dir.print(deriver));
+            }
+            if let Some(ca) = &info.ca {
+                object["ca"] = Value::from(ca.clone());
+            }
+            if let Some(size) = size {
+                object["closureSize"] = Value::from(size);
+            }
+            objects.push(object);
+        } else if let Some(size) = size {
+            text.push_str(&format!("{}\t{size}\n", dir.print(path)));
+        } else {
+            text.push_str(&format!("{}\n", dir.print(path)));
+        }
+    }
+    if args.json {
+        text = Value::Array(objects).to_string();
+        text.push('\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")?;
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! `kiln realise`: build derivations and hand out their outputs.
+//!
+//! What to build is either `.drv` store paths (logical `/kiln/store/…drv` or physical paths
+//! under the store root, optionally `DRV!out,dev` for some outputs) or an expression (a FILE,
+//! `-E`, with `-A`/`--arg`/`--argstr`) that is evaluated and instantiated first, which writes
+//! and registers the `.drv` files. A `.drv` given by path that exists but is not registered
+//! (written by some other tool) is registered, with its input derivations, before the build so
+//! that GC and `path-info` see it.
+//!
+//! Output: the physical paths of the wanted outputs, one per line (DESIGN §4: what the host
+//! user is handed opens on the host), and unless `--no-out-link` a `result` symlink per output
+//! named as `nix-build` names them (`result`, `result-dev`, `result-2`, …), each registered as
+//! an indirect GC root. Failures exit 1, naming each failed derivation with the tail of its log.
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use kiln_builder::build::{BuildEvents, BuildOutcome, BuildSettings};
+use kiln_builder::log::{tail_lines, BuildLog};
+use kiln_builder::plan::{read_derivation, BuildPlan, BuildTarget};
+use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions};
+use kiln_store::local_store::LocalStore;
+use kiln_store::store_path::{StoreDir, StorePath};
+
+use super::input::{self, InputArgs};
+use crate::cli::{Failure, GlobalOptions};
+use crate::progress::Progress;
+
+/// How many log lines a failure report shows.
+const LOG_TAIL_LINES: usize = 25;
+
+#[derive(Args, Debug)]
+pub struct RealiseArgs {
+    /// A file to evaluate (default `./default.nix`), or `.drv` store paths to build
+    /// (`DRV!out,dev` selects outputs).
+    #[arg(value_name = "FILE | DRV")]
+    pub paths: Vec<PathBuf>,
+    /// Evaluate this expression instead of a file.
+    #[arg(short = 'E', long = "expr", value_name = "EXPR")]
+    pub expr: Option<String>,
+    /// Select an attribute path of the result; may be repeated.
+    #[arg(short = 'A', long = "attr", value_name = "ATTRPATH")]
+    pub attr: Vec<String>,
+    /// Pass `NAME = EXPR` to a function at the top.
+    #[arg(long = "arg", num_args = 2, value_names = ["NAME", "EXPR"])]
+    pub arg: Vec<String>,
+    /// Pass `NAME = "VALUE"` to a function at the top.
+    #[arg(long = "argstr", num_args = 2, value_names = ["NAME", "VALUE"])]
+    pub argstr: Vec<String>,
+    /// Run at most N builds at once (default: the number of CPUs).
+    #[arg(short = 'j', long = "max-jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Name of the result symlink (default `./result`).
+    #[arg(short = 'o', long = "out-link", value_name = "LINK")]
+    pub out_link: Option<PathBuf>,
+    /// Create no result symlink.
+    #[arg(long, conflicts_with = "out_link")]
+    pub no_out_link: bool,
+    /// Keep building what does not depend on a failed build.
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
+    /// Only print what would be built, and why.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rebuild the (valid) outputs and fail if a rebuild differs.
+    #[arg(long)]
+    pub check: bool,
+    /// Kill a build that runs longer than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Kill a build that prints nothing for this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_silent_time: Option<u64>,
+    /// Let derivations with `__network = true` use the network (reported as impure).
+    #[arg(long)]
+    pub allow_network: bool,
+}
+
+/// Opens the store the global options name.
+pub fn open_store(global: &GlobalOptions) -> anyhow::Result<LocalStore> {
+    let root = global.store_root();
+    // Roots, links and prefixes are compared as absolute paths.
+    let root = std::path::absolute(&root)
+        .with_context(|| format!("cannot make {} absolute", root.display()))?;
+    LocalStore::open(&root, StoreDir::new(&global.store_dir))
+        .with_context(|| format!("cannot open the store at {}", root.display()))
+}
+
+/// The store path a command-line argument names: a logical or physical store path, or a link
+/// (such as `./result`) into the store; anything below a store object names that object.
+pub fn store_path_arg(store: &LocalStore, arg: &Path) -> anyhow::Result<StorePath> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let absolute = cwd.join(arg);
+    if let Some(path) = store.store_path_of(&absolute) {
+        return Ok(path);
+    }
+    let resolved = std::fs::canonicalize(&absolute)
+        .with_context(|| format!("`{}` is not in the store", arg.display()))?;
+    let physical_root = std::fs::canonicalize(store.physical_store_dir())
+        .unwrap_or_else(|_| store.physical_store_dir());
+    resolved
+        .strip_prefix(&physical_root)
+        .ok()
+        .and_then(|inside| inside.components().next())
+        .and_then(|first| first.as_os_str().to_str())
+        .and_then(|base| StorePath::from_base_name(base).ok())
+        .or_else(|| store.store_path_of(&resolved))
+        .ok_or_else(|| anyhow!("`{}` is not in the store", arg.display()))
+}
+
+/// Whether an argument names a `.drv` (possibly with `!outputs`) rather than a file to evaluate.
+fn is_drv_arg(arg: &Path) -> bool {
+    let text = arg.to_string_lossy();
+    let path = text.split('!').next().unwrap_or_default();
+    path.ends_with(".drv")
+}
+
+fn drv_target(store: &LocalStore, arg: &Path) -> anyhow::Result<BuildTarget> {
+    let text = arg.to_string_lossy();
+    let (path, outputs) = match text.split_once('!') {
+        Some((path, outputs)) => (
+            path.to_owned(),
+            outputs
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
+        None => (text.into_owned(), BTreeSet::new()),
+    };
+    let drv_path = store_path_arg(store, Path::new(&path))?;
+    if !drv_path.is_derivation() {
+        bail!("`{path}` is not a derivation");
+    }
+    Ok(BuildTarget { drv_path, outputs })
+}
+
+/// Registers `drv` (and, first, its input derivations) if its file exists but the database does
+/// not list it.
+fn ensure_registered(store: &LocalStore, drv: &StorePath) -> anyhow::Result<()> {
+    if store.is_valid(drv)? {
+        return Ok(());
+    }
+    let parsed = read_derivation(store, drv)?;
+    for input in parsed.input_drvs.keys() {
+        ensure_registered(store, input)?;
+    }
+    let outputs = kiln_builder::plan::output_paths(store, drv, &parsed)?;
+    let contents = std::fs::read(store.physical_path(drv))
+        .with_context(|| format!("cannot read {}", store.store_dir().print(drv)))?;
+    kiln_store::store_files::add_text(store, drv, &contents, &parsed.references(), outputs)
+        .with_context(|| format!("cannot register {}", store.store_dir().print(drv)))?;
+    Ok(())
+}
+
+/// Evaluates the expression input and instantiates its derivations.
+fn instantiate(
+    global: &GlobalOptions,
+    args: &RealiseArgs,
+    store: &Arc<LocalStore>,
+) -> Result<Vec<BuildTarget>, Failure> {
+    if args.paths.len() > 1 {
+        return Err(anyhow!("give one file to evaluate, or `.drv` paths only").into());
+    }
+    let input_args = InputArgs {
+        file: args.paths.first().cloned(),
+        expr: args.expr.clone(),
+        attr: args.attr.clone(),
+        arg: args.arg.clone(),
+        argstr: args.argstr.clone(),
+    };
+    let eval_store = kiln_eval::store_impls::LocalEvalStore::new(store.clone());
+    let evaluator = input::evaluator(global, Rc::new(eval_store));
+    let mut targets = Vec::new();
+    for value in input::evaluate(&evaluator, &input_args)? {
+        for drv in evaluator
+            .derivations_of(value)
+            .map_err(|e| input::reported(&evaluator, &e))?
+        {
+            let drv_path = store
+                .store_dir()
+                .parse(&drv)
+                .with_context(|| format!("evaluation produced a bad .drv path `{drv}`"))?;
+            targets.push(BuildTarget::all_outputs(drv_path));
+        }
+    }
+    Ok(targets)
+}
+
+pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
+    let store = Arc::new(open_store(global)?);
+    let targets = if !args.paths.is_empty()
+        && args.expr.is_none()
+        && args.paths.iter().all(|p| is_drv_arg(p))
+    {
+        let mut targets = Vec::new();
+        for arg in &args.paths {
+            let target = drv_target(&store, arg)?;
+            ensure_registered(&store, &target.drv_path)?;
+            targets.push(target);
+        }
+        targets
+    } else {
+        instantiate(global, &args, &store)?
+    };
+    for target in &targets {
+        // Keep the derivations alive while we build from them.
+        store
+            .add_temp_root(&target.drv_path)
+            .map_err(anyhow::Error::from)?;
+    }
+    let plan = BuildPlan::load(&store, &targets, args.check).map_err(anyhow::Error::from)?;
+
+    if args.dry_run {
+        print_dry_run(&store, &plan);
+        return Ok(());
+    }
+
+    if !plan.is_empty() {
+        build(&store, &plan, &args)?;
+    }
+
+    let mut stdout_text = String::new();
+    for (index, (_, outputs)) in plan.targets.iter().enumerate() {
+        for (name, path) in outputs {
+            let physical = store.physical_path(path);
+            if !args.no_out_link && !args.dry_run && !args.check {
+                let base = args
+                    .out_link
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("result"));
+                make_out_link(&store, &link_name(&base, index, name), &physical)?;
+            }
+            stdout_text.push_str(&physical.to_string_lossy());
+            stdout_text.push('\n');
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(stdout_text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")?;
+    Ok(())
+}
+
+fn print_dry_run(store: &LocalStore, plan: &BuildPlan) {
+    let dir = store.store_dir();
+    if plan.is_empty() {
+        eprintln!("nothing to build: every output is valid");
+        return;
+    }
+    eprintln!(
+        "{} derivation{} would be built:",
+        plan.builds.len(),
+        if plan.builds.len() == 1 { "" } else { "s" }
+    );
+    for build in &plan.builds {
+        eprintln!("  {} ({})", dir.print(&build.drv_path), build.reason);
+    }
+}
+
+fn build(store: &Arc<LocalStore>, plan: &BuildPlan, args: &RealiseArgs) -> Result<(), Failure> {
+    let options = ScheduleOptions {
+        jobs: args.jobs.unwrap_or_else(ScheduleOptions::default_jobs),
+        keep_going: args.keep_going,
+        check: args.check,
+        settings: BuildSettings {
+            build_cores: 0,
+            timeout: args.timeout.map(Duration::from_secs),
+            max_silent_time: args.max_silent_time.map(Duration::from_secs),
+            allow_network: args.allow_network,
+            ..BuildSettings::default()
+        },
+    };
+    let progress = Arc::new(Progress::new(store.store_dir().clone(), plan.builds.len()));
+    let events: Arc<dyn BuildEvents> = progress.clone();
+    let report = run_plan(store, plan, &options, &events);
+    progress.finish();
+
+    let dir = store.store_dir();
+    for (build, status) in plan.builds.iter().zip(&report.statuses) {
+        if let BuildStatus::Succeeded(BuildOutcome::Built { impure: true, .. }) = status {
+            eprintln!(
+                "warning: {} used the network (impure, allowed by --allow-network)",
+                dir.print(&build.drv_path)
+            );
+        }
+    }
+    if report.success() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    let mut failed = 0;
+    for (build, status) in plan.builds.iter().zip(&report.statuses) {
+        let drv = dir.print(&build.drv_path);
+        match status {
+            BuildStatus::Failed(error) => {
+                failed += 1;
+                text.push_str(&format!("error: build of '{drv}' failed: {error}\n"));
+                let log = BuildLog::of(&store.log_dir(), &build.drv_path);
+                if let Ok(Some(attempt)) = log.latest_attempt() {
+                    let tail = tail_lines(&attempt, LOG_TAIL_LINES);
+                    if !tail.is_empty() {
+                        text.push_str(&format!("  last {} log lines:\n", tail.len()));
+                        for line in tail {
+                            text.push_str(&format!("  > {line}\n"));
+                        }
+                    }
+                }
+                text.push_str(&format!("  full log: kiln log {drv}\n"));
+            }
+            BuildStatus::DependencyFailed(dependency) => {
+                text.push_str(&format!(
+                    "error: cannot build '{drv}': its dependency '{}' failed\n",
+                    dir.print(&plan.builds[*dependency].drv_path)
+                ));
+            }
+            BuildStatus::NotStarted | BuildStatus::Succeeded(_) => {}
+        }
+    }
+    text.push_str(&format!(
+        "error: {failed} build{} failed\n",
+        if failed == 1 { "" } else { "s" }
+    ));
+    Err(Failure::Reported(text))
+}
+
+/// `nix-build`'s result link names: `result`, `result-dev`; for later targets `result-2`,
+/// `result-2-dev`, ….
+fn link_name(base: &Path, target_index: usize, output: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    if target_index > 0 {
+        name.push(format!("-{}", target_index + 1));
+    }
+    if output != "out" {
+        name.push(format!("-{output}"));
+    }
+    PathBuf::from(name)
+}
+
+/// Points `link` at `target` (replacing an older link) and registers it as an indirect root.
+fn make_out_link(store: &LocalStore, link: &Path, target: &Path) -> anyhow::Result<()> {
+    let temporary = {
+        let mut name = link.as_os_str().to_owned();
+        name.push(format!(".tmp-{}", std::process::id()));
+        PathBuf::from(name)
+    };
+    let _ = std::fs::remove_file(&temporary);
+    std::os::unix::fs::symlink(target, &temporary)
+        .with_context(|| format!("cannot create the link {}", link.display()))?;
+    // Register the root before the link points into the store, so a collection never sees
+    // the link without the root.
+    store
+        .add_indirect_root(link)
+        .with_context(|| format!("cannot register {} as a GC root", link.display()))?;
+    std::fs::rename(&temporary, link)
+        .with_context(|| format!("cannot create the link {}", link.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_links_are_named_as_nix_build_names_them() {
+        let base = Path::new("result");
+        assert_eq!(link_name(base, 0, "out"), Path::new("result"));
+        assert_eq!(link_name(base, 0, "dev"), Path::new("result-dev"));
+        assert_eq!(link_name(base, 1, "out"), Path::new("result-2"));
+        assert_eq!(link_name(base, 2, "lib"), Path::new("result-3-lib"));
+    }
+
+    #[test]
+    fn drv_arguments_are_recognised() {
+        assert!(is_drv_arg(Path::new("/kiln/store/abc-x.drv")));
+        assert!(is_drv_arg(Path::new("/kiln/store/abc-x.drv!out,dev")));
+        assert!(!is_drv_arg(Path::new("default.nix")));
+    }
+}
