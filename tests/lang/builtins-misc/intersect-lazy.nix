@@ -1,0 +1,1 @@
+builtins.attrNames (builtins.intersectAttrs { a = throw "x"; } { a = throw "y"; b = 2; })

@@ -1,0 +1,1 @@
+builtins.attrNames (builtins.removeAttrs { a = throw "a"; b = 1; } [ "b" ])

@@ -1,0 +1,1 @@
+scopedImport { injected = 41; } ./fixtures/uses-injected.nix

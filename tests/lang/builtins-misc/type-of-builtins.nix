@@ -1,0 +1,1 @@
+[ (builtins.typeOf builtins) (builtins.isAttrs builtins) (builtins.builtins.builtins.isInt 1) ]
