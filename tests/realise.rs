@@ -1,0 +1,355 @@
+//! End-to-end tests of `kiln realise` and its companions (`log`, `path-info`, `gc`, `verify`)
+//! through the binary: the busybox example, no-op speed, parallelism, fixed-output hash
+//! mismatches, a killed build, two concurrent realises, and garbage collection next to a running
+//! build. They need busybox and user namespaces: under CI=true their absence fails the tests,
+//! elsewhere the tests print why they skip.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Whether the machine can run sandboxed busybox builds; panics under CI=true if not.
+fn environment_ready() -> bool {
+    let missing = if !Path::new(BUSYBOX).exists() {
+        Some("busybox is not installed at /bin/busybox")
+    } else if !Command::new("unshare")
+        .args(["-Ur", "true"])
+        .status()
+        .is_ok_and(|status| status.success())
+    {
+        Some("user namespaces are not available")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and {reason}")
+        }
+        Some(reason) => {
+            eprintln!("skipping: {reason}");
+            false
+        }
+    }
+}
+
+/// The Nix prelude of the test expressions: busybox imported as a directory and `sh NAME
+/// SCRIPT`, a derivation running a busybox shell script.
+const PRELUDE: &str = r#"
+let
+  binDir = if builtins.pathExists /usr/bin/busybox then /usr/bin else /bin;
+  busybox = builtins.path {
+    name = "busybox";
+    path = binDir;
+    filter = path: type: baseNameOf path == "busybox";
+  };
+  sh = name: script: derivation {
+    inherit name;
+    system = builtins.currentSystem;
+    builder = "${busybox}/busybox";
+    args = [ "sh" "-c" ("set -e; bb=${busybox}/busybox; " + script) ];
+  };
+in
+"#;
+
+/// A store root and a working directory.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("store-root")
+    }
+
+    fn work(&self) -> PathBuf {
+        let work = self.dir.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        work
+    }
+
+    /// Writes `body` (after the prelude) as `name` in the working directory.
+    fn expression(&self, name: &str, body: &str) -> PathBuf {
+        let file = self.work().join(name);
+        std::fs::write(&file, format!("{PRELUDE}{body}")).unwrap();
+        file
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .arg("--store")
+            .arg(self.root())
+            .args(args)
+            .current_dir(self.work())
+            .env_remove("KILN_STORE_DIR")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn kiln(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Every log file under the store's log directory with its number of build attempts.
+    fn build_attempts(&self) -> Vec<(String, usize)> {
+        let mut found = Vec::new();
+        let drvs = self.root().join("var/log/drvs");
+        for prefix in std::fs::read_dir(&drvs).into_iter().flatten().flatten() {
+            for log in std::fs::read_dir(prefix.path()).unwrap().flatten() {
+                let text = std::fs::read_to_string(log.path()).unwrap();
+                let attempts = text
+                    .lines()
+                    .filter(|l| l.starts_with("@kiln build "))
+                    .count();
+                found.push((log.file_name().to_string_lossy().into_owned(), attempts));
+            }
+        }
+        found.sort();
+        found
+    }
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "kiln failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/busybox")
+}
+
+#[test]
+fn example_builds_links_result_and_realising_again_is_a_fast_no_op() {
+    if !environment_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    let example = example();
+    let example = example.to_str().unwrap();
+    let printed = ok(&t.kiln(&["realise", example]));
+    let out = PathBuf::from(printed.trim());
+    assert!(out.starts_with(t.root().join("store")), "{printed}");
+    assert_eq!(std::fs::read_link(t.work().join("result")).unwrap(), out);
+    assert_eq!(
+        std::fs::read_to_string(t.work().join("result/greeting")).unwrap(),
+        "hello from kiln\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.work().join("result/count"))
+            .unwrap()
+            .trim(),
+        "10"
+    );
+    assert_eq!(t.build_attempts().len(), 3);
+
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let again = ok(&t.kiln(&["realise", example]));
+        times.push(start.elapsed());
+        assert_eq!(again, printed);
+    }
+    times.sort();
+    // Nothing was rebuilt, and the no-op is fast (median of five).
+    assert!(t.build_attempts().iter().all(|(_, n)| *n == 1));
+    assert!(
+        times[2] < Duration::from_millis(if cfg!(debug_assertions) { 150 } else { 50 }),
+        "{times:?}"
+    );
+
+    let log = ok(&t.kiln(&["log", "result"]));
+    assert_eq!(log, "report done\n");
+    let info = ok(&t.kiln(&["path-info", "-r", "result"]));
+    assert_eq!(info.lines().count(), 2, "{info}");
+    ok(&t.kiln(&["verify", "--check-contents"]));
+}
+
+#[test]
+fn independent_builds_run_in_parallel_with_two_jobs() {
+    if !environment_ready() {
+        return;
+    }
+    let time_with = |jobs: &str| {
+        let t = Sandbox::new();
+        let file = t.expression(
+            "sleepers.nix",
+            r#"[ (sh "sleep-a" "$bb sleep 2; echo a > $out") (sh "sleep-b" "$bb sleep 2; echo b > $out") ]"#,
+        );
+        let start = Instant::now();
+        let printed = ok(&t.kiln(&["realise", "-j", jobs, file.to_str().unwrap()]));
+        let elapsed = start.elapsed();
+        assert_eq!(printed.lines().count(), 2);
+        assert!(t.work().join("result").exists() && t.work().join("result-2").exists());
+        elapsed
+    };
+    let parallel = time_with("2");
+    let serial = time_with("1");
+    assert!(
+        parallel >= Duration::from_secs(2) && parallel < Duration::from_millis(3500),
+        "{parallel:?}"
+    );
+    assert!(serial >= Duration::from_secs(4), "{serial:?}");
+}
+
+#[test]
+fn fixed_output_hash_mismatch_fails_naming_both_hashes() {
+    if !environment_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    // Wanted: sha256 of "something else"; the builder writes "hello\n". Values from
+    // sha256sum and nix-hash.
+    let file = t.expression(
+        "fod.nix",
+        r#"derivation {
+          name = "fod";
+          system = builtins.currentSystem;
+          builder = "${busybox}/busybox";
+          args = [ "sh" "-c" "echo hello > $out" ];
+          outputHashMode = "flat";
+          outputHashAlgo = "sha256";
+          outputHash = "sha256-9B8/piX/Eg3cp+9Fa/ZjcezqI8Ep9OTDI2cQHttRbPg=";
+        }"#,
+    );
+    let output = t.kiln(&["realise", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "sha256-9B8/piX/Eg3cp+9Fa/ZjcezqI8Ep9OTDI2cQHttRbPg=",
+        "1y3ca7diw4374g1y9x19q4iymv3icgv6nigglzf0s4pz4nk3y7zl",
+        "sha256-WJG1tSLV3whtD/CxEPvZ0hu0/HFjrzTQgoai6Eb2vgM=",
+        "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq",
+    ] {
+        assert!(stderr.contains(expected), "{stderr} lacks {expected}");
+    }
+    let out = stderr
+        .split_whitespace()
+        .find(|word| word.starts_with("/kiln/store/") && word.ends_with("-fod:"))
+        .unwrap_or_else(|| panic!("no output path in {stderr}"))
+        .trim_end_matches(':');
+    assert!(!t.kiln(&["path-info", out]).status.success());
+    let leftovers: Vec<_> = std::fs::read_dir(t.root().join("store"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with("-fod"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Waits until a build of the derivation named `name` has started (its log exists).
+fn wait_for_build_start(t: &Sandbox, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !t
+        .build_attempts()
+        .iter()
+        .any(|(log, _)| log.ends_with(&format!("-{name}.drv")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the build of {name} never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_realise_leaves_a_store_that_the_next_one_completes() {
+    if !environment_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    let file = t.expression(
+        "slow.nix",
+        r#"sh "slow" "$bb mkdir $out; echo partial > $out/a; $bb sleep 3; echo done > $out/b""#,
+    );
+    let file = file.to_str().unwrap();
+    let mut child = t.spawn(&["realise", file]);
+    wait_for_build_start(&t, "slow");
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let printed = ok(&t.kiln(&["realise", file]));
+    let out = PathBuf::from(printed.trim());
+    assert_eq!(std::fs::read_to_string(out.join("b")).unwrap(), "done\n");
+    ok(&t.kiln(&["verify", "--check-contents"]));
+}
+
+#[test]
+fn two_concurrent_realises_build_each_derivation_once() {
+    if !environment_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    let file = t.expression(
+        "graph.nix",
+        r#"let
+          a = sh "a" "$bb sleep 1; echo a > $out";
+          b = sh "b" "$bb sleep 1; echo b > $out";
+        in sh "top" "$bb cat ${a} ${b} > $out""#,
+    );
+    let file = file.to_str().unwrap();
+    let first = t.spawn(&["realise", "--no-out-link", file]);
+    let second = t.spawn(&["realise", "--no-out-link", file]);
+    let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    assert_eq!(ok(&first), ok(&second));
+    let attempts = t.build_attempts();
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    assert!(attempts.iter().all(|(_, n)| *n == 1), "{attempts:?}");
+}
+
+#[test]
+fn gc_deletes_unreachable_paths_and_spares_roots_and_running_builds() {
+    if !environment_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    let file = t.expression(
+        "gc.nix",
+        r#"{
+          kept = sh "kept" "echo kept > $out";
+          dropped = sh "dropped" "echo dropped > $out";
+          slow = sh "slow" "$bb sleep 2; echo slow > $out";
+        }"#,
+    );
+    let file = file.to_str().unwrap();
+    let kept = ok(&t.kiln(&["realise", "-A", "kept", "-o", "kept", file]));
+    let dropped = ok(&t.kiln(&["realise", "-A", "dropped", "--no-out-link", file]));
+    let mut slow = t.spawn(&["realise", "-A", "slow", "-o", "slow", file]);
+    wait_for_build_start(&t, "slow");
+    let gc = t.kiln(&["gc"]);
+    ok(&gc);
+    let slow_printed = {
+        let status = slow.wait().unwrap();
+        assert!(status.success());
+        std::fs::read_link(t.work().join("slow")).unwrap()
+    };
+    assert_eq!(std::fs::read_to_string(&slow_printed).unwrap(), "slow\n");
+    assert!(Path::new(kept.trim()).exists());
+    assert!(!Path::new(dropped.trim()).exists());
+    let gc_report = String::from_utf8_lossy(&gc.stderr);
+    assert!(gc_report.contains("-dropped'"), "{gc_report}");
+    assert!(!gc_report.contains("-busybox'"), "{gc_report}");
+    ok(&t.kiln(&["verify", "--check-contents"]));
+}
