@@ -1,0 +1,1 @@
+let l = [ 1 { inner = l; } ]; in l
