@@ -1,1 +1,0 @@
-let l = [ 1 { inner = l; } ]; in l
