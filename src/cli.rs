@@ -1,28 +1,133 @@
-//! Command-line definition (clap) and dispatch to `commands::<verb>`; maps errors to exit codes
-//! (0 ok, 1 evaluation or build failure, 2 usage, 3 internal error).
-use clap::{Parser, Subcommand};
+//! Command-line definition (clap) and dispatch to `commands::<verb>`. Owns the global options
+//! (store locations, search path), the large-stack thread every command runs on, and the
+//! mapping of outcomes to exit codes: 0 ok, 1 evaluation or build failure, 2 usage, 3 internal.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+/// Stack size of the thread that runs a command: evaluation recurses deeply (the evaluator
+/// also counts call depth, so runaway recursion is an error long before this is used up).
+const COMMAND_STACK_BYTES: usize = 1 << 30;
 
 #[derive(Parser, Debug)]
-#[command(name = "kiln", version, about = "A Nix-compatible functional build tool")]
+#[command(
+    name = "kiln",
+    version,
+    about = "A Nix-compatible functional build tool",
+    propagate_version = true
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum Command {}
+/// Options every command understands.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOptions {
+    /// The logical store directory hashed into every store path.
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_STORE_DIR",
+        default_value = "/kiln/store",
+        value_name = "DIR"
+    )]
+    pub store_dir: String,
+    /// Where the store lives on this machine (holds `store/` and `var/`);
+    /// default `$XDG_DATA_HOME/kiln`.
+    #[arg(long = "store", global = true, env = "KILN_STORE", value_name = "ROOT")]
+    pub store_root: Option<PathBuf>,
+    /// Add a search path entry (`NAME=PATH` or `PATH`), searched before `KILN_PATH`.
+    #[arg(short = 'I', global = true, value_name = "[NAME=]PATH")]
+    pub include: Vec<String>,
+}
 
-/// Parses the arguments, runs the command and returns the process exit code.
+impl GlobalOptions {
+    /// The physical store root: `--store`, else `$XDG_DATA_HOME/kiln`, else
+    /// `~/.local/share/kiln`.
+    pub fn store_root(&self) -> PathBuf {
+        if let Some(root) = &self.store_root {
+            return root.clone();
+        }
+        if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(data).join("kiln");
+        }
+        let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+        PathBuf::from(home).join(".local/share/kiln")
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Evaluate a Nix expression and print its value, as `nix-instantiate --eval`.
+    Eval(commands::eval::EvalArgs),
+    /// Evaluate an expression and write the `.drv` files of its derivations, printing their paths.
+    Instantiate(commands::instantiate::InstantiateArgs),
+    /// Print derivations as JSON, as `nix show-derivation`.
+    ShowDerivation(commands::show_derivation::ShowDerivationArgs),
+}
+
+/// How a command ended, when not successfully.
+#[derive(Debug)]
+pub enum Failure {
+    /// Evaluation or build failed; the message is already rendered for the terminal.
+    Reported(String),
+    /// Any other error the user can act on (missing file, bad store path, …).
+    Error(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+/// Parses the arguments, runs the command on a large-stack thread, and returns the exit code.
 pub fn run() -> i32 {
-    match Cli::try_parse() {
-        Ok(_cli) => 0,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            if e.use_stderr() {
-                2
-            } else {
-                0
-            }
+            return if e.use_stderr() { 2 } else { 0 };
         }
+    };
+    let worker = std::thread::Builder::new()
+        .name("kiln".into())
+        .stack_size(COMMAND_STACK_BYTES)
+        .spawn(move || dispatch(cli));
+    let outcome = match worker {
+        Ok(handle) => handle.join(),
+        Err(e) => {
+            eprintln!("error: cannot start the evaluation thread: {e}");
+            return 3;
+        }
+    };
+    match outcome {
+        Ok(Ok(())) => 0,
+        Ok(Err(Failure::Reported(text))) => {
+            eprint!("{text}");
+            if !text.ends_with('\n') {
+                eprintln!();
+            }
+            1
+        }
+        Ok(Err(Failure::Error(e))) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+        // The panic message has already been printed by the panic hook.
+        Err(_) => 3,
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Eval(args) => commands::eval::run(&cli.global, args),
+        Command::Instantiate(args) => commands::instantiate::run(&cli.global, args),
+        Command::ShowDerivation(args) => commands::show_derivation::run(&cli.global, args),
     }
 }

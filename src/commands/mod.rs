@@ -1,1 +1,5 @@
-//! One module per verb of the command line.
+//! One module per verb of the command line, plus `input`: what an evaluating verb evaluates.
+pub mod eval;
+pub mod input;
+pub mod instantiate;
+pub mod show_derivation;

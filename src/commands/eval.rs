@@ -1,0 +1,53 @@
+//! `kiln eval`: evaluate and print a value exactly as `nix-instantiate --eval` does
+//! (`--strict` forces it deeply, `--json` prints Nix's JSON, `--parse` only checks syntax).
+//! Evaluation is read-only: store paths are computed, nothing is written.
+use std::io::Write;
+use std::rc::Rc;
+
+use anyhow::Context;
+use clap::Args;
+use kiln_store::store_path::StoreDir;
+
+use super::input::{self, InputArgs};
+use crate::cli::{Failure, GlobalOptions};
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Evaluate the result deeply (every attribute and list element).
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only parse the input; exit 0 if it is syntactically valid, 1 otherwise.
+    #[arg(long, conflicts_with_all = ["strict", "json"])]
+    pub parse: bool,
+}
+
+pub fn run(global: &GlobalOptions, args: EvalArgs) -> Result<(), Failure> {
+    let store = kiln_eval::store_impls::ComputingStore::new(StoreDir::new(&global.store_dir));
+    let evaluator = input::evaluator(global, Rc::new(store));
+    if args.parse {
+        return input::parse_only(&evaluator, &args.input);
+    }
+    let values = input::evaluate(&evaluator, &args.input)?;
+    let mut out = String::new();
+    for value in &values {
+        let text = if args.json {
+            evaluator.to_json(value)
+        } else {
+            evaluator.print_value(value, args.strict)
+        }
+        .map_err(|e| input::reported(&evaluator, &e))?;
+        out.push_str(&text);
+        out.push('\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")?;
+    Ok(())
+}

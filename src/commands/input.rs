@@ -1,0 +1,129 @@
+//! What an evaluating command evaluates, as `nix-instantiate` takes it: a file (default
+//! `./default.nix`) or an `-E` expression, auto-called with `--arg`/`--argstr`, and narrowed
+//! with `-A` attribute paths. Also builds the evaluator from the global options.
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::Context;
+use clap::Args;
+use kiln_eval::store_access::EvalStore;
+use kiln_eval::{AutoArg, EvalOptions, Evaluator, SourceInput, Value};
+
+use crate::cli::{Failure, GlobalOptions};
+
+/// The expression-selecting arguments shared by `eval`, `instantiate` and `realise`.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// The file to evaluate (a directory means its `default.nix`); default `./default.nix`.
+    #[arg(value_name = "FILE", conflicts_with = "expr")]
+    pub file: Option<PathBuf>,
+    /// Evaluate this expression instead of a file (relative paths resolve against the
+    /// current directory).
+    #[arg(short = 'E', long = "expr", value_name = "EXPR")]
+    pub expr: Option<String>,
+    /// Select an attribute path of the result (`a.b.0`); may be repeated.
+    #[arg(short = 'A', long = "attr", value_name = "ATTRPATH")]
+    pub attr: Vec<String>,
+    /// Pass `NAME = EXPR` to a function at the top (or along an attribute path).
+    #[arg(long = "arg", num_args = 2, value_names = ["NAME", "EXPR"])]
+    pub arg: Vec<String>,
+    /// Pass `NAME = "VALUE"` (a string) to a function at the top.
+    #[arg(long = "argstr", num_args = 2, value_names = ["NAME", "VALUE"])]
+    pub argstr: Vec<String>,
+}
+
+impl InputArgs {
+    fn auto_args(&self) -> Vec<(String, AutoArg)> {
+        let exprs = self
+            .arg
+            .chunks(2)
+            .map(|p| (p[0].clone(), AutoArg::Expr(p[1].clone())));
+        let strs = self
+            .argstr
+            .chunks(2)
+            .map(|p| (p[0].clone(), AutoArg::Str(p[1].clone())));
+        exprs.chain(strs).collect()
+    }
+}
+
+/// The search path: `-I` entries first, then `KILN_PATH`.
+pub fn search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPathEntry> {
+    let mut entries: Vec<_> = global
+        .include
+        .iter()
+        .flat_map(|spec| kiln_eval::parse_search_path(spec))
+        .collect();
+    if let Ok(env) = std::env::var("KILN_PATH") {
+        entries.extend(kiln_eval::parse_search_path(&env));
+    }
+    entries
+}
+
+/// An evaluator over the given store access.
+pub fn evaluator(global: &GlobalOptions, store: Rc<dyn EvalStore>) -> Evaluator {
+    let mut options = EvalOptions::new(store);
+    options.search_path = search_path(global);
+    Evaluator::new(options)
+}
+
+/// Renders an evaluation error as the command's failure.
+pub fn reported(evaluator: &Evaluator, error: &kiln_eval::EvalError) -> Failure {
+    Failure::Reported(evaluator.render_error(error))
+}
+
+/// Evaluates the input and returns one value per `-A` path (or the whole value), each
+/// auto-called as `nix-instantiate` does.
+pub fn evaluate(evaluator: &Evaluator, input: &InputArgs) -> Result<Vec<Value>, Failure> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let root = match (&input.expr, &input.file) {
+        (Some(expr), _) => evaluator.eval_string(expr, &cwd),
+        (None, Some(file)) => evaluator.eval_file(&absolute(&cwd, file)),
+        (None, None) => evaluator.eval_file(&cwd.join("default.nix")),
+    }
+    .map_err(|e| reported(evaluator, &e))?;
+    let auto_args = input.auto_args();
+    let paths: Vec<&str> = if input.attr.is_empty() {
+        vec![""]
+    } else {
+        input.attr.iter().map(String::as_str).collect()
+    };
+    paths
+        .into_iter()
+        .map(|path| {
+            let selected = if path.is_empty() {
+                root.clone()
+            } else {
+                evaluator.select_attr_path(evaluator.auto_call(root.clone(), &auto_args)?, path)?
+            };
+            evaluator.auto_call(selected, &auto_args)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| reported(evaluator, &e))
+}
+
+fn absolute(cwd: &Path, file: &Path) -> PathBuf {
+    if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        cwd.join(file)
+    }
+}
+
+/// `--parse`: checks the input's syntax without evaluating it.
+pub fn parse_only(evaluator: &Evaluator, input: &InputArgs) -> Result<(), Failure> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let file = match &input.file {
+        Some(file) => absolute(&cwd, file),
+        None => cwd.join("default.nix"),
+    };
+    let source = match &input.expr {
+        Some(expr) => SourceInput::Expr {
+            source: expr,
+            base_dir: &cwd,
+        },
+        None => SourceInput::File(&file),
+    };
+    evaluator
+        .parse_only(source)
+        .map_err(|e| reported(evaluator, &e))
+}

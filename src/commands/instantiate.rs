@@ -1,0 +1,43 @@
+//! `kiln instantiate`: evaluate, write the `.drv` files of the derivations found (Nix's
+//! `getDerivations` rules: a derivation, the derivations among a set's attributes or a list's
+//! elements) under the store root, and print their logical paths, one per line.
+use std::io::Write;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use kiln_eval::store_impls::LocalEvalStore;
+use kiln_store::local_store::LocalStore;
+use kiln_store::store_path::StoreDir;
+
+use super::input::{self, InputArgs};
+use crate::cli::{Failure, GlobalOptions};
+
+#[derive(Args, Debug)]
+pub struct InstantiateArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+pub fn run(global: &GlobalOptions, args: InstantiateArgs) -> Result<(), Failure> {
+    let store = LocalStore::open(global.store_root(), StoreDir::new(&global.store_dir))
+        .context("cannot open the store")?;
+    let evaluator = input::evaluator(global, Rc::new(LocalEvalStore::new(Arc::new(store))));
+    let mut out = String::new();
+    for value in input::evaluate(&evaluator, &args.input)? {
+        for drv_path in evaluator
+            .derivations_of(value)
+            .map_err(|e| input::reported(&evaluator, &e))?
+        {
+            out.push_str(&drv_path);
+            out.push('\n');
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")?;
+    Ok(())
+}

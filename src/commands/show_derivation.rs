@@ -1,0 +1,70 @@
+//! `kiln show-derivation`: print `.drv` files as the JSON of `nix show-derivation` — an object
+//! keyed by derivation path, in store-path order, with `-r` adding the whole input closure.
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use kiln_store::derivation::Derivation;
+use kiln_store::local_store::LocalStore;
+use kiln_store::store_path::{StoreDir, StorePath};
+
+use crate::cli::{Failure, GlobalOptions};
+
+#[derive(Args, Debug)]
+pub struct ShowDerivationArgs {
+    /// `.drv` files, by logical store path or by their location under the store root.
+    #[arg(value_name = "DRV", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Also show every derivation these depend on.
+    #[arg(short, long)]
+    pub recursive: bool,
+}
+
+pub fn run(global: &GlobalOptions, args: ShowDerivationArgs) -> Result<(), Failure> {
+    let dir = StoreDir::new(&global.store_dir);
+    let store = LocalStore::open(global.store_root(), dir.clone()).context("cannot open the store")?;
+    let mut pending: VecDeque<StorePath> = args
+        .paths
+        .iter()
+        .map(|p| {
+            let absolute = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            store
+                .store_path_of(&absolute)
+                .filter(StorePath::is_derivation)
+                .ok_or_else(|| anyhow!("'{}' is not a derivation in the store", p.display()))
+        })
+        .collect::<Result<_, _>>()?;
+    // Keyed by base name: Nix orders store paths by hash part, then name.
+    let mut shown: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    while let Some(path) = pending.pop_front() {
+        if shown.contains_key(path.base_name()) {
+            continue;
+        }
+        let drv = read_derivation(&store, &dir, &path)?;
+        if args.recursive {
+            pending.extend(drv.input_drvs.keys().cloned());
+        }
+        shown.insert(path.base_name().to_string(), drv.to_json(&dir));
+    }
+    let object: serde_json::Map<String, serde_json::Value> = shown
+        .into_iter()
+        .map(|(base, json)| (format!("{}/{}", dir.as_str(), base), json))
+        .collect();
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(object))
+        .context("cannot render JSON")?;
+    println!("{text}");
+    Ok(())
+}
+
+fn read_derivation(
+    store: &LocalStore,
+    dir: &StoreDir,
+    path: &StorePath,
+) -> anyhow::Result<Derivation> {
+    let file = store.physical_path(path);
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read '{}'", file.display()))?;
+    Derivation::from_drv_file(dir, path, &text)
+        .with_context(|| format!("cannot parse '{}'", dir.print(path)))
+}
