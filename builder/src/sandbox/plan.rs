@@ -1,0 +1,400 @@
+//! Turns a [`SandboxSpec`] into the ordered system calls of the child ([`ChildPlan`]), in the
+//! order of DESIGN §6: make `/` private → the new root (tmpfs or overlay) → directories and
+//! `/etc` files → the store (inputs read-only) and `/build` → a fresh `/proc` → a minimal `/dev`
+//! → network files or loopback → `pivot_root` and detach the old root → hostname. Then the
+//! builder's own steps: default signals, new session, identity, umask, `chdir /build`.
+//!
+//! Everything that needs the host file system (file types, mount flags to preserve, which
+//! device nodes exist) is looked up here, in the parent, before the clone.
+
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
+
+use super::child::ChildPlan;
+use super::env::SANDBOX_BUILD_DIR;
+use super::error::SandboxError;
+use super::idmap::{IdMapping, NIXBLD_GID, NIXBLD_UID};
+use super::spec::{RootFs, SandboxSpec};
+use super::step::{Step, CAP_SYS_ADMIN};
+
+/// The device nodes bound from the host into the sandbox's `/dev`, when the host has them.
+const DEVICE_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The host files bound read-only into `/etc` when the build may use the network.
+const NETWORK_FILES: [&str; 3] = ["resolv.conf", "hosts", "services"];
+
+/// The host directories the sandbox uses while it is set up: `root` is where the new root
+/// is mounted, `store` is bound at the logical store directory (outputs land there).
+#[derive(Debug)]
+pub(crate) struct StagingDirs<'a> {
+    pub root: &'a Path,
+    pub store: &'a Path,
+}
+
+fn cstring(bytes: &[u8], what: &str) -> Result<CString, SandboxError> {
+    CString::new(bytes)
+        .map_err(|_| SandboxError::InvalidSpec(format!("{what} contains a NUL byte")))
+}
+
+fn cpath(path: &Path) -> Result<CString, SandboxError> {
+    cstring(path.as_os_str().as_bytes(), &path.display().to_string())
+}
+
+fn cstr(text: &str) -> CString {
+    // Only called with literals and formatted numbers, which contain no NUL byte.
+    CString::new(text).unwrap_or_default()
+}
+
+/// `root` joined with an absolute in-sandbox path.
+fn inside(root: &Path, sandbox_path: &Path) -> PathBuf {
+    root.join(sandbox_path.strip_prefix("/").unwrap_or(sandbox_path))
+}
+
+/// The flags of the host mount holding `path` that a read-only remount in a user namespace
+/// must repeat (the kernel refuses to clear locked flags).
+fn locked_flags(path: &Path) -> Result<MsFlags, SandboxError> {
+    let stat = statvfs(path)
+        .map_err(|errno| SandboxError::syscall(format!("statvfs({})", path.display()), errno))?;
+    let pairs = [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    Ok(pairs
+        .into_iter()
+        .filter(|(fs_flag, _)| stat.flags().contains(*fs_flag))
+        .fold(MsFlags::empty(), |acc, (_, ms_flag)| acc | ms_flag))
+}
+
+fn bind(source: &Path, target: CString) -> Result<Step, SandboxError> {
+    Ok(Step::Mount {
+        source: Some(cpath(source)?),
+        target,
+        fstype: None,
+        flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+        data: None,
+    })
+}
+
+fn remount_read_only(source: &Path, target: CString) -> Result<Step, SandboxError> {
+    Ok(Step::Mount {
+        source: None,
+        target,
+        fstype: None,
+        flags: MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(source)?,
+        data: None,
+    })
+}
+
+fn mount_fs(fstype: &str, target: CString, flags: MsFlags, data: Option<&str>) -> Step {
+    Step::Mount {
+        source: Some(cstr(fstype)),
+        target,
+        fstype: Some(cstr(fstype)),
+        flags,
+        data: data.map(cstr),
+    }
+}
+
+/// Steps that make `host` visible read-only at `target` (a file, directory or symlink).
+fn bind_read_only(host: &Path, target: &Path, steps: &mut Vec<Step>) -> Result<(), SandboxError> {
+    let metadata = std::fs::symlink_metadata(host)
+        .map_err(|err| SandboxError::io(format!("inspecting {}", host.display()), err))?;
+    let target_c = cpath(target)?;
+    if metadata.file_type().is_symlink() {
+        let link = std::fs::read_link(host)
+            .map_err(|err| SandboxError::io(format!("reading link {}", host.display()), err))?;
+        steps.push(Step::Symlink {
+            target: cpath(&link)?,
+            link: target_c,
+        });
+        return Ok(());
+    }
+    if metadata.is_dir() {
+        steps.push(Step::Mkdir {
+            path: target_c.clone(),
+            mode: 0o755,
+        });
+    } else {
+        steps.push(Step::CreateFile {
+            path: target_c.clone(),
+        });
+    }
+    steps.push(bind(host, target_c.clone())?);
+    steps.push(remount_read_only(host, target_c)?);
+    Ok(())
+}
+
+/// Nix 2.8's `/etc/passwd` of the sandbox.
+fn passwd_contents() -> String {
+    format!(
+        "root:x:0:0:Nix build user:{SANDBOX_BUILD_DIR}:/noshell\n\
+         nixbld:x:{NIXBLD_UID}:{NIXBLD_GID}:Nix build user:{SANDBOX_BUILD_DIR}:/noshell\n\
+         nobody:x:65534:65534:Nobody:/:/noshell\n"
+    )
+}
+
+/// Nix 2.8's `/etc/group` of the sandbox.
+fn group_contents() -> String {
+    format!("root:x:0:\nnixbld:!:{NIXBLD_GID}:\nnogroup:x:65534:\n")
+}
+
+/// Nix 2.8's `/etc/hosts` of a sandbox without network.
+const HOSTS_CONTENTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
+
+/// Builds the plan for one sandbox.
+pub(crate) fn build_plan(
+    spec: &SandboxSpec,
+    mapping: &IdMapping,
+    staging: &StagingDirs<'_>,
+) -> Result<ChildPlan, SandboxError> {
+    let root = staging.root;
+    let at = |sandbox_path: &str| cpath(&inside(root, Path::new(sandbox_path)));
+    let keep_existing = matches!(spec.root, RootFs::Overlay { .. });
+    let mut steps = Vec::new();
+
+    steps.push(Step::Mount {
+        source: None,
+        target: cstr("/"),
+        fstype: None,
+        flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        data: None,
+    });
+    steps.push(match &spec.root {
+        RootFs::Tmpfs => mount_fs(
+            "tmpfs",
+            cpath(root)?,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        ),
+        RootFs::Overlay {
+            lower_layers,
+            upper,
+            work,
+        } => {
+            let lower: Vec<String> = lower_layers
+                .iter()
+                .map(|layer| layer.to_string_lossy().into_owned())
+                .collect();
+            let options = format!(
+                "lowerdir={},upperdir={},workdir={},userxattr",
+                lower.join(":"),
+                upper.display(),
+                work.display()
+            );
+            Step::Mount {
+                source: Some(cstr("overlay")),
+                target: cpath(root)?,
+                fstype: Some(cstr("overlay")),
+                flags: MsFlags::empty(),
+                data: Some(cstring(options.as_bytes(), "overlay options")?),
+            }
+        }
+    });
+
+    for dir in [SANDBOX_BUILD_DIR, "/tmp", "/dev", "/proc", "/etc"] {
+        steps.push(Step::Mkdir {
+            path: at(dir)?,
+            mode: 0o755,
+        });
+    }
+    steps.push(Step::Chmod {
+        path: at("/tmp")?,
+        mode: 0o1777,
+    });
+    let mut store_prefix = PathBuf::from("/");
+    for component in spec.logical_store_dir.components().skip(1) {
+        store_prefix.push(component);
+        steps.push(Step::Mkdir {
+            path: cpath(&inside(root, &store_prefix))?,
+            mode: 0o755,
+        });
+    }
+    steps.push(Step::WriteFile {
+        path: at("/etc/passwd")?,
+        contents: passwd_contents().into_bytes(),
+        keep_existing,
+    });
+    steps.push(Step::WriteFile {
+        path: at("/etc/group")?,
+        contents: group_contents().into_bytes(),
+        keep_existing,
+    });
+    if !spec.network {
+        steps.push(Step::WriteFile {
+            path: at("/etc/hosts")?,
+            contents: HOSTS_CONTENTS.as_bytes().to_vec(),
+            keep_existing,
+        });
+    }
+
+    // The store: a host staging directory (outputs are created in it), holding exactly the
+    // inputs, each bound read-only.
+    let store_in_root = inside(root, &spec.logical_store_dir);
+    steps.push(Step::Mount {
+        source: Some(cpath(staging.store)?),
+        target: cpath(&store_in_root)?,
+        fstype: None,
+        flags: MsFlags::MS_BIND,
+        data: None,
+    });
+    for input in &spec.inputs {
+        let name = spec.store_entry_name(&input.logical_path)?;
+        bind_read_only(&input.host_path, &store_in_root.join(name), &mut steps)?;
+    }
+    steps.push(bind(&spec.build_dir, at(SANDBOX_BUILD_DIR)?)?);
+
+    steps.push(mount_fs(
+        "proc",
+        at("/proc")?,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    ));
+
+    steps.push(mount_fs(
+        "tmpfs",
+        at("/dev")?,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755"),
+    ));
+    for node in DEVICE_NODES {
+        let host = Path::new("/dev").join(node);
+        if host.exists() {
+            let target = at(&format!("/dev/{node}"))?;
+            steps.push(Step::CreateFile {
+                path: target.clone(),
+            });
+            steps.push(bind(&host, target)?);
+        }
+    }
+    steps.push(Step::Mkdir {
+        path: at("/dev/shm")?,
+        mode: 0o1777,
+    });
+    steps.push(mount_fs(
+        "tmpfs",
+        at("/dev/shm")?,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=01777"),
+    ));
+    steps.push(Step::Mkdir {
+        path: at("/dev/pts")?,
+        mode: 0o755,
+    });
+    steps.push(Step::Mount {
+        source: Some(cstr("devpts")),
+        target: at("/dev/pts")?,
+        fstype: Some(cstr("devpts")),
+        flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        data: Some(cstr("newinstance,ptmxmode=0666,mode=0620")),
+    });
+    for (target, link) in [
+        ("pts/ptmx", "/dev/ptmx"),
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+    ] {
+        steps.push(Step::Symlink {
+            target: cstr(target),
+            link: at(link)?,
+        });
+    }
+
+    if spec.network {
+        for file in NETWORK_FILES {
+            let host = Path::new("/etc").join(file);
+            if host.exists() {
+                let target = inside(root, &host);
+                steps.push(Step::CreateFile {
+                    path: cpath(&target)?,
+                });
+                steps.push(bind(&host, cpath(&target)?)?);
+                steps.push(remount_read_only(&host, cpath(&target)?)?);
+            }
+        }
+    } else {
+        steps.push(Step::LoopbackUp);
+    }
+
+    steps.push(Step::Chdir { path: cpath(root)? });
+    steps.push(Step::PivotRoot {
+        new_root: cstr("."),
+        put_old: cstr("."),
+    });
+    steps.push(Step::Umount {
+        target: cstr("."),
+        flags: MntFlags::MNT_DETACH,
+    });
+    steps.push(Step::Chdir { path: cstr("/") });
+    steps.push(Step::SetHostname {
+        name: cstr("localhost"),
+    });
+    steps.push(Step::SetDomainname {
+        name: cstr("(none)"),
+    });
+
+    let mut builder_steps = vec![Step::ResetSignals, Step::Setsid];
+    if mapping.is_range() {
+        builder_steps.push(Step::ClearGroups);
+    }
+    builder_steps.push(Step::SetGid {
+        gid: mapping.builder_gid(),
+    });
+    builder_steps.push(Step::SetUid {
+        uid: mapping.builder_uid(),
+    });
+    if mapping.is_range() {
+        builder_steps.push(Step::DropCapability { cap: CAP_SYS_ADMIN });
+    }
+    builder_steps.push(Step::Umask { mask: 0o022 });
+    builder_steps.push(Step::Chdir {
+        path: cstr(SANDBOX_BUILD_DIR),
+    });
+
+    let program = cpath(&spec.builder)?;
+    let mut argv = vec![program.clone()];
+    for arg in &spec.args {
+        argv.push(cstring(OsStr::as_bytes(arg), "a builder argument")?);
+    }
+    let envp = spec
+        .env
+        .iter()
+        .map(|(name, value)| cstring(format!("{name}={value}").as_bytes(), "the environment"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ChildPlan::new(steps, builder_steps, program, argv, envp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_and_group_match_nix_2_8() {
+        assert_eq!(
+            passwd_contents(),
+            "root:x:0:0:Nix build user:/build:/noshell\n\
+             nixbld:x:1000:100:Nix build user:/build:/noshell\n\
+             nobody:x:65534:65534:Nobody:/:/noshell\n"
+        );
+        assert_eq!(
+            group_contents(),
+            "root:x:0:\nnixbld:!:100:\nnogroup:x:65534:\n"
+        );
+    }
+
+    #[test]
+    fn inside_joins_absolute_sandbox_paths_under_the_root() {
+        assert_eq!(
+            inside(Path::new("/s/root"), Path::new("/kiln/store")),
+            PathBuf::from("/s/root/kiln/store")
+        );
+    }
+}
