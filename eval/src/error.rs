@@ -120,45 +120,60 @@ impl EvalError {
         matches!(self.0.kind, ErrorKind::Throw | ErrorKind::Assert)
     }
 
-    /// Renders rustc-style, with the source line and caret under the span.
+    /// Renders rustc-style, with the source line and caret under the span:
+    ///
+    /// ```text
+    /// error: attribute 'x' missing
+    ///   --> /path/file.nix:3:5
+    ///    |
+    ///  3 |   a.x + 1
+    ///    |   ^^^
+    ///    = note: while evaluating the attribute 'y' at /path/file.nix:2:3
+    /// ```
     pub fn render(&self, sources: &SourceMap) -> String {
         let mut out = format!("error: {}\n", self.0.message);
+        let gutter = self
+            .0
+            .span
+            .and_then(|span| sources.line_col(span.file, span.start))
+            .map_or(1, |pos| pos.line.to_string().len())
+            + 1;
         if let Some(span) = self.0.span {
-            render_location(&mut out, sources, span);
+            render_location(&mut out, sources, span, gutter);
         }
+        let pad = " ".repeat(gutter + 1);
         if let Some(s) = &self.0.suggestion {
-            out.push_str(&format!("   = help: did you mean '{s}'?\n"));
+            out.push_str(&format!("{pad}= help: did you mean '{s}'?\n"));
         }
         for frame in &self.0.trace {
             match frame.span {
                 Some(span) => out.push_str(&format!(
-                    "   = note: {} at {}\n",
+                    "{pad}= note: {} at {}\n",
                     frame.message,
                     sources.describe(span)
                 )),
-                None => out.push_str(&format!("   = note: {}\n", frame.message)),
+                None => out.push_str(&format!("{pad}= note: {}\n", frame.message)),
             }
         }
         out
     }
 }
 
-fn render_location(out: &mut String, sources: &SourceMap, span: Span) {
+fn render_location(out: &mut String, sources: &SourceMap, span: Span, gutter: usize) {
     let (Some(file), Some(start)) = (
         sources.file(span.file),
         sources.line_col(span.file, span.start),
     ) else {
         return;
     };
+    let pad = " ".repeat(gutter);
     out.push_str(&format!(
-        "  --> {}:{}:{}\n",
+        "{pad}--> {}:{}:{}\n",
         file.name, start.line, start.column
     ));
     let Some(line_text) = sources.line_text(span.file, start.line) else {
         return;
     };
-    let gutter = start.line.to_string().len();
-    let pad = " ".repeat(gutter);
     // The caret covers the span on its first line (at least one character).
     let end_col = match sources.line_col(span.file, span.end) {
         Some(end) if end.line == start.line && end.column > start.column => end.column,
@@ -167,7 +182,7 @@ fn render_location(out: &mut String, sources: &SourceMap, span: Span) {
     };
     let width = end_col.saturating_sub(start.column).max(1);
     out.push_str(&format!("{pad} |\n"));
-    out.push_str(&format!("{} | {}\n", start.line, line_text));
+    out.push_str(&format!("{:>gutter$} | {}\n", start.line, line_text));
     out.push_str(&format!(
         "{pad} | {}{}\n",
         " ".repeat(start.column - 1),

@@ -220,7 +220,8 @@ impl Evaluator {
 
     // ----- forcing -------------------------------------------------------------------------
 
-    fn check_stack(&self, span: Span) -> EvalResult<()> {
+    /// Fails with Nix's stack overflow error when the evaluation stack is nearly used up.
+    pub(crate) fn check_stack(&self, span: Span) -> EvalResult<()> {
         if approximate_stack_pointer() < self.stack_floor {
             return Err(EvalError::new(
                 ErrorKind::StackOverflow,
@@ -323,6 +324,7 @@ impl Evaluator {
         span: Span,
         seen: &mut std::collections::HashSet<usize>,
     ) -> EvalResult<()> {
+        self.check_stack(span)?;
         match value {
             Value::Attrs(attrs) => {
                 if !seen.insert(Rc::as_ptr(attrs) as usize) {
@@ -513,7 +515,7 @@ impl Evaluator {
                 match c {
                     Value::Bool(true) => self.eval(then_branch, env),
                     Value::Bool(false) => self.eval(else_branch, env),
-                    other => Err(EvalError::type_mismatch("a Boolean", &other).at(span)),
+                    other => Err(EvalError::type_mismatch("a Boolean", &other).at(condition.span)),
                 }
             }
             ExprKind::Binary { op, lhs, rhs } => self.eval_binary(*op, lhs, rhs, env, span),
@@ -621,6 +623,7 @@ impl Evaluator {
                         copy_to_store: true,
                     },
                 )?;
+                reject_context(&s, expr.span)?;
                 Ok(sym(s.as_str()))
             }
         }
@@ -712,6 +715,7 @@ impl Evaluator {
                     copy_to_store: true,
                 },
             )?;
+            reject_context(&name, dynamic.name.span)?;
             let name = sym(name.as_str());
             if result.contains(name) {
                 let position = self.sources.borrow().describe(dynamic.span);
@@ -1219,6 +1223,7 @@ impl Evaluator {
 
     /// Nix's `==`.
     pub fn equal(&self, a: &Value, b: &Value, span: Span) -> EvalResult<bool> {
+        self.check_stack(span)?;
         let a = self.force(a, span)?;
         let b = self.force(b, span)?;
         Ok(match (&a, &b) {
@@ -1306,6 +1311,23 @@ impl Evaluator {
             .at(span)),
         }
     }
+}
+
+/// Attribute names may not refer to store paths.
+fn reject_context(s: &NixString, span: Span) -> EvalResult<()> {
+    if let Some(elem) = s.context().iter().next() {
+        let path = match elem {
+            ContextElem::Plain(p) | ContextElem::AllOutputs(p) => p,
+            ContextElem::Output { drv, .. } => drv,
+        };
+        return Err(EvalError::eval(format!(
+            "the string '{}' is not allowed to refer to a store path (such as '{}')",
+            s.as_str(),
+            path
+        ))
+        .at(span));
+    }
+    Ok(())
 }
 
 fn not_callable(v: &Value, span: Span) -> EvalError {

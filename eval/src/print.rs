@@ -149,6 +149,7 @@ impl Evaluator {
         out: &mut String,
         context: &mut Context,
     ) -> EvalResult<()> {
+        self.check_stack(span)?;
         let v = self.force(value, span)?;
         match &v {
             Value::Null => out.push_str("null"),
@@ -200,10 +201,13 @@ impl Evaluator {
                 out.push(']');
             }
             Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => {
-                return Err(
-                    EvalError::new(ErrorKind::Type, "cannot convert a function to JSON").at(span),
+                return Err(EvalError::new(
+                    ErrorKind::Type,
+                    format!("cannot convert {} to JSON", v.type_description()),
                 )
+                .at(span))
             }
+
             Value::Thunk(_) => unreachable!("forced above"),
         }
         Ok(())

@@ -288,3 +288,44 @@ fn json_and_api() {
         ]
     );
 }
+
+/// Evaluates strictly and renders the error as the CLI shows it.
+fn rendered_error(src: &'static str) -> String {
+    with_eval_stack(move || {
+        let ev = evaluator();
+        match ev
+            .eval_string(src, Path::new("/src"))
+            .and_then(|v| ev.print_value(&v, true))
+        {
+            Ok(s) => panic!("expected an error, got {s}"),
+            Err(e) => ev.render_error(&e),
+        }
+    })
+}
+
+#[test]
+fn diagnostic_syntax_error() {
+    insta::assert_snapshot!(rendered_error("let\n  a = 1;\n  b = (2 +;\nin a"));
+}
+
+#[test]
+fn diagnostic_undefined_variable() {
+    insta::assert_snapshot!(rendered_error("let\n  value = 1;\nin\n  valeu + 1"));
+}
+
+#[test]
+fn diagnostic_type_error() {
+    insta::assert_snapshot!(rendered_error("let\n  n = 1;\nin\n  if n then 1 else 2"));
+}
+
+#[test]
+fn diagnostic_missing_attribute() {
+    insta::assert_snapshot!(rendered_error(
+        "let\n  set = { x = 1; y = 2; };\n  r = { z = set.xx + 1; };\nin\n  r.z"
+    ));
+}
+
+#[test]
+fn diagnostic_infinite_recursion() {
+    insta::assert_snapshot!(rendered_error("let\n  a = { b = a.b; };\nin\n  a.b"));
+}

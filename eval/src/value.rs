@@ -31,7 +31,19 @@ pub enum Value {
 
 impl Value {
     /// Nix's description of a value's type in error messages ("an integer", "a set", …).
-    pub fn type_description(&self) -> &'static str {
+    pub fn type_description(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Value::PrimOp(b) => format!("the built-in function '{}'", b.name).into(),
+            Value::PrimOpApp(app) => format!(
+                "the partially applied built-in function '{}'",
+                app.builtin.name
+            )
+            .into(),
+            other => other.simple_type_description().into(),
+        }
+    }
+
+    fn simple_type_description(&self) -> &'static str {
         match self {
             Value::Null => "null",
             Value::Bool(_) => "a Boolean",

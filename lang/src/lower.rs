@@ -152,13 +152,18 @@ fn syntax_error(error: &rnix::ParseError, source: &str, file: FileId) -> SyntaxE
             )
         }
         E::UnexpectedWanted(got, range, wanted) if wanted.contains(&SyntaxKind::TOKEN_IDENT) => {
-            let got_text = &source[usize::from(range.start())..usize::from(range.end())];
+            let got_text = source[usize::from(range.start())..usize::from(range.end())]
+                .trim()
+                .chars()
+                .next()
+                .map(String::from)
+                .unwrap_or_default();
             let got = match got {
                 SyntaxKind::TOKEN_ASSIGN
                 | SyntaxKind::TOKEN_SEMICOLON
                 | SyntaxKind::TOKEN_R_BRACE
                 | SyntaxKind::TOKEN_R_PAREN
-                | SyntaxKind::TOKEN_DOT => format!("'{}'", got_text.trim()),
+                | SyntaxKind::TOKEN_DOT => format!("'{got_text}'"),
                 other => token_name(*other),
             };
             (
@@ -778,7 +783,8 @@ impl Lowerer<'_, '_> {
         if let Some(index) = attrs.statics.iter().position(|(n, _, _)| *n == name) {
             let first_span = attrs.statics[index].2;
             let mergeable = match (&attrs.statics[index].1, &value) {
-                (Pending::Nested(old), Pending::Nested(new)) => !(old.literal && new.literal),
+                // Nix 2.8 merges even two literal sets (`a = { b = 1; }; a = { c = 2; };`).
+                (Pending::Nested(_), Pending::Nested(_)) => true,
                 _ => false,
             };
             if mergeable {
@@ -975,51 +981,64 @@ impl Lowerer<'_, '_> {
     }
 }
 
-/// Unescapes the raw text of an indented string: `'''` → `''`, `''$` → `$`, `''\\X` → X
-/// (`n`, `r`, `t` as control characters).
-fn unescape_indented(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
+/// A piece of an indented string as Nix 2.8's lexer splits it.
+enum IndentedPiece {
+    /// A run of plain text.
+    Text(String),
+    /// The result of an escape (`'''`, `''$`, `''\\X`).
+    Escape(String),
+    Interpolation(ast::Interpol),
+}
+
+/// Splits the raw text of an indented string into plain runs and unescaped escapes:
+/// `'''` → `''`, `''$` → `$`, `''\\X` → X (`n`, `r`, `t` as control characters).
+fn split_indented(raw: &str, out: &mut Vec<IndentedPiece>) {
     let mut rest = raw;
     while let Some(i) = rest.find("''") {
-        out.push_str(&rest[..i]);
+        if i > 0 {
+            out.push(IndentedPiece::Text(rest[..i].to_string()));
+        }
         let after = &rest[i + 2..];
         let mut chars = after.chars();
         match chars.next() {
             Some('\'') => {
-                out.push_str("''");
+                out.push(IndentedPiece::Escape("''".into()));
                 rest = &after[1..];
             }
             Some('$') => {
-                out.push('$');
+                out.push(IndentedPiece::Escape("$".into()));
                 rest = &after[1..];
             }
             Some('\\') => match chars.next() {
                 Some(c) => {
-                    out.push(match c {
+                    let unescaped = match c {
                         'n' => '\n',
                         'r' => '\r',
                         't' => '\t',
                         other => other,
-                    });
+                    };
+                    out.push(IndentedPiece::Escape(unescaped.to_string()));
                     rest = &after[1 + c.len_utf8()..];
                 }
                 None => rest = "",
             },
             _ => {
-                out.push_str("''");
+                out.push(IndentedPiece::Text("''".into()));
                 rest = after;
             }
         }
     }
-    out.push_str(rest);
-    out
+    if !rest.is_empty() {
+        out.push(IndentedPiece::Text(rest.to_string()));
+    }
 }
 
-/// The parts of an indented string after Nix 2.8's indentation stripping, which runs on the
-/// already unescaped text (so an escaped `''\\n` starts a new line whose indentation is
-/// stripped too) and treats interpolations as ending a line's leading whitespace.
+/// The parts of an indented string after Nix 2.8's indentation stripping: the minimum
+/// indentation ignores escapes (they end a line's leading whitespace, like interpolations),
+/// but stripping then treats escaped text like plain text (so an escaped `''\\n` starts a
+/// line whose indentation is stripped too).
 fn indented_parts(s: &ast::Str) -> Vec<InterpolPart<String>> {
-    let mut raw_parts: Vec<InterpolPart<String>> = Vec::new();
+    let mut pieces: Vec<IndentedPiece> = Vec::new();
     for (index, part) in s.parts().enumerate() {
         match part {
             InterpolPart::Literal(content) => {
@@ -1031,24 +1050,25 @@ fn indented_parts(s: &ast::Str) -> Vec<InterpolPart<String>> {
                         text = &text[spaces + 1..];
                     }
                 }
-                raw_parts.push(InterpolPart::Literal(unescape_indented(text)));
+                split_indented(text, &mut pieces);
             }
-            InterpolPart::Interpolation(i) => raw_parts.push(InterpolPart::Interpolation(i)),
+            InterpolPart::Interpolation(i) => pieces.push(IndentedPiece::Interpolation(i)),
         }
     }
-    // Minimum indentation; whitespace-only final lines do not count.
+    // Minimum indentation; whitespace-only lines do not count.
     let mut at_line_start = true;
+    // Lines of only spaces do not count; with none left every leading space goes.
     let mut min_indent = usize::MAX;
     let mut current = 0usize;
-    for part in &raw_parts {
-        match part {
-            InterpolPart::Interpolation(_) => {
+    for piece in &pieces {
+        match piece {
+            IndentedPiece::Interpolation(_) | IndentedPiece::Escape(_) => {
                 if at_line_start {
                     at_line_start = false;
                     min_indent = min_indent.min(current);
                 }
             }
-            InterpolPart::Literal(text) => {
+            IndentedPiece::Text(text) => {
                 for c in text.chars() {
                     if at_line_start {
                         match c {
@@ -1067,57 +1087,58 @@ fn indented_parts(s: &ast::Str) -> Vec<InterpolPart<String>> {
             }
         }
     }
-    if min_indent == usize::MAX {
-        min_indent = 0;
-    }
-    let count = raw_parts.len();
-    let mut out = Vec::with_capacity(count);
+    let count = pieces.len();
+    let mut out: Vec<InterpolPart<String>> = Vec::with_capacity(count);
     at_line_start = true;
     let mut dropped = 0usize;
-    for (index, part) in raw_parts.into_iter().enumerate() {
-        match part {
-            InterpolPart::Interpolation(i) => {
+    for (index, piece) in pieces.into_iter().enumerate() {
+        let text = match piece {
+            IndentedPiece::Interpolation(i) => {
                 at_line_start = false;
                 dropped = 0;
                 out.push(InterpolPart::Interpolation(i));
+                continue;
             }
-            InterpolPart::Literal(text) => {
-                let mut stripped = String::with_capacity(text.len());
-                for c in text.chars() {
-                    if at_line_start {
-                        match c {
-                            ' ' => {
-                                if dropped >= min_indent {
-                                    stripped.push(c);
-                                }
-                                dropped += 1;
-                            }
-                            '\n' => {
-                                dropped = 0;
-                                stripped.push(c);
-                            }
-                            _ => {
-                                at_line_start = false;
-                                dropped = 0;
-                                stripped.push(c);
-                            }
+            IndentedPiece::Text(text) | IndentedPiece::Escape(text) => text,
+        };
+        let mut stripped = String::with_capacity(text.len());
+        for c in text.chars() {
+            if at_line_start {
+                match c {
+                    ' ' => {
+                        if dropped >= min_indent {
+                            stripped.push(c);
                         }
-                    } else {
+                        dropped += 1;
+                    }
+                    '\n' => {
+                        dropped = 0;
                         stripped.push(c);
-                        if c == '\n' {
-                            at_line_start = true;
-                        }
+                    }
+                    _ => {
+                        at_line_start = false;
+                        dropped = 0;
+                        stripped.push(c);
                     }
                 }
-                if index + 1 == count {
-                    if let Some(p) = stripped.rfind('\n') {
-                        if stripped[p + 1..].chars().all(|c| c == ' ') {
-                            stripped.truncate(p + 1);
-                        }
-                    }
+            } else {
+                stripped.push(c);
+                if c == '\n' {
+                    at_line_start = true;
                 }
-                out.push(InterpolPart::Literal(stripped));
             }
+        }
+        // A whitespace-only last line is dropped.
+        if index + 1 == count {
+            if let Some(p) = stripped.rfind('\n') {
+                if stripped[p + 1..].chars().all(|c| c == ' ') {
+                    stripped.truncate(p + 1);
+                }
+            }
+        }
+        match out.last_mut() {
+            Some(InterpolPart::Literal(previous)) => previous.push_str(&stripped),
+            _ => out.push(InterpolPart::Literal(stripped)),
         }
     }
     out
@@ -1308,7 +1329,8 @@ mod tests {
         assert_eq!(err.message, "attribute 'a' already defined at (string):1:3");
         assert!(lower_str("{ a.b = 1; a.c = 2; }").is_ok());
         assert!(lower_str("{ a = { b = 1; }; a.c = 2; }").is_ok());
-        assert!(lower_str("{ a = { b = 1; }; a = { c = 2; }; }").is_err());
+        assert!(lower_str("{ a = { b = 1; }; a = { c = 2; }; }").is_ok());
+        assert!(lower_str("{ a = 1; a.c = 2; }").is_err());
     }
 
     #[test]
