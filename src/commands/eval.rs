@@ -42,7 +42,10 @@ pub fn run(global: &GlobalOptions, args: EvalArgs) -> Result<(), Failure> {
         }
         .map_err(|e| input::reported(&evaluator, &e))?;
         out.push_str(&text);
-        out.push('\n');
+        // `nix-instantiate --eval --json` ends its output without a newline.
+        if !args.json {
+            out.push('\n');
+        }
     }
     let mut stdout = std::io::stdout().lock();
     stdout
