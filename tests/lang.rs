@@ -116,34 +116,43 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
+/// Every mismatch of one case, as (label, detail) pairs.
+fn check_case(case: &LangCase, corpus: &Path, store_root: &Path) -> Vec<(String, String)> {
+    let source = source_excerpt(case);
+    let plain = run_kiln(case, corpus, store_root, false);
+    if let Some(detail) = check(&case.plain, &plain, corpus) {
+        return vec![(case.name.clone(), format!("{source}{detail}"))];
+    }
+    if let Some(detail) = check_trace(&case.trace, &plain, corpus) {
+        return vec![(
+            format!("{} (trace)", case.name),
+            format!("{source}{detail}"),
+        )];
+    }
+    if let Some(json_expected) = &case.json {
+        let json = run_kiln(case, corpus, store_root, true);
+        if let Some(detail) = check(json_expected, &json, corpus) {
+            return vec![(
+                format!("{} (--json)", case.name),
+                format!("{source}{detail}"),
+            )];
+        }
+    }
+    Vec::new()
+}
+
 #[test]
 fn language_corpus_matches_oracle_expectations() {
     let corpus = corpus_dir("lang");
     let store_root = tempfile::tempdir().expect("a temporary store root");
+    let cases = cases(&corpus);
+    let outcomes =
+        common::parallel_map(&cases, |case| check_case(case, &corpus, store_root.path()));
     let mut report = Report::new();
-    for case in cases(&corpus) {
+    for failures in outcomes {
         report.checked();
-        let source = source_excerpt(&case);
-        let plain = run_kiln(&case, &corpus, store_root.path(), false);
-        if let Some(detail) = check(&case.plain, &plain, &corpus) {
-            report.fail(&case.name, format!("{source}{detail}"));
-            continue;
-        }
-        if let Some(detail) = check_trace(&case.trace, &plain, &corpus) {
-            report.fail(
-                &format!("{} (trace)", case.name),
-                format!("{source}{detail}"),
-            );
-            continue;
-        }
-        if let Some(json_expected) = &case.json {
-            let json = run_kiln(&case, &corpus, store_root.path(), true);
-            if let Some(detail) = check(json_expected, &json, &corpus) {
-                report.fail(
-                    &format!("{} (--json)", case.name),
-                    format!("{source}{detail}"),
-                );
-            }
+        for (name, detail) in failures {
+            report.fail(&name, detail);
         }
     }
     report.finish("lang");

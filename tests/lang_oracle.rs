@@ -69,6 +69,44 @@ fn compare(expected: &Expectation, actual: &Expectation) -> Option<String> {
     }
 }
 
+/// Every disagreement between the oracle and one case's committed expectations, as
+/// (label, detail) pairs.
+fn check_case(home: &OracleHome, case: &LangCase, corpus: &Path) -> Vec<(String, String)> {
+    let mut failures = Vec::new();
+    let (plain, trace) = oracle_says(home, case, corpus, false);
+    if case.is_newer_nix() {
+        if plain == case.plain {
+            failures.push((
+                case.name.clone(),
+                "    Nix 2.8 now agrees with this newer-nix case: move it to a regular group \
+                 and regenerate it with regen.sh\n"
+                    .to_string(),
+            ));
+        }
+        return failures;
+    }
+    if let Some(detail) = compare(&case.plain, &plain) {
+        failures.push((case.name.clone(), detail));
+        return failures;
+    }
+    if trace != case.trace {
+        failures.push((
+            format!("{} (trace)", case.name),
+            format!(
+                "    committed: {:?}\n    oracle:    {:?}\n",
+                case.trace, trace
+            ),
+        ));
+    }
+    if let Some(json_expected) = &case.json {
+        let (json, _) = oracle_says(home, case, corpus, true);
+        if let Some(detail) = compare(json_expected, &json) {
+            failures.push((format!("{} (--json)", case.name), detail));
+        }
+    }
+    failures
+}
+
 #[test]
 fn oracle_still_agrees_with_language_corpus() {
     if !oracle_available("lang_oracle") {
@@ -76,38 +114,13 @@ fn oracle_still_agrees_with_language_corpus() {
     }
     let corpus = corpus_dir("lang");
     let home = OracleHome::new();
+    let cases = cases(&corpus);
+    let outcomes = common::parallel_map(&cases, |case| check_case(&home, case, &corpus));
     let mut report = Report::new();
-    for case in cases(&corpus) {
+    for failures in outcomes {
         report.checked();
-        let (plain, trace) = oracle_says(&home, &case, &corpus, false);
-        if case.is_newer_nix() {
-            if plain == case.plain {
-                report.fail(
-                    &case.name,
-                    "    Nix 2.8 now agrees with this newer-nix case: move it to a regular group \
-                     and regenerate it with regen.sh\n",
-                );
-            }
-            continue;
-        }
-        if let Some(detail) = compare(&case.plain, &plain) {
-            report.fail(&case.name, detail);
-            continue;
-        }
-        if trace != case.trace {
-            report.fail(
-                &format!("{} (trace)", case.name),
-                format!(
-                    "    committed: {:?}\n    oracle:    {:?}\n",
-                    case.trace, trace
-                ),
-            );
-        }
-        if let Some(json_expected) = &case.json {
-            let (json, _) = oracle_says(&home, &case, &corpus, true);
-            if let Some(detail) = compare(json_expected, &json) {
-                report.fail(&format!("{} (--json)", case.name), detail);
-            }
+        for (name, detail) in failures {
+            report.fail(&name, detail);
         }
     }
     report.finish("lang_oracle");

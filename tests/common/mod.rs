@@ -215,6 +215,42 @@ impl OracleHome {
     }
 }
 
+/// Number of cases checked at once: the child processes mostly wait (process start-up, file
+/// system), so a few more than the CPUs keeps the machine busy without crowding it.
+pub fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(2)
+        .clamp(2, 8)
+}
+
+/// Applies `check` to every item on [`worker_count`] threads; results keep the items' order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], check: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..worker_count().min(items.len().max(1)) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(index) else { break };
+                let result = check(item);
+                *results[index]
+                    .lock()
+                    .expect("no worker panics while holding a slot") = Some(result);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .expect("no worker panics while holding a slot")
+                .expect("every item was checked")
+        })
+        .collect()
+}
+
 /// A readable difference between an expected and an actual text.
 pub fn diff(expected: &str, actual: &str) -> String {
     let mut out = String::new();
