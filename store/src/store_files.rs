@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,9 +68,10 @@ pub fn render_content_address(method: ContentAddressMethod, hash: &Hash) -> Stri
 fn temp_location(store: &LocalStore, name: &str) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let serial = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
     store
         .physical_store_dir()
-        .join(format!(".tmp-{}-{}-{}", std::process::id(), serial, name))
+        .join(format!(".tmp-{pid}-{serial}-{name}"))
 }
 
 /// Writes `path` (a text file with `contents`) unless it is already valid, and registers it with
@@ -89,19 +90,34 @@ pub fn add_text(
     if store.prepare_path_for_write(&lock)? {
         return Ok(());
     }
+    write_text_file(store, path, contents)?;
+    let info = text_path_info(path, contents, references, derivation_outputs);
+    register(store, info)?;
+    drop(lock);
+    Ok(())
+}
+
+/// Writes `contents` to the physical location of `path` through a temporary name, replacing
+/// whatever invalid leftover is there (text paths are content addressed and never build
+/// outputs, so any file at that name holds the same bytes or is garbage).
+fn write_text_file(
+    store: &LocalStore,
+    path: &StorePath,
+    contents: &[u8],
+) -> Result<(), StoreFilesError> {
     let temp = temp_location(store, path.name());
     let result = (|| {
+        // Created read-only with its canonical time: one open, write and futimens per file.
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o444)
             .open(&temp)
             .map_err(io_error("cannot create", &temp))?;
         file.write_all(contents)
             .map_err(io_error("cannot write", &temp))?;
-        canonicalise(
-            &temp,
-            &file.metadata().map_err(io_error("cannot stat", &temp))?,
-        )?;
+        file.set_times(canonical_times())
+            .map_err(io_error("cannot set times of", &temp))?;
         drop(file);
         let physical = store.physical_path(path);
         fs::rename(&temp, &physical).map_err(io_error("cannot move into place", &physical))
@@ -109,7 +125,15 @@ pub fn add_text(
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
-    result?;
+    result
+}
+
+fn text_path_info(
+    path: &StorePath,
+    contents: &[u8],
+    references: &BTreeSet<StorePath>,
+    derivation_outputs: BTreeMap<String, StorePath>,
+) -> ValidPathInfo {
     let (nar_hash, nar_size) = nar::hash_bytes(contents);
     let mut info = ValidPathInfo::new(path.clone(), nar_hash, nar_size);
     info.references = references.clone();
@@ -118,14 +142,79 @@ pub fn add_text(
         &Hash::sha256(contents),
     ));
     info.derivation_outputs = derivation_outputs;
-    register(store, info)?;
-    drop(lock);
-    Ok(())
+    info
+}
+
+/// Text files (`.drv` files, `toFile` texts) written right away and registered together in
+/// one transaction by [`TextBatch::flush`] — an evaluation writes 10,000s of them, and one
+/// transaction per file would dominate. Until the flush they are invalid, hence garbage to
+/// everyone else; should another process remove one meanwhile, the flush writes it again.
+/// Add referenced texts before the texts that refer to them (evaluation order does that).
+#[derive(Default)]
+pub struct TextBatch {
+    pending: Vec<(ValidPathInfo, Vec<u8>)>,
+    members: std::collections::HashSet<StorePath>,
+}
+
+impl TextBatch {
+    pub fn new() -> TextBatch {
+        TextBatch::default()
+    }
+
+    /// The number of texts waiting for registration.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Writes `path` unless it is valid or already in the batch, and queues its registration.
+    pub fn add(
+        &mut self,
+        store: &LocalStore,
+        path: &StorePath,
+        contents: &[u8],
+        references: &BTreeSet<StorePath>,
+        derivation_outputs: BTreeMap<String, StorePath>,
+    ) -> Result<(), StoreFilesError> {
+        if self.members.contains(path) || store.is_valid(path)? {
+            return Ok(());
+        }
+        write_text_file(store, path, contents)?;
+        let info = text_path_info(path, contents, references, derivation_outputs);
+        self.members.insert(path.clone());
+        self.pending.push((info, contents.to_vec()));
+        Ok(())
+    }
+
+    /// Registers every queued text in one transaction, first rewriting any that disappeared.
+    pub fn flush(&mut self, store: &LocalStore) -> Result<(), StoreFilesError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        for (info, contents) in &self.pending {
+            if fs::symlink_metadata(store.physical_path(&info.path)).is_err() {
+                write_text_file(store, &info.path, contents)?;
+            }
+        }
+        let infos: Vec<ValidPathInfo> = self.pending.iter().map(|(info, _)| info.clone()).collect();
+        register_batch(store, &infos)?;
+        self.pending.clear();
+        self.members.clear();
+        Ok(())
+    }
 }
 
 /// The one place where a newly written store object becomes valid.
 fn register(store: &LocalStore, info: ValidPathInfo) -> Result<(), StoreFilesError> {
-    store.register_valid_paths(&[info])?;
+    register_batch(store, &[info])
+}
+
+/// Registers several newly written objects in one transaction.
+fn register_batch(store: &LocalStore, infos: &[ValidPathInfo]) -> Result<(), StoreFilesError> {
+    store.register_valid_paths(infos)?;
     Ok(())
 }
 
@@ -253,6 +342,14 @@ fn is_executable(metadata: &fs::Metadata) -> bool {
     metadata.permissions().mode() & 0o100 != 0
 }
 
+/// Access and modification time 1 (one second after the epoch), as Nix gives store files.
+fn canonical_times() -> fs::FileTimes {
+    let one_second = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1);
+    fs::FileTimes::new()
+        .set_accessed(one_second)
+        .set_modified(one_second)
+}
+
 /// Gives a copied entry its canonical mode and modification time 1.
 fn canonicalise(path: &Path, metadata: &fs::Metadata) -> Result<(), StoreFilesError> {
     let file_type = metadata.file_type();
@@ -264,10 +361,7 @@ fn canonicalise(path: &Path, metadata: &fs::Metadata) -> Result<(), StoreFilesEr
     } else {
         0o444
     };
-    let one_second = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1);
-    let times = fs::FileTimes::new()
-        .set_accessed(one_second)
-        .set_modified(one_second);
+    let times = canonical_times();
     let handle = fs::File::open(path).map_err(io_error("cannot open", path))?;
     handle
         .set_times(times)
@@ -378,6 +472,38 @@ mod tests {
             })
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn text_batches_register_together() {
+        let temp = tempfile::tempdir().unwrap();
+        let store = open_store(temp.path());
+        let dir = store.store_dir().clone();
+        let inner = dir.make_text_path("inner", b"x", &BTreeSet::new()).unwrap();
+        let contents = format!("uses {}", dir.print(&inner));
+        let refs = BTreeSet::from([inner.clone()]);
+        let outer = dir
+            .make_text_path("outer", contents.as_bytes(), &refs)
+            .unwrap();
+        let mut batch = TextBatch::new();
+        batch
+            .add(&store, &inner, b"x", &BTreeSet::new(), BTreeMap::new())
+            .unwrap();
+        batch
+            .add(&store, &outer, contents.as_bytes(), &refs, BTreeMap::new())
+            .unwrap();
+        batch
+            .add(&store, &inner, b"x", &BTreeSet::new(), BTreeMap::new())
+            .unwrap();
+        assert_eq!(batch.len(), 2);
+        assert!(!store.is_valid(&outer).unwrap());
+        // Another process's collector removed an unregistered text: the flush rewrites it.
+        fs::remove_file(store.physical_path(&inner)).unwrap();
+        batch.flush(&store).unwrap();
+        assert!(batch.is_empty());
+        assert!(store.is_valid(&inner).unwrap() && store.is_valid(&outer).unwrap());
+        assert_eq!(fs::read(store.physical_path(&inner)).unwrap(), b"x");
+        assert_eq!(store.references(&outer).unwrap(), refs);
     }
 
     #[test]

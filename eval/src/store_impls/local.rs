@@ -1,11 +1,15 @@
 //! [`LocalEvalStore`]: an [`EvalStore`] that writes what evaluation creates — `toFile` texts,
-//! `.drv` files, copies of sources — into a [`LocalStore`] and registers each as valid.
+//! `.drv` files, copies of sources — into a [`LocalStore`] and registers them as valid.
+//! Copies of sources are registered at once; texts are written at once and registered in
+//! batches (see [`TextBatch`]): every [`TEXT_BATCH_SIZE`] texts, on [`LocalEvalStore::flush`],
+//! and when the store is dropped. Call `flush` before handing out the paths, to see errors.
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use kiln_store::local_store::LocalStore;
-use kiln_store::store_files::{self, commit_copy, content_hash, stage_copy, StoreFilesError};
+use kiln_store::store_files::{commit_copy, content_hash, stage_copy, StoreFilesError, TextBatch};
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use super::{
@@ -14,11 +18,15 @@ use super::{
 };
 use crate::store_access::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError};
 
+/// How many texts are registered per transaction.
+pub const TEXT_BATCH_SIZE: usize = 4096;
+
 /// Writes into a local store under its physical root.
 pub struct LocalEvalStore {
     store: Arc<LocalStore>,
     dir: StoreDir,
     sources: SourceCache,
+    texts: RefCell<TextBatch>,
 }
 
 impl LocalEvalStore {
@@ -28,7 +36,16 @@ impl LocalEvalStore {
             store,
             dir,
             sources: SourceCache::default(),
+            texts: RefCell::new(TextBatch::new()),
         }
+    }
+
+    /// Registers the texts written since the last flush.
+    pub fn flush(&self) -> Result<(), StoreAccessError> {
+        self.texts
+            .borrow_mut()
+            .flush(&self.store)
+            .map_err(access_error)
     }
 
     /// The store written to.
@@ -48,14 +65,19 @@ impl LocalEvalStore {
             .dir
             .make_text_path(name, contents, &references)
             .map_err(access_error)?;
-        store_files::add_text(
-            &self.store,
-            &path,
-            contents,
-            &references,
-            derivation_outputs,
-        )
-        .map_err(access_error)?;
+        let mut texts = self.texts.borrow_mut();
+        texts
+            .add(
+                &self.store,
+                &path,
+                contents,
+                &references,
+                derivation_outputs,
+            )
+            .map_err(access_error)?;
+        if texts.len() >= TEXT_BATCH_SIZE {
+            texts.flush(&self.store).map_err(access_error)?;
+        }
         Ok(self.dir.print(&path))
     }
 }
@@ -138,6 +160,14 @@ impl EvalStore for LocalEvalStore {
         match expected {
             Some(expected) if self.dir.print(&expected) != path => Err(mismatch_error(source)),
             _ => Ok(path),
+        }
+    }
+}
+
+impl Drop for LocalEvalStore {
+    fn drop(&mut self) {
+        if let Err(error) = self.flush() {
+            eprintln!("error: cannot register the texts written by evaluation: {error}");
         }
     }
 }

@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use computing::ComputingStore;
-pub use local::LocalEvalStore;
+pub use local::{LocalEvalStore, TEXT_BATCH_SIZE};
 
 use kiln_store::hash::{Hash, HashAlgo};
 use kiln_store::nar::NarError;

@@ -112,6 +112,7 @@ fn local_store_matches_nix_and_writes() {
         Arc::new(LocalStore::open(temp.path().join("root"), StoreDir::new("/nix/store")).unwrap());
     let store = LocalEvalStore::new(local.clone());
     check_store(&store, temp.path());
+    store.flush().unwrap();
     for written in [
         TREE,
         FILE_FLAT,
@@ -147,6 +148,12 @@ fn local_store_records_derivation_outputs() {
         .add_derivation("base.drv", b"Derive([])", &BTreeSet::new(), &outputs)
         .unwrap();
     let drv = local.store_dir().parse(&drv).unwrap();
+    assert!(
+        !local.is_valid(&drv).unwrap(),
+        "texts are registered in batches"
+    );
+    store.flush().unwrap();
+    assert!(local.is_valid(&drv).unwrap());
     let recorded = local.derivation_outputs(&drv).unwrap();
     assert_eq!(
         recorded.get("out").map(|p| local.store_dir().print(p)),
