@@ -36,6 +36,9 @@ impl CoerceMode {
     };
 }
 
+/// Addresses of sets and lists already visited by a deep walk.
+pub(crate) type SeenSet = std::collections::HashSet<usize, kiln_lang::symbol::BuildFxHasher>;
+
 thread_local! {
     /// Lowest stack address evaluation may reach on this thread (0 = not yet known).
     static STACK_FLOOR: Cell<usize> = const { Cell::new(0) };
@@ -313,17 +316,12 @@ impl Evaluator {
     /// Forces a value and everything inside it (`deepSeq`, `--strict`).
     pub fn deep_force(&self, value: &Value, span: Span) -> EvalResult<Value> {
         let v = self.force(value, span)?;
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = SeenSet::default();
         self.deep_force_inner(&v, span, &mut seen)?;
         Ok(v)
     }
 
-    fn deep_force_inner(
-        &self,
-        value: &Value,
-        span: Span,
-        seen: &mut std::collections::HashSet<usize>,
-    ) -> EvalResult<()> {
+    fn deep_force_inner(&self, value: &Value, span: Span, seen: &mut SeenSet) -> EvalResult<()> {
         self.check_stack(span)?;
         match value {
             Value::Attrs(attrs) => {
@@ -452,6 +450,7 @@ impl Evaluator {
     /// the same frame take that slot's value once it is known (so `b = a;` shares `a`'s
     /// value, as in Nix); cycles among them become thunks (which then report infinite
     /// recursion when forced).
+    #[inline(never)]
     fn fill_frame<'e>(&self, frame: &Env, bindings: impl Iterator<Item = (u32, &'e ExprRef)>) {
         let mut aliases: Vec<(u32, u32, &'e ExprRef)> = Vec::new();
         for (slot, expr) in bindings {
@@ -502,6 +501,24 @@ impl Evaluator {
                 env: env.clone(),
             }))),
             ExprKind::Apply { function, argument } => {
+                // `f a b`: a saturated builtin call is made directly, without partial
+                // applications in between.
+                if let ExprKind::Apply {
+                    function: inner_function,
+                    argument: first,
+                } = &function.kind
+                {
+                    let f = self.eval(inner_function, env)?;
+                    if let Value::PrimOp(builtin) = f {
+                        if builtin.arity == 2 {
+                            let args = [self.delay(first, env), self.delay(argument, env)];
+                            return self.call_builtin(builtin, &args, span);
+                        }
+                    }
+                    let partial = self.call(&f, self.delay(first, env), function.span)?;
+                    let arg = self.delay(argument, env);
+                    return self.call(&partial, arg, span);
+                }
                 let f = self.eval(function, env)?;
                 let arg = self.delay(argument, env);
                 self.call(&f, arg, span)
@@ -533,7 +550,7 @@ impl Evaluator {
             }
             ExprKind::With { namespace, body } => {
                 let ns = self.delay(namespace, env);
-                let frame = Env::new(vec![ns], Some(env.clone()));
+                let frame = Env::single(ns, Some(env.clone()));
                 self.eval(body, &frame)
             }
             ExprKind::Attrs(attrs) => self.eval_attrs(attrs, env),
@@ -574,25 +591,30 @@ impl Evaluator {
             },
             ExprKind::Interpolated(parts) => self.eval_interpolation(parts, env, span),
             ExprKind::Path(path) => self.eval_path(path, env, span),
-            ExprKind::CurPos => {
-                let sources = self.sources.borrow();
-                let pos = sources.line_col(span.file, span.start);
-                let file = sources
-                    .file(span.file)
-                    .map(|f| f.name.clone())
-                    .unwrap_or_default();
-                Ok(Value::attrs(Attrs::from_sorted(vec![
-                    (
-                        sym("column"),
-                        Value::Int(pos.map_or(0, |p| p.column as i64)),
-                    ),
-                    (sym("file"), Value::string(file)),
-                    (sym("line"), Value::Int(pos.map_or(0, |p| p.line as i64))),
-                ])))
-            }
+            ExprKind::CurPos => Ok(self.current_position(span)),
         }
     }
 
+    /// `__curPos`: `{ column, file, line }` of a span.
+    #[inline(never)]
+    fn current_position(&self, span: Span) -> Value {
+        let sources = self.sources.borrow();
+        let pos = sources.line_col(span.file, span.start);
+        let file = sources
+            .file(span.file)
+            .map(|f| f.name.clone())
+            .unwrap_or_default();
+        Value::attrs(Attrs::from_sorted(vec![
+            (
+                sym("column"),
+                Value::Int(pos.map_or(0, |p| p.column as i64)),
+            ),
+            (sym("file"), Value::string(file)),
+            (sym("line"), Value::Int(pos.map_or(0, |p| p.line as i64))),
+        ]))
+    }
+
+    #[inline(never)]
     fn lookup_with(
         &self,
         name: Symbol,
@@ -629,6 +651,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn eval_select(
         &self,
         subject: &ExprRef,
@@ -675,6 +698,7 @@ impl Evaluator {
         Ok(v)
     }
 
+    #[inline(never)]
     fn eval_attrs(&self, attrs: &ir::AttrsExpr, env: &Env) -> EvalResult<Value> {
         let (entries, value_env) = if attrs.recursive {
             let frame = Env::new(vec![Value::Null; attrs.statics.len()], Some(env.clone()));
@@ -689,7 +713,7 @@ impl Evaluator {
             let mut entries = Vec::with_capacity(attrs.statics.len() + attrs.dynamics.len());
             {
                 let slots = frame.0.slots.borrow();
-                for (attr, v) in attrs.statics.iter().zip(slots.iter()) {
+                for (attr, v) in attrs.statics.iter().zip(slots.as_slice().iter()) {
                     entries.push((attr.name, v.clone()));
                 }
             }
@@ -729,6 +753,7 @@ impl Evaluator {
         Ok(Value::attrs(result))
     }
 
+    #[inline(never)]
     fn eval_interpolation(&self, parts: &[StrPart], env: &Env, _span: Span) -> EvalResult<Value> {
         let mut text = String::new();
         let mut context = Context::new();
@@ -748,6 +773,7 @@ impl Evaluator {
         Ok(Value::String(NixString::with_context(text, context)))
     }
 
+    #[inline(never)]
     fn eval_path(&self, path: &PathExpr, env: &Env, span: Span) -> EvalResult<Value> {
         match path {
             PathExpr::Literal(p) => Ok(Value::path(p.to_string())),
@@ -896,7 +922,7 @@ impl Evaluator {
     ) -> EvalResult<Value> {
         let lambda = &closure.lambda;
         let frame = match &lambda.param {
-            Param::Ident(_) => Env::new(vec![argument], Some(closure.env.clone())),
+            Param::Ident(_) => Env::single(argument, Some(closure.env.clone())),
             Param::Pattern {
                 formals,
                 ellipsis,
@@ -998,6 +1024,36 @@ impl Evaluator {
             _ => {
                 let a = self.eval(lhs, env)?;
                 let b = self.eval(rhs, env)?;
+                if let (Value::Int(x), Value::Int(y)) = (&a, &b) {
+                    let (x, y) = (*x, *y);
+                    match op {
+                        BinaryOp::Add => {
+                            return x
+                                .checked_add(y)
+                                .map(Value::Int)
+                                .ok_or_else(|| overflow("adding", x, y, span))
+                        }
+                        BinaryOp::Sub => {
+                            return x
+                                .checked_sub(y)
+                                .map(Value::Int)
+                                .ok_or_else(|| overflow("subtracting", x, y, span))
+                        }
+                        BinaryOp::Mul => {
+                            return x
+                                .checked_mul(y)
+                                .map(Value::Int)
+                                .ok_or_else(|| overflow("multiplying", x, y, span))
+                        }
+                        BinaryOp::Less => return Ok(Value::Bool(x < y)),
+                        BinaryOp::LessOrEq => return Ok(Value::Bool(x <= y)),
+                        BinaryOp::More => return Ok(Value::Bool(x > y)),
+                        BinaryOp::MoreOrEq => return Ok(Value::Bool(x >= y)),
+                        BinaryOp::Equal => return Ok(Value::Bool(x == y)),
+                        BinaryOp::NotEqual => return Ok(Value::Bool(x != y)),
+                        _ => {}
+                    }
+                }
                 self.binary_values(op, a, b, span)
             }
         }
@@ -1070,6 +1126,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn add(&self, a: Value, b: Value, span: Span) -> EvalResult<Value> {
         match (&a, &b) {
             (Value::Int(x), Value::Int(y)) => x

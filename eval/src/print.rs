@@ -1,10 +1,10 @@
 //! Showing values as `nix-instantiate --eval [--strict]` prints them, and converting them to
 //! JSON with `builtins.toJSON` semantics (`__toString`, `outPath`, paths copied to the store).
 use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::eval::SeenSet;
 use crate::eval::{sym, CoerceMode, Evaluator};
 use crate::value::{Context, Value};
 use kiln_lang::Span;
-use std::collections::HashSet;
 use std::fmt::Write;
 use std::rc::Rc;
 
@@ -79,12 +79,12 @@ impl Evaluator {
             self.force(value, span)?
         };
         let mut out = String::new();
-        let mut seen = HashSet::new();
+        let mut seen = SeenSet::default();
         self.print_into(&value, &mut out, &mut seen);
         Ok(out)
     }
 
-    fn print_into(&self, value: &Value, out: &mut String, seen: &mut HashSet<usize>) {
+    fn print_into(&self, value: &Value, out: &mut String, seen: &mut SeenSet) {
         match value {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),

@@ -333,8 +333,40 @@ pub struct PrimOpApp {
 /// One frame of the environment chain: the slots a `let`, `rec`, lambda call or `with`
 /// creates, and the enclosing frame.
 pub struct EnvFrame {
-    pub(crate) slots: RefCell<Vec<Value>>,
+    pub(crate) slots: RefCell<Slots>,
     pub(crate) parent: Option<Env>,
+}
+
+/// The slots of a frame; one-slot frames (most lambda calls, `with`) need no second
+/// allocation.
+pub(crate) enum Slots {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+impl Slots {
+    #[inline]
+    pub(crate) fn get(&self, slot: usize) -> &Value {
+        match self {
+            Slots::One(v) => v,
+            Slots::Many(values) => &values[slot],
+        }
+    }
+
+    #[inline]
+    fn set(&mut self, slot: usize, value: Value) {
+        match self {
+            Slots::One(v) => *v = value,
+            Slots::Many(values) => values[slot] = value,
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[Value] {
+        match self {
+            Slots::One(v) => std::slice::from_ref(v),
+            Slots::Many(values) => values,
+        }
+    }
 }
 
 /// A shared environment frame.
@@ -344,7 +376,15 @@ pub struct Env(pub(crate) Rc<EnvFrame>);
 impl Env {
     pub fn new(slots: Vec<Value>, parent: Option<Env>) -> Env {
         Env(Rc::new(EnvFrame {
-            slots: RefCell::new(slots),
+            slots: RefCell::new(Slots::Many(slots)),
+            parent,
+        }))
+    }
+
+    /// A frame with exactly one slot.
+    pub fn single(value: Value, parent: Option<Env>) -> Env {
+        Env(Rc::new(EnvFrame {
+            slots: RefCell::new(Slots::One(value)),
             parent,
         }))
     }
@@ -364,11 +404,16 @@ impl Env {
     }
 
     pub(crate) fn get(&self, depth: u32, slot: u32) -> Value {
-        self.ancestor(depth).0.slots.borrow()[slot as usize].clone()
+        self.ancestor(depth)
+            .0
+            .slots
+            .borrow()
+            .get(slot as usize)
+            .clone()
     }
 
     pub(crate) fn set(&self, slot: u32, value: Value) {
-        self.0.slots.borrow_mut()[slot as usize] = value;
+        self.0.slots.borrow_mut().set(slot as usize, value);
     }
 }
 

@@ -371,8 +371,25 @@ impl Lowerer<'_, '_> {
                 ExprKind::List(items)
             }
             ast::Expr::Select(select) => {
-                let subject = self.lower_child(select.expr(), span)?;
-                let path = self.lower_attrpath(select.attrpath(), span)?;
+                let mut subject = self.lower_child(select.expr(), span)?;
+                let mut path = self.lower_attrpath(select.attrpath(), span)?;
+                // `builtins.name` is the global `__name` when `builtins` is not shadowed: resolve
+                // it now instead of searching the builtins set at every use.
+                if let (ExprKind::Global { name, .. }, Some(AttrName::Static(first))) =
+                    (&subject.kind, path.first())
+                {
+                    let direct = Symbol::intern(&format!("__{first}"));
+                    if name.as_str() == "builtins" {
+                        if let Some(slot) = self.cx.globals.slot(direct) {
+                            path.remove(0);
+                            if path.is_empty() {
+                                return Ok(self.mk(ExprKind::Global { slot, name: direct }, span));
+                            }
+                            subject =
+                                self.mk(ExprKind::Global { slot, name: direct }, subject.span);
+                        }
+                    }
+                }
                 let default = match select.default_expr() {
                     Some(d) => Some(self.lower(&d)?),
                     None => None,

@@ -10,6 +10,31 @@ use std::sync::{Mutex, OnceLock};
 #[derive(Clone, Copy)]
 pub struct Symbol(&'static str);
 
+/// A small, fast, non-cryptographic hasher (FxHash's multiply-rotate) for symbol tables.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+}
+
+/// `BuildHasher` for `FxHasher`.
+pub type BuildFxHasher = std::hash::BuildHasherDefault<FxHasher>;
+
 fn table() -> &'static Mutex<HashSet<&'static str>> {
     static TABLE: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
     TABLE.get_or_init(|| Mutex::new(HashSet::new()))
@@ -18,6 +43,20 @@ fn table() -> &'static Mutex<HashSet<&'static str>> {
 impl Symbol {
     /// Interns `name`, leaking it the first time it is seen (symbols live for the process).
     pub fn intern(name: &str) -> Symbol {
+        // Each thread keeps the symbols it has seen, so the common case takes no lock.
+        thread_local! {
+            static SEEN: std::cell::RefCell<HashSet<&'static str, BuildFxHasher>> =
+                std::cell::RefCell::new(HashSet::default());
+        }
+        if let Some(found) = SEEN.with(|seen| seen.borrow().get(name).copied()) {
+            return Symbol(found);
+        }
+        let symbol = Self::intern_shared(name);
+        SEEN.with(|seen| seen.borrow_mut().insert(symbol.0));
+        symbol
+    }
+
+    fn intern_shared(name: &str) -> Symbol {
         // A poisoned lock only means another thread panicked while inserting; the set itself is
         // still consistent (insertion is a single call), so keep using it.
         let mut set = table().lock().unwrap_or_else(|poison| poison.into_inner());
