@@ -1,0 +1,3 @@
+let
+  config = { port = config.port + 1; };
+in config.port

@@ -1,0 +1,4 @@
+let
+  version = "1.0"
+  name = "hello";
+in "${name}-${version}"

@@ -1,0 +1,3 @@
+let
+  packages = { hello = "2.12"; };
+in packages.helo

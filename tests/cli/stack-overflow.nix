@@ -1,0 +1,3 @@
+let
+  count = n: 1 + count (n + 1);
+in count 0

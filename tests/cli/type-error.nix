@@ -1,0 +1,3 @@
+let
+  version = 3;
+in "kiln-" + version

@@ -1,0 +1,3 @@
+let
+  counter = 1;
+in countr + 1

@@ -1,0 +1,3 @@
+let
+  mkGreeting = { name, greeting ? "hello" }: "${greeting}, ${name}";
+in mkGreeting { nmae = "kiln"; }
