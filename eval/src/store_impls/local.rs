@@ -40,6 +40,18 @@ impl LocalEvalStore {
         }
     }
 
+    /// Where a path inside the logical store directory physically is (`None` for host paths).
+    fn physical_location(&self, source: &Path) -> Option<std::path::PathBuf> {
+        let (store_path, rest) = self.dir.parse_prefix(source.to_str()?).ok()?;
+        let object = self.store.physical_path(&store_path);
+        let rest = rest.trim_start_matches('/');
+        Some(if rest.is_empty() {
+            object
+        } else {
+            object.join(rest)
+        })
+    }
+
     /// Registers the texts written since the last flush.
     pub fn flush(&self) -> Result<(), StoreAccessError> {
         self.texts
@@ -118,6 +130,9 @@ impl EvalStore for LocalEvalStore {
         filter: Option<PathFilter<'_>>,
         expected_sha256: Option<[u8; 32]>,
     ) -> Result<String, AddPathError> {
+        // A source inside the logical store directory is read where it physically lives.
+        let physical_source = self.physical_location(source);
+        let source = physical_source.as_deref().unwrap_or(source);
         let method_ca = content_address_method(method);
         let expected = expected_path(&self.dir, name, method_ca, expected_sha256)?;
         if let Some(expected) = &expected {

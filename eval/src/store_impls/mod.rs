@@ -4,8 +4,8 @@
 //! [`LocalStore`](kiln_store::local_store::LocalStore) and registers them (`kiln instantiate`).
 //! Both cache unfiltered source copies by (source, name, method), so a path literal used many
 //! times is hashed once.
-mod computing;
-mod local;
+pub mod computing;
+pub mod local;
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};

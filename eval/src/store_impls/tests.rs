@@ -160,3 +160,26 @@ fn local_store_records_derivation_outputs() {
         Some(out)
     );
 }
+
+#[test]
+fn local_store_reads_store_paths_physically() {
+    let temp = setup();
+    let local =
+        Arc::new(LocalStore::open(temp.path().join("root"), StoreDir::new("/kiln/store")).unwrap());
+    let store = LocalEvalStore::new(local.clone());
+    let text = store.add_text("f", b"hello", &BTreeSet::new()).unwrap();
+    store.flush().unwrap();
+    let copied = store
+        .add_path("f", Path::new(&text), IngestionMethod::Flat, None, None)
+        .unwrap();
+    let direct = ComputingStore::new(StoreDir::new("/kiln/store"))
+        .add_path(
+            "f",
+            &temp.path().join("f"),
+            IngestionMethod::Flat,
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(copied, direct);
+}
