@@ -84,6 +84,14 @@ pub trait EvalStore {
         self.add_text(name, contents, references)
     }
 
+    /// The contents of the store file at `path` (an absolute logical path) if this store holds
+    /// it — `.drv` files of earlier evaluations that an expression refers to. Stores that only
+    /// compute paths hold nothing.
+    fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
+        let _ = path;
+        None
+    }
+
     /// Copies `source` into the store under `name` (path literals, `builtins.path`,
     /// `filterSource`), keeping only entries the filter accepts; with `expected_sha256`
     /// (raw 32 bytes) the content hash must match. Returns the store path. Implementations

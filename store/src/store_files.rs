@@ -170,6 +170,11 @@ impl TextBatch {
         self.pending.is_empty()
     }
 
+    /// Whether `path` is waiting in this batch.
+    pub fn contains(&self, path: &StorePath) -> bool {
+        self.members.contains(path)
+    }
+
     /// Writes `path` unless it is valid or already in the batch, and queues its registration.
     pub fn add(
         &mut self,

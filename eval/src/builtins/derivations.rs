@@ -14,7 +14,9 @@ use std::path::Path;
 use std::rc::Rc;
 
 use kiln_lang::Span;
-use kiln_store::derivation::{Derivation, DerivationOutput, DrvHashModulo, FixedOutputHash};
+use kiln_store::derivation::{
+    Derivation, DerivationError, DerivationOutput, DrvHashModulo, FixedOutputHash,
+};
 use kiln_store::hash::{Hash, HashAlgo};
 use kiln_store::store_path::{ContentAddressMethod, StoreDir, StorePath};
 
@@ -460,30 +462,34 @@ fn collect_attrs(
     Ok(collected)
 }
 
-/// The store paths reachable from `root` through the references known on this thread.
-fn known_closure(root: &str, span: Span) -> EvalResult<BTreeSet<String>> {
-    KNOWN.with(|known| {
-        let known = known.borrow();
-        let mut closure = BTreeSet::new();
-        let mut queue = VecDeque::from([root.to_owned()]);
-        while let Some(path) = queue.pop_front() {
-            if !closure.insert(path.clone()) {
-                continue;
-            }
-            match known.references.get(&path) {
-                Some(references) => queue.extend(references.iter().cloned()),
-                None if path.ends_with(".drv") => {
-                    return Err(error(
-                        format!("cannot compute the closure of '{path}': it was not instantiated by this evaluation"),
-                        span,
-                    ))
-                }
-                // Sources and other paths without a record have no references.
-                None => {}
-            }
+/// The store paths reachable from `root` through the references known on this thread (a
+/// `.drv` not instantiated by this evaluation is read from the store).
+fn known_closure(
+    ev: &Evaluator,
+    dir: &StoreDir,
+    root: &str,
+    span: Span,
+) -> EvalResult<BTreeSet<String>> {
+    let mut closure = BTreeSet::new();
+    let mut queue = VecDeque::from([root.to_owned()]);
+    while let Some(path) = queue.pop_front() {
+        if !closure.insert(path.clone()) {
+            continue;
         }
-        Ok(closure)
-    })
+        let lookup = |path: &str| KNOWN.with(|known| known.borrow().references.get(path).cloned());
+        let mut references = lookup(&path);
+        if references.is_none() && path.ends_with(".drv") {
+            let drv_path = parse_store_path(dir, &path, span)?;
+            input_hash_modulo(ev, dir, &drv_path)
+                .map_err(|e| error(format!("cannot compute the closure of '{path}': {e}"), span))?;
+            references = lookup(&path);
+        }
+        // Sources and other paths without a record have no references.
+        if let Some(references) = references {
+            queue.extend(references.iter().cloned());
+        }
+    }
+    Ok(closure)
 }
 
 fn parse_store_path(dir: &StoreDir, path: &str, span: Span) -> EvalResult<StorePath> {
@@ -492,6 +498,7 @@ fn parse_store_path(dir: &StoreDir, path: &str, span: Span) -> EvalResult<StoreP
 
 /// Turns the collected string context into input derivations and sources.
 fn add_inputs(
+    ev: &Evaluator,
     drv: &mut Derivation,
     dir: &StoreDir,
     context: &Context,
@@ -512,7 +519,7 @@ fn add_inputs(
                     .insert(output.clone());
             }
             ContextElem::AllOutputs(drv_path) => {
-                for path in known_closure(drv_path, span)? {
+                for path in known_closure(ev, dir, drv_path, span)? {
                     let store_path = parse_store_path(dir, &path, span)?;
                     if store_path.is_derivation() {
                         let outputs = KNOWN.with(|known| {
@@ -538,6 +545,39 @@ fn add_inputs(
         }
     }
     Ok(())
+}
+
+/// The hash modulo of an input derivation: remembered, or read from the store (a `.drv` of an
+/// earlier evaluation), remembering it and its inputs.
+fn input_hash_modulo(
+    ev: &Evaluator,
+    dir: &StoreDir,
+    drv_path: &StorePath,
+) -> Result<DrvHashModulo, DerivationError> {
+    if let Some(hash) = known_hash_modulo(dir, drv_path) {
+        return Ok(hash);
+    }
+    let printed = dir.print(drv_path);
+    let text = ev
+        .store()
+        .read_store_file(&printed)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| DerivationError::UnknownInput(printed.clone()))?;
+    let drv = Derivation::from_drv_file(dir, drv_path, &text)?;
+    let hash = drv.hash_modulo(dir, false, &mut |input| input_hash_modulo(ev, dir, input))?;
+    let references = drv.references().iter().map(|p| dir.print(p)).collect();
+    KNOWN.with(|known| {
+        let mut known = known.borrow_mut();
+        known.references.insert(printed.clone(), references);
+        known.derivations.insert(
+            printed,
+            Rc::new(DrvRecord {
+                hash_modulo: hash.clone(),
+                output_names: drv.outputs.keys().cloned().collect(),
+            }),
+        );
+    });
+    Ok(hash)
 }
 
 fn known_hash_modulo(dir: &StoreDir, drv_path: &StorePath) -> Option<DrvHashModulo> {
@@ -576,7 +616,7 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
         env: collected.env,
         ..Derivation::default()
     };
-    add_inputs(&mut drv, &dir, &collected.context, span)?;
+    add_inputs(ev, &mut drv, &dir, &collected.context, span)?;
     if drv.builder.is_empty() {
         return Err(error("required attribute 'builder' missing", span));
     }
@@ -627,7 +667,7 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
             }
         }
     }
-    drv.fill_output_paths(&dir, &mut |input| known_hash_modulo(&dir, input))
+    drv.fill_output_paths(&dir, &mut |input| input_hash_modulo(ev, &dir, input).ok())
         .map_err(|e| error(e.to_string(), span))?;
 
     let aterm = drv.to_aterm(&dir);
@@ -647,11 +687,7 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
         )
         .map_err(|e| error(e.to_string(), span))?;
     let hash_modulo = drv
-        .hash_modulo(&dir, false, &mut |input| {
-            known_hash_modulo(&dir, input).ok_or_else(|| {
-                kiln_store::derivation::DerivationError::UnknownInput(dir.print(input))
-            })
-        })
+        .hash_modulo(&dir, false, &mut |input| input_hash_modulo(ev, &dir, input))
         .map_err(|e| error(e.to_string(), span))?;
     KNOWN.with(|known| {
         let mut known = known.borrow_mut();
@@ -780,6 +816,45 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn inputs_from_earlier_evaluations_are_read_from_the_store() {
+        use crate::store_impls::LocalEvalStore;
+        use kiln_store::local_store::LocalStore;
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().to_owned();
+        let result = crate::with_eval_stack(move || {
+            let open = || {
+                let local = LocalStore::open(&root, StoreDir::new("/nix/store")).unwrap();
+                Rc::new(LocalEvalStore::new(std::sync::Arc::new(local)))
+            };
+            let base = r#"derivation { name = "base"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ (builtins.toFile "a" "b") ]; }"#;
+            let first = open();
+            let ev = Evaluator::new(EvalOptions::new(first.clone()));
+            let value = ev
+                .eval_string(&format!("({base}).drvPath"), Path::new("/"))
+                .unwrap();
+            let base_drv = ev.to_json(&value).unwrap();
+            first.flush().unwrap();
+            drop(ev);
+            KNOWN.with(|known| *known.borrow_mut() = KnownPaths::default());
+            // A fresh evaluation refers to the .drv only through its path and context.
+            let ev = Evaluator::new(EvalOptions::new(open()));
+            let source = format!(
+                r#"let drv = builtins.appendContext {base_drv} {{ {base_drv} = {{ allOutputs = true; outputs = [ "out" ]; }}; }}; in (derivation {{ name = "whole"; system = "x86_64-linux"; builder = "/bin/sh"; d = drv; }}).drvPath"#
+            );
+            let value = ev
+                .eval_string(&source, Path::new("/"))
+                .map_err(|e| e.message().to_owned())?;
+            ev.to_json(&value).map_err(|e| e.message().to_owned())
+        });
+        // Same as the "whole derivation context" case: `=drv` pulls in the closure, the
+        // output context adds `out`.
+        assert_eq!(
+            result.unwrap(),
+            r#""/nix/store/gm4glf2r9b1x7k6dgljh0rh1fhjfx3yj-whole.drv""#
+        );
     }
 
     #[test]

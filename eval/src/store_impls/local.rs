@@ -122,6 +122,16 @@ impl EvalStore for LocalEvalStore {
         self.write_text(name, contents, references, outputs)
     }
 
+    fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
+        let store_path = self.dir.parse(path).ok()?;
+        let known =
+            self.texts.borrow().contains(&store_path) || self.store.is_valid(&store_path).ok()?;
+        if !known {
+            return None;
+        }
+        std::fs::read(self.store.physical_path(&store_path)).ok()
+    }
+
     fn add_path(
         &self,
         name: &str,
