@@ -142,6 +142,7 @@ impl Evaluator {
         name: String,
         path: Option<PathBuf>,
         base_dir: &Path,
+        outer_names: &[Symbol],
     ) -> EvalResult<ExprRef> {
         let display_name = match &path {
             Some(p) => p.display().to_string(),
@@ -155,12 +156,13 @@ impl Evaluator {
             base_dir,
             home_dir: home.as_deref(),
             globals: &self.globals,
+            outer_names,
         };
         Ok(kiln_lang::parse_and_lower(text, &cx)?)
     }
 
     /// Reads and lowers a file (a directory means its `default.nix`).
-    pub(crate) fn parse_file(&self, path: &Path) -> EvalResult<ExprRef> {
+    pub(crate) fn parse_file(&self, path: &Path, outer_names: &[Symbol]) -> EvalResult<ExprRef> {
         let path = self.resolve_import_path(path);
         let bytes = self.io().read_file(&path).map_err(EvalError::eval)?;
         let base_dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -182,6 +184,7 @@ impl Evaluator {
             path.display().to_string(),
             Some(path.clone()),
             &base_dir,
+            outer_names,
         )
     }
 
@@ -206,7 +209,7 @@ impl Evaluator {
             ))
             .at(span));
         }
-        let expr = self.parse_file(&resolved).map_err(|e| e.at(span))?;
+        let expr = self.parse_file(&resolved, &[]).map_err(|e| e.at(span))?;
         let value = Value::Thunk(Thunk::suspended(expr, self.root_env.clone()));
         self.import_cache
             .borrow_mut()
@@ -214,10 +217,27 @@ impl Evaluator {
         self.force(&value, span)
     }
 
+    /// `scopedImport scope path`: evaluates a file with the attributes of `scope` bound around
+    /// it (shadowing builtins); not cached, as in Nix.
+    pub fn scoped_import(&self, scope: &Attrs, path: &Path, span: Span) -> EvalResult<Value> {
+        let resolved = self.resolve_import_path(path);
+        if self.io().file_type(&resolved).is_none() {
+            return Err(EvalError::eval(format!(
+                "getting status of '{}': No such file or directory",
+                resolved.display()
+            ))
+            .at(span));
+        }
+        let names: Vec<Symbol> = scope.names().collect();
+        let expr = self.parse_file(&resolved, &names).map_err(|e| e.at(span))?;
+        let env = Env::new(scope.values().cloned().collect(), None);
+        self.eval(&expr, &env)
+    }
+
     /// Evaluates Nix source that belongs to kiln itself (e.g. a builtin written in Nix, like
     /// `derivation`), with `name` shown in positions.
     pub fn eval_internal_source(&self, name: &str, source: &str) -> EvalResult<Value> {
-        let expr = self.parse_source(source, format!("«{name}»"), None, Path::new("/"))?;
+        let expr = self.parse_source(source, format!("«{name}»"), None, Path::new("/"), &[])?;
         self.eval(&expr, &self.root_env)
     }
 
@@ -491,8 +511,14 @@ impl Evaluator {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Float(f) => Ok(Value::Float(*f)),
             ExprKind::Str(s) => Ok(Value::String(NixString::new(&**s))),
-            ExprKind::Local { depth, slot, .. } => self.force(&env.get(*depth, *slot), span),
-            ExprKind::Global { slot, .. } => self.force(&self.global_values[*slot as usize], span),
+            ExprKind::Local { depth, slot, .. } => match env.get(*depth, *slot) {
+                Value::Thunk(thunk) => self.force_thunk(&thunk, span),
+                value => Ok(value),
+            },
+            ExprKind::Global { slot, .. } => match &self.global_values[*slot as usize] {
+                Value::Thunk(thunk) => self.force_thunk(thunk, span),
+                value => Ok(value.clone()),
+            },
             ExprKind::WithVar { name, with_depths } => {
                 self.force(&self.lookup_with(*name, with_depths, env, span)?, span)
             }
@@ -597,7 +623,7 @@ impl Evaluator {
 
     /// `__curPos`: `{ column, file, line }` of a span.
     #[inline(never)]
-    fn current_position(&self, span: Span) -> Value {
+    pub(crate) fn current_position(&self, span: Span) -> Value {
         let sources = self.sources.borrow();
         let pos = sources.line_col(span.file, span.start);
         let file = sources
@@ -699,7 +725,7 @@ impl Evaluator {
     }
 
     #[inline(never)]
-    fn eval_attrs(&self, attrs: &ir::AttrsExpr, env: &Env) -> EvalResult<Value> {
+    fn eval_attrs(&self, attrs: &Rc<ir::AttrsExpr>, env: &Env) -> EvalResult<Value> {
         let (entries, value_env) = if attrs.recursive {
             let frame = Env::new(vec![Value::Null; attrs.statics.len()], Some(env.clone()));
             self.fill_frame(
@@ -726,6 +752,7 @@ impl Evaluator {
             (entries, env.clone())
         };
         let mut result = Attrs::from_sorted(entries);
+        result.set_origin(Rc::clone(attrs));
         for dynamic in &attrs.dynamics {
             let name_value = self.eval(&dynamic.name, &value_env)?;
             if matches!(name_value, Value::Null) {

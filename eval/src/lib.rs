@@ -180,16 +180,16 @@ impl Evaluator {
 
     /// Evaluates an expression given as text (`-E`); relative paths resolve against `base_dir`.
     pub fn eval_string(&self, source: &str, base_dir: &Path) -> Result<Value, EvalError> {
-        let expr = self.parse_source(source, "«string»".into(), None, base_dir)?;
+        let expr = self.parse_source(source, "«string»".into(), None, base_dir, &[])?;
         self.eval(&expr, &self.root_env)
     }
 
     /// Parses and lowers without evaluating (`--parse`), reporting syntax and static errors.
     pub fn parse_only(&self, input: SourceInput<'_>) -> Result<(), EvalError> {
         match input {
-            SourceInput::File(path) => self.parse_file(path).map(|_| ()),
+            SourceInput::File(path) => self.parse_file(path, &[]).map(|_| ()),
             SourceInput::Expr { source, base_dir } => self
-                .parse_source(source, "«string»".into(), None, base_dir)
+                .parse_source(source, "«string»".into(), None, base_dir, &[])
                 .map(|_| ()),
         }
     }

@@ -43,6 +43,10 @@ fn evaluator() -> Evaluator {
         .insert("/src/lib.nix".into(), b"{ x = 1; f = a: a + 1; }".to_vec());
     io.files
         .insert("/src/dir/default.nix".into(), b"42".to_vec());
+    io.files.insert(
+        "/src/scoped.nix".into(),
+        b"[ injected (builtins.isInt injected) ]".to_vec(),
+    );
     io.env.insert("HOME".into(), "/home/u".into());
     opts.io = Rc::new(io);
     opts.current_system = "x86_64-linux".into();
@@ -138,9 +142,17 @@ fn imports_and_paths() {
     );
     assert_eq!(
         run("builtins.readDir ./."),
-        "{ dir = \"directory\"; \"lib.nix\" = \"regular\"; }"
+        "{ dir = \"directory\"; \"lib.nix\" = \"regular\"; \"scoped.nix\" = \"regular\"; }"
     );
     assert_eq!(run("builtins.pathExists ./nope"), "false");
+    assert_eq!(
+        run("scopedImport { injected = 41; } ./scoped.nix"),
+        "[ 41 true ]"
+    );
+    assert_eq!(
+        run("builtins.unsafeGetAttrPos \"b\" { a = 1;\n  b = 2; }"),
+        "{ column = 3; file = \"«string»\"; line = 2; }"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use crate::builtins::Builtin;
 use crate::error::EvalError;
 use crate::Evaluator;
-use kiln_lang::ir::{ExprRef, Lambda};
+use kiln_lang::ir::{AttrsExpr, ExprRef, Lambda};
 use kiln_lang::{Span, Symbol};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -218,6 +218,8 @@ impl fmt::Debug for NixString {
 #[derive(Clone, Default)]
 pub struct Attrs {
     entries: Vec<(Symbol, Value)>,
+    /// The literal this set was built from, for attribute positions (`unsafeGetAttrPos`).
+    origin: Option<Rc<AttrsExpr>>,
 }
 
 impl Attrs {
@@ -228,7 +230,10 @@ impl Attrs {
     /// From entries already sorted by name with unique names (the caller proves it).
     pub fn from_sorted(entries: Vec<(Symbol, Value)>) -> Self {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
-        Attrs { entries }
+        Attrs {
+            entries,
+            origin: None,
+        }
     }
 
     /// From entries in any order; for a repeated name the first occurrence wins (as in
@@ -236,11 +241,29 @@ impl Attrs {
     pub fn from_unsorted(mut entries: Vec<(Symbol, Value)>) -> Self {
         entries.sort_by_key(|entry| entry.0); // stable: the first occurrence stays first
         entries.dedup_by(|later, earlier| later.0 == earlier.0);
-        Attrs { entries }
+        Attrs {
+            entries,
+            origin: None,
+        }
     }
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Remembers the literal the set came from (for attribute positions).
+    pub fn set_origin(&mut self, origin: Rc<AttrsExpr>) {
+        self.origin = Some(origin);
+    }
+
+    /// Where an attribute was defined, if the set came from a literal that names it.
+    pub fn position_of(&self, name: Symbol) -> Option<Span> {
+        let origin = self.origin.as_ref()?;
+        origin
+            .statics
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.span)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -314,7 +337,10 @@ impl Attrs {
         }
         out.extend_from_slice(&a[i..]);
         out.extend_from_slice(&b[j..]);
-        Attrs { entries: out }
+        Attrs {
+            entries: out,
+            origin: None,
+        }
     }
 }
 

@@ -53,6 +53,9 @@ pub struct LowerContext<'a> {
     /// `~` for `~/…` paths.
     pub home_dir: Option<&'a Path>,
     pub globals: &'a Globals,
+    /// Names bound around the whole source, in an outermost frame (slot = index), as
+    /// `scopedImport` provides them.
+    pub outer_names: &'a [Symbol],
 }
 
 /// Parses and lowers `source`. Source bytes that are not UTF-8 are rejected by the caller when
@@ -74,6 +77,15 @@ pub fn parse_and_lower(source: &str, cx: &LowerContext<'_>) -> Result<ExprRef, S
         scopes: Vec::new(),
         lambda_name: None,
     };
+    if !cx.outer_names.is_empty() {
+        let names = cx
+            .outer_names
+            .iter()
+            .enumerate()
+            .map(|(slot, name)| (*name, slot as u32))
+            .collect();
+        lowerer.scopes.push(Scope::Frame(names));
+    }
     lowerer.lower(&expr)
 }
 
@@ -118,6 +130,31 @@ fn token_name(kind: SyntaxKind) -> String {
     }
 }
 
+/// The name Nix's Bison grammar gives the token `text` starts with (`EQ` for `==`, `'<'`
+/// for `<`, …).
+fn bison_token(text: &str) -> String {
+    const NAMED: &[(&str, &str)] = &[
+        ("==", "EQ"),
+        ("!=", "NEQ"),
+        ("<=", "LEQ"),
+        (">=", "GEQ"),
+        ("&&", "AND"),
+        ("||", "OR"),
+        ("->", "IMPL"),
+        ("//", "UPDATE"),
+        ("++", "CONCAT"),
+    ];
+    for (op, name) in NAMED {
+        if text.starts_with(op) {
+            return (*name).to_string();
+        }
+    }
+    match text.chars().next() {
+        Some(c) => format!("'{c}'"),
+        None => "end of file".to_string(),
+    }
+}
+
 fn syntax_error(error: &rnix::ParseError, source: &str, file: FileId) -> SyntaxError {
     use rnix::ParseError as E;
     let range_span =
@@ -133,14 +170,19 @@ fn syntax_error(error: &rnix::ParseError, source: &str, file: FileId) -> SyntaxE
     };
     let (message, span) = match error {
         E::UnexpectedExtra(range) => {
-            let text = &source[usize::from(range.start())..usize::from(range.end())];
-            (
-                format!(
-                    "syntax error, unexpected '{}', expecting end of file",
-                    text.trim()
-                ),
-                range_span(range),
-            )
+            let text = source[usize::from(range.start())..usize::from(range.end())].trim_start();
+            let token = bison_token(text);
+            // A second comparison in a row (`a < b < c`) is where Nix's grammar has no
+            // continuation at all, so Bison lists no expected tokens.
+            let non_associative = ["<", ">", "<=", ">=", "==", "!="]
+                .iter()
+                .any(|op| text.starts_with(op));
+            let message = if non_associative {
+                format!("syntax error, unexpected {token}")
+            } else {
+                format!("syntax error, unexpected {token}, expecting end of file")
+            };
+            (message, range_span(range))
         }
         E::UnexpectedWanted(_, range, wanted)
             if wanted.contains(&SyntaxKind::TOKEN_STRING_END)
@@ -1297,6 +1339,7 @@ mod tests {
             base_dir: Path::new("/base/dir"),
             home_dir: Some(Path::new("/home/u")),
             globals: &globals,
+            outer_names: &[],
         };
         parse_and_lower(src, &cx)
     }

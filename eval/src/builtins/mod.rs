@@ -27,6 +27,7 @@ pub mod paths;
 pub mod regex;
 pub mod strings;
 pub mod types;
+pub mod xml;
 pub mod versions;
 
 /// How a builtin is implemented: receives exactly `arity` unforced arguments and the span of
@@ -54,6 +55,7 @@ pub const FAMILIES: &[&[Builtin]] = &[
     paths::BUILTINS,
     context::BUILTINS,
     conversion::BUILTINS,
+    xml::BUILTINS,
     derivations::BUILTINS,
     lists::BUILTINS,
     attrs::BUILTINS,

@@ -17,6 +17,13 @@ pub const BUILTINS: &[Builtin] = &[
         func: import,
     },
     Builtin {
+        name: "scopedImport",
+        arity: 2,
+        top_level: true,
+        doc: "Evaluate a Nix file with the given attributes bound around it (shadowing builtins).",
+        func: scoped_import,
+    },
+    Builtin {
         name: "readFile",
         arity: 1,
         top_level: false,
@@ -113,6 +120,12 @@ pub const BUILTINS: &[Builtin] = &[
 fn import(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let path = ev.coerce_to_path(arg(args, 0), span)?;
     ev.import_file(&path, span)
+}
+
+fn scoped_import(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let scope = ev.force_attrs(arg(args, 0), span)?;
+    let path = ev.coerce_to_path(arg(args, 1), span)?;
+    ev.scoped_import(&scope, &path, span)
 }
 
 fn read_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {

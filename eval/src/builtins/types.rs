@@ -79,6 +79,13 @@ pub const BUILTINS: &[Builtin] = &[
         func: is_string,
     },
     Builtin {
+        name: "unsafeGetAttrPos",
+        arity: 2,
+        top_level: false,
+        doc: "Where an attribute of a set literal is defined: { column, file, line }, or null.",
+        func: unsafe_get_attr_pos,
+    },
+    Builtin {
         name: "functionArgs",
         arity: 1,
         top_level: false,
@@ -142,4 +149,17 @@ fn function_args(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value
         Value::PrimOp(_) | Value::PrimOpApp(_) => Ok(Value::attrs(Attrs::new())),
         _ => Err(EvalError::eval("'functionArgs' requires a function").at(span)),
     }
+}
+
+fn unsafe_get_attr_pos(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let name = ev.force_string(arg(args, 0), span)?;
+    let attrs = ev.force_attrs(arg(args, 1), span)?;
+    let name = kiln_lang::Symbol::intern(name.as_str());
+    if !attrs.contains(name) {
+        return Ok(Value::Null);
+    }
+    Ok(match attrs.position_of(name) {
+        Some(at) => ev.current_position(at),
+        None => Value::Null,
+    })
 }
