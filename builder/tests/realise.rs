@@ -127,6 +127,11 @@ impl TestStore {
         for (key, value) in extra_env {
             drv.env.insert((*key).to_owned(), (*value).to_owned());
         }
+        self.write(drv)
+    }
+
+    /// Fills in the output paths of `drv` and writes it to the store.
+    fn write(&mut self, mut drv: Derivation) -> StorePath {
         let (dir, drvs, hashes) = (&self.dir, &self.drvs, &mut self.hashes);
         drv.fill_output_paths(dir, &mut |input| {
             hashes
@@ -340,6 +345,84 @@ fn check_rebuilds_and_names_the_first_differing_file() {
         "{message}"
     );
     assert!(t.store.verify(true).unwrap().is_ok());
+}
+
+/// Adds a file to the store as a flat fixed-output source.
+fn add_file(t: &TestStore, name: &str, contents: &[u8]) -> StorePath {
+    let file = t._root.path().join(name);
+    std::fs::write(&file, contents).unwrap();
+    let staged = stage_copy(&t.store, name, &file, ContentAddressMethod::Flat, None).unwrap();
+    let path = t
+        .dir
+        .make_fixed_output_path(
+            ContentAddressMethod::Flat,
+            &staged.content_hash,
+            name,
+            &BTreeSet::new(),
+            false,
+        )
+        .unwrap();
+    commit_copy(&t.store, staged, &path, ContentAddressMethod::Flat).unwrap();
+    path
+}
+
+#[test]
+fn builtin_unpack_runs_in_process_and_feeds_a_sandboxed_build() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(6);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "top/hello.txt", &b"hello\n"[..])
+        .unwrap();
+    let tarball = add_file(&t, "hello.tar", &archive.into_inner().unwrap());
+
+    let mut unpack = Derivation {
+        name: "hello-src".to_owned(),
+        platform: "builtin".to_owned(),
+        builder: "builtin:unpack".to_owned(),
+        ..Derivation::default()
+    };
+    unpack.outputs.insert(
+        "out".to_owned(),
+        DerivationOutput {
+            path: None,
+            fixed: None,
+        },
+    );
+    unpack.input_srcs.insert(tarball.clone());
+    for (key, value) in [
+        ("name", "hello-src".to_owned()),
+        ("system", "builtin".to_owned()),
+        ("builder", "builtin:unpack".to_owned()),
+        ("src", t.dir.print(&tarball)),
+        ("stripComponents", "1".to_owned()),
+    ] {
+        unpack.env.insert(key.to_owned(), value);
+    }
+    let unpack = t.write(unpack);
+    let user = t.derivation(
+        "user",
+        "read line < $input0/hello.txt; echo \"got $line\" > $out",
+        &[&unpack],
+        None,
+        &[],
+    );
+    let report = t.run(&t.plan(&[&user], false), 2, false);
+    assert!(report.success(), "{report:?}");
+    let out = t.store.physical_path(&t.out(&user));
+    assert_eq!(std::fs::read_to_string(out).unwrap(), "got hello\n");
+    let unpacked = t.store.query_path_info(&t.out(&unpack)).unwrap().unwrap();
+    assert_eq!(unpacked.deriver.as_ref(), Some(&unpack));
 }
 
 #[test]
