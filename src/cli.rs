@@ -69,6 +69,16 @@ pub enum Command {
     Instantiate(commands::instantiate::InstantiateArgs),
     /// Print derivations as JSON, as `nix show-derivation`.
     ShowDerivation(commands::show_derivation::ShowDerivationArgs),
+    /// Build derivations (from `.drv` paths or an expression) and print their output paths.
+    Realise(commands::realise::RealiseArgs),
+    /// Print the build log of a derivation or of the derivation that built an output.
+    Log(commands::log::LogArgs),
+    /// Show what the store records about valid paths.
+    PathInfo(commands::path_info::PathInfoArgs),
+    /// Delete the store paths that no GC root reaches.
+    Gc(commands::gc::GcArgs),
+    /// Check that valid paths exist and (optionally) still have their recorded hashes.
+    Verify(commands::verify::VerifyArgs),
 }
 
 /// How a command ended, when not successfully.
@@ -129,5 +139,10 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Eval(args) => commands::eval::run(&cli.global, args),
         Command::Instantiate(args) => commands::instantiate::run(&cli.global, args),
         Command::ShowDerivation(args) => commands::show_derivation::run(&cli.global, args),
+        Command::Realise(args) => commands::realise::run(&cli.global, args),
+        Command::Log(args) => commands::log::run(&cli.global, args),
+        Command::PathInfo(args) => commands::path_info::run(&cli.global, args),
+        Command::Gc(args) => commands::gc::run(&cli.global, args),
+        Command::Verify(args) => commands::verify::run(&cli.global, args),
     }
 }

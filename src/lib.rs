@@ -1,3 +1,4 @@
 //! The kiln command-line program as a library, so integration tests can drive it.
 pub mod cli;
 pub mod commands;
+pub mod progress;
