@@ -225,7 +225,63 @@ fn zip_attrs_with(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Valu
 
 #[cfg(test)]
 mod tests {
+    use super::super::lists::run_nix;
     use super::*;
+
+    /// Expectations from nix-instantiate 2.8.
+    #[test]
+    fn attr_builtins_match_nix() {
+        let cases = [
+            (
+                r#"builtins.attrNames (builtins.listToAttrs [{name="b"; value=1;} {name="a"; value=throw "x";} {name="b"; value=2;}])"#,
+                r#"[ "a" "b" ]"#,
+            ),
+            (
+                r#"(builtins.listToAttrs [{name="b"; value=1;} {name="b"; value=2;}]).b"#,
+                "1",
+            ),
+            (
+                "builtins.listToAttrs [{}]",
+                "error: attribute 'name' missing for call to 'listToAttrs'",
+            ),
+            (
+                r#"builtins.getAttr "x" {}"#,
+                "error: attribute 'x' missing for call to 'getAttr'",
+            ),
+            (
+                "builtins.removeAttrs {} [1]",
+                "error: value is an integer while a string was expected",
+            ),
+            (
+                "builtins.zipAttrsWith (n: v: v) [{a=1;} {a=2; b=3;}]",
+                "{ a = [ 1 2 ]; b = [ 3 ]; }",
+            ),
+            (
+                "builtins.zipAttrsWith (n: v: n) [{b=1;} {a=1;}]",
+                r#"{ a = "a"; b = "b"; }"#,
+            ),
+            (
+                "builtins.mapAttrs (n: v: v + 1) { a = 1; b = 2; }",
+                "{ a = 2; b = 3; }",
+            ),
+            (
+                "builtins.attrNames (builtins.mapAttrs (n: v: throw n) { a = 1; })",
+                r#"[ "a" ]"#,
+            ),
+            (
+                "builtins.intersectAttrs { a = 0; c = 0; } { a = 1; b = 2; c = 3; }",
+                "{ a = 1; c = 3; }",
+            ),
+            (r#"builtins.catAttrs "a" [{a=1;} {b=2;} {a=3;}]"#, "[ 1 3 ]"),
+            (
+                "builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ]",
+                "{ b = 2; }",
+            ),
+        ];
+        for (src, want) in cases {
+            assert_eq!(run_nix(src), want, "{src}");
+        }
+    }
 
     #[test]
     fn missing_attribute_message_names_the_builtin() {

@@ -207,8 +207,9 @@ fn element(ev: &Evaluator, list: &[Value], index: i64, span: Span) -> EvalResult
 
 fn elem_at(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let list = ev.force_list(arg(args, 0), span)?;
-    let index = ev.force_int(arg(args, 1), span)?;
-    element(ev, &list, index, span)
+    // Nix 2.8 keeps the index in a C `int`: truncate the same way.
+    let index = ev.force_int(arg(args, 1), span)? as i32;
+    element(ev, &list, index.into(), span)
 }
 
 fn head(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
@@ -429,10 +430,11 @@ fn generic_closure(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
         let mut found = false;
         while low < high {
             let mid = (low + high) / 2;
-            if ev.less_than(&keys[mid], &key, span)? {
-                low = mid + 1;
-            } else if ev.less_than(&key, &keys[mid], span)? {
+            // The new key goes first, as in Nix's set insertion (it shows in the message).
+            if ev.less_than(&key, &keys[mid], span)? {
                 high = mid;
+            } else if ev.less_than(&keys[mid], &key, span)? {
+                low = mid + 1;
             } else {
                 found = true;
                 break;
@@ -450,6 +452,27 @@ fn generic_closure(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
     Ok(Value::list(result))
 }
 
+/// Test helper for the builtin families: evaluates `src` strictly and prints it like
+/// `nix-instantiate --eval --strict`, or `error: <message>`.
+#[cfg(test)]
+pub(crate) fn run_nix(src: &str) -> String {
+    let src = src.to_owned();
+    crate::with_eval_stack(move || {
+        let store = crate::store_impls::computing::ComputingStore::new(
+            kiln_store::store_path::StoreDir::new("/nix/store"),
+        );
+        let opts = crate::EvalOptions::new(Rc::new(store));
+        let ev = Evaluator::new(opts);
+        match ev
+            .eval_string(&src, std::path::Path::new("/src"))
+            .and_then(|v| ev.print_value(&v, true))
+        {
+            Ok(s) => s,
+            Err(e) => format!("error: {}", e.message()),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +486,64 @@ mod tests {
             assert!(pair[0].0 < pair[1].0 || (pair[0].0 == pair[1].0 && pair[0].1 < pair[1].1));
         }
         assert_eq!(items.len(), 1000);
+    }
+
+    /// Expectations from nix-instantiate 2.8.
+    #[test]
+    fn list_builtins_match_nix() {
+        let cases = [
+            (
+                "builtins.sort 1 []",
+                "error: value is an integer while a function was expected",
+            ),
+            ("builtins.sort builtins.lessThan [3 1 2]", "[ 1 2 3 ]"),
+            ("builtins.sort (a: b: a < b) [5 3 9 1 3]", "[ 1 3 3 5 9 ]"),
+            ("builtins.genList 1 0", "[ ]"),
+            (
+                "builtins.filter 1 2",
+                "error: value is an integer while a function was expected",
+            ),
+            (
+                "builtins.map 1 2",
+                "error: value is an integer while a list was expected",
+            ),
+            (
+                "builtins.elemAt [1] 9223372036854775807",
+                "error: list index -1 is out of bounds",
+            ),
+            ("builtins.tail []", "error: 'tail' called on an empty list"),
+            ("builtins.genList (x: x * 2) 3", "[ 0 2 4 ]"),
+            ("builtins.length (map (x: throw \"lazy\") [1 2])", "2"),
+            ("builtins.foldl' (a: b: a + b) 0 [1 2 3]", "6"),
+            ("builtins.concatMap (x: [x x]) [1 2]", "[ 1 1 2 2 ]"),
+            (
+                "builtins.partition (x: x > 1) [1 2 3]",
+                "{ right = [ 2 3 ]; wrong = [ 1 ]; }",
+            ),
+            (
+                "builtins.groupBy (x: if x > 1 then \"big\" else \"small\") [1 2 3]",
+                "{ big = [ 2 3 ]; small = [ 1 ]; }",
+            ),
+            (
+                "builtins.genericClosure {startSet = [{key=1;} {key=\"a\";}]; operator = x: [];}",
+                "error: cannot compare a string with an integer",
+            ),
+            (
+                "builtins.genericClosure {startSet = [{}]; operator = x: [];}",
+                "error: attribute 'key' required",
+            ),
+            (
+                "map (x: x.key) (builtins.genericClosure { startSet = [{key=1;}]; \
+                 operator = x: if x.key < 4 then [{key = x.key + 1;} {key = 1;}] else []; })",
+                "[ 1 2 3 4 ]",
+            ),
+            ("builtins.all (x: x > 0) []", "true"),
+            ("builtins.any (x: x > 2) [1 2 3]", "true"),
+            ("builtins.elem 2 [1 2]", "true"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(run_nix(src), want, "{src}");
+        }
     }
 
     #[test]

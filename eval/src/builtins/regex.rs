@@ -12,9 +12,10 @@
 //! - `split` walks matches as `std::regex_iterator` does: after an empty match it first tries a
 //!   non-empty match at the same place, then searches again one byte further.
 //!
-//! Known differences: back-references (`\1`) are refused as invalid; `\d`, `\w`, `\s`, `\b` are
-//! accepted with their Perl meaning (libstdc++ rejects some of them); `[=x=]` and `[.x.]` are
-//! refused; a `$` inside the pattern that would need to see past the chosen match end is judged
+//! Escapes are allowed only before the special characters `^$\.*+?()[]{}|`, as in libstdc++
+//! (so `\d`, `\n`, `\/` and back-references are invalid there too).
+//!
+//! Known differences: `[=x=]` and `[.x.]` are refused; a `$` inside the pattern that would need to see past the chosen match end is judged
 //! at that end. Compiled expressions are cached per pattern text for the evaluator thread.
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
@@ -75,18 +76,16 @@ fn translate(pattern: &str) -> Option<String> {
         let c = chars[i];
         match c {
             '\\' => {
+                // Only the special characters may be escaped (libstdc++ refuses `\d`, `\n`,
+                // `\/`, back-references, …).
                 let next = *chars.get(i + 1)?;
-                if next.is_ascii_digit() {
-                    return None; // back-references are not supported
+                if !"^$\\.*+?()[]{}|".contains(next) {
+                    return None;
                 }
-                if next.is_ascii_alphanumeric() {
-                    out.push('\\');
-                    out.push(next);
-                } else {
-                    push_literal(&mut out, next);
-                }
+                push_literal(&mut out, next);
                 i += 2;
             }
+            '{' if chars.get(i + 1) == Some(&',') => return None,
             '[' => {
                 i = translate_bracket(&chars, i, &mut out)?;
             }
@@ -286,6 +285,12 @@ mod tests {
         assert!(compile("a\\.b").unwrap().match_whole(b"axb").is_none());
         assert!(compile("(").is_err());
         assert!(compile("(a)\\1").is_err());
+        assert!(compile("\\d").is_err());
+        assert!(compile("a{,2}").is_err());
+        assert!(compile("\\{").unwrap().match_whole(b"{").is_some());
+        assert!(compile("a**").unwrap().match_whole(b"aa").is_some());
+        assert!(compile("(|a)").unwrap().match_whole(b"a").is_some());
+        assert!(compile(".").unwrap().match_whole("é".as_bytes()).is_none());
         assert_eq!(compile("(a)|(b)").unwrap().group_count(), 2);
     }
 }

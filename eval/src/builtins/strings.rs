@@ -262,7 +262,91 @@ fn split(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::lists::run_nix;
     use super::*;
+
+    /// Expectations from nix-instantiate 2.8.
+    #[test]
+    fn string_builtins_match_nix() {
+        let cases = [
+            (
+                r#"builtins.split "a*" "baaa""#,
+                r#"[ "" [ ] "b" [ ] "" [ ] "" ]"#,
+            ),
+            (r#"builtins.split "a|ab" "xabx""#, r#"[ "x" [ ] "x" ]"#),
+            (
+                r#"builtins.split "(a)|b" "ab""#,
+                r#"[ "" [ "a" ] "" [ null ] "" ]"#,
+            ),
+            (
+                r#"builtins.split "" "ab""#,
+                r#"[ "" [ ] "a" [ ] "b" [ ] "" ]"#,
+            ),
+            (
+                r#"builtins.match "(a|ab)(c|bcd)(d*)" "abcd""#,
+                r#"[ "a" "bcd" "" ]"#,
+            ),
+            (r#"builtins.match "" """#, "[ ]"),
+            (r#"builtins.match "a" "b""#, "null"),
+            (
+                r#"builtins.match "\\d" "1""#,
+                r#"error: invalid regular expression '\d'"#,
+            ),
+            (r#"builtins.substring 1 (-1) "hello""#, r#""ello""#),
+            (r#"builtins.substring 10 2 "hello""#, r#""""#),
+            (
+                r#"builtins.substring (-1) 2 "hello""#,
+                "error: negative start position in 'substring'",
+            ),
+            (
+                r#"builtins.replaceStrings ["a" ""] ["X" "-"] "bab""#,
+                r#""-bX-b-""#,
+            ),
+            (
+                r#"builtins.replaceStrings [ "" ] [ "-" ] "abc""#,
+                r#""-a-b-c-""#,
+            ),
+            (
+                r#"builtins.replaceStrings [ "a" ] [ ] "abc""#,
+                "error: 'from' and 'to' arguments to 'replaceStrings' have different lengths",
+            ),
+            (r#"builtins.concatStringsSep "," []"#, r#""""#),
+            (r#"builtins.concatStringsSep ", " ["a" "b"]"#, r#""a, b""#),
+            (
+                r#"builtins.concatStringsSep "," [1]"#,
+                "error: cannot coerce an integer to a string",
+            ),
+            (r#"builtins.stringLength "héllo""#, "6"),
+            (r#"builtins.compareVersions "1.2" "1.10""#, "-1"),
+            (
+                r#"builtins.parseDrvName "hello-2.1""#,
+                r#"{ name = "hello"; version = "2.1"; }"#,
+            ),
+            (
+                r#"builtins.hashString "sha256" """#,
+                r#""e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855""#,
+            ),
+            (
+                r#"builtins.hashString "crc32" """#,
+                "error: unknown hash algorithm 'crc32'",
+            ),
+            (
+                r#"builtins.fromJSON "[0, -1, 1e2, 1.5E-1]""#,
+                "[ 0 -1 100 0.15 ]",
+            ),
+            (
+                r#"builtins.toJSON { a = [ 1 "x" null ]; }"#,
+                r#""{\"a\":[1,\"x\",null]}""#,
+            ),
+            (
+                r#"builtins.fromTOML "a = 1.5\nb = [1, \"x\"]\n[c]\nd = true""#,
+                r#"{ a = 1.5; b = [ 1 "x" ]; c = { d = true; }; }"#,
+            ),
+        ];
+        for (src, want) in cases {
+            assert_eq!(run_nix(src), want, "{src}");
+        }
+    }
 
     #[test]
     fn cut_characters_become_replacement_characters() {
