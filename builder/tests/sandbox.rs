@@ -266,12 +266,55 @@ fn private_network_has_a_working_loopback() {
         return;
     }
     let fixture = Fixture::new();
-    let script =
-        "nc -l -p 4321 > /build/received & sleep 0.3; echo over-lo | nc -w 2 127.0.0.1 4321; \
-                  sleep 0.3; cat /build/received";
+    let script = "nc -l -p 4321 > /build/received & tries=0; \
+         until echo over-lo | nc 127.0.0.1 4321; do \
+           tries=$((tries + 1)); [ $tries -gt 100 ] && exit 9; sleep 0.1; \
+         done; wait; cat /build/received";
     let (outcome, log) = run_logged(fixture.shell_spec(script));
     assert!(outcome.success(), "{outcome:?} {log}");
     assert!(log.contains("over-lo"), "{log}");
+}
+
+#[test]
+fn network_builds_see_the_host_resolver_files_read_only() {
+    if !requirements_met() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let mut spec = fixture.shell_spec(
+        "for f in resolv.conf hosts services; do test -e /etc/$f && echo HAS-$f; done; \
+         echo x >> /etc/hosts && echo HOSTS-WRITABLE; true",
+    );
+    spec.network = true;
+    let (outcome, log) = run_logged(spec);
+    assert!(outcome.success(), "{outcome:?} {log}");
+    for file in ["resolv.conf", "hosts", "services"] {
+        let on_host = Path::new("/etc").join(file).exists();
+        assert_eq!(
+            log.contains(&format!("HAS-{file}")),
+            on_host,
+            "{file}: {log}"
+        );
+    }
+    assert!(!log.contains("HOSTS-WRITABLE"), "{log}");
+}
+
+#[test]
+fn log_file_sink_gets_stdout_and_stderr_appended() {
+    if !requirements_met() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let log_path = fixture.dir.path().join("build.log");
+    std::fs::write(&log_path, "previous\n").expect("seed log");
+    let mut spec = fixture.shell_spec("echo out; echo err >&2");
+    spec.log = LogSink::File(log_path.clone());
+    let outcome = run(spec);
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(
+        std::fs::read_to_string(&log_path).expect("log"),
+        "previous\nout\nerr\n"
+    );
 }
 
 #[test]
