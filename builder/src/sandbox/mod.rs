@@ -18,8 +18,8 @@
 //! Every process of a build dies with it: the builder runs as pid 2 under a small init (pid 1)
 //! that reaps everything and exits when the builder exits, which makes the kernel kill the rest
 //! of the pid namespace; a timeout kills the init; the death of the thread that started the
-//! sandbox kills the init (`PR_SET_PDEATHSIG`), so sandboxes should be started from
-//! long-lived threads (the worker pool), never from short-lived helper threads.
+//! sandbox kills the init (`PR_SET_PDEATHSIG`). [`Sandbox::run`] blocks its thread until the
+//! init is reaped, so that thread only dies early when the whole kiln process does.
 
 mod child;
 mod env;
