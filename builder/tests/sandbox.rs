@@ -539,6 +539,31 @@ fn dev_is_minimal_and_works() {
 }
 
 #[test]
+fn root_range_mapping_lets_builds_chown_and_keeps_owners() {
+    if !requirements_met() {
+        return;
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipping: the host-root id range needs kiln to run as root");
+        return;
+    }
+    let fixture = Fixture::new();
+    let mut spec = fixture.shell_spec(
+        "id -u; mkdir $out; touch $out/f; chown 123:456 $out/f; \
+         mkdir $out/ro; chmod 0555 $out/ro; mkdir /build/locked; chmod 0 /build/locked",
+    );
+    spec.id_map = IdMapPolicy::HostRootRange { count: 65536 };
+    let (outcome, log) = run_logged(spec);
+    assert!(outcome.success(), "{outcome:?} {log}");
+    assert_eq!(log, "0\n");
+    let metadata = std::fs::metadata(fixture.out_host().join("f")).expect("stat");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((metadata.uid(), metadata.gid()), (123, 456));
+    let ro = std::fs::metadata(fixture.out_host().join("ro")).expect("stat ro");
+    assert_eq!(ro.mode() & 0o7777, 0o555);
+}
+
+#[test]
 fn nixbld_mapping_runs_the_builder_as_uid_1000() {
     if !requirements_met() {
         return;
@@ -673,7 +698,13 @@ fn unprivileged_user_can_run_a_sandboxed_build() {
     for dir in [&fixture.host_store, &fixture.build_dir] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     }
-    let probe = probe_command(&fixture, "id -u; mkdir $out; echo unprivileged > $out/who");
+    // A read-only output directory must still be moved into the store, and a read-only
+    // leftover in the store directory must still be cleaned up, without root's powers.
+    let probe = probe_command(
+        &fixture,
+        "id -u; mkdir $out; echo unprivileged > $out/who; chmod 0555 $out; \
+         mkdir /kiln/store/junk; touch /kiln/store/junk/x; chmod 0555 /kiln/store/junk",
+    );
     let mut command = Command::new("setpriv");
     command
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -691,6 +722,16 @@ fn unprivileged_user_can_run_a_sandboxed_build() {
     );
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&who).expect("stat"));
     assert_eq!(owner, 65534);
+    let out_mode = std::fs::metadata(fixture.out_host())
+        .expect("stat out")
+        .permissions();
+    assert_eq!(out_mode.mode() & 0o7777, 0o555);
+    let mut names: Vec<String> = std::fs::read_dir(&fixture.host_store)
+        .expect("list store")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [BUSYBOX_NAME, OUT_NAME]);
 }
 
 /// Kills a child process when the test ends, even by a failed assertion.
