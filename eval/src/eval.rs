@@ -1,6 +1,12 @@
 //! The evaluator core: the `Evaluator` state, evaluation of IR nodes to weak head normal form,
 //! thunk forcing (with blackholing for infinite recursion), function calls (lambdas, primops,
 //! `__functor`), operators, string coercion with context, equality and ordering, and `import`.
+//!
+//! Laziness: arguments, list elements, bindings and attribute values become thunks unless
+//! they are literals, variables or lambdas. One deliberate shortcut: an integer operation
+//! on already-evaluated variables that cannot fail (`n - 1`) is computed at once instead of
+//! suspended; the result is the same, but non-strict printing shows such values where Nix
+//! would show `<CODE>`.
 use crate::builtins::{self, Builtin};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::io::{EvalIo, FileType};
@@ -462,8 +468,75 @@ impl Evaluator {
                 lambda: lambda.clone(),
                 env: env.clone(),
             })),
+            ExprKind::Binary { op, lhs, rhs } => match self.speculate_int_op(*op, lhs, rhs, env) {
+                Some(value) => value,
+                None => Value::Thunk(Thunk::suspended(expr.clone(), env.clone())),
+            },
             _ => Value::Thunk(Thunk::suspended(expr.clone(), env.clone())),
         }
+    }
+
+    /// The integer value of a literal or of a variable that is already evaluated, if any.
+    #[inline]
+    fn known_int(&self, expr: &ExprRef, env: &Env) -> Option<i64> {
+        let value = match &expr.kind {
+            ExprKind::Int(i) => return Some(*i),
+            ExprKind::Local { depth, slot, .. } => env.get(*depth, *slot),
+            _ => return None,
+        };
+        match value {
+            Value::Int(i) => Some(i),
+            Value::Thunk(t) => match t.value() {
+                Some(Value::Int(i)) => Some(i),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// An integer operation whose operands are already known and which cannot fail is
+    /// computed right away instead of suspended: the result is the same (evaluation is pure)
+    /// and no thunk is allocated (`f (n - 1)`).
+    #[inline]
+    fn speculate_int_op(
+        &self,
+        op: BinaryOp,
+        lhs: &ExprRef,
+        rhs: &ExprRef,
+        env: &Env,
+    ) -> Option<Value> {
+        if !matches!(
+            op,
+            BinaryOp::Add
+                | BinaryOp::Sub
+                | BinaryOp::Mul
+                | BinaryOp::Less
+                | BinaryOp::LessOrEq
+                | BinaryOp::More
+                | BinaryOp::MoreOrEq
+                | BinaryOp::Equal
+                | BinaryOp::NotEqual
+        ) {
+            return None;
+        }
+        // Constant expressions stay suspended so that non-strict printing shows them as
+        // `<CODE>` like Nix; only variable operands are worth speculating on.
+        if matches!(lhs.kind, ExprKind::Int(_)) && matches!(rhs.kind, ExprKind::Int(_)) {
+            return None;
+        }
+        let x = self.known_int(lhs, env)?;
+        let y = self.known_int(rhs, env)?;
+        Some(match op {
+            BinaryOp::Add => Value::Int(x.checked_add(y)?),
+            BinaryOp::Sub => Value::Int(x.checked_sub(y)?),
+            BinaryOp::Mul => Value::Int(x.checked_mul(y)?),
+            BinaryOp::Less => Value::Bool(x < y),
+            BinaryOp::LessOrEq => Value::Bool(x <= y),
+            BinaryOp::More => Value::Bool(x > y),
+            BinaryOp::MoreOrEq => Value::Bool(x >= y),
+            BinaryOp::Equal => Value::Bool(x == y),
+            _ => Value::Bool(x != y),
+        })
     }
 
     /// Fills the slots of a new `let`/`rec` frame. Bindings that merely name another slot of
@@ -591,7 +664,9 @@ impl Evaluator {
             ExprKind::HasAttr { subject, path } => {
                 let mut v = self.eval(subject, env)?;
                 for name in path {
-                    let name = self.attr_name(name, env)?;
+                    let Ok(name) = self.lookup_name(name, env)? else {
+                        return Ok(Value::Bool(false));
+                    };
                     match v {
                         Value::Attrs(attrs) => match attrs.get(name) {
                             Some(next) => v = self.force(next, span)?,
@@ -658,9 +733,11 @@ impl Evaluator {
         Err(EvalError::eval(format!("undefined variable '{name}'")).at(span))
     }
 
-    pub(crate) fn attr_name(&self, name: &AttrName, env: &Env) -> EvalResult<Symbol> {
+    /// An attribute name for a lookup (`.`/`?`): `Err(text)` when the name was never interned,
+    /// so no set can have it (and interning it would only grow the symbol table).
+    fn lookup_name(&self, name: &AttrName, env: &Env) -> EvalResult<Result<Symbol, String>> {
         match name {
-            AttrName::Static(s) => Ok(*s),
+            AttrName::Static(s) => Ok(Ok(*s)),
             AttrName::Dynamic(expr) => {
                 let v = self.eval(expr, env)?;
                 let s = self.coerce_to_string(
@@ -672,7 +749,7 @@ impl Evaluator {
                     },
                 )?;
                 reject_context(&s, expr.span)?;
-                Ok(sym(s.as_str()))
+                Ok(Symbol::lookup(s.as_str()).ok_or_else(|| s.as_str().to_string()))
             }
         }
     }
@@ -688,7 +765,7 @@ impl Evaluator {
     ) -> EvalResult<Value> {
         let mut v = self.eval(subject, env)?;
         for name in path {
-            let name = self.attr_name(name, env)?;
+            let name = self.lookup_name(name, env)?;
             let attrs = match &v {
                 Value::Attrs(attrs) => attrs.clone(),
                 other => {
@@ -698,8 +775,9 @@ impl Evaluator {
                     return Err(EvalError::type_mismatch("a set", other).at(span));
                 }
             };
-            match attrs.get(name) {
+            match name.as_ref().ok().and_then(|name| attrs.get(*name)) {
                 Some(next) => {
+                    let name = name.as_ref().map_or("", |n| n.as_str());
                     v = self.force(next, span).map_err(|e| {
                         e.add_trace(
                             format!("while evaluating the attribute '{name}'"),
@@ -711,10 +789,12 @@ impl Evaluator {
                     if let Some(d) = default {
                         return self.eval(d, env);
                     }
-                    let suggestion = kiln_lang::suggest::closest(
-                        name.as_str(),
-                        attrs.names().map(|s| s.as_str()),
-                    );
+                    let name = match &name {
+                        Ok(symbol) => symbol.as_str().to_string(),
+                        Err(text) => text.clone(),
+                    };
+                    let suggestion =
+                        kiln_lang::suggest::closest(&name, attrs.names().map(|s| s.as_str()));
                     return Err(EvalError::eval(format!("attribute '{name}' missing"))
                         .at(span)
                         .with_suggestion(suggestion));

@@ -35,25 +35,36 @@ impl Hasher for FxHasher {
 /// `BuildHasher` for `FxHasher`.
 pub type BuildFxHasher = std::hash::BuildHasherDefault<FxHasher>;
 
-fn table() -> &'static Mutex<HashSet<&'static str>> {
-    static TABLE: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    TABLE.get_or_init(|| Mutex::new(HashSet::new()))
+thread_local! {
+    /// The symbols this thread has seen, so the common case takes no lock.
+    static SEEN: std::cell::RefCell<HashSet<&'static str, BuildFxHasher>> =
+        std::cell::RefCell::new(HashSet::default());
+}
+
+fn table() -> &'static Mutex<HashSet<&'static str, BuildFxHasher>> {
+    static TABLE: OnceLock<Mutex<HashSet<&'static str, BuildFxHasher>>> = OnceLock::new();
+    TABLE.get_or_init(|| Mutex::new(HashSet::default()))
 }
 
 impl Symbol {
     /// Interns `name`, leaking it the first time it is seen (symbols live for the process).
     pub fn intern(name: &str) -> Symbol {
-        // Each thread keeps the symbols it has seen, so the common case takes no lock.
-        thread_local! {
-            static SEEN: std::cell::RefCell<HashSet<&'static str, BuildFxHasher>> =
-                std::cell::RefCell::new(HashSet::default());
-        }
         if let Some(found) = SEEN.with(|seen| seen.borrow().get(name).copied()) {
             return Symbol(found);
         }
         let symbol = Self::intern_shared(name);
         SEEN.with(|seen| seen.borrow_mut().insert(symbol.0));
         symbol
+    }
+
+    /// The symbol for `name` if it was ever interned, without interning it: a name nobody
+    /// interned cannot be an attribute of any set.
+    pub fn lookup(name: &str) -> Option<Symbol> {
+        if let Some(found) = SEEN.with(|seen| seen.borrow().get(name).copied()) {
+            return Some(Symbol(found));
+        }
+        let set = table().lock().unwrap_or_else(|poison| poison.into_inner());
+        set.get(name).map(|found| Symbol(found))
     }
 
     fn intern_shared(name: &str) -> Symbol {
@@ -119,6 +130,9 @@ mod tests {
 
     #[test]
     fn interning_is_identity() {
+        assert!(Symbol::lookup("never-interned-name").is_none());
+        let abc = Symbol::intern("abc");
+        assert_eq!(Symbol::lookup("abc"), Some(abc));
         let a = Symbol::intern("abc");
         let b = Symbol::intern(&String::from("abc"));
         assert_eq!(a, b);
