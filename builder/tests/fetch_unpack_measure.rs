@@ -1,7 +1,8 @@
 //! A by-hand measurement, not part of the normal test run: fetch an archive with
 //! `builtin:fetchurl`, then unpack it with `builtin:unpack`, as `kiln realise` does for a
 //! container base tarball, printing the wall time of each step. Run it under `/usr/bin/time -v`
-//! for the peak RSS:
+//! for the peak RSS (`KILN_MEASURE_XZ_THREADS` sets the xz decoder threads; default: one per
+//! CPU):
 //!
 //! ```text
 //! KILN_MEASURE_URL=http://127.0.0.1:8000/rootfs.tar.xz KILN_MEASURE_HASH=sha256-... \
@@ -44,6 +45,30 @@ fn fetch_then_unpack() {
         report.entries,
         report.bytes,
         unpack_time.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+#[ignore = "a measurement: needs KILN_MEASURE_FILE"]
+fn decompress_only() {
+    let file = std::fs::File::open(std::env::var("KILN_MEASURE_FILE").unwrap()).unwrap();
+    let threads = std::env::var("KILN_MEASURE_XZ_THREADS")
+        .ok()
+        .and_then(|threads| threads.parse().ok())
+        .unwrap_or(2);
+    let started = Instant::now();
+    let (compression, mut reader) =
+        kiln_builder::builtin_builders::unpack::compression::decompressing_reader(file, threads)
+            .unwrap();
+    let bytes = std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM"))
+        .unwrap();
+    println!(
+        "{compression}, {threads} threads: {bytes} bytes in {:.2} s; {peak}",
         started.elapsed().as_secs_f64()
     );
 }

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 
-use liblzma::stream::MtStreamBuilder;
+use liblzma::stream::{MtStreamBuilder, Stream};
 
 /// A compression format, as recognised from the first bytes of the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,13 +90,18 @@ impl<R: BufRead> ConcatenatedXz<R> {
     }
 
     fn decoder(input: R, threads: u32) -> io::Result<liblzma::bufread::XzDecoder<R>> {
-        let stream = MtStreamBuilder::new()
-            .threads(threads.max(1))
-            // Use threads as long as the blocks fit in this much memory; never refuse a stream.
-            .memlimit_threading(1 << 30)
-            .memlimit_stop(u64::MAX)
-            .decoder()
-            .map_err(io::Error::other)?;
+        let stream = if threads <= 1 {
+            // liblzma's single-threaded decoder needs far less memory than the threaded one.
+            Stream::new_stream_decoder(u64::MAX, 0)
+        } else {
+            MtStreamBuilder::new()
+                .threads(threads)
+                // Use threads while the blocks fit in this much memory; never refuse a stream.
+                .memlimit_threading(1 << 30)
+                .memlimit_stop(u64::MAX)
+                .decoder()
+        }
+        .map_err(io::Error::other)?;
         Ok(liblzma::bufread::XzDecoder::new_stream(input, stream))
     }
 }
@@ -139,11 +144,15 @@ mod tests {
     use std::io::Write;
 
     fn roundtrip(compressed: Vec<u8>, expected: Compression, plain: &[u8]) {
-        let (compression, mut reader) = decompressing_reader(Cursor::new(compressed), 2).unwrap();
-        assert_eq!(compression, expected);
-        let mut decoded = Vec::new();
-        reader.read_to_end(&mut decoded).unwrap();
-        assert_eq!(decoded, plain);
+        // One thread takes liblzma's single-threaded decoder, more its threaded one.
+        for threads in [1, 2] {
+            let (compression, mut reader) =
+                decompressing_reader(Cursor::new(compressed.clone()), threads).unwrap();
+            assert_eq!(compression, expected);
+            let mut decoded = Vec::new();
+            reader.read_to_end(&mut decoded).unwrap();
+            assert_eq!(decoded, plain, "{expected} with {threads} threads");
+        }
     }
 
     #[test]
