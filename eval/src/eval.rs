@@ -930,6 +930,20 @@ impl Evaluator {
                     })))
                 }
             }
+            Value::PrimOpApp(app) if app.args.len() + 1 == app.builtin.arity => {
+                // Saturating call: pass the arguments without building a vector.
+                match app.args.as_slice() {
+                    [a] => self.call_builtin(app.builtin, &[a.clone(), argument], span),
+                    [a, b] => {
+                        self.call_builtin(app.builtin, &[a.clone(), b.clone(), argument], span)
+                    }
+                    _ => {
+                        let mut args = app.args.clone();
+                        args.push(argument);
+                        self.call_builtin(app.builtin, &args, span)
+                    }
+                }
+            }
             Value::PrimOpApp(app) => {
                 let mut args = Vec::with_capacity(app.args.len() + 1);
                 args.extend(app.args.iter().cloned());

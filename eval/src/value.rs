@@ -316,6 +316,20 @@ impl Attrs {
     /// `self // other`: a linear merge where `other` wins.
     pub fn update(&self, other: &Attrs) -> Attrs {
         let (a, b) = (&self.entries, &other.entries);
+        // A few attributes over a big set (overlays): copy, then binary-search each one in,
+        // instead of comparing every name of the big set.
+        if b.len() * 16 < a.len() {
+            let mut entries = Vec::with_capacity(a.len() + b.len());
+            entries.extend_from_slice(a);
+            let mut result = Attrs {
+                entries,
+                origin: None,
+            };
+            for (name, value) in b {
+                result.insert(*name, value.clone());
+            }
+            return result;
+        }
         let mut out = Vec::with_capacity(a.len() + b.len());
         let (mut i, mut j) = (0, 0);
         while i < a.len() && j < b.len() {
