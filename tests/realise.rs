@@ -147,6 +147,19 @@ fn example_builds_links_result_and_realising_again_is_a_fast_no_op() {
     let t = Sandbox::new();
     let example = example();
     let example = example.to_str().unwrap();
+    let dry_run = t.kiln(&["realise", "--dry-run", example]);
+    ok(&dry_run);
+    let listed = String::from_utf8_lossy(&dry_run.stderr);
+    assert!(
+        listed.starts_with("3 derivations would be built:"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("-report.drv (missing output out)"),
+        "{listed}"
+    );
+    assert!(!t.work().join("result").exists());
+
     let printed = ok(&t.kiln(&["realise", example]));
     let out = PathBuf::from(printed.trim());
     assert!(out.starts_with(t.root().join("store")), "{printed}");

@@ -175,12 +175,18 @@ impl TestStore {
     }
 
     fn run(&self, plan: &BuildPlan, jobs: usize, check: bool) -> ScheduleReport {
-        let options = ScheduleOptions {
-            jobs,
-            keep_going: false,
-            check,
-            settings: Default::default(),
-        };
+        self.run_with(
+            plan,
+            ScheduleOptions {
+                jobs,
+                keep_going: false,
+                check,
+                settings: Default::default(),
+            },
+        )
+    }
+
+    fn run_with(&self, plan: &BuildPlan, options: ScheduleOptions) -> ScheduleReport {
         let events: Arc<dyn BuildEvents> = Arc::new(NoEvents);
         run_plan(&self.store, plan, &options, &events)
     }
@@ -423,6 +429,34 @@ fn builtin_unpack_runs_in_process_and_feeds_a_sandboxed_build() {
     assert_eq!(std::fs::read_to_string(out).unwrap(), "got hello\n");
     let unpacked = t.store.query_path_info(&t.out(&unpack)).unwrap().unwrap();
     assert_eq!(unpacked.deriver.as_ref(), Some(&unpack));
+}
+
+#[test]
+fn keep_going_builds_what_does_not_depend_on_a_failure_and_timeouts_kill() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let slow = t.derivation("slow", "while :; do :; done", &[], None, &[]);
+    let fine = t.derivation("fine", "echo fine > $out", &[], None, &[]);
+    let plan = t.plan(&[&slow, &fine], false);
+    let mut settings = kiln_builder::build::BuildSettings::default();
+    settings.timeout = Some(std::time::Duration::from_secs(1));
+    let report = t.run_with(
+        &plan,
+        ScheduleOptions {
+            jobs: 1,
+            keep_going: true,
+            check: false,
+            settings,
+        },
+    );
+    assert!(
+        matches!(failure(&report), BuildError::BuilderFailed { how } if how.contains("timed out")),
+        "{report:?}"
+    );
+    assert!(t.store.is_valid(&t.out(&fine)).unwrap());
+    assert!(!t.store.is_valid(&t.out(&slow)).unwrap());
 }
 
 #[test]

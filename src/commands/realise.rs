@@ -228,6 +228,16 @@ pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
     let mut stdout_text = String::new();
     for (index, (_, outputs)) in plan.targets.iter().enumerate() {
         for (name, path) in outputs {
+            // Outputs that were valid before (not built by us) are protected from a concurrent
+            // collection only from here on; check that they survived until now.
+            store.add_temp_root(path).map_err(anyhow::Error::from)?;
+            if !store.is_valid(path).map_err(anyhow::Error::from)? {
+                return Err(anyhow!(
+                    "output '{}' was deleted (by a concurrent garbage collection?); run again",
+                    store.store_dir().print(path)
+                )
+                .into());
+            }
             let physical = store.physical_path(path);
             if !args.no_out_link && !args.dry_run && !args.check {
                 let base = args
