@@ -440,8 +440,10 @@ fn keep_going_builds_what_does_not_depend_on_a_failure_and_timeouts_kill() {
     let slow = t.derivation("slow", "while :; do :; done", &[], None, &[]);
     let fine = t.derivation("fine", "echo fine > $out", &[], None, &[]);
     let plan = t.plan(&[&slow, &fine], false);
-    let mut settings = kiln_builder::build::BuildSettings::default();
-    settings.timeout = Some(std::time::Duration::from_secs(1));
+    let settings = kiln_builder::build::BuildSettings {
+        timeout: Some(std::time::Duration::from_secs(1)),
+        ..Default::default()
+    };
     let report = t.run_with(
         &plan,
         ScheduleOptions {
