@@ -462,6 +462,46 @@ fn keep_going_builds_what_does_not_depend_on_a_failure_and_timeouts_kill() {
 }
 
 #[test]
+fn rootfs_layers_become_the_root_of_the_build() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let bb = t.builder();
+    let layer = t.derivation(
+        "layer",
+        &format!(
+            "{bb} mkdir -p $out/bin $out/etc $out/tmp; {bb} cp {bb} $out/bin/busybox; \
+             echo from-the-layer > $out/etc/motd"
+        ),
+        &[],
+        None,
+        &[],
+    );
+    let layer_out = t.dir.print(&t.out(&layer));
+    let mut user = t.drvs[&layer].clone();
+    user.name = "user".to_owned();
+    user.builder = "/bin/busybox".to_owned();
+    user.args = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        "/bin/busybox cat /etc/motd > $out; echo scratch > /tmp/x".to_owned(),
+    ];
+    user.input_srcs.clear();
+    user.input_drvs = BTreeMap::from([(layer.clone(), BTreeSet::from(["out".to_owned()]))]);
+    user.env.insert("name".to_owned(), "user".to_owned());
+    user.env.insert("rootfs".to_owned(), layer_out);
+    user.outputs.get_mut("out").unwrap().path = None;
+    let user = t.write(user);
+    let report = t.run(&t.plan(&[&user], false), 1, false);
+    assert!(report.success(), "{report:?}");
+    let out = t.store.physical_path(&t.out(&user));
+    assert_eq!(std::fs::read_to_string(out).unwrap(), "from-the-layer\n");
+    // The layer itself is untouched by the build's writes.
+    assert!(!t.store.physical_path(&t.out(&layer)).join("tmp/x").exists());
+}
+
+#[test]
 fn network_is_refused_to_non_fixed_output_derivations() {
     if !environment_ready() {
         return;
