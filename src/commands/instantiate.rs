@@ -23,7 +23,8 @@ pub struct InstantiateArgs {
 pub fn run(global: &GlobalOptions, args: InstantiateArgs) -> Result<(), Failure> {
     let store = LocalStore::open(global.store_root(), StoreDir::new(&global.store_dir))
         .context("cannot open the store")?;
-    let evaluator = input::evaluator(global, Rc::new(LocalEvalStore::new(Arc::new(store))));
+    let eval_store = Rc::new(LocalEvalStore::new(Arc::new(store)));
+    let evaluator = input::evaluator(global, eval_store.clone());
     let mut out = String::new();
     for value in input::evaluate(&evaluator, &args.input)? {
         for drv_path in evaluator
@@ -34,6 +35,11 @@ pub fn run(global: &GlobalOptions, args: InstantiateArgs) -> Result<(), Failure>
             out.push('\n');
         }
     }
+    // The .drv files are registered in batches; they must be valid before anyone is told
+    // their paths.
+    eval_store
+        .flush()
+        .context("cannot register the derivations in the store")?;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())

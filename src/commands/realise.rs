@@ -174,8 +174,8 @@ fn instantiate(
         arg: args.arg.clone(),
         argstr: args.argstr.clone(),
     };
-    let eval_store = kiln_eval::store_impls::LocalEvalStore::new(store.clone());
-    let evaluator = input::evaluator(global, Rc::new(eval_store));
+    let eval_store = Rc::new(kiln_eval::store_impls::LocalEvalStore::new(store.clone()));
+    let evaluator = input::evaluator(global, eval_store.clone());
     let mut targets = Vec::new();
     for value in input::evaluate(&evaluator, &input_args)? {
         for drv in evaluator
@@ -189,6 +189,10 @@ fn instantiate(
             targets.push(BuildTarget::all_outputs(drv_path));
         }
     }
+    // The .drv files are registered in batches: make them valid before planning builds.
+    eval_store
+        .flush()
+        .context("cannot register the derivations in the store")?;
     Ok(targets)
 }
 
