@@ -169,13 +169,34 @@ fn replace_strings(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
     let mut out: Vec<u8> = Vec::with_capacity(text.len());
     let mut used = vec![false; to.len()];
     let mut changed = false;
+    // Bytes that can start a match; with no empty pattern, runs of other bytes are copied in
+    // one go.
+    let patterns: Vec<&[u8]> = from.iter().map(|f| f.as_str().as_bytes()).collect();
+    let has_empty = patterns.iter().any(|p| p.is_empty());
+    let mut starts = [false; 256];
+    for pattern in &patterns {
+        if let Some(&first) = pattern.first() {
+            starts[usize::from(first)] = true;
+        }
+    }
     // Loops one past the last byte so that an empty pattern also matches at the end.
     let mut p = 0;
     while p <= text.len() {
+        if !has_empty {
+            let run = text[p..]
+                .iter()
+                .position(|&b| starts[usize::from(b)])
+                .unwrap_or(text.len() - p);
+            out.extend_from_slice(&text[p..p + run]);
+            p += run;
+            if p == text.len() {
+                break;
+            }
+        }
         let rest = &text[p..];
-        let found = from
+        let found = patterns
             .iter()
-            .position(|pattern| rest.starts_with(pattern.as_str().as_bytes()));
+            .position(|pattern| rest.starts_with(pattern));
         match found {
             Some(i) => {
                 changed = true;
