@@ -540,6 +540,24 @@ mod tests {
             ("builtins.all (x: x > 0) []", "true"),
             ("builtins.any (x: x > 2) [1 2 3]", "true"),
             ("builtins.elem 2 [1 2]", "true"),
+            ("builtins.elem 1 [1 (throw \"x\")]", "true"),
+            (
+                "(builtins.partition (x: true) [(throw \"x\")]).wrong",
+                "error: x",
+            ),
+            (
+                "builtins.length (builtins.filter (x: true) [(throw \"x\")])",
+                "1",
+            ),
+            (
+                "builtins.length (builtins.sort (a: b: true) [(throw \"x\")])",
+                "error: x",
+            ),
+            ("builtins.length (builtins.tail [(throw \"x\") 1])", "1"),
+            (
+                "builtins.attrNames (builtins.groupBy (x: \"a\") [(throw \"x\")])",
+                "[ \"a\" ]",
+            ),
         ];
         for (src, want) in cases {
             assert_eq!(run_nix(src), want, "{src}");
