@@ -7,7 +7,7 @@ use crate::error::{EvalError, EvalResult};
 use crate::eval::{sym, Evaluator};
 use crate::value::{Attrs, Thunk, Value};
 use kiln_lang::{Span, Symbol};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 pub const BUILTINS: &[Builtin] = &[
@@ -410,14 +410,70 @@ pub(crate) fn required_attr(
     })
 }
 
+/// The keys `genericClosure` has seen. Integer and string keys (the common case) live in hash
+/// sets; any other mix falls back to a vector kept sorted by Nix's `<`, which also raises Nix's
+/// "cannot compare" errors for keys of incomparable types.
+enum SeenKeys {
+    Empty,
+    Ints(HashSet<i64>),
+    Strings(HashSet<Box<str>>),
+    Sorted(Vec<Value>),
+}
+
+impl SeenKeys {
+    /// Adds `key`; whether it was new.
+    fn insert(&mut self, ev: &Evaluator, key: Value, span: Span) -> EvalResult<bool> {
+        match (&mut *self, &key) {
+            (SeenKeys::Empty, Value::Int(i)) => *self = SeenKeys::Ints(HashSet::from([*i])),
+            (SeenKeys::Empty, Value::String(s)) => {
+                *self = SeenKeys::Strings(HashSet::from([Box::from(s.as_str())]))
+            }
+            (SeenKeys::Empty, _) => *self = SeenKeys::Sorted(vec![key]),
+            (SeenKeys::Ints(set), Value::Int(i)) => return Ok(set.insert(*i)),
+            (SeenKeys::Strings(set), Value::String(s)) => {
+                return Ok(set.insert(Box::from(s.as_str())))
+            }
+            (SeenKeys::Ints(set), _) => {
+                let mut sorted: Vec<i64> = set.iter().copied().collect();
+                sorted.sort_unstable();
+                *self = SeenKeys::Sorted(sorted.into_iter().map(Value::Int).collect());
+                return self.insert(ev, key, span);
+            }
+            (SeenKeys::Strings(set), _) => {
+                let mut sorted: Vec<&str> = set.iter().map(|s| &**s).collect();
+                sorted.sort_unstable();
+                let sorted = sorted.into_iter().map(Value::string).collect();
+                *self = SeenKeys::Sorted(sorted);
+                return self.insert(ev, key, span);
+            }
+            (SeenKeys::Sorted(keys), _) => {
+                // Binary search with Nix's `<`; the new key goes first, as in Nix's set
+                // insertion (it shows in the message of incomparable keys).
+                let (mut low, mut high) = (0, keys.len());
+                while low < high {
+                    let mid = (low + high) / 2;
+                    if ev.less_than(&key, &keys[mid], span)? {
+                        high = mid;
+                    } else if ev.less_than(&keys[mid], &key, span)? {
+                        low = mid + 1;
+                    } else {
+                        return Ok(false);
+                    }
+                }
+                keys.insert(low, key);
+            }
+        }
+        Ok(true)
+    }
+}
+
 fn generic_closure(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let input = ev.force_attrs(arg(args, 0), span)?;
     let start_set = required_attr(&input, "startSet", "genericClosure", span)?;
     let start_set = ev.force_list(&start_set, span)?;
     let operator = required_attr(&input, "operator", "genericClosure", span)?;
-    let mut work: std::collections::VecDeque<Value> = start_set.iter().cloned().collect();
-    // Keys seen so far, kept sorted by Nix's ordering for O(log n) membership.
-    let mut keys: Vec<Value> = Vec::new();
+    let mut work: VecDeque<Value> = start_set.iter().cloned().collect();
+    let mut seen = SeenKeys::Empty;
     let mut result = Vec::new();
     while let Some(item) = work.pop_front() {
         let attrs = ev.force_attrs(&item, span)?;
@@ -425,25 +481,9 @@ fn generic_closure(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
             .get(sym("key"))
             .ok_or_else(|| EvalError::eval("attribute 'key' required").at(span))?;
         let key = ev.force(key, span)?;
-        // Binary search with Nix's `<`, which errors on incomparable keys as Nix does.
-        let (mut low, mut high) = (0, keys.len());
-        let mut found = false;
-        while low < high {
-            let mid = (low + high) / 2;
-            // The new key goes first, as in Nix's set insertion (it shows in the message).
-            if ev.less_than(&key, &keys[mid], span)? {
-                high = mid;
-            } else if ev.less_than(&keys[mid], &key, span)? {
-                low = mid + 1;
-            } else {
-                found = true;
-                break;
-            }
-        }
-        if found {
+        if !seen.insert(ev, key, span)? {
             continue;
         }
-        keys.insert(low, key);
         let successors = ev.call(&operator, item.clone(), span)?;
         let successors = ev.force_list(&successors, span)?;
         work.extend(successors.iter().cloned());
@@ -540,6 +580,21 @@ mod tests {
             ("builtins.all (x: x > 0) []", "true"),
             ("builtins.any (x: x > 2) [1 2 3]", "true"),
             ("builtins.elem 2 [1 2]", "true"),
+            (
+                "map (x: x.key) (builtins.genericClosure { startSet = [{key=\"b\";} {key=\"a\";}]; \
+                 operator = x: [{key = \"a\";}]; })",
+                "[ \"b\" \"a\" ]",
+            ),
+            (
+                "map (x: x.key) (builtins.genericClosure { startSet = [{key=1;} {key=1.0;} {key=[1];}]; \
+                 operator = x: [{key = [1];}]; })",
+                "error: cannot compare a list with an integer",
+            ),
+            (
+                "map (x: x.key) (builtins.genericClosure { startSet = [{key=2;} {key=1.0;} {key=1;} {key=1.5;}]; \
+                 operator = x: []; })",
+                "[ 2 1 1.5 ]",
+            ),
             ("builtins.elem 1 [1 (throw \"x\")]", "true"),
             (
                 "(builtins.partition (x: true) [(throw \"x\")]).wrong",
