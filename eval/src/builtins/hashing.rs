@@ -86,7 +86,39 @@ fn convert_hash(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value>
 
 #[cfg(test)]
 mod tests {
+    use super::super::lists::run_nix;
     use super::*;
+
+    #[test]
+    fn hash_file_reads_through_eval_io() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("abc.txt");
+        std::fs::write(&file, "abc").unwrap();
+        let src = format!(r#"builtins.hashFile "sha1" "{}""#, file.display());
+        // Same digest as nix-instantiate 2.8's hashString "sha1" "abc".
+        assert_eq!(
+            run_nix(&src),
+            r#""a9993e364706816aba3e25717850c26c9cd0d89d""#
+        );
+        let missing = format!(r#"builtins.hashFile "md5" "{}/nope""#, dir.path().display());
+        assert!(
+            run_nix(&missing).starts_with("error: opening file"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn convert_hash_changes_encodings() {
+        let sha1 = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        let sri = run_nix(&format!(
+            r#"builtins.convertHash {{ hash = "{sha1}"; hashAlgo = "sha1"; toHashFormat = "sri"; }}"#
+        ));
+        assert_eq!(sri, r#""sha1-qZk+NkcGgWq6PiVxeFDCbJzQ2J0=""#);
+        let back = run_nix(
+            r#"builtins.convertHash { hash = "sha1-qZk+NkcGgWq6PiVxeFDCbJzQ2J0="; toHashFormat = "base16"; }"#,
+        );
+        assert_eq!(back, format!(r#""{sha1}""#));
+    }
 
     #[test]
     fn digests_are_lower_hex() {
