@@ -975,6 +975,18 @@ impl Evaluator {
 
     /// Calls a function with several arguments in turn.
     pub fn call_n(&self, function: &Value, args: &[Value], span: Span) -> EvalResult<Value> {
+        // `x: y: body` applied to two arguments: no intermediate closure value is built.
+        if let (Value::Lambda(closure), [first, second]) = (function, args) {
+            if let (Param::Ident(_), ExprKind::Lambda(inner)) =
+                (&closure.lambda.param, &closure.lambda.body.kind)
+            {
+                let inner_closure = Closure {
+                    lambda: inner.clone(),
+                    env: Env::single(first.clone(), Some(closure.env.clone())),
+                };
+                return self.call_lambda(&inner_closure, second.clone(), span);
+            }
+        }
         let mut f = function.clone();
         for arg in args {
             f = self.call(&f, arg.clone(), span)?;

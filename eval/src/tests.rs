@@ -123,6 +123,19 @@ fn basics() {
         "[ true true true ]"
     );
     assert_eq!(run("-(1)"), "-1");
+    with_eval_stack(|| {
+        let ev = evaluator();
+        let f = ev.eval_string("a: b: a - b", Path::new("/")).unwrap();
+        let r = ev
+            .call_n(&f, &[Value::Int(5), Value::Int(3)], Default::default())
+            .unwrap();
+        assert!(matches!(r, Value::Int(2)));
+        let g = ev.eval_string("builtins.sub", Path::new("/")).unwrap();
+        let r = ev
+            .call_n(&g, &[Value::Int(5), Value::Int(3)], Default::default())
+            .unwrap();
+        assert!(matches!(r, Value::Int(2)));
+    });
 }
 
 #[test]
