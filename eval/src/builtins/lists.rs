@@ -169,8 +169,7 @@ fn foldl_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value>
     let list = ev.force_list(arg(args, 2), span)?;
     let mut accumulator = ev.force(arg(args, 1), span)?;
     for item in list.iter() {
-        let partial = ev.call(&function, accumulator, span)?;
-        accumulator = ev.call(&partial, item.clone(), span)?;
+        accumulator = ev.call_n(&function, &[accumulator, item.clone()], span)?;
     }
     Ok(accumulator)
 }
@@ -352,8 +351,7 @@ fn sort(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
         merge_sort(&mut items, &mut |a, b| ev.less_than(a, b, span))?;
     } else {
         merge_sort(&mut items, &mut |a, b| {
-            let partial = ev.call(&comparator, a.clone(), span)?;
-            let result = ev.call(&partial, b.clone(), span)?;
+            let result = ev.call_n(&comparator, &[a.clone(), b.clone()], span)?;
             ev.force_bool(&result, span)
         })?;
     }
