@@ -1,15 +1,11 @@
 //! Command-line definition (clap) and dispatch to `commands::<verb>`. Owns the global options
-//! (store locations, search path), the large-stack thread every command runs on, and the
+//! (store locations, search path), the large-stack thread every command runs on (the evaluator's `with_eval_stack`), and the
 //! mapping of outcomes to exit codes: 0 ok, 1 evaluation or build failure, 2 usage, 3 internal.
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
-
-/// Stack size of the thread that runs a command: evaluation recurses deeply (the evaluator
-/// also counts call depth, so runaway recursion is an error long before this is used up).
-const COMMAND_STACK_BYTES: usize = 1 << 30;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -105,17 +101,10 @@ pub fn run() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    let worker = std::thread::Builder::new()
-        .name("kiln".into())
-        .stack_size(COMMAND_STACK_BYTES)
-        .spawn(move || dispatch(cli));
-    let outcome = match worker {
-        Ok(handle) => handle.join(),
-        Err(e) => {
-            eprintln!("error: cannot start the evaluation thread: {e}");
-            return 3;
-        }
-    };
+    // Every command runs on the evaluator's large-stack thread, which also sets the stack
+    // floor the evaluator's recursion guard measures against.
+    let outcome =
+        std::panic::catch_unwind(|| kiln_eval::with_eval_stack(move || dispatch(cli)));
     match outcome {
         Ok(Ok(())) => 0,
         Ok(Err(Failure::Reported(text))) => {
