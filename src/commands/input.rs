@@ -46,7 +46,7 @@ impl InputArgs {
     }
 }
 
-/// The search path: `-I` entries first, then `KILN_PATH`.
+/// The search path: `-I` entries first, then `KILN_PATH`, then `kiln=` the embedded stdlib.
 pub fn search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPathEntry> {
     let mut entries: Vec<_> = global
         .include
@@ -55,6 +55,14 @@ pub fn search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPathEntry> {
         .collect();
     if let Ok(env) = std::env::var("KILN_PATH") {
         entries.extend(kiln_eval::parse_search_path(&env));
+    }
+    // Last, so that `-I kiln=PATH` and `KILN_PATH` override the embedded library.
+    match crate::stdlib::materialise(&global.store_root()) {
+        Ok(dir) => entries.push(kiln_eval::SearchPathEntry {
+            prefix: Some("kiln".to_owned()),
+            path: dir,
+        }),
+        Err(error) => eprintln!("warning: cannot write the standard library for <kiln>: {error}"),
     }
     entries
 }

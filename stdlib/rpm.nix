@@ -1,0 +1,151 @@
+# RPM helpers: repositories pinned to frozen AlmaLinux releases, the lock file, the lock step
+# (resolve with dnf, with network) and the install step (fetch every locked RPM by hash,
+# install offline).
+#
+# GPG: the install step runs dnf with `--nogpgcheck`, because every RPM it sees is a
+# fixed-output fetch whose sha256 the lock pins; the lock step is where trust is established:
+# it resolves against the repositories below with `gpgcheck=1` and the AlmaLinux key
+# (`gpgkey`, imported by dnf from the vault), so a lock only ever records RPMs whose signatures
+# dnf verified.
+kiln:
+let
+  inherit (builtins) isAttrs fromJSON readFile sort lessThan concatStringsSep map toJSON;
+  sortedNames = packages: sort lessThan packages;
+in
+rec {
+  # repositories { release ? "9.4", arch }: the AlmaLinux vault repositories (BaseOS and
+  # AppStream) of a frozen release, as attribute sets { name, baseurl, gpgcheck, gpgkey }.
+  # A repository of your own (a mirror, a test fixture) is an attribute set of the same shape;
+  # with `gpgcheck = false` its RPMs' signatures are not checked when locking.
+  repositories = { release ? "9.4", arch }:
+    let
+      checked = kiln.checkArch arch;
+      repo = name: {
+        name = "almalinux-${release}-${name}";
+        baseurl = "https://vault.almalinux.org/${release}/${name}/${checked}/os/";
+        gpgcheck = true;
+        gpgkey = "https://vault.almalinux.org/RPM-GPG-KEY-AlmaLinux-9";
+      };
+    in
+    [ (repo "BaseOS") (repo "AppStream") ];
+
+  # lockFile LOCK: a lock's contents, from a path to its JSON or from the parsed value.
+  #
+  # The format (JSON, keys sorted, packages sorted by RPM file name):
+  #   { "arch": "x86_64", "release": "9.4", "request": [ requested package names, sorted ],
+  #     "repositories": [ { "baseurl", "gpgcheck", "gpgkey", "name" } … ],
+  #     "packages": [ { "arch", "epoch", "name", "release", "sha256", "url", "version" } … ] }
+  lockFile = lock: if isAttrs lock then lock else fromJSON (readFile lock);
+
+  # checkLock { packages, lock, release, arch }: the lock's contents if it was made for this
+  # package set, release and architecture, else an error saying how to renew it.
+  checkLock = { packages, lock, release, arch }:
+    let
+      data = lockFile lock;
+      wanted = sortedNames packages;
+      stale = what: throw
+        "kiln: the RPM lock is stale (${what}); renew it with `kiln lock` (or realise `rpm.lock` with --allow-network and copy its output over the lock file)";
+    in
+    if (data.request or null) != wanted then
+      stale "it pins [${concatStringsSep " " (data.request or [ ])}], the expression asks for [${concatStringsSep " " wanted}]"
+    else if (data.release or null) != release then
+      stale "release ${toString (data.release or "none")}, wanted ${release}"
+    else if (data.arch or null) != arch then
+      stale "architecture ${toString (data.arch or "none")}, wanted ${arch}"
+    else
+      data;
+
+  # fetchLocked LOCK: the locked RPMs, each a fixed-output fetch named as its file.
+  fetchLocked = lock:
+    map
+      (p: kiln.fetchurl {
+        url = p.url;
+        sha256 = p.sha256;
+        name = builtins.baseNameOf p.url;
+        system = kiln.systemOf (lockFile lock).arch;
+      })
+      (lockFile lock).packages;
+
+  # install { name, arch, lock, base }: a root filesystem holding exactly the locked RPMs,
+  # installed by dnf running inside `base` (a root with dnf, e.g. `bootstrap.centosStream9`),
+  # from local files only: no repository, no network.
+  #
+  # Reproducibility: kiln clamps every mtime; this step also removes what differs between two
+  # identical installs: dnf's caches, logs and history database, rpm's lock and sqlite
+  # journal/WAL files, `/etc/machine-id` contents and random seeds.
+  install = { name, arch, lock, base }:
+    kiln.runInRoot {
+      inherit name;
+      system = kiln.systemOf arch;
+      rootfs = base;
+      env.rpms = fetchLocked lock;
+      script = ''
+        set -eu
+        mkdir -p "$out"
+        dnf --installroot="$out" --releasever=9 --disablerepo='*' --noplugins \
+          --nogpgcheck --setopt=install_weak_deps=False --setopt=keepcache=False \
+          --setopt=cachedir=/tmp/dnf-cache --setopt=reposdir=/nonexistent \
+          -y install $rpms
+        rm -rf "$out"/var/cache/dnf/* "$out"/var/log/dnf* "$out"/var/log/hawkey.log \
+          "$out"/var/lib/dnf/history* "$out"/var/lib/rpm/.rpm.lock \
+          "$out"/var/lib/rpm/__db.* "$out"/var/lib/rpm/*-shm "$out"/var/lib/rpm/*-wal \
+          "$out"/var/lib/systemd/random-seed "$out"/var/lib/random-seed
+        if [ -e "$out"/etc/machine-id ]; then : > "$out"/etc/machine-id; fi
+      '';
+    };
+
+  # lock { arch ? <host>, packages, release ? "9.4", base ? bootstrap.centosStream9 { arch } }
+  #
+  # The lock step: with network, dnf inside `base` resolves `packages` against the pinned
+  # repositories, downloads the resolved RPMs (verifying their signatures), and the output is
+  # the lock file (see `lockFile`) naming each RPM's URL and sha256. Realise it with
+  # `--allow-network` (it is the only non-fixed-output step that uses the network).
+  lock =
+    { arch ? kiln.hostArch
+    , packages
+    , release ? "9.4"
+    , base ? null
+    , repos ? repositories { inherit release arch; }
+    }:
+    let
+      checked = kiln.checkArch arch;
+      repoArgs = concatStringsSep " " (map (r: "--repofrompath=${r.name},${r.baseurl} ${repoGpg r}") repos);
+      repoGpg = r:
+        if r.gpgcheck or true then
+          "--setopt=${r.name}.gpgcheck=1 --setopt=${r.name}.gpgkey=${r.gpgkey}"
+        else
+          "--setopt=${r.name}.gpgcheck=0";
+      # The lock's keys in sorted order: `arch`, then `packages` (written by the script), then
+      # the rest.
+      archJson = toJSON { arch = checked; };
+      jsonBefore = builtins.substring 0 (builtins.stringLength archJson - 1) archJson;
+      restJson = toJSON { inherit release; request = sortedNames packages; repositories = repos; };
+      jsonAfter = builtins.substring 1 (builtins.stringLength restJson) restJson;
+    in
+    kiln.runInRoot {
+      name = "rpm-lock-${release}-${checked}";
+      system = kiln.systemOf checked;
+      rootfs = if base != null then base else kiln.bootstrap.centosStream9 { arch = checked; };
+      network = true;
+      env.packages = sortedNames packages;
+      script = ''
+        set -euf # no globbing: `--disablerepo=*` goes to dnf as written
+        dnfargs="--releasever=9 --disablerepo=* --noplugins --setopt=reposdir=/nonexistent --setopt=cachedir=/tmp/dnf-cache ${repoArgs}"
+        mkdir -p /tmp/rpms /tmp/root
+        dnf $dnfargs --installroot=/tmp/root -y --downloadonly --setopt=install_weak_deps=False \
+          --downloaddir=/tmp/rpms install $packages
+        entries=""
+        for f in $(ls /tmp/rpms | sort); do
+          rpmfile="/tmp/rpms/$f"
+          nevra=$(rpm -qp --nosignature --qf '%{NAME}-%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}' "$rpmfile")
+          url=$(dnf $dnfargs --installroot=/tmp/root -q repoquery --location "$nevra" | grep "/$f\$" | head -n 1)
+          [ -n "$url" ] || { echo "no repository URL found for $f" >&2; exit 1; }
+          sum=$(sha256sum "$rpmfile" | cut -d' ' -f1)
+          fields=$(rpm -qp --nosignature --qf '"arch":"%{ARCH}","epoch":"%{EPOCHNUM}","name":"%{NAME}","release":"%{RELEASE}",' "$rpmfile")
+          version=$(rpm -qp --nosignature --qf '%{VERSION}' "$rpmfile")
+          entries="$entries''${entries:+,}{$fields\"sha256\":\"$sum\",\"url\":\"$url\",\"version\":\"$version\"}"
+        done
+        printf '%s,"packages":[%s],%s\n' '${jsonBefore}' "$entries" '${jsonAfter}' > "$out"
+      '';
+    };
+}

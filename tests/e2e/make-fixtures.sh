@@ -1,0 +1,160 @@
+#!/bin/sh
+# Builds the fixtures of kiln's end-to-end test, offline afterwards:
+#
+#   repo/                   a createrepo_c RPM repository with
+#     almalinux-release     /etc/os-release of a pretend AlmaLinux 9.4
+#     busybox-kiln          a static busybox as /usr/bin/busybox with /bin -> usr/bin and
+#                           applet links (sh, ls, cat, …), so the result is a usable root
+#     greeter               requires busybox-kiln; its %post writes /var/lib/greeter/post-ran
+#   base.tar.xz             a stand-in container base in `docker save` layout (layer.tar plus
+#                           manifest.json) whose root has a working dnf and rpm: a Debian
+#                           bookworm debootstrap with /etc/rpm/macros setting %_dbpath
+#   fixtures.env            shell assignments: FIXTURES, REPO, BASE_TARBALL, BASE_SHA256, ARCH
+#
+# Usage: make-fixtures.sh [CACHE_DIR]   (default ${KILN_E2E_CACHE:-$HOME/.cache/kiln-e2e})
+# Prints the fixture directory. Fixtures are cached by content: the directory is named after
+# the sha256 of this script and of the busybox binary, so a rerun with nothing changed only
+# prints the directory. Needs (Debian): rpm, createrepo-c, debootstrap, busybox-static, xz-utils,
+# root (debootstrap), and the Debian mirror for the base (DEBIAN_MIRROR overrides it).
+set -eu
+
+cache=${1:-${KILN_E2E_CACHE:-$HOME/.cache/kiln-e2e}}
+arch=$(uname -m)
+busybox=${BUSYBOX:-$(command -v busybox)}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+for tool in rpmbuild createrepo_c debootstrap xz sha256sum; do
+  command -v "$tool" >/dev/null || { echo "make-fixtures: missing $tool" >&2; exit 1; }
+done
+case $(file -L "$busybox" 2>/dev/null || echo unknown) in
+  *statically*) ;;
+  *) echo "make-fixtures: $busybox is not a static busybox (install busybox-static)" >&2; exit 1 ;;
+esac
+
+key=$(cat "$0" "$busybox" | sha256sum | cut -c1-32)
+out="$cache/$key"
+if [ -f "$out/fixtures.env" ]; then
+  echo "$out"
+  exit 0
+fi
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/.work-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# --- RPMs ---------------------------------------------------------------------------------
+top="$work/rpmbuild"
+mkdir -p "$top/SPECS" "$top/SOURCES" "$work/repo"
+cp "$busybox" "$top/SOURCES/busybox"
+common='
+AutoReqProv: no
+License: MIT
+'
+cat > "$top/SPECS/almalinux-release.spec" <<SPEC
+Name: almalinux-release
+Version: 9.4
+Release: 1.el9
+Summary: Pretend AlmaLinux release files (kiln e2e fixture)
+BuildArch: noarch
+$common
+%description
+/etc/os-release of a pretend AlmaLinux 9.4.
+%install
+mkdir -p %{buildroot}/etc
+cat > %{buildroot}/etc/os-release <<'OS'
+NAME="AlmaLinux"
+VERSION="9.4 (kiln e2e)"
+ID="almalinux"
+VERSION_ID="9.4"
+PRETTY_NAME="AlmaLinux 9.4 (kiln e2e)"
+OS
+echo 'AlmaLinux release 9.4 (kiln e2e)' > %{buildroot}/etc/almalinux-release
+%files
+/etc/os-release
+/etc/almalinux-release
+SPEC
+
+applets="sh ls cat echo mkdir cp rm mv ln test grep sed uname id"
+cat > "$top/SPECS/busybox-kiln.spec" <<SPEC
+Name: busybox-kiln
+Version: 1.0
+Release: 1.el9
+Summary: A static busybox as the root's shell and tools (kiln e2e fixture)
+Source0: busybox
+$common
+%description
+A static busybox with /bin pointing at /usr/bin.
+%install
+mkdir -p %{buildroot}/usr/bin %{buildroot}/tmp %{buildroot}/var/lib
+install -m 0755 %{SOURCE0} %{buildroot}/usr/bin/busybox
+for a in $applets; do ln -s busybox %{buildroot}/usr/bin/\$a; done
+ln -s usr/bin %{buildroot}/bin
+%files
+/bin
+/usr/bin/*
+%dir /var/lib
+%attr(1777,root,root) %dir /tmp
+SPEC
+
+cat > "$top/SPECS/greeter.spec" <<SPEC
+Name: greeter
+Version: 2.0
+Release: 3.el9
+Summary: A package with a dependency and a post scriptlet (kiln e2e fixture)
+BuildArch: noarch
+Requires: busybox-kiln
+$common
+%description
+Prints a greeting; its %%post records that it ran.
+%install
+mkdir -p %{buildroot}/usr/bin
+printf '#!/bin/sh\necho hello from greeter\n' > %{buildroot}/usr/bin/greet
+chmod 0755 %{buildroot}/usr/bin/greet
+%post
+mkdir -p /var/lib/greeter
+echo "post ran" > /var/lib/greeter/post-ran
+%files
+/usr/bin/greet
+SPEC
+
+for spec in almalinux-release busybox-kiln greeter; do
+  rpmbuild --quiet -bb \
+    --define "_topdir $top" \
+    --define "__os_install_post %{nil}" \
+    --define "_build_id_links none" \
+    --define "debug_package %{nil}" \
+    --target "$arch" \
+    "$top/SPECS/$spec.spec"
+done
+find "$top/RPMS" -name '*.rpm' -exec cp {} "$work/repo/" \;
+createrepo_c --quiet "$work/repo"
+
+# --- stand-in container base ---------------------------------------------------------------
+root="$work/root"
+debootstrap --variant=minbase --include=dnf,rpm bookworm "$root" "$mirror" > "$work/debootstrap.log" 2>&1 \
+  || { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
+mkdir -p "$root/etc/rpm" "$root/etc/yum.repos.d"
+echo '%_dbpath /var/lib/rpm' > "$root/etc/rpm/macros"
+# A repository file like the ones the bootstrap removes.
+printf '[stale]\nname=stale\nbaseurl=http://127.0.0.1:1/\n' > "$root/etc/yum.repos.d/stale.repo"
+rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/*
+image="$work/image"
+mkdir -p "$image"
+tar -C "$root" --numeric-owner --xattrs -cf "$image/layer.tar" .
+printf '[{"Config":"config.json","RepoTags":["kiln-e2e-base:latest"],"Layers":["layer.tar"]}]\n' \
+  > "$image/manifest.json"
+printf '{"architecture":"%s","os":"linux"}\n' "$arch" > "$image/config.json"
+tar -C "$image" --numeric-owner --sort=name --mtime=@1 -cf - manifest.json config.json layer.tar \
+  | xz -T0 -6 > "$work/base.tar.xz"
+rm -rf "$root" "$image" "$top"
+
+sha=$(sha256sum "$work/base.tar.xz" | cut -d' ' -f1)
+cat > "$work/fixtures.env" <<ENV
+FIXTURES='$out'
+REPO='$out/repo'
+BASE_TARBALL='$out/base.tar.xz'
+BASE_SHA256='$sha'
+ARCH='$arch'
+ENV
+trap - EXIT
+rm -f "$work/debootstrap.log"
+mv "$work" "$out" 2>/dev/null || rm -rf "$work"
+echo "$out"
