@@ -663,13 +663,17 @@ impl Evaluator {
             } => self.eval_select(subject, path, default.as_ref(), env, span),
             ExprKind::HasAttr { subject, path } => {
                 let mut v = self.eval(subject, env)?;
-                for name in path {
+                for (step, name) in path.iter().enumerate() {
                     let Ok(name) = self.lookup_name(name, env)? else {
                         return Ok(Value::Bool(false));
                     };
+                    // As Nix: every set along the path is forced, the value found last is not.
+                    if step > 0 {
+                        v = self.force(&v, span)?;
+                    }
                     match v {
                         Value::Attrs(attrs) => match attrs.get(name) {
-                            Some(next) => v = self.force(next, span)?,
+                            Some(next) => v = next.clone(),
                             None => return Ok(Value::Bool(false)),
                         },
                         _ => return Ok(Value::Bool(false)),
