@@ -1,0 +1,108 @@
+//! `kiln realise` run by an unprivileged user: the README's busybox example builds in the
+//! sandbox without root, through user namespaces alone. When the tests run as root, the
+//! binary and the example are copied somewhere world-readable and run as `nobody` with
+//! `setpriv`; as any other user they run as they are. Under CI=true a missing prerequisite
+//! (busybox, user namespaces, setpriv) fails the test; elsewhere it is skipped with the reason.
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn skip_or_fail(reason: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and {reason}");
+    }
+    eprintln!("skipping: {reason}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_busybox_example_builds_without_root() {
+    if !Path::new("/bin/busybox").exists() {
+        return skip_or_fail("busybox is not installed at /bin/busybox");
+    }
+    let is_root = running_as_root();
+    let setpriv_works = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "unshare",
+            "-Ur",
+            "true",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if is_root && !setpriv_works {
+        return skip_or_fail(
+            "unprivileged user namespaces are not available (setpriv nobody unshare -Ur)",
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let kiln = tmp.path().join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &kiln).unwrap();
+    std::fs::set_permissions(&kiln, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let example = tmp.path().join("busybox");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/busybox"),
+        &example,
+    );
+    for file in [&example, &example.join("default.nix")] {
+        let mode = if file.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut command = if is_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&kiln);
+        c
+    } else {
+        Command::new(&kiln)
+    };
+    let output = command
+        .env("HOME", tmp.path())
+        .env_remove("KILN_STORE")
+        .env_remove("KILN_STORE_DIR")
+        .arg("--store")
+        .arg(tmp.path().join("store"))
+        .arg("realise")
+        .arg("-o")
+        .arg(tmp.path().join("result"))
+        .arg(&example)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "unprivileged realise failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let greeting = std::fs::read_to_string(tmp.path().join("result/greeting")).unwrap();
+    assert_eq!(greeting, "hello from kiln\n");
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(tmp.path().join("store/store")).unwrap(),
+    );
+    if is_root {
+        assert_eq!(owner, 65534, "the store belongs to the user who built it");
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
