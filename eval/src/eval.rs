@@ -505,18 +505,7 @@ impl Evaluator {
         rhs: &ExprRef,
         env: &Env,
     ) -> Option<Value> {
-        if !matches!(
-            op,
-            BinaryOp::Add
-                | BinaryOp::Sub
-                | BinaryOp::Mul
-                | BinaryOp::Less
-                | BinaryOp::LessOrEq
-                | BinaryOp::More
-                | BinaryOp::MoreOrEq
-                | BinaryOp::Equal
-                | BinaryOp::NotEqual
-        ) {
+        if !is_speculable_int_op(op) {
             return None;
         }
         // Constant expressions stay suspended so that non-strict printing shows them as
@@ -526,17 +515,7 @@ impl Evaluator {
         }
         let x = self.known_int(lhs, env)?;
         let y = self.known_int(rhs, env)?;
-        Some(match op {
-            BinaryOp::Add => Value::Int(x.checked_add(y)?),
-            BinaryOp::Sub => Value::Int(x.checked_sub(y)?),
-            BinaryOp::Mul => Value::Int(x.checked_mul(y)?),
-            BinaryOp::Less => Value::Bool(x < y),
-            BinaryOp::LessOrEq => Value::Bool(x <= y),
-            BinaryOp::More => Value::Bool(x > y),
-            BinaryOp::MoreOrEq => Value::Bool(x >= y),
-            BinaryOp::Equal => Value::Bool(x == y),
-            _ => Value::Bool(x != y),
-        })
+        int_op_without_failure(op, x, y)
     }
 
     /// Fills the slots of a new `let`/`rec` frame. Bindings that merely name another slot of
@@ -1566,5 +1545,107 @@ fn arith(
         (Value::Int(_) | Value::Float(_), other) | (other, _) => {
             Err(EvalError::type_mismatch("an integer", other).at(span))
         }
+    }
+}
+
+/// Whether `op` on two integers can be computed eagerly (see `int_op_without_failure`).
+#[inline]
+fn is_speculable_int_op(op: BinaryOp) -> bool {
+    matches!(
+        op,
+        BinaryOp::Add
+            | BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Less
+            | BinaryOp::LessOrEq
+            | BinaryOp::More
+            | BinaryOp::MoreOrEq
+            | BinaryOp::Equal
+            | BinaryOp::NotEqual
+    )
+}
+
+/// `x op y` for an operator accepted by `is_speculable_int_op`, or `None` when it would
+/// overflow (then the operation stays suspended and reports its error when forced).
+#[inline]
+fn int_op_without_failure(op: BinaryOp, x: i64, y: i64) -> Option<Value> {
+    Some(match op {
+        BinaryOp::Add => Value::Int(x.checked_add(y)?),
+        BinaryOp::Sub => Value::Int(x.checked_sub(y)?),
+        BinaryOp::Mul => Value::Int(x.checked_mul(y)?),
+        BinaryOp::Less => Value::Bool(x < y),
+        BinaryOp::LessOrEq => Value::Bool(x <= y),
+        BinaryOp::More => Value::Bool(x > y),
+        BinaryOp::MoreOrEq => Value::Bool(x >= y),
+        BinaryOp::Equal => Value::Bool(x == y),
+        BinaryOp::NotEqual => Value::Bool(x != y),
+        _ => return None,
+    })
+}
+
+/// The lazy value of `function argument` (elements of `map` and `genList`). When the function
+/// is a one-parameter lambda whose body is its parameter or an integer operation on its
+/// parameter and already known integers, and the argument is an evaluated scalar, the result
+/// is computed at once: the same value, without a thunk (`genList (i: i) n`,
+/// `map (x: x * 3) ints`). Anything else becomes an application thunk.
+pub fn apply_lazily(function: Value, argument: Value, span: Span) -> Value {
+    if let Some(value) = speculate_application(&function, &argument) {
+        return value;
+    }
+    Value::Thunk(Thunk::apply(function, argument, span))
+}
+
+#[inline]
+fn speculate_application(function: &Value, argument: &Value) -> Option<Value> {
+    let Value::Lambda(closure) = function else {
+        return None;
+    };
+    if !matches!(closure.lambda.param, Param::Ident(_)) {
+        return None;
+    }
+    // Only scalars: returning a shared set, list, function or thunk could make Nix's
+    // pointer-equality shortcut see an identity that Nix's fresh thunk would not have.
+    if !matches!(
+        argument,
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Null
+    ) {
+        return None;
+    }
+    match &closure.lambda.body.kind {
+        ExprKind::Local {
+            depth: 0, slot: 0, ..
+        } => Some(argument.clone()),
+        ExprKind::Binary { op, lhs, rhs } if is_speculable_int_op(*op) => {
+            let x = known_int_in_call(lhs, argument, &closure.env)?;
+            let y = known_int_in_call(rhs, argument, &closure.env)?;
+            // As in `speculate_int_op`, constant expressions stay suspended.
+            if matches!(lhs.kind, ExprKind::Int(_)) && matches!(rhs.kind, ExprKind::Int(_)) {
+                return None;
+            }
+            int_op_without_failure(*op, x, y)
+        }
+        _ => None,
+    }
+}
+
+/// The integer an operand of a one-parameter lambda's body denotes when the lambda is called
+/// with `argument` in `env` (the closure's environment), if it is known without evaluation.
+#[inline]
+fn known_int_in_call(expr: &ExprRef, argument: &Value, env: &Env) -> Option<i64> {
+    let value = match &expr.kind {
+        ExprKind::Int(i) => return Some(*i),
+        ExprKind::Local {
+            depth: 0, slot: 0, ..
+        } => argument.clone(),
+        ExprKind::Local { depth, slot, .. } if *depth > 0 => env.get(depth - 1, *slot),
+        _ => return None,
+    };
+    match value {
+        Value::Int(i) => Some(i),
+        Value::Thunk(t) => match t.value() {
+            Some(Value::Int(i)) => Some(i),
+            _ => None,
+        },
+        _ => None,
     }
 }

@@ -5,7 +5,7 @@
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{sym, Evaluator};
-use crate::value::{Attrs, Thunk, Value};
+use crate::value::{Attrs, Value};
 use kiln_lang::{Span, Symbol};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -137,7 +137,7 @@ fn map(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let function = arg(args, 0);
     let items = list
         .iter()
-        .map(|item| Value::Thunk(Thunk::apply(function.clone(), item.clone(), span)))
+        .map(|item| crate::eval::apply_lazily(function.clone(), item.clone(), span))
         .collect();
     Ok(Value::list(items))
 }
@@ -181,7 +181,7 @@ fn gen_list(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     }
     let function = arg(args, 0);
     let items = (0..len)
-        .map(|i| Value::Thunk(Thunk::apply(function.clone(), Value::Int(i), span)))
+        .map(|i| crate::eval::apply_lazily(function.clone(), Value::Int(i), span))
         .collect();
     Ok(Value::list(items))
 }
