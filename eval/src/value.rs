@@ -174,10 +174,14 @@ impl ContextElem {
 /// A string's context.
 pub type Context = BTreeSet<ContextElem>;
 
+/// The context of most strings is empty; it then costs one pointer instead of a whole set.
 struct StringData {
     text: Box<str>,
-    context: Context,
+    context: Option<Box<Context>>,
 }
+
+/// What `NixString::context` lends for a string without context.
+static EMPTY_CONTEXT: Context = Context::new();
 
 /// Immutable string text with its context, shared by reference count.
 #[derive(Clone)]
@@ -191,7 +195,7 @@ impl NixString {
     pub fn with_context(text: impl Into<String>, context: Context) -> Self {
         NixString(Rc::new(StringData {
             text: text.into().into_boxed_str(),
-            context,
+            context: (!context.is_empty()).then(|| Box::new(context)),
         }))
     }
 
@@ -200,11 +204,11 @@ impl NixString {
     }
 
     pub fn context(&self) -> &Context {
-        &self.0.context
+        self.0.context.as_deref().unwrap_or(&EMPTY_CONTEXT)
     }
 
     pub fn has_context(&self) -> bool {
-        !self.0.context.is_empty()
+        self.0.context.is_some()
     }
 }
 
@@ -547,5 +551,20 @@ mod tests {
     #[test]
     fn values_are_small() {
         assert!(std::mem::size_of::<Value>() <= 16);
+        // Text pointer and length plus one pointer for the (usually absent) context.
+        assert!(std::mem::size_of::<StringData>() <= 24);
+    }
+
+    #[test]
+    fn strings_keep_their_context() {
+        let plain = NixString::new("a");
+        assert!(!plain.has_context());
+        assert!(plain.context().is_empty());
+        let elem = ContextElem::Plain("/nix/store/x".into());
+        let with = NixString::with_context("b", Context::from([elem.clone()]));
+        assert!(with.has_context());
+        assert_eq!(with.context().iter().collect::<Vec<_>>(), [&elem]);
+        let emptied = NixString::with_context("c", Context::new());
+        assert!(!emptied.has_context());
     }
 }
