@@ -92,7 +92,7 @@ in
   # Runs `/bin/sh -c script` with `rootfs` (one root-filesystem directory or a list of them,
   # first on top) as the build's root, overlaid with a scratch layer that is thrown away. The
   # script writes its result to `$out`. `env` adds environment variables (they are hashed like
-  # every derivation attribute). `network = true` sets `__network`: the build shares the host
+  # every derivation attribute); PATH defaults to the usual directories of a Linux root. `network = true` sets `__network`: the build shares the host
   # network, which `kiln realise` refuses unless given `--allow-network` (an impure build).
   runInRoot =
     { name
@@ -103,7 +103,12 @@ in
     , system ? kiln.system
     }:
     derivation (
-      env
+      {
+        # A build's environment is clean (Nix's `/path-not-set`); inside a root filesystem
+        # the usual PATH is what scripts expect. `env.PATH` overrides it.
+        PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+      }
+      // env
       // {
         inherit name system rootfs;
         builder = "/bin/sh";

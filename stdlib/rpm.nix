@@ -72,7 +72,9 @@ rec {
   #
   # Reproducibility: kiln clamps every mtime; this step also removes what differs between two
   # identical installs: dnf's caches, logs and history database, rpm's lock and sqlite
-  # journal/WAL files, `/etc/machine-id` contents and random seeds.
+  # journal/WAL files, `/etc/machine-id` contents and random seeds. Not yet: rpm stamps each
+  # installed header with the install time (INSTALLTIME, INSTALLTID), so `rpmdb.sqlite` still
+  # differs between two builds.
   install = { name, arch, lock, base }:
     kiln.runInRoot {
       inherit name;

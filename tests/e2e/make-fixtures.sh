@@ -79,6 +79,7 @@ Version: 1.0
 Release: 1.el9
 Summary: A static busybox as the root's shell and tools (kiln e2e fixture)
 Source0: busybox
+Provides: /bin/sh
 $common
 %description
 A static busybox with /bin pointing at /usr/bin.
@@ -128,9 +129,22 @@ find "$top/RPMS" -name '*.rpm' -exec cp {} "$work/repo/" \;
 createrepo_c --quiet "$work/repo"
 
 # --- stand-in container base ---------------------------------------------------------------
+# The debootstrap itself is the slow part (minutes); its raw root is cached separately, keyed
+# by what it depends on, so that changing the rest of this script stays fast.
 root="$work/root"
-debootstrap --variant=minbase --include=dnf,rpm bookworm "$root" "$mirror" > "$work/debootstrap.log" 2>&1 \
-  || { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
+bootstrap_args="--variant=minbase --include=dnf,rpm bookworm"
+raw="$cache/debootstrap-$(echo "$bootstrap_args $arch $mirror" | sha256sum | cut -c1-32).tar"
+if [ ! -f "$raw" ]; then
+  debootstrap $bootstrap_args "$root" "$mirror" > "$work/debootstrap.log" 2>&1 \
+    || { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
+  tar -C "$root" --numeric-owner --xattrs -cf "$raw.tmp" . && mv "$raw.tmp" "$raw"
+  rm -rf "$root"
+fi
+mkdir -p "$root"
+tar -C "$root" --numeric-owner --xattrs -xf "$raw"
+# Container images ship an empty /dev (the runtime provides devices); a store path cannot hold
+# device nodes anyway.
+rm -rf "$root"/dev/* "$root"/proc/* "$root"/sys/*
 mkdir -p "$root/etc/rpm" "$root/etc/yum.repos.d"
 echo '%_dbpath /var/lib/rpm' > "$root/etc/rpm/macros"
 # A repository file like the ones the bootstrap removes.
