@@ -28,23 +28,25 @@ fn fetch_then_unpack() {
     let started = Instant::now();
     let fetched = fetchurl(&env, &archive, &FetchOptions::default()).unwrap();
     let fetch_time = started.elapsed();
+    let peak_after_fetch = peak_rss();
     let unpack_started = Instant::now();
-    let report = unpack_archive(
-        &archive,
-        None,
-        0,
-        &dir.path().join("out"),
-        &UnpackOptions::default(),
-    )
-    .unwrap();
+    let options = UnpackOptions {
+        xz_threads: std::env::var("KILN_MEASURE_XZ_THREADS")
+            .ok()
+            .and_then(|threads| threads.parse().ok())
+            .unwrap_or(0),
+        ..UnpackOptions::default()
+    };
+    let report = unpack_archive(&archive, None, 0, &dir.path().join("out"), &options).unwrap();
     let unpack_time = unpack_started.elapsed();
     println!(
-        "fetch: {} bytes in {:.2} s; unpack: {} entries, {} bytes in {:.2} s; total {:.2} s",
+        "fetch: {} bytes in {:.2} s ({peak_after_fetch}); unpack: {} entries, {} bytes in {:.2} s ({}); total {:.2} s",
         fetched.bytes,
         fetch_time.as_secs_f64(),
         report.entries,
         report.bytes,
         unpack_time.as_secs_f64(),
+        peak_rss(),
         started.elapsed().as_secs_f64()
     );
 }
@@ -61,7 +63,17 @@ fn decompress_only() {
     let (compression, mut reader) =
         kiln_builder::builtin_builders::unpack::compression::decompressing_reader(file, threads)
             .unwrap();
-    let bytes = std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+    let bytes = if std::env::var_os("KILN_MEASURE_TAR").is_some() {
+        // Walk the tar entries too, reading every entry's data.
+        let mut archive = tar::Archive::new(reader);
+        let mut total = 0;
+        for entry in archive.entries().unwrap() {
+            total += std::io::copy(&mut entry.unwrap(), &mut std::io::sink()).unwrap();
+        }
+        total
+    } else {
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap()
+    };
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let peak = status
         .lines()
@@ -71,4 +83,14 @@ fn decompress_only() {
         "{compression}, {threads} threads: {bytes} bytes in {:.2} s; {peak}",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The `VmHWM` line of this process: its peak resident size so far.
+fn peak_rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmHWM"));
+    line.unwrap_or("VmHWM: unknown")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
