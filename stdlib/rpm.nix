@@ -72,9 +72,34 @@ rec {
   #
   # Reproducibility: kiln clamps every mtime; this step also removes what differs between two
   # identical installs: dnf's caches, logs and history database, rpm's lock and sqlite
-  # journal/WAL files, `/etc/machine-id` contents and random seeds. Not yet: rpm stamps each
-  # installed header with the install time (INSTALLTIME, INSTALLTID), so `rpmdb.sqlite` still
-  # differs between two builds.
+  # journal/WAL files, `/etc/machine-id` contents and random seeds. rpm (4.16 to 4.18) stamps
+  # each installed header with the install time (INSTALLTIME, INSTALLTID) and has no setting
+  # to fix it, so the rpmdb is exported, those two numbers are set to 1 in every header
+  # (`normaliseRpmdb`, run by the base root's python3), and the headers are imported into a
+  # fresh database, which is then the same file for the same locked RPMs.
+  # normaliseRpmdb: a python3 filter over `rpmdb --exportdb` output (a stream of RPM
+  # headers: magic, index length and data length, 16-byte index entries, data) that sets every
+  # INSTALLTIME (tag 1008) and INSTALLTID (tag 1128) value to 1.
+  normaliseRpmdb = builtins.toFile "kiln-normalise-rpmdb.py" ''
+    import struct, sys
+    data = bytearray(sys.stdin.buffer.read())
+    pos = 0
+    while pos < len(data):
+        if data[pos:pos + 4] != b"\x8e\xad\xe8\x01":
+            sys.exit("kiln-normalise-rpmdb: no header magic at byte %d" % pos)
+        entries, data_length = struct.unpack(">II", data[pos + 8:pos + 16])
+        store = pos + 16 + 16 * entries
+        for i in range(entries):
+            start = pos + 16 + 16 * i
+            tag, kind, offset, count = struct.unpack(">IIII", data[start:start + 16])
+            if tag in (1008, 1128) and kind == 4:
+                for k in range(count):
+                    at = store + offset + 4 * k
+                    data[at:at + 4] = struct.pack(">I", 1)
+        pos = store + data_length
+    sys.stdout.buffer.write(data)
+  '';
+
   install = { name, arch, lock, base }:
     kiln.runInRoot {
       inherit name;
@@ -88,6 +113,10 @@ rec {
           --nogpgcheck --setopt=install_weak_deps=False --setopt=keepcache=False \
           --setopt=cachedir=/tmp/dnf-cache --setopt=reposdir=/nonexistent \
           -y install $rpms
+        rpmdb --root "$out" --exportdb | python3 ${normaliseRpmdb} > /tmp/rpmdb-headers
+        rm -f "$out"/var/lib/rpm/rpmdb.sqlite*
+        rpmdb --root "$out" --initdb
+        rpmdb --root "$out" --importdb < /tmp/rpmdb-headers
         rm -rf "$out"/var/cache/dnf/* "$out"/var/log/dnf* "$out"/var/log/hawkey.log \
           "$out"/var/lib/dnf/history* "$out"/var/lib/rpm/.rpm.lock \
           "$out"/var/lib/rpm/__db.* "$out"/var/lib/rpm/*-shm "$out"/var/lib/rpm/*-wal \

@@ -2,7 +2,7 @@
 //! fixtures (`tests/e2e/make-fixtures.sh`: a small RPM repository and a stand-in container
 //! base with dnf) served on 127.0.0.1. It locks, realises, checks the root filesystem (rpm
 //! database, `/etc/os-release`, a `%post` scriptlet), that a second realise builds nothing,
-//! and that the result works as a `rootfs`.
+//! that `--check` rebuilds to the same NAR hash, and that the result works as a `rootfs`.
 //!
 //! The expression differs from a real one only in the base tarball's URL and hash and in the
 //! repository it locks against (the fixture repository is unsigned, so `gpgcheck = false`).
@@ -238,9 +238,27 @@ fn alma9_bootstrap_from_local_fixtures() {
     let again_err = String::from_utf8_lossy(&again.stderr).into_owned();
     assert_eq!(succeeded("second realise", again), built);
     assert!(!again_err.contains("building"), "{again_err}");
-    // `--check` (a rebuild giving the same NAR hash) is not asserted yet: rpm 4.16-4.18 stamp
-    // every header with the install time (INSTALLTIME, INSTALLTID) in the rpmdb, so two installs
-    // differ in `var/lib/rpm/rpmdb.sqlite`; see the note in stdlib/rpm.nix.
+    // --check rebuilds to the same NAR hash.
+    succeeded(
+        "realise --check",
+        realise(&["-A", "root", "--check", "--no-out-link"]),
+    );
+    let installed = succeeded(
+        "rpm -qa installtime",
+        Command::new("rpm")
+            .arg("--root")
+            .arg(&result)
+            .args([
+                "--dbpath",
+                "/var/lib/rpm",
+                "-qa",
+                "--qf",
+                "%{INSTALLTIME}\n",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(installed.lines().all(|t| t == "1"), "{installed}");
 
     let used = succeeded(
         "realise -A usesRoot",
