@@ -271,26 +271,29 @@ impl Evaluator {
     }
 
     pub fn force_thunk(&self, thunk: &Thunk, span: Span) -> EvalResult<Value> {
-        let state = {
-            let mut cell = thunk.0.borrow_mut();
-            if let ThunkState::Done(v) = &*cell {
-                return Ok(v.clone());
+        let state = thunk.replace_state(ThunkState::Blackhole(span));
+        let state = match state {
+            ThunkState::Done(v) => {
+                let value = v.clone();
+                thunk.set_state(ThunkState::Done(v));
+                return Ok(value);
             }
-            let blackhole_span = match &*cell {
-                ThunkState::Suspended(expr, _) => expr.span,
-                ThunkState::Blackhole(at) => {
-                    return Err(EvalError::new(
-                        ErrorKind::InfiniteRecursion,
-                        "infinite recursion encountered",
-                    )
-                    .at(*at));
-                }
-                _ => span,
-            };
-            std::mem::replace(&mut *cell, ThunkState::Blackhole(blackhole_span))
+            ThunkState::Blackhole(at) => {
+                thunk.set_state(ThunkState::Blackhole(at));
+                return Err(EvalError::new(
+                    ErrorKind::InfiniteRecursion,
+                    "infinite recursion encountered",
+                )
+                .at(at));
+            }
+            ThunkState::Suspended(expr, env) => {
+                thunk.set_state(ThunkState::Blackhole(expr.span));
+                ThunkState::Suspended(expr, env)
+            }
+            other => other,
         };
         self.check_stack(span).inspect_err(|_| {
-            *thunk.0.borrow_mut() = ThunkState::Blackhole(span);
+            thunk.set_state(ThunkState::Blackhole(span));
         })?;
         let (result, restore) = match state {
             ThunkState::Suspended(expr, env) => {
@@ -317,7 +320,7 @@ impl Evaluator {
                     Value::Thunk(inner) => self.force_thunk(&inner, span)?,
                     other => other,
                 };
-                *thunk.0.borrow_mut() = ThunkState::Done(v.clone());
+                thunk.set_state(ThunkState::Done(v.clone()));
                 Ok(v)
             }
             Err(e) => {
@@ -333,7 +336,7 @@ impl Evaluator {
                         })
                     }))
                 });
-                *thunk.0.borrow_mut() = restored;
+                thunk.set_state(restored);
                 Err(e)
             }
         }

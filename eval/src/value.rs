@@ -6,7 +6,7 @@ use crate::error::EvalError;
 use crate::Evaluator;
 use kiln_lang::ir::{AttrsExpr, ExprRef, Lambda};
 use kiln_lang::{Span, Symbol};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::rc::Rc;
@@ -478,34 +478,57 @@ pub enum ThunkState {
 }
 
 /// A suspended computation shared by everyone holding it; evaluated at most once.
+///
+/// The state sits in a `Cell` (no borrow flag, so a thunk takes 64 bytes): readers take the
+/// state out, look at it and put it back, which no other code can observe in between.
 #[derive(Clone)]
-pub struct Thunk(pub(crate) Rc<RefCell<ThunkState>>);
+pub struct Thunk(pub(crate) Rc<Cell<ThunkState>>);
 
 impl Thunk {
+    fn from_state(state: ThunkState) -> Thunk {
+        Thunk(Rc::new(Cell::new(state)))
+    }
+
     pub fn suspended(expr: ExprRef, env: Env) -> Thunk {
-        Thunk(Rc::new(RefCell::new(ThunkState::Suspended(expr, env))))
+        Thunk::from_state(ThunkState::Suspended(expr, env))
     }
 
     pub fn apply(function: Value, argument: Value, span: Span) -> Thunk {
-        Thunk(Rc::new(RefCell::new(ThunkState::Apply(
-            function, argument, span,
-        ))))
+        Thunk::from_state(ThunkState::Apply(function, argument, span))
     }
 
     pub fn native(f: NativeThunk) -> Thunk {
-        Thunk(Rc::new(RefCell::new(ThunkState::Native(f))))
+        Thunk::from_state(ThunkState::Native(f))
     }
 
     pub fn done(value: Value) -> Thunk {
-        Thunk(Rc::new(RefCell::new(ThunkState::Done(value))))
+        Thunk::from_state(ThunkState::Done(value))
+    }
+
+    /// Replaces the state, returning the previous one.
+    pub(crate) fn replace_state(&self, state: ThunkState) -> ThunkState {
+        self.0.replace(state)
+    }
+
+    /// Sets the state (dropping the previous one).
+    pub(crate) fn set_state(&self, state: ThunkState) {
+        self.0.set(state);
+    }
+
+    /// Sets the value of the thunk (used to close the `builtins.builtins` loop).
+    pub(crate) fn set_value(&self, value: Value) {
+        self.set_state(ThunkState::Done(value));
     }
 
     /// The value if already evaluated.
     pub fn value(&self) -> Option<Value> {
-        match &*self.0.borrow() {
+        let state = self.replace_state(ThunkState::Blackhole(Span::default()));
+        let value = match &state {
             ThunkState::Done(v) => Some(v.clone()),
             _ => None,
-        }
+        };
+        self.set_state(state);
+        value
     }
 }
 
@@ -553,6 +576,8 @@ mod tests {
         assert!(std::mem::size_of::<Value>() <= 16);
         // Text pointer and length plus one pointer for the (usually absent) context.
         assert!(std::mem::size_of::<StringData>() <= 24);
+        // With the two reference counts a thunk fills a 64-byte allocation.
+        assert!(std::mem::size_of::<Cell<ThunkState>>() <= 48);
     }
 
     #[test]

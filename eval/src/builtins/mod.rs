@@ -121,7 +121,7 @@ pub(crate) fn build_globals(_options: &EvalOptions) -> (Globals, Vec<Value>) {
     entries.push((sym("builtins"), Value::Thunk(self_ref.clone())));
     entries.reverse(); // later registrations win in from_unsorted's first-occurrence rule
     let builtins_set = Value::attrs(Attrs::from_unsorted(entries));
-    *self_ref.0.borrow_mut() = crate::value::ThunkState::Done(builtins_set.clone());
+    self_ref.set_value(builtins_set.clone());
     set(&mut globals, &mut values, sym("builtins"), builtins_set);
     (globals, values)
 }
