@@ -7,7 +7,7 @@
 //! The expression differs from a real one only in the base tarball's URL and hash and in the
 //! repository it locks against (the fixture repository is unsigned, so `gpgcheck = false`).
 //!
-//! Needs root (or user namespaces with subordinate ids), rpm, createrepo-c, debootstrap,
+//! Needs root (debootstrap makes the fixture base), rpm, createrepo-c, debootstrap,
 //! busybox-static and the Debian mirror the first time (fixtures are cached by content under
 //! `KILN_E2E_CACHE`, default the target directory). Skips with a reason when something is
 //! missing, except under `CI=true`, where it fails.
@@ -23,6 +23,11 @@ fn in_ci() -> bool {
 
 /// Returns why the test cannot run here, if it cannot.
 fn missing_requirement() -> Option<String> {
+    // debootstrap (making the fixture base) needs root; the owner of /proc/self is our user.
+    let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    if uid.map_or(true, |uid| uid != 0) {
+        return Some("making the fixtures (debootstrap) needs root".to_owned());
+    }
     for tool in [
         "rpmbuild",
         "createrepo_c",
