@@ -21,7 +21,21 @@ set -eu
 cache=${1:-${KILN_E2E_CACHE:-$HOME/.cache/kiln-e2e}}
 arch=$(uname -m)
 busybox=${BUSYBOX:-$(command -v busybox)}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror for the base: DEBIAN_MIRROR, else the bookworm mirror apt uses on this
+# machine (deb822 `.sources` or one-line `sources.list`), else debootstrap's own default.
+apt_mirror() {
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk 'BEGIN { RS = "" } /Suites:[^\n]*bookworm/ && !/security/ {
+           for (i = 1; i <= NF; i++) if ($i == "URIs:") { print $(i + 1); exit } }' "$f"
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    awk '$1 == "deb" && / bookworm / && !/security/ {
+           for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }' "$f"
+  done
+}
+mirror=${DEBIAN_MIRROR:-$(apt_mirror | head -n 1)}
 for tool in rpmbuild createrepo_c debootstrap xz sha256sum; do
   command -v "$tool" >/dev/null || { echo "make-fixtures: missing $tool" >&2; exit 1; }
 done
@@ -135,7 +149,7 @@ root="$work/root"
 bootstrap_args="--variant=minbase --include=dnf,rpm bookworm"
 raw="$cache/debootstrap-$(echo "$bootstrap_args $arch $mirror" | sha256sum | cut -c1-32).tar"
 if [ ! -f "$raw" ]; then
-  debootstrap $bootstrap_args "$root" "$mirror" > "$work/debootstrap.log" 2>&1 \
+  debootstrap $bootstrap_args "$root" ${mirror:+"$mirror"} > "$work/debootstrap.log" 2>&1 \
     || { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
   tar -C "$root" --numeric-owner --xattrs -cf "$raw.tmp" . && mv "$raw.tmp" "$raw"
   rm -rf "$root"
