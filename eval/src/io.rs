@@ -30,6 +30,12 @@ pub trait EvalIo {
     fn read_dir(&self, path: &Path) -> Result<BTreeMap<String, FileType>, String>;
     /// `None` if nothing is there; follows symlinks.
     fn file_type(&self, path: &Path) -> Option<FileType>;
+    /// `None` if nothing is there; does not follow a final symlink (`lstat`), so a symlink,
+    /// even a dangling one, is `Symlink`. Defaults to `file_type` for file systems without
+    /// symlinks.
+    fn entry_type(&self, path: &Path) -> Option<FileType> {
+        self.file_type(path)
+    }
     fn get_env(&self, name: &str) -> Option<String>;
     /// Seconds since the epoch.
     fn current_time(&self) -> i64;
@@ -89,6 +95,10 @@ impl EvalIo for StdIo {
 
     fn file_type(&self, path: &Path) -> Option<FileType> {
         std::fs::metadata(path).ok().map(|m| classify(&m))
+    }
+
+    fn entry_type(&self, path: &Path) -> Option<FileType> {
+        std::fs::symlink_metadata(path).ok().map(|m| classify(&m))
     }
 
     fn get_env(&self, name: &str) -> Option<String> {

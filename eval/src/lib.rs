@@ -103,9 +103,13 @@ pub(crate) fn find_in(
             )));
         }
     }
-    Err(EvalError::eval(format!(
-        "file '{name}' was not found in the Nix search path (add it using $NIX_PATH or -I)"
-    ))
+    // A thrown error as in Nix, so `tryEval <missing>` catches it.
+    Err(EvalError::new(
+        ErrorKind::Throw,
+        format!(
+            "file '{name}' was not found in the Nix search path (add it using $NIX_PATH or -I)"
+        ),
+    )
     .at(span))
 }
 

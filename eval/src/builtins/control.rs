@@ -1,4 +1,5 @@
-//! Control builtins: `throw`, `abort`, `tryEval`, `seq`, `deepSeq`, `trace`, `addErrorContext`.
+//! Control builtins: `throw`, `abort`, `tryEval`, `seq`, `deepSeq`, `trace`, `warn`,
+//! `addErrorContext`.
 use super::{arg, Builtin};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{sym, CoerceMode, Evaluator};
@@ -47,6 +48,13 @@ pub const BUILTINS: &[Builtin] = &[
         top_level: false,
         doc: "Print the first argument to stderr, return the second.",
         func: trace,
+    },
+    Builtin {
+        name: "warn",
+        arity: 2,
+        top_level: false,
+        doc: "Print the first argument (a string) as an evaluation warning, return the second.",
+        func: warn,
     },
     Builtin {
         name: "addErrorContext",
@@ -117,6 +125,25 @@ fn trace(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     ev.force(arg(args, 1), span)
 }
 
+/// The warning as current Nix prints it: continuation lines are aligned under the first
+/// line's text, unless the message starts on a line of its own.
+fn warning_text(message: &str) -> String {
+    const PREFIX: &str = "evaluation warning:";
+    if message.starts_with('\n') {
+        format!("{PREFIX}{message}")
+    } else {
+        let indent = format!("\n{}", " ".repeat(PREFIX.len() + 1));
+        format!("{PREFIX} {}", message.replace('\n', &indent))
+    }
+}
+
+fn warn(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    // Only strings, as Nix: other values are left for a future extension there.
+    let text = ev.force_string(arg(args, 0), span)?;
+    eprintln!("{}", warning_text(text.as_str()));
+    ev.force(arg(args, 1), span)
+}
+
 fn add_error_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     match ev.force(arg(args, 1), span) {
         Ok(v) => Ok(v),
@@ -124,5 +151,19 @@ fn add_error_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
             let context = message(ev, arg(args, 0), span)?;
             Err(e.add_trace(context, None))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::warning_text;
+
+    #[test]
+    fn warning_continuation_lines_align_under_the_text() {
+        assert_eq!(
+            warning_text("foo\nbar"),
+            "evaluation warning: foo\n                    bar"
+        );
+        assert_eq!(warning_text("\nfoo\nbar"), "evaluation warning:\nfoo\nbar");
     }
 }

@@ -167,9 +167,14 @@ fn filter(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 fn foldl_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let function = ev.force_function(arg(args, 0), span)?;
     let list = ev.force_list(arg(args, 2), span)?;
-    let mut accumulator = ev.force(arg(args, 1), span)?;
+    // As Nix, the initial accumulator is only forced when it is the result (empty list).
+    let mut accumulator = arg(args, 1).clone();
+    if list.is_empty() {
+        return ev.force(&accumulator, span);
+    }
     for item in list.iter() {
         accumulator = ev.call_n(&function, &[accumulator, item.clone()], span)?;
+        accumulator = ev.force(&accumulator, span)?;
     }
     Ok(accumulator)
 }

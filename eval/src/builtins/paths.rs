@@ -1,14 +1,59 @@
-//! Paths, files and the environment: `import`, `readFile`, `readDir`, `pathExists`,
-//! `baseNameOf`, `dirOf`, `getEnv`, `toPath`, `findFile`, and the constants `currentSystem`,
-//! `currentTime`, `nixPath`, `langVersion`, `nixVersion`. File access goes through `EvalIo`;
-//! in pure mode `getEnv` returns "" and `currentTime`/`currentSystem` are refused.
+//! Paths, files and the environment: `import`, `readFile`, `readDir`, `readFileType`,
+//! `pathExists`, `baseNameOf`, `dirOf`, `getEnv`, `toPath`, `storePath`, `findFile`, and the
+//! constants `currentSystem`, `currentTime`, `nixPath`, `langVersion`, `nixVersion`. File
+//! access goes through `EvalIo`; in pure mode `getEnv` returns "" and
+//! `currentTime`/`currentSystem`/`storePath` are refused. Also the fetchers kiln does not
+//! implement yet (`fetchGit`, `fetchMercurial`, `fetchTree`, `getFlake`): they answer with a
+//! clear error rather than being missing.
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{sym, CoerceMode, Evaluator};
-use crate::value::{Attrs, NixString, Value};
+use crate::value::{Attrs, Context, ContextElem, NixString, Value};
 use kiln_lang::Span;
 
 pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "readFileType",
+        arity: 1,
+        top_level: false,
+        doc: "What is at a path, without following a final symlink: \"regular\" | \"directory\" | \"symlink\" | \"unknown\".",
+        func: read_file_type,
+    },
+    Builtin {
+        name: "storePath",
+        arity: 1,
+        top_level: false,
+        doc: "A path inside the store as a string that depends on its store path (impure only).",
+        func: store_path,
+    },
+    Builtin {
+        name: "fetchGit",
+        arity: 1,
+        top_level: false,
+        doc: "Not supported yet: fetching a Git repository.",
+        func: fetch_git,
+    },
+    Builtin {
+        name: "fetchMercurial",
+        arity: 1,
+        top_level: false,
+        doc: "Not supported yet: fetching a Mercurial repository.",
+        func: fetch_mercurial,
+    },
+    Builtin {
+        name: "fetchTree",
+        arity: 1,
+        top_level: false,
+        doc: "Not supported yet: fetching a source tree described by an attribute set or URL.",
+        func: fetch_tree,
+    },
+    Builtin {
+        name: "getFlake",
+        arity: 1,
+        top_level: false,
+        doc: "Not supported yet: evaluating a flake.",
+        func: get_flake,
+    },
     Builtin {
         name: "import",
         arity: 1,
@@ -153,7 +198,74 @@ fn read_dir(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 
 fn path_exists(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let path = ev.coerce_to_path(arg(args, 0), span)?;
-    Ok(Value::Bool(ev.io().file_type(&path).is_some()))
+    // As Nix, a symlink exists even when what it points to does not (`lstat`).
+    Ok(Value::Bool(ev.io().entry_type(&path).is_some()))
+}
+
+fn read_file_type(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let path = ev.coerce_to_path(arg(args, 0), span)?;
+    match ev.io().entry_type(&path) {
+        Some(kind) => Ok(Value::string(kind.as_nix_str())),
+        None => Err(EvalError::eval(format!(
+            "getting status of '{}': No such file or directory",
+            path.display()
+        ))
+        .at(span)),
+    }
+}
+
+/// The store path (`<store dir>/<hash>-<name>`) a path lies in, if it lies in one.
+fn store_path_prefix<'a>(store_dir: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(store_dir)?.strip_prefix('/')?;
+    let base_len = rest.find('/').unwrap_or(rest.len());
+    let base = &rest[..base_len];
+    let (hash, name) = base.split_at_checked(32)?;
+    if !name.starts_with('-') || name.len() < 2 || !hash.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    Some(&path[..path.len() - rest.len() + base_len])
+}
+
+/// `builtins.storePath`: the path as a string whose context is the store path it lies in.
+/// Unlike Nix, whether the store path is valid is not checked: the evaluator's store
+/// interface can add paths but not query them.
+fn store_path(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    if ev.options().pure {
+        return Err(
+            EvalError::eval("'builtins.storePath' is not allowed in pure evaluation mode").at(span),
+        );
+    }
+    let path = ev.coerce_to_path(arg(args, 0), span)?;
+    let text = path.display().to_string();
+    let Some(store_path) = store_path_prefix(ev.store().store_dir(), &text) else {
+        return Err(EvalError::eval(format!("path '{text}' is not in the Nix store")).at(span));
+    };
+    let context: Context = [ContextElem::Plain(store_path.to_string())].into();
+    Ok(Value::String(NixString::with_context(
+        text.clone(),
+        context,
+    )))
+}
+
+fn not_supported(name: &str, span: Span) -> EvalResult<Value> {
+    Err(EvalError::eval(format!("'builtins.{name}' is not supported yet by kiln")).at(span))
+}
+
+fn fetch_git(_ev: &Evaluator, _args: &[Value], span: Span) -> EvalResult<Value> {
+    not_supported("fetchGit", span)
+}
+
+fn fetch_mercurial(_ev: &Evaluator, _args: &[Value], span: Span) -> EvalResult<Value> {
+    not_supported("fetchMercurial", span)
+}
+
+fn fetch_tree(_ev: &Evaluator, _args: &[Value], span: Span) -> EvalResult<Value> {
+    not_supported("fetchTree", span)
+}
+
+fn get_flake(_ev: &Evaluator, _args: &[Value], span: Span) -> EvalResult<Value> {
+    not_supported("getFlake", span)
 }
 
 fn base_name_of(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
