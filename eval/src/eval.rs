@@ -6,7 +6,8 @@
 //! they are literals, variables or lambdas. One deliberate shortcut: an integer operation
 //! on already-evaluated variables that cannot fail (`n - 1`) is computed at once instead of
 //! suspended; the result is the same, but non-strict printing shows such values where Nix
-//! would show `<CODE>`.
+//! would show `<CODE>`. The same holds for `map`/`genList` elements and `sort`/`foldl'` steps
+//! whose function is such an operation on its parameters (`apply_lazily`, `call_n`).
 use crate::builtins::{self, Builtin};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::io::{EvalIo, FileType};
@@ -966,6 +967,9 @@ impl Evaluator {
             if let (Param::Ident(_), ExprKind::Lambda(inner)) =
                 (&closure.lambda.param, &closure.lambda.body.kind)
             {
+                if let Some(value) = speculate_binary_call(inner, first, second, &closure.env) {
+                    return Ok(value);
+                }
                 let inner_closure = Closure {
                     lambda: inner.clone(),
                     env: Env::single(first.clone(), Some(closure.env.clone())),
@@ -1631,6 +1635,57 @@ fn speculate_application(function: &Value, argument: &Value) -> Option<Value> {
     }
 }
 
+/// `(a: b: body) first second` computed without frames when `body` is an integer operation
+/// (as in `speculate_int_op`) on the parameters, literals and already known integers of the
+/// closure's environment `env`: comparators of `sort`, steps of `foldl'`.
+#[inline]
+fn speculate_binary_call(
+    inner: &ir::Lambda,
+    first: &Value,
+    second: &Value,
+    env: &Env,
+) -> Option<Value> {
+    if !matches!(inner.param, Param::Ident(_)) {
+        return None;
+    }
+    let ExprKind::Binary { op, lhs, rhs } = &inner.body.kind else {
+        return None;
+    };
+    if !is_speculable_int_op(*op)
+        || (matches!(lhs.kind, ExprKind::Int(_)) && matches!(rhs.kind, ExprKind::Int(_)))
+    {
+        return None;
+    }
+    let operand = |expr: &ExprRef| -> Option<i64> {
+        let value = match &expr.kind {
+            ExprKind::Int(i) => return Some(*i),
+            ExprKind::Local {
+                depth: 0, slot: 0, ..
+            } => second.clone(),
+            ExprKind::Local {
+                depth: 1, slot: 0, ..
+            } => first.clone(),
+            ExprKind::Local { depth, slot, .. } if *depth >= 2 => env.get(depth - 2, *slot),
+            _ => return None,
+        };
+        evaluated_int(value)
+    };
+    int_op_without_failure(*op, operand(lhs)?, operand(rhs)?)
+}
+
+/// The integer a value is or has been evaluated to, if any.
+#[inline]
+fn evaluated_int(value: Value) -> Option<i64> {
+    match value {
+        Value::Int(i) => Some(i),
+        Value::Thunk(t) => match t.value() {
+            Some(Value::Int(i)) => Some(i),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The integer an operand of a one-parameter lambda's body denotes when the lambda is called
 /// with `argument` in `env` (the closure's environment), if it is known without evaluation.
 #[inline]
@@ -1643,12 +1698,5 @@ fn known_int_in_call(expr: &ExprRef, argument: &Value, env: &Env) -> Option<i64>
         ExprKind::Local { depth, slot, .. } if *depth > 0 => env.get(depth - 1, *slot),
         _ => return None,
     };
-    match value {
-        Value::Int(i) => Some(i),
-        Value::Thunk(t) => match t.value() {
-            Some(Value::Int(i)) => Some(i),
-            _ => None,
-        },
-        _ => None,
-    }
+    evaluated_int(value)
 }

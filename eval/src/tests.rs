@@ -240,6 +240,23 @@ fn try_eval_catches_only_throw_and_assert() {
     );
 }
 
+/// Cheap integer lambdas that `map`, `genList`, `sort` and `foldl'` compute without thunks or
+/// frames give Nix's values; everything else keeps the ordinary path.
+#[test]
+fn speculated_integer_lambdas_match_nix() {
+    assert_eq!(
+        run("let k = 10; in [ (builtins.sort (a: b: a > b) [3 1 2]) \
+             (builtins.foldl' (a: b: a + b * k) 0 [1 2 3]) (builtins.genList (i: i * k) 3) \
+             (map (x: x) [1.5 true null]) (map (x: x == 2) [1 2]) ]"),
+        "[ [ 3 2 1 ] 60 [ 0 10 20 ] [ 1.5 true null ] [ false true ] ]"
+    );
+    // Non-integer operands fall back to a real call (and its error).
+    assert_eq!(
+        run("builtins.sort (a: b: a < b) [ 1 \"x\" ]"),
+        "error: cannot compare a string with an integer"
+    );
+}
+
 #[test]
 fn laziness() {
     assert_eq!(run("let x = throw \"no\"; in 1"), "1");
