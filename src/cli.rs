@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
+use crate::config::Config;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,18 +22,18 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command understands.
+/// Options every command understands. After parsing, [`GlobalOptions::resolve`] reads the
+/// configuration file and settles the values the flags left open.
 #[derive(Args, Debug, Clone)]
 pub struct GlobalOptions {
-    /// The logical store directory hashed into every store path.
+    /// The logical store directory hashed into every store path [default: /kiln/store].
     #[arg(
-        long,
+        long = "store-dir",
         global = true,
         env = "KILN_STORE_DIR",
-        default_value = "/kiln/store",
         value_name = "DIR"
     )]
-    pub store_dir: String,
+    store_dir_option: Option<String>,
     /// Where the store lives on this machine (holds `store/` and `var/`);
     /// default `$XDG_DATA_HOME/kiln`.
     #[arg(long = "store", global = true, env = "KILN_STORE", value_name = "ROOT")]
@@ -40,13 +41,42 @@ pub struct GlobalOptions {
     /// Add a search path entry (`NAME=PATH` or `PATH`), searched before `KILN_PATH`.
     #[arg(short = 'I', global = true, value_name = "[NAME=]PATH")]
     pub include: Vec<String>,
+    /// Read the configuration from this file instead of `$XDG_CONFIG_HOME/kiln/config.toml`.
+    #[arg(
+        long = "config",
+        global = true,
+        env = "KILN_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// The configuration file's settings (loaded by `resolve`).
+    #[arg(skip)]
+    pub config: Config,
+    /// The logical store directory in force: the flag, else the configuration, else
+    /// `/kiln/store` (set by `resolve`).
+    #[arg(skip)]
+    pub store_dir: String,
 }
 
+/// The logical store directory when neither a flag nor the configuration names one.
+const DEFAULT_STORE_DIR: &str = "/kiln/store";
+
 impl GlobalOptions {
-    /// The physical store root: `--store`, else `$XDG_DATA_HOME/kiln`, else
-    /// `~/.local/share/kiln`.
+    /// Loads the configuration file and settles the store directory.
+    pub fn resolve(&mut self) -> anyhow::Result<()> {
+        self.config = Config::load(self.config_file.as_deref())?;
+        self.store_dir = self
+            .store_dir_option
+            .clone()
+            .or_else(|| self.config.store_dir.clone())
+            .unwrap_or_else(|| DEFAULT_STORE_DIR.to_string());
+        Ok(())
+    }
+
+    /// The physical store root: `--store`, else the configuration's `store`, else
+    /// `$XDG_DATA_HOME/kiln`, else `~/.local/share/kiln`.
     pub fn store_root(&self) -> PathBuf {
-        if let Some(root) = &self.store_root {
+        if let Some(root) = self.store_root.as_ref().or(self.config.store.as_ref()) {
             return root.clone();
         }
         if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
@@ -94,17 +124,20 @@ impl From<anyhow::Error> for Failure {
 
 /// Parses the arguments, runs the command on a large-stack thread, and returns the exit code.
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    if let Err(e) = cli.global.resolve() {
+        eprintln!("error: {e:#}");
+        return 2;
+    }
     // Every command runs on the evaluator's large-stack thread, which also sets the stack
     // floor the evaluator's recursion guard measures against.
-    let outcome =
-        std::panic::catch_unwind(|| kiln_eval::with_eval_stack(move || dispatch(cli)));
+    let outcome = std::panic::catch_unwind(|| kiln_eval::with_eval_stack(move || dispatch(cli)));
     match outcome {
         Ok(Ok(())) => 0,
         Ok(Err(Failure::Reported(text))) => {

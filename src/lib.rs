@@ -1,5 +1,6 @@
 //! The kiln command-line program as a library, so integration tests can drive it.
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod stdlib;
 pub mod progress;

@@ -21,6 +21,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use kiln_builder::build::{BuildEvents, BuildOutcome, BuildSettings};
+use kiln_builder::builtin_builders::fetchurl::{FetchOptions, UrlRewrite};
+use kiln_builder::builtin_builders::BuiltinOptions;
 use kiln_builder::log::{tail_lines, BuildLog};
 use kiln_builder::plan::{read_derivation, BuildPlan, BuildTarget};
 use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions};
@@ -226,7 +228,7 @@ pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
     }
 
     if !plan.is_empty() {
-        build(&store, &plan, &args)?;
+        build(global, &store, &plan, &args)?;
     }
 
     let mut stdout_text = String::new();
@@ -278,16 +280,36 @@ fn print_dry_run(store: &LocalStore, plan: &BuildPlan) {
     }
 }
 
-fn build(store: &Arc<LocalStore>, plan: &BuildPlan, args: &RealiseArgs) -> Result<(), Failure> {
+fn build(
+    global: &GlobalOptions,
+    store: &Arc<LocalStore>,
+    plan: &BuildPlan,
+    args: &RealiseArgs,
+) -> Result<(), Failure> {
     let options = ScheduleOptions {
-        jobs: args.jobs.unwrap_or_else(ScheduleOptions::default_jobs),
+        jobs: args
+            .jobs
+            .or(global.config.jobs)
+            .unwrap_or_else(ScheduleOptions::default_jobs),
         keep_going: args.keep_going,
         check: args.check,
         settings: BuildSettings {
             build_cores: 0,
             timeout: args.timeout.map(Duration::from_secs),
             max_silent_time: args.max_silent_time.map(Duration::from_secs),
-            allow_network: args.allow_network,
+            allow_network: args.allow_network || global.config.allow_network.unwrap_or(false),
+            builtin: BuiltinOptions {
+                fetch: FetchOptions {
+                    rewrites: global
+                        .config
+                        .rewrite
+                        .iter()
+                        .map(|rule| UrlRewrite::new(&rule.from, &rule.to))
+                        .collect(),
+                    ..FetchOptions::default()
+                },
+                ..BuiltinOptions::default()
+            },
             ..BuildSettings::default()
         },
     };
