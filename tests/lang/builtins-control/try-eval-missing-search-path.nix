@@ -1,0 +1,1 @@
+(builtins.tryEval <kiln-corpus-absent-entry>).success
