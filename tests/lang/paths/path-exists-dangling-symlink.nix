@@ -1,1 +1,0 @@
-builtins.pathExists ./fixtures/dangling-link
