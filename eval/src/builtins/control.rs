@@ -1,5 +1,5 @@
 //! Control builtins: `throw`, `abort`, `tryEval`, `seq`, `deepSeq`, `trace`, `warn`,
-//! `addErrorContext`.
+//! `addErrorContext`, `break`.
 use super::{arg, Builtin};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{sym, CoerceMode, Evaluator};
@@ -48,6 +48,13 @@ pub const BUILTINS: &[Builtin] = &[
         top_level: false,
         doc: "Print the first argument to stderr, return the second.",
         func: trace,
+    },
+    Builtin {
+        name: "break",
+        arity: 1,
+        top_level: false,
+        doc: "The argument itself (a breakpoint in Nix's debugger; kiln has no debugger).",
+        func: break_point,
     },
     Builtin {
         name: "warn",
@@ -123,6 +130,10 @@ fn trace(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     };
     eprintln!("trace: {shown}");
     ev.force(arg(args, 1), span)
+}
+
+fn break_point(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    ev.force(arg(args, 0), span)
 }
 
 /// The warning as current Nix prints it: continuation lines are aligned under the first
