@@ -891,3 +891,37 @@ fn verify_reports_missing_and_changed_paths() {
     assert!(!full.is_ok());
     assert!(store.is_valid(a).unwrap());
 }
+
+#[test]
+fn many_processes_open_a_fresh_store_at_once() {
+    // Creating the database (WAL switch, schema) must not fail with "database is locked" when
+    // several kiln processes start on a new store together. Repeated on fresh roots, since the
+    // race is only there while the database is new.
+    for _ in 0..4 {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root").to_str().unwrap().to_string();
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                child("child_open_store", &[("KILN_TEST_ROOT", root.clone())])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for opener in openers {
+            let output = opener.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "run as a child process by many_processes_open_a_fresh_store_at_once"]
+fn child_open_store() {
+    open(Path::new(&env_var("KILN_TEST_ROOT")));
+}

@@ -296,13 +296,21 @@ fn db_file_in(root: &Path) -> PathBuf {
 }
 
 impl StoreDb {
-    /// Opens the database of the store at `root`, creating its directory.
+    /// Opens the database of the store at `root`, creating its directory. Opening is
+    /// serialised between processes by a file lock next to the database: switching a new
+    /// database to WAL and creating its schema can fail with "database is locked" at once,
+    /// without waiting, when two processes open a fresh store together.
     fn open_in(root: &Path, store_dir: StoreDir) -> Result<Self> {
         let file = db_file_in(root);
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| LocalStoreError::io("cannot create directory", dir, e))?;
         }
+        let _opening = lock::lock_file(
+            &file.with_extension("open.lock"),
+            lock::LockMode::Exclusive,
+            true,
+        )?;
         StoreDb::open(&file, store_dir)
     }
 }
