@@ -4,7 +4,8 @@
 //! database, `/etc/os-release`, a `%post` scriptlet), that a second realise builds nothing,
 //! that `--check` rebuilds to the same NAR hash, and that the result works as a `rootfs`.
 //!
-//! The expression differs from a real one only in the base tarball's URL and hash and in the
+//! The expression differs from a real one only in the base tarball's hash (its pinned URL is
+//! sent to the fixture server by a `[[rewrite]]` rule in the test's configuration) and in the
 //! repository it locks against (the fixture repository is unsigned, so `gpgcheck = false`).
 //!
 //! Needs root (debootstrap makes the fixture base), rpm, createrepo-c, debootstrap,
@@ -140,10 +141,9 @@ const EXPRESSION: &str = r#"
 { port, baseSha256 }:
 let
   kiln = import <kiln> { };
-  base = kiln.bootstrap.centosStream9 {
-    url = "http://127.0.0.1:${port}/base.tar.xz";
-    sha256 = baseSha256;
-  };
+  # The pinned URL is kept; a [[rewrite]] rule in the test's configuration sends the fetch to
+  # the fixture server. Only the hash is the fixture's.
+  base = kiln.bootstrap.centosStream9 { sha256 = baseSha256; };
   repos = [ {
     name = "fixtures";
     baseurl = "http://127.0.0.1:${port}/repo/";
@@ -179,7 +179,10 @@ fn alma9_bootstrap_from_local_fixtures() {
         .arg(&cache)
         .output()
         .unwrap();
-    let fixtures = PathBuf::from(succeeded("make-fixtures.sh", made));
+    // The script prints the fixture directory last; the tools it runs (rpmbuild…) may print
+    // before it on a first run.
+    let printed = succeeded("make-fixtures.sh", made);
+    let fixtures = PathBuf::from(printed.lines().last().unwrap_or_default());
     let vars = fixture_env(&fixtures);
     eprintln!("fixtures ready after {:?}", started.elapsed());
     let port = serve(fixtures.clone()).to_string();
@@ -187,8 +190,21 @@ fn alma9_bootstrap_from_local_fixtures() {
     let store = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("default.nix"), EXPRESSION).unwrap();
+    // An organisation's mirror, as a user would configure it: the pinned compose URL is
+    // rewritten to the fixture server at fetch time, so no path changes.
+    let arch = &vars["ARCH"];
+    let config = work.path().join("kiln.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[rewrite]]\nfrom = \"https://cloud.centos.org/centos/9-stream/{arch}/images/CentOS-Stream-Container-Base-9-20240715.0.{arch}.tar.xz\"\nto = \"http://127.0.0.1:{port}/base.tar.xz\"\n"
+        ),
+    )
+    .unwrap();
     let realise = |extra: &[&str]| -> Output {
         kiln(store.path(), work.path())
+            .arg("--config")
+            .arg(&config)
             .arg("realise")
             .args(["--argstr", "port", &port])
             .args(["--argstr", "baseSha256", &vars["BASE_SHA256"]])

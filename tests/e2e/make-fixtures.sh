@@ -50,6 +50,8 @@ if [ -f "$out/fixtures.env" ]; then
   echo "$out"
   exit 0
 fi
+# From here on the tools' chatter goes to stderr: standard output carries only the directory.
+exec 3>&1 1>&2
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/.work-XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -185,4 +187,4 @@ ENV
 trap - EXIT
 rm -f "$work/debootstrap.log"
 mv "$work" "$out" 2>/dev/null || rm -rf "$work"
-echo "$out"
+echo "$out" >&3
