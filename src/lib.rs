@@ -2,5 +2,5 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod stdlib;
 pub mod progress;
+pub mod stdlib;

@@ -1,9 +1,9 @@
 //! kiln-builder: turns `.drv` files into outputs: the build plan (a DAG), the scheduler, the
 //! Linux sandbox and the builtin builders.
-pub mod builtin_builders;
-pub mod sandbox;
 pub mod build;
+pub mod builtin_builders;
 pub mod log;
 pub mod outputs;
 pub mod plan;
+pub mod sandbox;
 pub mod scheduler;

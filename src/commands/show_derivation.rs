@@ -23,7 +23,8 @@ pub struct ShowDerivationArgs {
 
 pub fn run(global: &GlobalOptions, args: ShowDerivationArgs) -> Result<(), Failure> {
     let dir = StoreDir::new(&global.store_dir);
-    let store = LocalStore::open(global.store_root(), dir.clone()).context("cannot open the store")?;
+    let store =
+        LocalStore::open(global.store_root(), dir.clone()).context("cannot open the store")?;
     let mut pending: VecDeque<StorePath> = args
         .paths
         .iter()

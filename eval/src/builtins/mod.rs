@@ -27,8 +27,8 @@ pub mod paths;
 pub mod regex;
 pub mod strings;
 pub mod types;
-pub mod xml;
 pub mod versions;
+pub mod xml;
 
 /// How a builtin is implemented: receives exactly `arity` unforced arguments and the span of
 /// the call.
