@@ -37,6 +37,8 @@ pub struct ErrorData {
     pub span: Option<Span>,
     pub trace: Vec<TraceFrame>,
     pub suggestion: Option<String>,
+    /// A hint in the user's terms, shown as `= help: …` (beyond a "did you mean" name).
+    pub help: Option<String>,
 }
 
 /// An evaluation error. Boxed so that `Result<Value, EvalError>` stays small.
@@ -55,6 +57,7 @@ impl EvalError {
             span: None,
             trace: Vec::new(),
             suggestion: None,
+            help: None,
         }))
     }
 
@@ -85,6 +88,11 @@ impl EvalError {
 
     pub fn with_suggestion(mut self, suggestion: Option<String>) -> Self {
         self.0.suggestion = suggestion;
+        self
+    }
+
+    pub fn with_help(mut self, help: Option<String>) -> Self {
+        self.0.help = help;
         self
     }
 
@@ -144,6 +152,9 @@ impl EvalError {
         let pad = " ".repeat(gutter + 1);
         if let Some(s) = &self.0.suggestion {
             out.push_str(&format!("{pad}= help: did you mean '{s}'?\n"));
+        }
+        if let Some(help) = &self.0.help {
+            out.push_str(&format!("{pad}= help: {help}\n"));
         }
         for frame in &self.0.trace {
             match frame.span {

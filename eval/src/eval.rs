@@ -1072,6 +1072,17 @@ impl Evaluator {
                                 _ => self.delay(default, &frame),
                             },
                             None => {
+                                // A misspelt argument: an unexpected name close to the missing one.
+                                let misspelt = attrs
+                                    .names()
+                                    .filter(|name| !formals.iter().any(|f| f.name == *name))
+                                    .find(|name| {
+                                        kiln_lang::suggest::closest(
+                                            name.as_str(),
+                                            std::iter::once(formal.name.as_str()),
+                                        )
+                                        .is_some()
+                                    });
                                 return Err(EvalError::new(
                                     ErrorKind::Type,
                                     format!(
@@ -1080,7 +1091,14 @@ impl Evaluator {
                                         formal.name
                                     ),
                                 )
-                                .at(span))
+                                .at(span)
+                                .with_help(misspelt.map(|name| {
+                                    format!(
+                                        "it was given '{}': did you mean '{}'?",
+                                        name.as_str(),
+                                        formal.name
+                                    )
+                                })));
                             }
                         },
                     };
