@@ -11,12 +11,20 @@ use kiln_eval::{AutoArg, EvalOptions, Evaluator, SourceInput, Value};
 
 use crate::cli::{Failure, GlobalOptions};
 
-/// The expression-selecting arguments shared by `eval`, `instantiate` and `realise`.
+/// What to evaluate and how to narrow it: a file (or `-E`), then `-A`/`--arg`/`--argstr`.
+/// Used by `eval` and `instantiate`; `realise` takes `SelectionArgs` beside its own paths.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
     /// The file to evaluate (a directory means its `default.nix`); default `./default.nix`.
     #[arg(value_name = "FILE", conflicts_with = "expr")]
     pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+}
+
+/// The expression-selecting arguments every evaluating verb shares.
+#[derive(Args, Debug, Clone)]
+pub struct SelectionArgs {
     /// Evaluate this expression instead of a file (relative paths resolve against the
     /// current directory).
     #[arg(short = 'E', long = "expr", value_name = "EXPR")]
@@ -32,7 +40,7 @@ pub struct InputArgs {
     pub argstr: Vec<String>,
 }
 
-impl InputArgs {
+impl SelectionArgs {
     fn auto_args(&self) -> Vec<(String, AutoArg)> {
         let exprs = self
             .arg
@@ -83,17 +91,17 @@ pub fn reported(evaluator: &Evaluator, error: &kiln_eval::EvalError) -> Failure 
 /// auto-called as `nix-instantiate` does.
 pub fn evaluate(evaluator: &Evaluator, input: &InputArgs) -> Result<Vec<Value>, Failure> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let root = match (&input.expr, &input.file) {
+    let root = match (&input.selection.expr, &input.file) {
         (Some(expr), _) => evaluator.eval_string(expr, &cwd),
         (None, Some(file)) => evaluator.eval_file(&absolute(&cwd, file)),
         (None, None) => evaluator.eval_file(&cwd.join("default.nix")),
     }
     .map_err(|e| reported(evaluator, &e))?;
-    let auto_args = input.auto_args();
-    let paths: Vec<&str> = if input.attr.is_empty() {
+    let auto_args = input.selection.auto_args();
+    let paths: Vec<&str> = if input.selection.attr.is_empty() {
         vec![""]
     } else {
-        input.attr.iter().map(String::as_str).collect()
+        input.selection.attr.iter().map(String::as_str).collect()
     };
     paths
         .into_iter()
@@ -124,7 +132,7 @@ pub fn parse_only(evaluator: &Evaluator, input: &InputArgs) -> Result<(), Failur
         Some(file) => absolute(&cwd, file),
         None => cwd.join("default.nix"),
     };
-    let source = match &input.expr {
+    let source = match &input.selection.expr {
         Some(expr) => SourceInput::Expr {
             source: expr,
             base_dir: &cwd,

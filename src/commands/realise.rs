@@ -29,7 +29,7 @@ use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions};
 use kiln_store::local_store::LocalStore;
 use kiln_store::store_path::{StoreDir, StorePath};
 
-use super::input::{self, InputArgs};
+use super::input::{self, InputArgs, SelectionArgs};
 use crate::cli::{Failure, GlobalOptions};
 use crate::progress::Progress;
 
@@ -42,18 +42,8 @@ pub struct RealiseArgs {
     /// (`DRV!out,dev` selects outputs).
     #[arg(value_name = "FILE | DRV")]
     pub paths: Vec<PathBuf>,
-    /// Evaluate this expression instead of a file.
-    #[arg(short = 'E', long = "expr", value_name = "EXPR")]
-    pub expr: Option<String>,
-    /// Select an attribute path of the result; may be repeated.
-    #[arg(short = 'A', long = "attr", value_name = "ATTRPATH")]
-    pub attr: Vec<String>,
-    /// Pass `NAME = EXPR` to a function at the top.
-    #[arg(long = "arg", num_args = 2, value_names = ["NAME", "EXPR"])]
-    pub arg: Vec<String>,
-    /// Pass `NAME = "VALUE"` to a function at the top.
-    #[arg(long = "argstr", num_args = 2, value_names = ["NAME", "VALUE"])]
-    pub argstr: Vec<String>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
     /// Run at most N builds at once (default: the number of CPUs).
     #[arg(short = 'j', long = "max-jobs", value_name = "N")]
     pub jobs: Option<usize>,
@@ -171,10 +161,7 @@ fn instantiate(
     }
     let input_args = InputArgs {
         file: args.paths.first().cloned(),
-        expr: args.expr.clone(),
-        attr: args.attr.clone(),
-        arg: args.arg.clone(),
-        argstr: args.argstr.clone(),
+        selection: args.selection.clone(),
     };
     let eval_store = Rc::new(kiln_eval::store_impls::LocalEvalStore::new(store.clone()));
     let evaluator = input::evaluator(global, eval_store.clone());
@@ -201,7 +188,7 @@ fn instantiate(
 pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
     let store = Arc::new(open_store(global)?);
     let targets = if !args.paths.is_empty()
-        && args.expr.is_none()
+        && args.selection.expr.is_none()
         && args.paths.iter().all(|p| is_drv_arg(p))
     {
         let mut targets = Vec::new();
