@@ -25,6 +25,10 @@ pub const STDLIB_FILES: &[(&str, &str)] = &[
     ("layer.nix", include_str!("../stdlib/layer.nix")),
     ("bootstrap.nix", include_str!("../stdlib/bootstrap.nix")),
     ("rpm.nix", include_str!("../stdlib/rpm.nix")),
+    (
+        "corepkgs/fetchurl.nix",
+        include_str!("../stdlib/corepkgs/fetchurl.nix"),
+    ),
 ];
 
 /// The hex SHA-256 naming the library's directory: it covers every file's path and contents,

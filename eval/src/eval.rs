@@ -155,6 +155,7 @@ impl Evaluator {
             Some(p) => p.display().to_string(),
             None => "(string)".to_string(),
         };
+        let text = &*kiln_lang::source::normalise_line_endings(text);
         let file = self.sources.borrow_mut().add(name, path, Rc::from(text));
         let home = self.io().get_env("HOME").map(PathBuf::from);
         let cx = LowerContext {
@@ -795,20 +796,33 @@ impl Evaluator {
     fn eval_attrs(&self, attrs: &Rc<ir::AttrsExpr>, env: &Env) -> EvalResult<Value> {
         let (entries, value_env) = if attrs.recursive {
             let frame = Env::new(vec![Value::Null; attrs.statics.len()], Some(env.clone()));
-            self.fill_frame(
-                &frame,
-                attrs
-                    .statics
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| (i as u32, &a.value)),
-            );
+            if attrs.statics.iter().any(|a| a.name == sym("__overrides")) {
+                // Overrides replace slots after the fact, so no slot may alias another.
+                for (i, a) in attrs.statics.iter().enumerate() {
+                    let thunk = Thunk::suspended(a.value.clone(), frame.clone());
+                    frame.set(i as u32, Value::Thunk(thunk));
+                }
+            } else {
+                self.fill_frame(
+                    &frame,
+                    attrs
+                        .statics
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| (i as u32, &a.value)),
+                );
+            }
+            let overrides = self.rec_overrides(attrs, &frame)?;
             let mut entries = Vec::with_capacity(attrs.statics.len() + attrs.dynamics.len());
             {
                 let slots = frame.0.slots.borrow();
                 for (attr, v) in attrs.statics.iter().zip(slots.as_slice().iter()) {
                     entries.push((attr.name, v.clone()));
                 }
+            }
+            if !overrides.is_empty() {
+                entries.extend(overrides);
+                entries.sort_by_key(|entry| entry.0);
             }
             (entries, frame)
         } else {
@@ -819,7 +833,7 @@ impl Evaluator {
             (entries, env.clone())
         };
         let mut result = Attrs::from_sorted(entries);
-        result.set_origin(Rc::clone(attrs));
+        result.set_origin(AttrsOrigin::Literal(Rc::clone(attrs)));
         for dynamic in &attrs.dynamics {
             let name_value = self.eval(&dynamic.name, &value_env)?;
             if matches!(name_value, Value::Null) {
@@ -845,6 +859,32 @@ impl Evaluator {
             result.insert(name, self.delay(&dynamic.value, &value_env));
         }
         Ok(Value::attrs(result))
+    }
+
+    /// `rec { __overrides = { … }; … }`, a legacy feature Nix still honours: each attribute
+    /// of `__overrides` replaces the recursive set's attribute of that name (in the set and
+    /// for the other attributes that refer to it) or is added to the set. Returns the added
+    /// ones; replacements are written into `frame`.
+    #[inline(never)]
+    fn rec_overrides(
+        &self,
+        attrs: &ir::AttrsExpr,
+        frame: &Env,
+    ) -> EvalResult<Vec<(Symbol, Value)>> {
+        let key = sym("__overrides");
+        let Ok(slot) = attrs.statics.binary_search_by(|a| a.name.cmp(&key)) else {
+            return Ok(Vec::new());
+        };
+        let span = attrs.statics[slot].value.span;
+        let overrides = self.force_attrs(&frame.get(0, slot as u32), span)?;
+        let mut added = Vec::new();
+        for (name, value) in overrides.iter() {
+            match attrs.statics.binary_search_by(|a| a.name.cmp(&name)) {
+                Ok(target) => frame.set(target as u32, value.clone()),
+                Err(_) => added.push((name, value.clone())),
+            }
+        }
+        Ok(added)
     }
 
     #[inline(never)]

@@ -81,7 +81,8 @@ pub(crate) fn find_in(
     name: &str,
     span: Span,
 ) -> EvalResult<Value> {
-    for entry in entries {
+    let implicit = &ev.options().implicit_search_path;
+    for entry in entries.iter().chain(implicit) {
         let candidate = match &entry.prefix {
             None => entry.path.join(name),
             Some(prefix) => {
@@ -96,6 +97,15 @@ pub(crate) fn find_in(
                     continue;
                 }
             }
+        };
+        // Relative entries (`-I lang/dir1`) are relative to the working directory.
+        let candidate = if candidate.is_relative() {
+            match std::env::current_dir() {
+                Ok(cwd) => cwd.join(candidate),
+                Err(_) => candidate,
+            }
+        } else {
+            candidate
         };
         if ev.io().file_type(&candidate).is_some() {
             return Ok(Value::path(kiln_lang::lower::canonical_path(
@@ -118,6 +128,9 @@ pub(crate) fn find_in(
 pub struct EvalOptions {
     pub store: Rc<dyn EvalStore>,
     pub search_path: Vec<SearchPathEntry>,
+    /// Entries consulted after any search path (also an explicit `findFile` list) and not
+    /// part of `builtins.nixPath`, as Nix does for its `<nix/…>` files.
+    pub implicit_search_path: Vec<SearchPathEntry>,
     /// Pure evaluation: no `getEnv`, `currentTime`, unpinned fetches.
     pub pure: bool,
     pub current_system: String,
@@ -133,6 +146,7 @@ impl EvalOptions {
         EvalOptions {
             store,
             search_path: Vec::new(),
+            implicit_search_path: Vec::new(),
             pure: false,
             current_system: host_system(),
             io: Rc::new(StdIo),

@@ -80,11 +80,15 @@ impl Evaluator {
         };
         let mut out = String::new();
         let mut seen = SeenSet::default();
-        self.print_into(&value, &mut out, &mut seen);
+        // The top-level value is a copy in Nix: a small list there never counts as seen.
+        self.print_into(&value, None, &mut out, &mut seen);
         Ok(out)
     }
 
-    fn print_into(&self, value: &Value, out: &mut String, seen: &mut SeenSet) {
+    /// Prints `value`. `cell` is the thunk it was reached through, if any: Nix stores lists
+    /// of up to two elements inside the value cell itself, so such a list is «repeated» only
+    /// when the same cell is met again (`let x = [ x ]; in x` shows `[ [ «repeated» ] ]`).
+    fn print_into(&self, value: &Value, cell: Option<usize>, out: &mut String, seen: &mut SeenSet) {
         match value {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -107,19 +111,24 @@ impl Evaluator {
                         escape_string(name.as_str(), out);
                     }
                     out.push_str(" = ");
-                    self.print_into(v, out, seen);
+                    self.print_into(v, None, out, seen);
                     out.push_str("; ");
                 }
                 out.push('}');
             }
             Value::List(items) => {
-                if !items.is_empty() && !seen.insert(Rc::as_ptr(items) as usize) {
+                let key = if items.len() <= 2 {
+                    cell
+                } else {
+                    Some(Rc::as_ptr(items) as usize)
+                };
+                if !items.is_empty() && key.is_some_and(|key| !seen.insert(key)) {
                     out.push_str("«repeated»");
                     return;
                 }
                 out.push_str("[ ");
                 for v in items.iter() {
-                    self.print_into(v, out, seen);
+                    self.print_into(v, None, out, seen);
                     out.push(' ');
                 }
                 out.push(']');
@@ -128,7 +137,7 @@ impl Evaluator {
             Value::PrimOp(_) => out.push_str("<PRIMOP>"),
             Value::PrimOpApp(_) => out.push_str("<PRIMOP-APP>"),
             Value::Thunk(t) => match t.value() {
-                Some(v) => self.print_into(&v, out, seen),
+                Some(v) => self.print_into(&v, Some(Rc::as_ptr(&t.0) as usize), out, seen),
                 None => out.push_str("<CODE>"),
             },
         }

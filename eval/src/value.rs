@@ -222,8 +222,17 @@ impl fmt::Debug for NixString {
 #[derive(Clone, Default)]
 pub struct Attrs {
     entries: Vec<(Symbol, Value)>,
-    /// The literal this set was built from, for attribute positions (`unsafeGetAttrPos`).
-    origin: Option<Rc<AttrsExpr>>,
+    /// The source this set was built from, for attribute positions (`unsafeGetAttrPos`).
+    origin: Option<AttrsOrigin>,
+}
+
+/// Where the names of a set were written.
+#[derive(Clone)]
+pub enum AttrsOrigin {
+    /// A set literal.
+    Literal(Rc<AttrsExpr>),
+    /// A function's formals (`builtins.functionArgs`).
+    Formals(Rc<Lambda>),
 }
 
 impl Attrs {
@@ -255,19 +264,26 @@ impl Attrs {
         self.entries.len()
     }
 
-    /// Remembers the literal the set came from (for attribute positions).
-    pub fn set_origin(&mut self, origin: Rc<AttrsExpr>) {
+    /// Remembers the source the set came from (for attribute positions).
+    pub fn set_origin(&mut self, origin: AttrsOrigin) {
         self.origin = Some(origin);
     }
 
-    /// Where an attribute was defined, if the set came from a literal that names it.
+    /// Where an attribute was defined, if the set came from a source that names it.
     pub fn position_of(&self, name: Symbol) -> Option<Span> {
-        let origin = self.origin.as_ref()?;
-        origin
-            .statics
-            .iter()
-            .find(|a| a.name == name)
-            .map(|a| a.span)
+        match self.origin.as_ref()? {
+            AttrsOrigin::Literal(literal) => literal
+                .statics
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.span),
+            AttrsOrigin::Formals(lambda) => match &lambda.param {
+                kiln_lang::ir::Param::Pattern { formals, .. } => {
+                    formals.iter().find(|f| f.name == name).map(|f| f.span)
+                }
+                kiln_lang::ir::Param::Ident(_) => None,
+            },
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -270,12 +270,16 @@ enum Pending {
     Nested(PendingAttrs),
 }
 
+/// The bindings of one attribute set (or `let`) being collected. A set literal bound to a
+/// name stays `Nested` (rather than an opaque expression) so later bindings can merge into it,
+/// as Nix's parser does: `a = rec { b = c; }; a.c = 1;` adds `c` to the recursive set.
 #[derive(Default)]
 struct PendingAttrs {
     statics: Vec<(Symbol, Pending, Span)>,
     dynamics: Vec<(ast::Expr, Pending, Span)>,
-    /// Whether this set was written as a literal `{ … }` (vs created by a path `a.b = …`).
-    literal: bool,
+    /// Written as `rec { … }`. Merging a later `rec` set into an earlier one does not make
+    /// the earlier one recursive (Nix drops the later `rec`).
+    recursive: bool,
 }
 
 enum KeyName {
@@ -403,7 +407,27 @@ impl Lowerer<'_, '_> {
                     .map(|c| c.text().to_string())
                     .unwrap_or_default();
                 let inner = text.trim_start_matches('<').trim_end_matches('>');
-                ExprKind::Path(PathExpr::Search(Rc::from(inner)))
+                // `<p>` is `__findFile __nixPath "p"`: when either name is rebound by a
+                // `let`, `rec` or argument, the rebinding is used, as in Nix.
+                let find_file = self.resolve(Symbol::intern("__findFile"), 0, span)?;
+                let nix_path = self.resolve(Symbol::intern("__nixPath"), 0, span)?;
+                if matches!(find_file, ExprKind::Global { .. })
+                    && matches!(nix_path, ExprKind::Global { .. })
+                {
+                    ExprKind::Path(PathExpr::Search(Rc::from(inner)))
+                } else {
+                    let function = self.mk(
+                        ExprKind::Apply {
+                            function: self.mk(find_file, span),
+                            argument: self.mk(nix_path, span),
+                        },
+                        span,
+                    );
+                    ExprKind::Apply {
+                        function,
+                        argument: self.mk(ExprKind::Str(Rc::from(inner)), span),
+                    }
+                }
             }
             ast::Expr::List(list) => {
                 let mut items = Vec::new();
@@ -534,12 +558,12 @@ impl Lowerer<'_, '_> {
                 ExprKind::Binary { op, lhs, rhs }
             }
             ast::Expr::AttrSet(set) => {
-                let pending = self.collect_entries(set, true)?;
+                let pending = self.collect_entries(set)?;
                 let recursive = set.rec_token().is_some();
                 ExprKind::Attrs(self.lower_attrs(pending, recursive)?)
             }
             ast::Expr::LetIn(let_in) => {
-                let pending = self.collect_entries(let_in, true)?;
+                let pending = self.collect_entries(let_in)?;
                 if let Some((name, _, span)) = pending.dynamics.first() {
                     let _ = name;
                     return Err(self.error("dynamic attributes not allowed in let".into(), *span));
@@ -561,7 +585,7 @@ impl Lowerer<'_, '_> {
                 result?
             }
             ast::Expr::LegacyLet(legacy) => {
-                let pending = self.collect_entries(legacy, true)?;
+                let pending = self.collect_entries(legacy)?;
                 let body_sym = Symbol::intern("body");
                 let attrs = self.lower_attrs(pending, true)?;
                 let attrs_expr = self.mk(ExprKind::Attrs(attrs), span);
@@ -732,15 +756,8 @@ impl Lowerer<'_, '_> {
         }
     }
 
-    fn collect_entries(
-        &self,
-        node: &impl HasEntry,
-        literal: bool,
-    ) -> Result<PendingAttrs, SyntaxError> {
-        let mut attrs = PendingAttrs {
-            literal,
-            ..Default::default()
-        };
+    fn collect_entries(&self, node: &impl HasEntry) -> Result<PendingAttrs, SyntaxError> {
+        let mut attrs = PendingAttrs::default();
         for entry in node.entries() {
             match entry {
                 ast::Entry::Inherit(inherit) => {
@@ -786,15 +803,17 @@ impl Lowerer<'_, '_> {
 
     fn pending_value(&self, value: ast::Expr) -> Result<Pending, SyntaxError> {
         if let ast::Expr::AttrSet(set) = &value {
-            if set.rec_token().is_none() {
-                return Ok(Pending::Nested(self.collect_entries(set, true)?));
-            }
+            let mut nested = self.collect_entries(set)?;
+            nested.recursive = set.rec_token().is_some();
+            return Ok(Pending::Nested(nested));
         }
         Ok(Pending::Expr(value))
     }
 
-    /// Inserts `keys = value`; `full` is the whole attribute path as written (for messages)
-    /// and `path_span` its span, recorded as where each created attribute is defined.
+    /// Inserts `keys = value` the way Nix 2.8's parser (`addAttr`) does; `full` is the whole
+    /// attribute path as written (for messages) and `path_span` its span, recorded as where
+    /// each created attribute is defined. Intermediate names descend into an existing set
+    /// binding (literal, `rec` or path-made) and create a set otherwise.
     fn insert_path(
         &self,
         attrs: &mut PendingAttrs,
@@ -806,31 +825,52 @@ impl Lowerer<'_, '_> {
         let Some((first, rest)) = keys.split_first() else {
             return Ok(());
         };
-        let leaf = if rest.is_empty() {
-            self.pending_value(value.clone())?
-        } else {
-            let mut nested = PendingAttrs::default();
-            self.insert_path(&mut nested, rest, value.clone(), full, path_span)?;
-            Pending::Nested(nested)
-        };
+        if rest.is_empty() {
+            let leaf = self.pending_value(value)?;
+            return match self.key_name(first)? {
+                KeyName::Dynamic(name) => {
+                    attrs.dynamics.push((name, leaf, path_span));
+                    Ok(())
+                }
+                KeyName::Static(name) => self.insert_static(attrs, name, leaf, path_span, full),
+            };
+        }
         match self.key_name(first)? {
             KeyName::Dynamic(name) => {
-                attrs.dynamics.push((name, leaf, path_span));
+                let mut nested = PendingAttrs::default();
+                self.insert_path(&mut nested, rest, value, full, path_span)?;
+                attrs
+                    .dynamics
+                    .push((name, Pending::Nested(nested), path_span));
                 Ok(())
             }
-            KeyName::Static(name) => {
-                if !rest.is_empty() {
-                    if let Some((_, Pending::Nested(existing), _)) =
-                        attrs.statics.iter_mut().find(|(n, _, _)| *n == name)
-                    {
-                        return self.insert_path(existing, rest, value, full, path_span);
-                    }
+            KeyName::Static(name) => match attrs.statics.iter_mut().find(|(n, _, _)| *n == name) {
+                Some((_, Pending::Nested(existing), _)) => {
+                    self.insert_path(existing, rest, value, full, path_span)
                 }
-                self.insert_static(attrs, name, leaf, path_span, full)
-            }
+                Some((_, _, first_span)) => Err(self.error(
+                    format!(
+                        "attribute '{full}' already defined at {}",
+                        self.position_text(*first_span)
+                    ),
+                    path_span,
+                )),
+                None => {
+                    let mut nested = PendingAttrs::default();
+                    self.insert_path(&mut nested, rest, value, full, path_span)?;
+                    attrs
+                        .statics
+                        .push((name, Pending::Nested(nested), path_span));
+                    Ok(())
+                }
+            },
         }
     }
 
+    /// Adds a static binding. A name bound twice is an error unless both values are set
+    /// literals: then the second set's attributes join the first (one level deep, a static
+    /// name in both is an error; the second set's `rec` is dropped — as in Nix; its dynamic
+    /// attributes are kept, as in current Nix, where 2.8 lost them).
     fn insert_static(
         &self,
         attrs: &mut PendingAttrs,
@@ -839,35 +879,39 @@ impl Lowerer<'_, '_> {
         span: Span,
         shown_name: &str,
     ) -> Result<(), SyntaxError> {
-        if let Some(index) = attrs.statics.iter().position(|(n, _, _)| *n == name) {
-            let first_span = attrs.statics[index].2;
-            let mergeable = match (&attrs.statics[index].1, &value) {
-                // Nix 2.8 merges even two literal sets (`a = { b = 1; }; a = { c = 2; };`).
-                (Pending::Nested(_), Pending::Nested(_)) => true,
-                _ => false,
-            };
-            if mergeable {
-                let (_, old, _) = &mut attrs.statics[index];
-                if let (Pending::Nested(old), Pending::Nested(new)) = (old, value) {
-                    old.literal |= new.literal;
-                    for (n, v, s) in new.statics {
-                        self.insert_static(old, n, v, s, n.as_str())?;
+        let Some(index) = attrs.statics.iter().position(|(n, _, _)| *n == name) else {
+            attrs.statics.push((name, value, span));
+            return Ok(());
+        };
+        let first_span = attrs.statics[index].2;
+        match (&mut attrs.statics[index].1, value) {
+            (Pending::Nested(old), Pending::Nested(new)) => {
+                for (n, v, s) in new.statics {
+                    if let Some((_, _, old_span)) = old.statics.iter().find(|(o, _, _)| *o == n) {
+                        return Err(self.error(
+                            format!(
+                                "attribute '{}' already defined at {}",
+                                n.as_str(),
+                                self.position_text(s)
+                            ),
+                            *old_span,
+                        ));
                     }
-                    old.dynamics.extend(new.dynamics);
+                    old.statics.push((n, v, s));
                 }
-                return Ok(());
+                // Nix 2.8 dropped these; current Nix keeps them (a fixed bug).
+                old.dynamics.extend(new.dynamics);
+                Ok(())
             }
-            return Err(self.error(
+            _ => Err(self.error(
                 format!(
                     "attribute '{}' already defined at {}",
                     shown_name,
                     self.position_text(first_span)
                 ),
                 span,
-            ));
+            )),
         }
-        attrs.statics.push((name, value, span));
-        Ok(())
     }
 
     /// Lowers a collected binding. `inherit_skip` is how many scopes a plain `inherit x`
@@ -902,7 +946,8 @@ impl Lowerer<'_, '_> {
                 ))
             }
             Pending::Nested(nested) => {
-                let attrs = self.lower_attrs(nested, false)?;
+                let recursive = nested.recursive;
+                let attrs = self.lower_attrs(nested, recursive)?;
                 Ok(self.mk(ExprKind::Attrs(attrs), span))
             }
         }

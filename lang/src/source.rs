@@ -141,3 +141,37 @@ mod tests {
         assert_eq!(map.describe(Span::new(id, 4, 5)), "t:2:2");
     }
 }
+
+/// Nix's lexer treats a carriage return, alone or before a line feed, as a line end: it ends
+/// a `#` comment and becomes a plain line feed inside strings. The text as kiln parses (and
+/// shows) it, with every `\r\n` and lone `\r` turned into `\n`; borrowed when there is none.
+pub fn normalise_line_endings(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\r') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' {
+            chars.next_if_eq(&'\n');
+            out.push('\n');
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod line_ending_tests {
+    use super::normalise_line_endings;
+
+    #[test]
+    fn carriage_returns_become_line_feeds() {
+        assert_eq!(normalise_line_endings("a\r\nb\rc\n\r\n"), "a\nb\nc\n\n");
+        assert!(matches!(
+            normalise_line_endings("no returns\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}

@@ -54,7 +54,7 @@ impl SelectionArgs {
     }
 }
 
-/// The search path: `-I` entries first, then `KILN_PATH`, then `kiln=` the embedded stdlib.
+/// The search path: `-I` entries first, then `KILN_PATH`.
 pub fn search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPathEntry> {
     let mut entries: Vec<_> = global
         .include
@@ -64,21 +64,37 @@ pub fn search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPathEntry> {
     if let Ok(env) = std::env::var("KILN_PATH") {
         entries.extend(kiln_eval::parse_search_path(&env));
     }
-    // Last, so that `-I kiln=PATH` and `KILN_PATH` override the embedded library.
-    match crate::stdlib::materialise(&global.store_root()) {
-        Ok(dir) => entries.push(kiln_eval::SearchPathEntry {
-            prefix: Some("kiln".to_owned()),
-            path: dir,
-        }),
-        Err(error) => eprintln!("warning: cannot write the standard library for <kiln>: {error}"),
-    }
     entries
+}
+
+/// The entries looked at after the search path and not listed in `builtins.nixPath` (as Nix
+/// treats its own `<nix/…>` files): `kiln=` the embedded standard library and `nix=` its
+/// copies of Nix's own files (`<nix/fetchurl.nix>`). `-I kiln=PATH` and `KILN_PATH` come
+/// first, so they override the embedded library.
+pub fn implicit_search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPathEntry> {
+    match crate::stdlib::materialise(&global.store_root()) {
+        Ok(dir) => vec![
+            kiln_eval::SearchPathEntry {
+                prefix: Some("kiln".to_owned()),
+                path: dir.clone(),
+            },
+            kiln_eval::SearchPathEntry {
+                prefix: Some("nix".to_owned()),
+                path: dir.join("corepkgs"),
+            },
+        ],
+        Err(error) => {
+            eprintln!("warning: cannot write the standard library for <kiln>: {error}");
+            Vec::new()
+        }
+    }
 }
 
 /// An evaluator over the given store access.
 pub fn evaluator(global: &GlobalOptions, store: Rc<dyn EvalStore>) -> Evaluator {
     let mut options = EvalOptions::new(store);
     options.search_path = search_path(global);
+    options.implicit_search_path = implicit_search_path(global);
     Evaluator::new(options)
 }
 

@@ -159,15 +159,12 @@ fn replace_strings(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
         .iter()
         .map(|v| ev.force_string(v, span))
         .collect::<EvalResult<Vec<_>>>()?;
-    let to = to_list
-        .iter()
-        .map(|v| ev.force_string(v, span))
-        .collect::<EvalResult<Vec<_>>>()?;
+    // Replacements are forced only when their pattern matches (as current Nix does).
+    let mut to: Vec<Option<NixString>> = vec![None; to_list.len()];
     let s = ev.force_string(arg(args, 2), span)?;
     let mut context: Context = s.context().clone();
     let text = s.as_str().as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(text.len());
-    let mut used = vec![false; to.len()];
     let mut changed = false;
     // Bytes that can start a match; with no empty pattern, runs of other bytes are copied in
     // one go.
@@ -200,8 +197,11 @@ fn replace_strings(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
         match found {
             Some(i) => {
                 changed = true;
-                out.extend_from_slice(to[i].as_str().as_bytes());
-                used[i] = true;
+                let replacement = match &to[i] {
+                    Some(replacement) => replacement,
+                    None => to[i].insert(ev.force_string(&to_list[i], span)?),
+                };
+                out.extend_from_slice(replacement.as_str().as_bytes());
                 let pattern_len = from[i].as_str().len();
                 if pattern_len == 0 {
                     if let Some(&byte) = text.get(p) {
@@ -223,7 +223,7 @@ fn replace_strings(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
     if !changed {
         return Ok(Value::String(s));
     }
-    for (replacement, _) in to.iter().zip(&used).filter(|(_, used)| **used) {
+    for replacement in to.iter().flatten() {
         context.extend(replacement.context().iter().cloned());
     }
     Ok(Value::String(NixString::with_context(

@@ -3,9 +3,10 @@
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
-use crate::value::{Attrs, Value};
+use crate::value::{Attrs, AttrsOrigin, Value};
 use kiln_lang::ir::Param;
 use kiln_lang::Span;
+use std::rc::Rc;
 
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -139,12 +140,16 @@ fn function_args(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value
     match ev.force(arg(args, 0), span)? {
         Value::Lambda(closure) => match &closure.lambda.param {
             Param::Ident(_) => Ok(Value::attrs(Attrs::new())),
-            Param::Pattern { formals, .. } => Ok(Value::attrs(Attrs::from_unsorted(
-                formals
-                    .iter()
-                    .map(|f| (f.name, Value::Bool(f.default.is_some())))
-                    .collect(),
-            ))),
+            Param::Pattern { formals, .. } => {
+                let mut attrs = Attrs::from_unsorted(
+                    formals
+                        .iter()
+                        .map(|f| (f.name, Value::Bool(f.default.is_some())))
+                        .collect(),
+                );
+                attrs.set_origin(AttrsOrigin::Formals(Rc::clone(&closure.lambda)));
+                Ok(Value::attrs(attrs))
+            }
         },
         Value::PrimOp(_) | Value::PrimOpApp(_) => Ok(Value::attrs(Attrs::new())),
         _ => Err(EvalError::eval("'functionArgs' requires a function").at(span)),
