@@ -1,4 +1,4 @@
-//! Runs `kiln eval --strict` (and `--json`) on every case of the language corpus
+//! Runs `kiln eval --strict` (and `--json`, and for the printing group lazily and `--xml`) on every case of the language corpus
 //! (`tests/lang/`, see its README.md) and compares with the oracle's expectations, reporting
 //! every mismatching case at once. `KILN_LANG_FILTER=a,b` selects the cases whose
 //! `group/name` contains `a` or `b`.
@@ -12,16 +12,14 @@ use common::{corpus_dir, diff, error_message, kiln, substitute, Report, RunOutpu
 /// The logical store directory the expectations were generated with.
 const STORE_DIR: &str = "/nix/store";
 
-fn run_kiln(case: &LangCase, corpus: &Path, store_root: &Path, json: bool) -> RunOutput {
+fn run_kiln(case: &LangCase, corpus: &Path, store_root: &Path, flags: &[&str]) -> RunOutput {
     let mut command = kiln();
     command
         .current_dir(corpus)
         .args(["--store-dir", STORE_DIR, "--store"])
         .arg(store_root)
-        .args(["eval", "--strict"]);
-    if json {
-        command.arg("--json");
-    }
+        .arg("eval")
+        .args(flags);
     command.arg(&case.file);
     common::corpus_env(&mut command);
     common::run_with_timeout(&mut command)
@@ -119,7 +117,7 @@ fn indent(text: &str) -> String {
 /// Every mismatch of one case, as (label, detail) pairs.
 fn check_case(case: &LangCase, corpus: &Path, store_root: &Path) -> Vec<(String, String)> {
     let source = source_excerpt(case);
-    let plain = run_kiln(case, corpus, store_root, false);
+    let plain = run_kiln(case, corpus, store_root, &["--strict"]);
     if let Some(detail) = check(&case.plain, &plain, corpus) {
         return vec![(case.name.clone(), format!("{source}{detail}"))];
     }
@@ -130,10 +128,19 @@ fn check_case(case: &LangCase, corpus: &Path, store_root: &Path) -> Vec<(String,
         )];
     }
     if let Some(json_expected) = &case.json {
-        let json = run_kiln(case, corpus, store_root, true);
+        let json = run_kiln(case, corpus, store_root, &["--strict", "--json"]);
         if let Some(detail) = check(json_expected, &json, corpus) {
             return vec![(
                 format!("{} (--json)", case.name),
+                format!("{source}{detail}"),
+            )];
+        }
+    }
+    for (suffix, flags, expected) in &case.extra {
+        let run = run_kiln(case, corpus, store_root, flags);
+        if let Some(detail) = check(expected, &run, corpus) {
+            return vec![(
+                format!("{} ({suffix})", case.name),
                 format!("{source}{detail}"),
             )];
         }

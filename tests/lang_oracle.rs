@@ -15,13 +15,10 @@ fn oracle_says(
     home: &OracleHome,
     case: &LangCase,
     corpus: &Path,
-    json: bool,
+    flags: &[&str],
 ) -> (Expectation, Vec<String>) {
     let mut command = home.nix_instantiate("/nix/store", "dummy://");
-    command.current_dir(corpus).args(["--eval", "--strict"]);
-    if json {
-        command.arg("--json");
-    }
+    command.current_dir(corpus).arg("--eval").args(flags);
     command.arg(&case.file);
     let run = common::run_with_timeout(&mut command)
         .unwrap_or_else(|e| panic!("{}: cannot run nix-instantiate: {e}", case.name));
@@ -73,7 +70,7 @@ fn compare(expected: &Expectation, actual: &Expectation) -> Option<String> {
 /// (label, detail) pairs.
 fn check_case(home: &OracleHome, case: &LangCase, corpus: &Path) -> Vec<(String, String)> {
     let mut failures = Vec::new();
-    let (plain, trace) = oracle_says(home, case, corpus, false);
+    let (plain, trace) = oracle_says(home, case, corpus, &["--strict"]);
     if case.is_newer_nix() {
         if plain == case.plain {
             failures.push((
@@ -99,9 +96,15 @@ fn check_case(home: &OracleHome, case: &LangCase, corpus: &Path) -> Vec<(String,
         ));
     }
     if let Some(json_expected) = &case.json {
-        let (json, _) = oracle_says(home, case, corpus, true);
+        let (json, _) = oracle_says(home, case, corpus, &["--strict", "--json"]);
         if let Some(detail) = compare(json_expected, &json) {
             failures.push((format!("{} (--json)", case.name), detail));
+        }
+    }
+    for (suffix, flags, expected) in &case.extra {
+        let (actual, _) = oracle_says(home, case, corpus, flags);
+        if let Some(detail) = compare(expected, &actual) {
+            failures.push((format!("{} ({suffix})", case.name), detail));
         }
     }
     failures

@@ -467,11 +467,13 @@ impl Evaluator {
             ExprKind::Int(i) => Value::Int(*i),
             ExprKind::Float(f) => Value::Float(*f),
             ExprKind::Str(s) => Value::String(NixString::new(&**s)),
+            ExprKind::Path(PathExpr::Literal(p)) => Value::path(p.to_string()),
             ExprKind::Local { depth, slot, .. } => env.get(*depth, *slot),
             ExprKind::Global { slot, .. } => self.global_values[*slot as usize].clone(),
             ExprKind::Lambda(lambda) => Value::Lambda(Rc::new(Closure {
                 lambda: lambda.clone(),
                 env: env.clone(),
+                unforced: Cell::new(true),
             })),
             ExprKind::Binary { op, lhs, rhs } => match self.speculate_int_op(*op, lhs, rhs, env) {
                 Some(value) => value,
@@ -582,6 +584,7 @@ impl Evaluator {
             ExprKind::Lambda(lambda) => Ok(Value::Lambda(Rc::new(Closure {
                 lambda: lambda.clone(),
                 env: env.clone(),
+                unforced: Cell::new(false),
             }))),
             ExprKind::Apply { function, argument } => {
                 // `f a b`: a saturated builtin call is made directly, without partial
@@ -686,6 +689,14 @@ impl Evaluator {
 
     /// `__curPos`: `{ column, file, line }` of a span.
     #[inline(never)]
+    /// The file name, line and column of a span's start, if it is in a known source.
+    pub(crate) fn describe_position(&self, span: Span) -> Option<(String, u32, u32)> {
+        let sources = self.sources.borrow();
+        let pos = sources.line_col(span.file, span.start)?;
+        let file = sources.file(span.file)?.name.clone();
+        Some((file.to_string(), pos.line as u32, pos.column as u32))
+    }
+
     pub(crate) fn current_position(&self, span: Span) -> Value {
         let sources = self.sources.borrow();
         let pos = sources.line_col(span.file, span.start);
@@ -1010,9 +1021,11 @@ impl Evaluator {
                 if let Some(value) = speculate_binary_call(inner, first, second, &closure.env) {
                     return Ok(value);
                 }
+                closure.unforced.set(false);
                 let inner_closure = Closure {
                     lambda: inner.clone(),
                     env: Env::single(first.clone(), Some(closure.env.clone())),
+                    unforced: Cell::new(false),
                 };
                 return self.call_lambda(&inner_closure, second.clone(), span);
             }
@@ -1049,6 +1062,7 @@ impl Evaluator {
 
     fn call_lambda(&self, closure: &Closure, argument: Value, span: Span) -> EvalResult<Value> {
         self.enter_call(span)?;
+        closure.unforced.set(false);
         let result = self.call_lambda_inner(closure, argument, span);
         self.call_depth.set(self.call_depth.get() - 1);
         result

@@ -81,14 +81,28 @@ impl Evaluator {
         let mut out = String::new();
         let mut seen = SeenSet::default();
         // The top-level value is a copy in Nix: a small list there never counts as seen.
-        self.print_into(&value, None, &mut out, &mut seen);
+        match &value {
+            // The top-level value is forced, so a lambda there is never `<CODE>`.
+            Value::Lambda(_) => out.push_str("<LAMBDA>"),
+            _ => self.print_into(&value, None, strict, &mut out, &mut seen),
+        }
         Ok(out)
     }
 
     /// Prints `value`. `cell` is the thunk it was reached through, if any: Nix stores lists
     /// of up to two elements inside the value cell itself, so such a list is «repeated» only
     /// when the same cell is met again (`let x = [ x ]; in x` shows `[ [ «repeated» ] ]`).
-    fn print_into(&self, value: &Value, cell: Option<usize>, out: &mut String, seen: &mut SeenSet) {
+    ///
+    /// Without `strict`, a lambda not called yet and reached directly (not through a thunk)
+    /// shows `<CODE>`: Nix has an unevaluated thunk in its place (see `Closure::unforced`).
+    fn print_into(
+        &self,
+        value: &Value,
+        cell: Option<usize>,
+        strict: bool,
+        out: &mut String,
+        seen: &mut SeenSet,
+    ) {
         match value {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -111,7 +125,7 @@ impl Evaluator {
                         escape_string(name.as_str(), out);
                     }
                     out.push_str(" = ");
-                    self.print_into(v, None, out, seen);
+                    self.print_into(v, None, strict, out, seen);
                     out.push_str("; ");
                 }
                 out.push('}');
@@ -128,16 +142,22 @@ impl Evaluator {
                 }
                 out.push_str("[ ");
                 for v in items.iter() {
-                    self.print_into(v, None, out, seen);
+                    self.print_into(v, None, strict, out, seen);
                     out.push(' ');
                 }
                 out.push(']');
+            }
+            Value::Lambda(closure) if !strict && cell.is_none() && closure.unforced.get() => {
+                out.push_str("<CODE>")
             }
             Value::Lambda(_) => out.push_str("<LAMBDA>"),
             Value::PrimOp(_) => out.push_str("<PRIMOP>"),
             Value::PrimOpApp(_) => out.push_str("<PRIMOP-APP>"),
             Value::Thunk(t) => match t.value() {
-                Some(v) => self.print_into(&v, Some(Rc::as_ptr(&t.0) as usize), out, seen),
+                Some(v) => {
+                    let cell = Some(Rc::as_ptr(&t.0) as usize);
+                    self.print_into(&v, cell, strict, out, seen)
+                }
                 None => out.push_str("<CODE>"),
             },
         }

@@ -382,6 +382,10 @@ impl Attrs {
 pub struct Closure {
     pub lambda: Rc<Lambda>,
     pub env: Env,
+    /// Made for a lazy position (an attribute, list element or binding) and not called yet.
+    /// Nix puts a thunk there, so its non-strict printing shows `<CODE>` for it; kiln builds
+    /// the closure at once (cheaper) and remembers this only for printing.
+    pub unforced: Cell<bool>,
 }
 
 /// A builtin applied to fewer arguments than its arity.

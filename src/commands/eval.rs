@@ -1,5 +1,6 @@
 //! `kiln eval`: evaluate and print a value exactly as `nix-instantiate --eval` does
-//! (`--strict` forces it deeply, `--json` prints Nix's JSON, `--parse` only checks syntax).
+//! (`--strict` forces it deeply, `--json` prints Nix's JSON, `--xml` Nix's XML, `--parse`
+//! only checks syntax).
 //! Evaluation is read-only: store paths are computed, nothing is written.
 use std::io::Write;
 use std::rc::Rc;
@@ -19,10 +20,16 @@ pub struct EvalArgs {
     #[arg(long)]
     pub strict: bool,
     /// Print the result as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "xml")]
     pub json: bool,
+    /// Print the result as XML (Nix's format: `builtins.toXML` plus positions).
+    #[arg(long)]
+    pub xml: bool,
+    /// With --xml: leave out the file, line and column of attributes and functions.
+    #[arg(long, requires = "xml")]
+    pub no_location: bool,
     /// Only parse the input; exit 0 if it is syntactically valid, 1 otherwise.
-    #[arg(long, conflicts_with_all = ["strict", "json"])]
+    #[arg(long, conflicts_with_all = ["strict", "json", "xml"])]
     pub parse: bool,
 }
 
@@ -37,13 +44,16 @@ pub fn run(global: &GlobalOptions, args: EvalArgs) -> Result<(), Failure> {
     for value in &values {
         let text = if args.json {
             evaluator.to_json(value)
+        } else if args.xml {
+            evaluator.print_xml(value, args.strict, !args.no_location)
         } else {
             evaluator.print_value(value, args.strict)
         }
         .map_err(|e| input::reported(&evaluator, &e))?;
         out.push_str(&text);
-        // `nix-instantiate --eval --json` ends its output without a newline.
-        if !args.json {
+        // `nix-instantiate --eval --json` ends its output without a newline; the XML
+        // document ends with its own.
+        if !args.json && !args.xml {
             out.push('\n');
         }
     }

@@ -292,8 +292,13 @@ impl CollectedAttrs {
             if !seen.insert(name.as_str()) {
                 return Err(error(format!("duplicate derivation output '{name}'"), span));
             }
-            if name == "drv" {
-                return Err(error("invalid derivation output name 'drv'", span));
+            // `drvPath` would collide with the attribute of that name (Nix 2.8 returned a set
+            // holding it twice; current Nix refuses it).
+            if name == "drv" || name == "drvPath" {
+                return Err(error(
+                    format!("invalid derivation output name '{name}'"),
+                    span,
+                ));
             }
         }
         if names.is_empty() {

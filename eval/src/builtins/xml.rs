@@ -1,11 +1,12 @@
-//! `builtins.toXML`: values as the XML Nix 2.8 writes (`<expr>` root, two-space indentation,
-//! derivations as `<derivation drvPath=… outPath=…>` with repeats collapsed, functions as
-//! their patterns).
+//! Values as the XML Nix 2.8 writes (`<expr>` root, two-space indentation, derivations as
+//! `<derivation drvPath=… outPath=…>` with repeats collapsed, functions as their patterns):
+//! `builtins.toXML` (strict, no positions) and `kiln eval --xml` (lazy unless `--strict`,
+//! attribute and function positions unless `--no-location`, as `nix-instantiate --eval --xml`).
 use super::{arg, Builtin};
 use crate::error::EvalResult;
 use crate::eval::{sym, Evaluator};
 use crate::print::format_float;
-use crate::value::{Context, NixString, Value};
+use crate::value::{Attrs, Context, NixString, Value};
 use kiln_lang::ir::Param;
 use kiln_lang::Span;
 use std::collections::BTreeSet;
@@ -19,17 +20,36 @@ pub const BUILTINS: &[Builtin] = &[Builtin {
 }];
 
 fn to_xml(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let (text, context) = xml_document(ev, arg(args, 0), span, true, false)?;
+    Ok(Value::String(NixString::with_context(text, context)))
+}
+
+fn xml_document(
+    ev: &Evaluator,
+    value: &Value,
+    span: Span,
+    strict: bool,
+    location: bool,
+) -> EvalResult<(String, Context)> {
     let mut writer = XmlWriter {
         out: String::from("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n"),
         context: Context::new(),
         derivations_seen: BTreeSet::new(),
+        strict,
+        location,
     };
-    writer.value(ev, arg(args, 0), span, 1)?;
+    // The top-level value is always evaluated (`nix-instantiate` forces it).
+    let top = ev.force(value, span)?;
+    writer.forced_value(ev, &top, span, 1)?;
     writer.out.push_str("</expr>\n");
-    Ok(Value::String(NixString::with_context(
-        writer.out,
-        writer.context,
-    )))
+    Ok((writer.out, writer.context))
+}
+
+impl Evaluator {
+    /// The value as `nix-instantiate --eval --xml [--strict] [--no-location]` prints it.
+    pub fn print_xml(&self, value: &Value, strict: bool, location: bool) -> EvalResult<String> {
+        Ok(xml_document(self, value, Span::default(), strict, location)?.0)
+    }
 }
 
 /// XML attribute escaping as Nix's `XMLWriter`.
@@ -53,6 +73,10 @@ struct XmlWriter {
     out: String,
     context: Context,
     derivations_seen: BTreeSet<String>,
+    /// Force what is printed (else unevaluated parts are `<unevaluated />`).
+    strict: bool,
+    /// Give attributes and functions `column`/`line`/`path` of their definition.
+    location: bool,
 }
 
 impl XmlWriter {
@@ -104,9 +128,37 @@ impl XmlWriter {
     }
 
     fn value(&mut self, ev: &Evaluator, value: &Value, span: Span, depth: usize) -> EvalResult<()> {
+        let v = if self.strict {
+            ev.force(value, span)?
+        } else {
+            match value {
+                Value::Thunk(thunk) => match thunk.value() {
+                    Some(v) => v,
+                    None => {
+                        self.empty(depth, "unevaluated", &[]);
+                        return Ok(());
+                    }
+                },
+                Value::Lambda(closure) if closure.unforced.get() => {
+                    self.empty(depth, "unevaluated", &[]);
+                    return Ok(());
+                }
+                v => v.clone(),
+            }
+        };
+        self.forced_value(ev, &v, span, depth)
+    }
+
+    /// Writes a value that is already evaluated.
+    fn forced_value(
+        &mut self,
+        ev: &Evaluator,
+        v: &Value,
+        span: Span,
+        depth: usize,
+    ) -> EvalResult<()> {
         ev.check_stack(span)?;
-        let v = ev.force(value, span)?;
-        match &v {
+        match v {
             Value::Null => self.empty(depth, "null", &[]),
             Value::Bool(b) => self.empty(depth, "bool", &[("value", b.to_string())]),
             Value::Int(i) => self.empty(depth, "int", &[("value", i.to_string())]),
@@ -139,19 +191,20 @@ impl XmlWriter {
                         None => true,
                     };
                     if first_time {
-                        self.attrs(ev, attrs.iter(), span, depth + 1)?;
+                        self.attrs(ev, attrs, span, depth + 1)?;
                     } else {
                         self.empty(depth + 1, "repeated", &[]);
                     }
                     self.close(depth, "derivation");
                 } else {
                     self.open(depth, "attrs", &[]);
-                    self.attrs(ev, attrs.iter(), span, depth + 1)?;
+                    self.attrs(ev, attrs, span, depth + 1)?;
                     self.close(depth, "attrs");
                 }
             }
             Value::Lambda(closure) => {
-                self.open(depth, "function", &[]);
+                let position = self.position(ev, closure.lambda.span);
+                self.open(depth, "function", &position);
                 match &closure.lambda.param {
                     Param::Ident(name) => {
                         self.empty(depth + 1, "varpat", &[("name", name.as_str().to_string())])
@@ -187,18 +240,36 @@ impl XmlWriter {
         Ok(())
     }
 
-    fn attrs<'a>(
-        &mut self,
-        ev: &Evaluator,
-        entries: impl Iterator<Item = (kiln_lang::Symbol, &'a Value)>,
-        span: Span,
-        depth: usize,
-    ) -> EvalResult<()> {
-        for (name, item) in entries {
-            self.open(depth, "attr", &[("name", name.as_str().to_string())]);
+    fn attrs(&mut self, ev: &Evaluator, attrs: &Attrs, span: Span, depth: usize) -> EvalResult<()> {
+        for (name, item) in attrs.iter() {
+            let mut element_attrs = match attrs.position_of(name) {
+                Some(at) => self.position(ev, at),
+                None => Vec::new(),
+            };
+            // Nix writes XML attributes in name order: column, line, name, path.
+            element_attrs.insert(
+                element_attrs.len().min(2),
+                ("name", name.as_str().to_string()),
+            );
+            self.open(depth, "attr", &element_attrs);
             self.value(ev, item, span, depth + 1)?;
             self.close(depth, "attr");
         }
         Ok(())
+    }
+
+    /// `column`, `line` and `path` of a definition (when locations are asked for).
+    fn position(&self, ev: &Evaluator, at: Span) -> Vec<(&'static str, String)> {
+        if !self.location {
+            return Vec::new();
+        }
+        let Some((path, line, column)) = ev.describe_position(at) else {
+            return Vec::new();
+        };
+        vec![
+            ("column", column.to_string()),
+            ("line", line.to_string()),
+            ("path", path),
+        ]
     }
 }
