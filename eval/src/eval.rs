@@ -303,11 +303,15 @@ impl Evaluator {
                 let restore = r.is_err().then(|| ThunkState::Suspended(expr, env));
                 (r, restore)
             }
-            ThunkState::Apply(function, argument, at) => {
-                let r = self.call(&function, argument.clone(), at);
-                let restore = r
-                    .is_err()
-                    .then(|| ThunkState::Apply(function, argument, at));
+            ThunkState::Apply(call, argument) => {
+                let r = self.call(&call.function, argument.clone(), call.span);
+                let restore = r.is_err().then(|| ThunkState::Apply(call, argument));
+                (r, restore)
+            }
+            ThunkState::Apply2(call, arguments) => {
+                let [first, second] = &*arguments;
+                let r = self.call_n(&call.function, &[first.clone(), second.clone()], call.span);
+                let restore = r.is_err().then(|| ThunkState::Apply2(call, arguments));
                 (r, restore)
             }
             ThunkState::Native(f) => (f(self), None),
@@ -459,6 +463,19 @@ impl Evaluator {
 
     // ----- evaluation ----------------------------------------------------------------------
 
+    /// The value of a string literal, made once per literal and then shared.
+    #[inline]
+    fn string_literal(&self, literal: &ir::StrLiteral) -> NixString {
+        let shared = literal
+            .evaluated
+            .get_or_init(|| Rc::new(NixString::new(&*literal.text)));
+        match shared.downcast_ref::<NixString>() {
+            Some(s) => s.clone(),
+            // Only this evaluator fills the slot, always with a `NixString`.
+            None => NixString::new(&*literal.text),
+        }
+    }
+
     /// A value for a lazy position: literals, variables and lambdas directly, anything else
     /// as a thunk.
     #[inline]
@@ -466,7 +483,7 @@ impl Evaluator {
         match &expr.kind {
             ExprKind::Int(i) => Value::Int(*i),
             ExprKind::Float(f) => Value::Float(*f),
-            ExprKind::Str(s) => Value::String(NixString::new(&**s)),
+            ExprKind::Str(s) => Value::String(self.string_literal(s)),
             ExprKind::Path(PathExpr::Literal(p)) => Value::path(p.to_string()),
             ExprKind::Local { depth, slot, .. } => env.get(*depth, *slot),
             ExprKind::Global { slot, .. } => self.global_values[*slot as usize].clone(),
@@ -569,7 +586,7 @@ impl Evaluator {
         match &expr.kind {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Float(f) => Ok(Value::Float(*f)),
-            ExprKind::Str(s) => Ok(Value::String(NixString::new(&**s))),
+            ExprKind::Str(s) => Ok(Value::String(self.string_literal(s))),
             ExprKind::Local { depth, slot, .. } => match env.get(*depth, *slot) {
                 Value::Thunk(thunk) => self.force_thunk(&thunk, span),
                 value => Ok(value),
@@ -640,9 +657,9 @@ impl Evaluator {
                 self.eval(body, &frame)
             }
             ExprKind::Attrs(attrs) => self.eval_attrs(attrs, env),
-            ExprKind::List(items) => Ok(Value::List(Rc::new(
+            ExprKind::List(items) => Ok(Value::list(
                 items.iter().map(|item| self.delay(item, env)).collect(),
-            ))),
+            )),
             ExprKind::Select {
                 subject,
                 path,
@@ -1447,11 +1464,11 @@ impl Evaluator {
             Value::Null if mode.more => Ok(NixString::new("")),
             Value::List(items) if mode.more => {
                 let mut text = String::new();
-                let mut context = Context::new();
+                let mut elements = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     let s = self.coerce_to_string(item, span, mode)?;
                     text.push_str(s.as_str());
-                    context.extend(s.context().iter().cloned());
+                    elements.extend(s.context().iter().cloned());
                     if i + 1 < items.len() {
                         // Nix skips the separator after an empty list element.
                         let empty_list =
@@ -1461,7 +1478,10 @@ impl Evaluator {
                         }
                     }
                 }
-                Ok(NixString::with_context(text, context))
+                Ok(NixString::with_context(
+                    text,
+                    elements.into_iter().collect(),
+                ))
             }
             other => Err(EvalError::new(
                 ErrorKind::Type,
@@ -1667,11 +1687,11 @@ fn int_op_without_failure(op: BinaryOp, x: i64, y: i64) -> Option<Value> {
 /// parameter and already known integers, and the argument is an evaluated scalar, the result
 /// is computed at once: the same value, without a thunk (`genList (i: i) n`,
 /// `map (x: x * 3) ints`). Anything else becomes an application thunk.
-pub fn apply_lazily(function: Value, argument: Value, span: Span) -> Value {
-    if let Some(value) = speculate_application(&function, &argument) {
+pub fn apply_lazily(call: &Rc<LazyCall>, argument: Value) -> Value {
+    if let Some(value) = speculate_application(&call.function, &argument) {
         return value;
     }
-    Value::Thunk(Thunk::apply(function, argument, span))
+    Value::Thunk(Thunk::apply(call.clone(), argument))
 }
 
 #[inline]

@@ -7,7 +7,6 @@ use crate::Evaluator;
 use kiln_lang::ir::{AttrsExpr, ExprRef, Lambda};
 use kiln_lang::{Span, Symbol};
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
 use std::fmt;
 use std::rc::Rc;
 
@@ -84,11 +83,19 @@ impl Value {
         Value::Path(Rc::new(path.into()))
     }
 
+    /// A list value; every empty list shares one allocation (as Nix shares its empty list).
     pub fn list(items: Vec<Value>) -> Value {
+        if items.is_empty() {
+            return EMPTY_LIST.with(|empty| Value::List(empty.clone()));
+        }
         Value::List(Rc::new(items))
     }
 
+    /// A set value; every empty set shares one allocation.
     pub fn attrs(attrs: Attrs) -> Value {
+        if attrs.is_empty() {
+            return EMPTY_ATTRS.with(|empty| Value::Attrs(empty.clone()));
+        }
         Value::Attrs(Rc::new(attrs))
     }
 
@@ -133,6 +140,11 @@ impl fmt::Debug for Value {
     }
 }
 
+thread_local! {
+    static EMPTY_LIST: Rc<Vec<Value>> = Rc::new(Vec::new());
+    static EMPTY_ATTRS: Rc<Attrs> = Rc::new(Attrs::new());
+}
+
 /// One element of a string's context: what store objects the string refers to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ContextElem {
@@ -171,8 +183,91 @@ impl ContextElem {
     }
 }
 
-/// A string's context.
-pub type Context = BTreeSet<ContextElem>;
+/// A string's context: a set of elements, kept as a sorted vector without duplicates. Most
+/// contexts hold one element (a derivation output), for which a tree set would allocate a
+/// whole node of several hundred bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Context(Vec<ContextElem>);
+
+impl Context {
+    pub const fn new() -> Self {
+        Context(Vec::new())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Adds an element; returns whether it was new.
+    pub fn insert(&mut self, elem: ContextElem) -> bool {
+        match self.0.binary_search(&elem) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, elem);
+                true
+            }
+        }
+    }
+
+    pub fn contains(&self, elem: &ContextElem) -> bool {
+        self.0.binary_search(elem).is_ok()
+    }
+
+    /// The elements in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, ContextElem> {
+        self.0.iter()
+    }
+
+    /// Keeps the elements for which `keep` holds.
+    pub fn retain(&mut self, keep: impl FnMut(&ContextElem) -> bool) {
+        self.0.retain(keep);
+    }
+}
+
+impl Extend<ContextElem> for Context {
+    fn extend<I: IntoIterator<Item = ContextElem>>(&mut self, items: I) {
+        let before = self.0.len();
+        self.0.extend(items);
+        if self.0.len() != before {
+            self.0.sort();
+            self.0.dedup();
+        }
+    }
+}
+
+impl FromIterator<ContextElem> for Context {
+    fn from_iter<I: IntoIterator<Item = ContextElem>>(items: I) -> Self {
+        let mut context = Context::new();
+        context.extend(items);
+        context
+    }
+}
+
+impl<const N: usize> From<[ContextElem; N]> for Context {
+    fn from(items: [ContextElem; N]) -> Self {
+        items.into_iter().collect()
+    }
+}
+
+impl IntoIterator for Context {
+    type Item = ContextElem;
+    type IntoIter = std::vec::IntoIter<ContextElem>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Context {
+    type Item = &'a ContextElem;
+    type IntoIter = std::slice::Iter<'a, ContextElem>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
 
 /// The context of most strings is empty; it then costs one pointer instead of a whole set.
 struct StringData {
@@ -481,6 +576,13 @@ impl Env {
     }
 }
 
+/// A function with the call site of a builtin that applies it lazily to many arguments
+/// (`map f`, `genList f`, `mapAttrs f`), shared by all the thunks it makes.
+pub struct LazyCall {
+    pub function: Value,
+    pub span: Span,
+}
+
 /// A native suspended computation (lazy results of builtins).
 pub type NativeThunk = Box<dyn FnOnce(&Evaluator) -> Result<Value, EvalError>>;
 
@@ -488,8 +590,11 @@ pub type NativeThunk = Box<dyn FnOnce(&Evaluator) -> Result<Value, EvalError>>;
 pub enum ThunkState {
     /// IR to evaluate in an environment.
     Suspended(ExprRef, Env),
-    /// A function application deferred until needed (`map f xs` elements).
-    Apply(Value, Value, Span),
+    /// A function application deferred until needed (`map f xs` elements): the shared
+    /// function and call site, and this element's argument.
+    Apply(Rc<LazyCall>, Value),
+    /// `f a b` deferred (`mapAttrs f`, `zipAttrsWith f` values).
+    Apply2(Rc<LazyCall>, Box<[Value; 2]>),
     /// A native computation.
     Native(NativeThunk),
     /// Being evaluated: forcing it again is infinite recursion. Holds where it was forced.
@@ -499,7 +604,7 @@ pub enum ThunkState {
 
 /// A suspended computation shared by everyone holding it; evaluated at most once.
 ///
-/// The state sits in a `Cell` (no borrow flag, so a thunk takes 64 bytes): readers take the
+/// The state sits in a `Cell` (no borrow flag, so a thunk takes 48 bytes): readers take the
 /// state out, look at it and put it back, which no other code can observe in between.
 #[derive(Clone)]
 pub struct Thunk(pub(crate) Rc<Cell<ThunkState>>);
@@ -513,8 +618,12 @@ impl Thunk {
         Thunk::from_state(ThunkState::Suspended(expr, env))
     }
 
-    pub fn apply(function: Value, argument: Value, span: Span) -> Thunk {
-        Thunk::from_state(ThunkState::Apply(function, argument, span))
+    pub fn apply(call: Rc<LazyCall>, argument: Value) -> Thunk {
+        Thunk::from_state(ThunkState::Apply(call, argument))
+    }
+
+    pub fn apply2(call: Rc<LazyCall>, first: Value, second: Value) -> Thunk {
+        Thunk::from_state(ThunkState::Apply2(call, Box::new([first, second])))
     }
 
     pub fn native(f: NativeThunk) -> Thunk {
@@ -596,8 +705,8 @@ mod tests {
         assert!(std::mem::size_of::<Value>() <= 16);
         // Text pointer and length plus one pointer for the (usually absent) context.
         assert!(std::mem::size_of::<StringData>() <= 24);
-        // With the two reference counts a thunk fills a 64-byte allocation.
-        assert!(std::mem::size_of::<Cell<ThunkState>>() <= 48);
+        // With the two reference counts a thunk fills a 48-byte allocation.
+        assert!(std::mem::size_of::<Cell<ThunkState>>() <= 32);
     }
 
     #[test]

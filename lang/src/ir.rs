@@ -57,6 +57,28 @@ impl BinaryOp {
     }
 }
 
+/// A string literal. `evaluated` is a slot the evaluator fills with its own value of the
+/// literal the first time it evaluates it, so evaluating it again allocates nothing.
+pub struct StrLiteral {
+    pub text: Rc<str>,
+    pub evaluated: std::cell::OnceCell<Rc<dyn std::any::Any>>,
+}
+
+impl StrLiteral {
+    pub fn new(text: Rc<str>) -> Self {
+        StrLiteral {
+            text,
+            evaluated: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StrLiteral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
 /// One piece of an interpolated string or path.
 #[derive(Debug)]
 pub enum StrPart {
@@ -147,7 +169,7 @@ pub enum PathExpr {
 pub enum ExprKind {
     Int(i64),
     Float(f64),
-    Str(Rc<str>),
+    Str(StrLiteral),
     Interpolated(Vec<StrPart>),
     Path(PathExpr),
     /// A variable bound `depth` frames up, in `slot`.

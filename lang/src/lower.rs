@@ -386,7 +386,9 @@ impl Lowerer<'_, '_> {
                         )
                     }
                 },
-                ast::LiteralKind::Uri(u) => ExprKind::Str(Rc::from(u.syntax().text())),
+                ast::LiteralKind::Uri(u) => {
+                    ExprKind::Str(StrLiteral::new(Rc::from(u.syntax().text())))
+                }
             },
             ast::Expr::Ident(ident) => {
                 let name = Symbol::intern(&ident.syntax().text().to_string());
@@ -425,7 +427,7 @@ impl Lowerer<'_, '_> {
                     );
                     ExprKind::Apply {
                         function,
-                        argument: self.mk(ExprKind::Str(Rc::from(inner)), span),
+                        argument: self.mk(ExprKind::Str(StrLiteral::new(Rc::from(inner))), span),
                     }
                 }
             }
@@ -630,8 +632,8 @@ impl Lowerer<'_, '_> {
                 }
             }
             return Ok(match parts.as_slice() {
-                [] => ExprKind::Str(Rc::from("")),
-                [StrPart::Literal(text)] => ExprKind::Str(text.clone()),
+                [] => ExprKind::Str(StrLiteral::new(Rc::from(""))),
+                [StrPart::Literal(text)] => ExprKind::Str(StrLiteral::new(text.clone())),
                 _ => ExprKind::Interpolated(parts),
             });
         }
@@ -651,8 +653,8 @@ impl Lowerer<'_, '_> {
             }
         }
         Ok(match parts.as_slice() {
-            [] => ExprKind::Str(Rc::from("")),
-            [StrPart::Literal(text)] => ExprKind::Str(text.clone()),
+            [] => ExprKind::Str(StrLiteral::new(Rc::from(""))),
+            [StrPart::Literal(text)] => ExprKind::Str(StrLiteral::new(text.clone())),
             _ => ExprKind::Interpolated(parts),
         })
     }
@@ -1459,7 +1461,7 @@ mod tests {
         let ExprKind::Str(s) = &e.kind else {
             panic!("{e:?}")
         };
-        assert_eq!(&**s, "a\n  b $ ''\n");
+        assert_eq!(&*s.text, "a\n  b $ ''\n");
     }
 
     #[test]

@@ -7,9 +7,10 @@ use super::strings::force_string_no_context;
 use super::{arg, Builtin};
 use crate::error::EvalResult;
 use crate::eval::{sym, Evaluator};
-use crate::value::{Attrs, Thunk, Value};
+use crate::value::{Attrs, LazyCall, Thunk, Value};
 use kiln_lang::{Span, Symbol};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -126,18 +127,20 @@ fn list_to_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value
 }
 
 /// A suspended `f a b`.
-fn lazy_call2(function: &Value, first: Value, second: Value, span: Span) -> Value {
-    let partial = Value::Thunk(Thunk::apply(function.clone(), first, span));
-    Value::Thunk(Thunk::apply(partial, second, span))
+fn lazy_call2(call: &Rc<LazyCall>, first: Value, second: Value) -> Value {
+    Value::Thunk(Thunk::apply2(call.clone(), first, second))
 }
 
 fn map_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let attrs = ev.force_attrs(arg(args, 1), span)?;
-    let function = arg(args, 0);
+    let call = Rc::new(LazyCall {
+        function: arg(args, 0).clone(),
+        span,
+    });
     let entries = attrs
         .iter()
         .map(|(name, value)| {
-            let mapped = lazy_call2(function, Value::string(name.as_str()), value.clone(), span);
+            let mapped = lazy_call2(&call, Value::string(name.as_str()), value.clone());
             (name, mapped)
         })
         .collect();
@@ -199,7 +202,10 @@ fn cat_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 }
 
 fn zip_attrs_with(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let function = ev.force_function(arg(args, 0), span)?;
+    let call = Rc::new(LazyCall {
+        function: ev.force_function(arg(args, 0), span)?,
+        span,
+    });
     let list = ev.force_list(arg(args, 1), span)?;
     let mut collected: HashMap<Symbol, Vec<Value>> = HashMap::new();
     for item in list.iter() {
@@ -211,12 +217,7 @@ fn zip_attrs_with(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Valu
     let entries = collected
         .into_iter()
         .map(|(name, values)| {
-            let zipped = lazy_call2(
-                &function,
-                Value::string(name.as_str()),
-                Value::list(values),
-                span,
-            );
+            let zipped = lazy_call2(&call, Value::string(name.as_str()), Value::list(values));
             (name, zipped)
         })
         .collect();

@@ -42,7 +42,8 @@ const DERIVATION_NIX: &str = include_str!("derivation.nix");
 /// What the thread remembers about an instantiated derivation.
 struct DrvRecord {
     hash_modulo: DrvHashModulo,
-    output_names: BTreeSet<String>,
+    /// Sorted (a slice: a tree set would allocate a node of hundreds of bytes per record).
+    output_names: Box<[String]>,
 }
 
 /// Derivations and texts created on this thread (see the module doc).
@@ -532,7 +533,7 @@ fn add_inputs(
                                 .borrow()
                                 .derivations
                                 .get(&path)
-                                .map(|record| record.output_names.clone())
+                                .map(|record| record.output_names.iter().cloned().collect())
                         });
                         let outputs = outputs.ok_or_else(|| {
                             error(

@@ -5,7 +5,7 @@
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{sym, Evaluator};
-use crate::value::{Attrs, Value};
+use crate::value::{Attrs, LazyCall, Value};
 use kiln_lang::{Span, Symbol};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -134,10 +134,13 @@ pub const BUILTINS: &[Builtin] = &[
 
 fn map(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let list = ev.force_list(arg(args, 1), span)?;
-    let function = arg(args, 0);
+    let call = Rc::new(LazyCall {
+        function: arg(args, 0).clone(),
+        span,
+    });
     let items = list
         .iter()
-        .map(|item| crate::eval::apply_lazily(function.clone(), item.clone(), span))
+        .map(|item| crate::eval::apply_lazily(&call, item.clone()))
         .collect();
     Ok(Value::list(items))
 }
@@ -184,9 +187,12 @@ fn gen_list(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     if len < 0 {
         return Err(EvalError::eval(format!("cannot create list of size {len}")).at(span));
     }
-    let function = arg(args, 0);
+    let call = Rc::new(LazyCall {
+        function: arg(args, 0).clone(),
+        span,
+    });
     let items = (0..len)
-        .map(|i| crate::eval::apply_lazily(function.clone(), Value::Int(i), span))
+        .map(|i| crate::eval::apply_lazily(&call, Value::Int(i)))
         .collect();
     Ok(Value::list(items))
 }

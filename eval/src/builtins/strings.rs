@@ -7,7 +7,7 @@ use super::regex::{compile, RegexMatch};
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{CoerceMode, Evaluator};
-use crate::value::{Context, NixString, Value};
+use crate::value::{Context, ContextElem, NixString, Value};
 use kiln_lang::Span;
 
 pub const BUILTINS: &[Builtin] = &[
@@ -125,15 +125,18 @@ fn substring(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 fn concat_strings_sep(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let separator = ev.force_string(arg(args, 0), span)?;
     let list = ev.force_list(arg(args, 1), span)?;
-    let mut context = separator.context().clone();
+    // Elements are gathered first and made a set once (extending a set element by element
+    // would be quadratic for long lists of store paths).
+    let mut elements: Vec<ContextElem> = separator.context().iter().cloned().collect();
     let mut parts = Vec::with_capacity(list.len());
     for item in list.iter() {
         let part = coerce(ev, item, span)?;
         if part.has_context() {
-            context.extend(part.context().iter().cloned());
+            elements.extend(part.context().iter().cloned());
         }
         parts.push(part);
     }
+    let context: Context = elements.into_iter().collect();
     let total = parts.iter().map(|p| p.as_str().len()).sum::<usize>()
         + separator.as_str().len() * parts.len().saturating_sub(1);
     let mut text = String::with_capacity(total);
