@@ -49,6 +49,9 @@ pub struct GlobalOptions {
         value_name = "FILE"
     )]
     pub config_file: Option<PathBuf>,
+    /// Show every frame of an evaluation error's trace, not only the first few.
+    #[arg(long = "show-trace", global = true)]
+    pub show_trace: bool,
     /// The configuration file's settings (loaded by `resolve`).
     #[arg(skip)]
     pub config: Config,

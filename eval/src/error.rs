@@ -28,6 +28,8 @@ pub enum ErrorKind {
 pub struct TraceFrame {
     pub message: String,
     pub span: Option<Span>,
+    /// How many times in a row this frame occurred (recursion).
+    pub repeats: usize,
 }
 
 #[derive(Debug)]
@@ -36,6 +38,8 @@ pub struct ErrorData {
     pub message: String,
     pub span: Option<Span>,
     pub trace: Vec<TraceFrame>,
+    /// Frames not kept because the trace was full.
+    pub dropped_frames: usize,
     pub suggestion: Option<String>,
     /// A hint in the user's terms, shown as `= help: …` (beyond a "did you mean" name).
     pub help: Option<String>,
@@ -47,7 +51,10 @@ pub struct ErrorData {
 pub struct EvalError(pub Box<ErrorData>);
 
 /// Traces are capped so that deep recursion does not build huge errors.
-const MAX_TRACE: usize = 32;
+const MAX_TRACE: usize = 64;
+
+/// Frames shown without `--show-trace`.
+const SHORT_TRACE: usize = 6;
 
 impl EvalError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
@@ -56,6 +63,7 @@ impl EvalError {
             message: message.into(),
             span: None,
             trace: Vec::new(),
+            dropped_frames: 0,
             suggestion: None,
             help: None,
         }))
@@ -98,11 +106,21 @@ impl EvalError {
 
     /// Adds a frame to the trace (outermost last).
     pub fn add_trace(mut self, message: impl Into<String>, span: Option<Span>) -> Self {
+        let message = message.into();
+        if let Some(last) = self.0.trace.last_mut() {
+            if last.span == span && last.message == message {
+                last.repeats += 1;
+                return self;
+            }
+        }
         if self.0.trace.len() < MAX_TRACE {
             self.0.trace.push(TraceFrame {
-                message: message.into(),
+                message,
                 span,
+                repeats: 1,
             });
+        } else {
+            self.0.dropped_frames += 1;
         }
         self
     }
@@ -128,7 +146,9 @@ impl EvalError {
         matches!(self.0.kind, ErrorKind::Throw | ErrorKind::Assert)
     }
 
-    /// Renders rustc-style, with the source line and caret under the span:
+    /// Renders rustc-style, with the source line and caret under the span, then the trace,
+    /// innermost frame first (runs of the same frame shown once, with a count); without
+    /// `full` (`--show-trace`) only the first few frames:
     ///
     /// ```text
     /// error: attribute 'x' missing
@@ -136,9 +156,10 @@ impl EvalError {
     ///    |
     ///  3 |   a.x + 1
     ///    |   ^^^
+    ///    = note: while calling 'f' at /path/file.nix:7:3
     ///    = note: while evaluating the attribute 'y' at /path/file.nix:2:3
     /// ```
-    pub fn render(&self, sources: &SourceMap) -> String {
+    pub fn render(&self, sources: &SourceMap, full: bool) -> String {
         let mut out = format!("error: {}\n", self.0.message);
         let gutter = self
             .0
@@ -156,15 +177,34 @@ impl EvalError {
         if let Some(help) = &self.0.help {
             out.push_str(&format!("{pad}= help: {help}\n"));
         }
-        for frame in &self.0.trace {
-            match frame.span {
-                Some(span) => out.push_str(&format!(
-                    "{pad}= note: {} at {}\n",
-                    frame.message,
-                    sources.describe(span)
-                )),
-                None => out.push_str(&format!("{pad}= note: {}\n", frame.message)),
-            }
+        let frames = &self.0.trace;
+        let shown = if full {
+            frames.len()
+        } else {
+            frames.len().min(SHORT_TRACE)
+        };
+        for frame in &frames[..shown] {
+            let count = frame.repeats;
+            let place = frame
+                .span
+                .map(|span| format!(" at {}", sources.describe(span)))
+                .unwrap_or_default();
+            let repeats = if count > 1 {
+                format!(" ({count} times)")
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("{pad}= note: {}{place}{repeats}\n", frame.message));
+        }
+        let hidden: usize =
+            frames[shown..].iter().map(|f| f.repeats).sum::<usize>() + self.0.dropped_frames;
+        if hidden > 0 {
+            let more = if full {
+                ""
+            } else {
+                " (--show-trace shows them)"
+            };
+            out.push_str(&format!("{pad}= note: … and {hidden} more frames{more}\n"));
         }
         out
     }

@@ -1063,6 +1063,24 @@ impl Evaluator {
         (builtin.func)(self, args, span)
     }
 
+    /// Records in an error's trace that it happened inside a call of `closure` made at `span`.
+    #[cold]
+    fn add_call_frame(&self, e: EvalError, closure: &Closure, span: Span) -> EvalError {
+        // An error about the call itself (a missing argument) already points at the call;
+        // call-depth errors keep their frames, which show the recursion.
+        if e.span() == Some(span) && e.trace().is_empty() && e.kind() != ErrorKind::StackOverflow {
+            return e;
+        }
+        let message = match closure.lambda.name {
+            Some(name) => format!("while calling '{name}'"),
+            None => {
+                let at = self.sources.borrow().describe(closure.lambda.span);
+                format!("while calling an anonymous function (defined at {at})")
+            }
+        };
+        e.add_trace(message, Some(span))
+    }
+
     fn enter_call(&self, span: Span) -> EvalResult<()> {
         let depth = self.call_depth.get() + 1;
         if depth > self.options.max_call_depth {
@@ -1082,7 +1100,7 @@ impl Evaluator {
         closure.unforced.set(false);
         let result = self.call_lambda_inner(closure, argument, span);
         self.call_depth.set(self.call_depth.get() - 1);
-        result
+        result.map_err(|e| self.add_call_frame(e, closure, span))
     }
 
     fn function_description(&self, lambda: &ir::Lambda) -> String {

@@ -136,6 +136,8 @@ pub struct EvalOptions {
     pub current_system: String,
     /// File system and environment access.
     pub io: Rc<dyn EvalIo>,
+    /// Show every frame of an error's trace (`--show-trace`), not only the first few.
+    pub show_trace: bool,
     /// Maximum nesting of function calls before "stack overflow; max-call-depth exceeded".
     pub max_call_depth: usize,
 }
@@ -151,6 +153,7 @@ impl EvalOptions {
             current_system: host_system(),
             io: Rc::new(StdIo),
             max_call_depth: 1_000_000,
+            show_trace: false,
         }
     }
 }
@@ -389,7 +392,7 @@ impl Evaluator {
 
     /// Renders an error rustc-style with its source snippet and trace.
     pub fn render_error(&self, e: &EvalError) -> String {
-        e.render(&self.sources.borrow())
+        e.render(&self.sources.borrow(), self.options().show_trace)
     }
 }
 

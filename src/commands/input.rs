@@ -95,6 +95,7 @@ pub fn evaluator(global: &GlobalOptions, store: Rc<dyn EvalStore>) -> Evaluator 
     let mut options = EvalOptions::new(store);
     options.search_path = search_path(global);
     options.implicit_search_path = implicit_search_path(global);
+    options.show_trace = global.show_trace;
     Evaluator::new(options)
 }
 
