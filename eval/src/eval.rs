@@ -274,35 +274,64 @@ impl Evaluator {
 
     pub fn force_thunk(&self, thunk: &Thunk, span: Span) -> EvalResult<Value> {
         let state = thunk.replace_state(ThunkState::Blackhole(span));
-        let state = match state {
+        // The common cases stay in this small frame (it is on the stack once per level of
+        // lazy recursion); the others are in `force_other_thunk`.
+        let (expr, env) = match state {
             ThunkState::Done(v) => {
                 let value = v.clone();
                 thunk.set_state(ThunkState::Done(v));
                 return Ok(value);
             }
-            ThunkState::Blackhole(at) => {
-                thunk.set_state(ThunkState::Blackhole(at));
-                return Err(EvalError::new(
-                    ErrorKind::InfiniteRecursion,
-                    "infinite recursion encountered",
-                )
-                .at(at));
-            }
-            ThunkState::Suspended(expr, env) => {
-                thunk.set_state(ThunkState::Blackhole(expr.span));
-                ThunkState::Suspended(expr, env)
-            }
-            other => other,
+            ThunkState::Suspended(expr, env) => (expr, env),
+            other => return self.force_other_thunk(thunk, other, span),
         };
+        thunk.set_state(ThunkState::Blackhole(expr.span));
+        if let Err(e) = self.check_stack(span) {
+            thunk.set_state(ThunkState::Blackhole(span));
+            return Err(e);
+        }
+        match self.eval(&expr, &env) {
+            Ok(Value::Thunk(inner)) => self.finish_thunk_with_thunk(thunk, &inner, span),
+            Ok(v) => {
+                thunk.set_state(ThunkState::Done(v.clone()));
+                Ok(v)
+            }
+            Err(e) => {
+                // Forcing it again evaluates it again (and fails the same way).
+                thunk.set_state(ThunkState::Suspended(expr, env));
+                Err(e)
+            }
+        }
+    }
+
+    /// A thunk whose evaluation gave another thunk (only transiently possible): force that.
+    #[inline(never)]
+    fn finish_thunk_with_thunk(
+        &self,
+        thunk: &Thunk,
+        inner: &Thunk,
+        span: Span,
+    ) -> EvalResult<Value> {
+        let v = self.force_thunk(inner, span)?;
+        thunk.set_state(ThunkState::Done(v.clone()));
+        Ok(v)
+    }
+
+    /// Forces a thunk in any state but `Done` and `Suspended` (`thunk` holds a blackhole).
+    #[inline(never)]
+    fn force_other_thunk(&self, thunk: &Thunk, state: ThunkState, span: Span) -> EvalResult<Value> {
+        if let ThunkState::Blackhole(at) = state {
+            thunk.set_state(ThunkState::Blackhole(at));
+            return Err(EvalError::new(
+                ErrorKind::InfiniteRecursion,
+                "infinite recursion encountered",
+            )
+            .at(at));
+        }
         self.check_stack(span).inspect_err(|_| {
             thunk.set_state(ThunkState::Blackhole(span));
         })?;
         let (result, restore) = match state {
-            ThunkState::Suspended(expr, env) => {
-                let r = self.eval(&expr, &env);
-                let restore = r.is_err().then(|| ThunkState::Suspended(expr, env));
-                (r, restore)
-            }
             ThunkState::Apply(call, argument) => {
                 let r = self.call(&call.function, argument.clone(), call.span);
                 let restore = r.is_err().then(|| ThunkState::Apply(call, argument));
@@ -315,17 +344,13 @@ impl Evaluator {
                 (r, restore)
             }
             ThunkState::Native(f) => (f(self), None),
-            ThunkState::Done(_) | ThunkState::Blackhole(_) => {
-                unreachable!("handled before the state was taken")
+            ThunkState::Done(_) | ThunkState::Suspended(..) | ThunkState::Blackhole(_) => {
+                unreachable!("handled by force_thunk")
             }
         };
         match result {
+            Ok(Value::Thunk(inner)) => self.finish_thunk_with_thunk(thunk, &inner, span),
             Ok(v) => {
-                // The result of a thunk can itself be a thunk only transiently; force it.
-                let v = match v {
-                    Value::Thunk(inner) => self.force_thunk(&inner, span)?,
-                    other => other,
-                };
                 thunk.set_state(ThunkState::Done(v.clone()));
                 Ok(v)
             }
@@ -614,8 +639,7 @@ impl Evaluator {
                     let f = self.eval(inner_function, env)?;
                     if let Value::PrimOp(builtin) = f {
                         if builtin.arity == 2 {
-                            let args = [self.delay(first, env), self.delay(argument, env)];
-                            return self.call_builtin(builtin, &args, span);
+                            return self.call_builtin2(builtin, first, argument, env, span);
                         }
                     }
                     let partial = self.call(&f, self.delay(first, env), function.span)?;
@@ -644,11 +668,7 @@ impl Evaluator {
                 other => Err(EvalError::type_mismatch("a Boolean", &other).at(span)),
             },
             ExprKind::Let { bindings, body } => {
-                let frame = Env::new(vec![Value::Null; bindings.len()], Some(env.clone()));
-                self.fill_frame(
-                    &frame,
-                    bindings.iter().enumerate().map(|(i, b)| (i as u32, b)),
-                );
+                let frame = self.let_frame(bindings, env);
                 self.eval(body, &frame)
             }
             ExprKind::With { namespace, body } => {
@@ -665,38 +685,14 @@ impl Evaluator {
                 path,
                 default,
             } => self.eval_select(subject, path, default.as_ref(), env, span),
-            ExprKind::HasAttr { subject, path } => {
-                let mut v = self.eval(subject, env)?;
-                for (step, name) in path.iter().enumerate() {
-                    let Ok(name) = self.lookup_name(name, env)? else {
-                        return Ok(Value::Bool(false));
-                    };
-                    // As Nix: every set along the path is forced, the value found last is not.
-                    if step > 0 {
-                        v = self.force(&v, span)?;
-                    }
-                    match v {
-                        Value::Attrs(attrs) => match attrs.get(name) {
-                            Some(next) => v = next.clone(),
-                            None => return Ok(Value::Bool(false)),
-                        },
-                        _ => return Ok(Value::Bool(false)),
-                    }
-                }
-                Ok(Value::Bool(true))
-            }
+            ExprKind::HasAttr { subject, path } => self.eval_has_attr(subject, path, env, span),
             ExprKind::Assert {
                 condition,
                 body,
                 shown,
             } => match self.eval(condition, env)? {
                 Value::Bool(true) => self.eval(body, env),
-                Value::Bool(false) => Err(EvalError::new(
-                    ErrorKind::Assert,
-                    format!("assertion '{shown}' failed"),
-                )
-                .at(span)),
-                other => Err(EvalError::type_mismatch("a Boolean", &other).at(span)),
+                other => Err(assertion_error(shown, &other, span)),
             },
             ExprKind::Interpolated(parts) => self.eval_interpolation(parts, env, span),
             ExprKind::Path(path) => self.eval_path(path, env, span),
@@ -704,8 +700,60 @@ impl Evaluator {
         }
     }
 
-    /// `__curPos`: `{ column, file, line }` of a span.
+    /// `builtin a b` with both arguments delayed (kept out of `eval`'s stack frame).
     #[inline(never)]
+    fn call_builtin2(
+        &self,
+        builtin: &'static Builtin,
+        first: &ExprRef,
+        second: &ExprRef,
+        env: &Env,
+        span: Span,
+    ) -> EvalResult<Value> {
+        let args = [self.delay(first, env), self.delay(second, env)];
+        self.call_builtin(builtin, &args, span)
+    }
+
+    /// The frame of a `let`, its bindings filled in.
+    #[inline(never)]
+    fn let_frame(&self, bindings: &[ExprRef], env: &Env) -> Env {
+        let frame = Env::new(vec![Value::Null; bindings.len()], Some(env.clone()));
+        self.fill_frame(
+            &frame,
+            bindings.iter().enumerate().map(|(i, b)| (i as u32, b)),
+        );
+        frame
+    }
+
+    /// `subject ? a.b.c`.
+    #[inline(never)]
+    fn eval_has_attr(
+        &self,
+        subject: &ExprRef,
+        path: &[AttrName],
+        env: &Env,
+        span: Span,
+    ) -> EvalResult<Value> {
+        let mut v = self.eval(subject, env)?;
+        for (step, name) in path.iter().enumerate() {
+            let Ok(name) = self.lookup_name(name, env)? else {
+                return Ok(Value::Bool(false));
+            };
+            // As Nix: every set along the path is forced, the value found last is not.
+            if step > 0 {
+                v = self.force(&v, span)?;
+            }
+            match v {
+                Value::Attrs(attrs) => match attrs.get(name) {
+                    Some(next) => v = next.clone(),
+                    None => return Ok(Value::Bool(false)),
+                },
+                _ => return Ok(Value::Bool(false)),
+            }
+        }
+        Ok(Value::Bool(true))
+    }
+
     /// The file name, line and column of a span's start, if it is in a known source.
     pub(crate) fn describe_position(&self, span: Span) -> Option<(String, u32, u32)> {
         let sources = self.sources.borrow();
@@ -714,6 +762,8 @@ impl Evaluator {
         Some((file.to_string(), pos.line as u32, pos.column as u32))
     }
 
+    /// `__curPos`: `{ column, file, line }` of a span.
+    #[inline(never)]
     pub(crate) fn current_position(&self, span: Span) -> Value {
         let sources = self.sources.borrow();
         let pos = sources.line_col(span.file, span.start);
@@ -1139,87 +1189,102 @@ impl Evaluator {
                 formals,
                 ellipsis,
                 bind,
-            } => {
-                let attrs = self.force_attrs(&argument, span)?;
-                let frame = Env::new(
-                    vec![Value::Null; lambda.frame_size as usize],
-                    Some(closure.env.clone()),
-                );
-                let mut used = 0usize;
-                for (slot, formal) in formals.iter().enumerate() {
-                    let v = match attrs.get(formal.name) {
-                        Some(v) => {
-                            used += 1;
-                            v.clone()
-                        }
-                        None => match &formal.default {
-                            Some(default) => match default.kind {
-                                // Another formal of this frame may not be filled in yet.
-                                ExprKind::Local { depth: 0, .. } => {
-                                    Value::Thunk(Thunk::suspended(default.clone(), frame.clone()))
-                                }
-                                _ => self.delay(default, &frame),
-                            },
-                            None => {
-                                // A misspelt argument: an unexpected name close to the missing one.
-                                let misspelt = attrs
-                                    .names()
-                                    .filter(|name| !formals.iter().any(|f| f.name == *name))
-                                    .find(|name| {
-                                        kiln_lang::suggest::closest(
-                                            name.as_str(),
-                                            std::iter::once(formal.name.as_str()),
-                                        )
-                                        .is_some()
-                                    });
-                                return Err(EvalError::new(
-                                    ErrorKind::Type,
-                                    format!(
-                                        "{} called without required argument '{}'",
-                                        self.function_description(lambda),
-                                        formal.name
-                                    ),
-                                )
-                                .at(span)
-                                .with_help(misspelt.map(|name| {
-                                    format!(
-                                        "it was given '{}': did you mean '{}'?",
-                                        name.as_str(),
-                                        formal.name
-                                    )
-                                })));
-                            }
-                        },
-                    };
-                    frame.set(slot as u32, v);
-                }
-                if !*ellipsis && used < attrs.len() {
-                    for name in attrs.names() {
-                        if !formals.iter().any(|f| f.name == name) {
-                            let suggestion = kiln_lang::suggest::closest(
-                                name.as_str(),
-                                formals.iter().map(|f| f.name.as_str()),
-                            );
-                            return Err(EvalError::new(
-                                ErrorKind::Type,
-                                format!(
-                                    "{} called with unexpected argument '{}'",
-                                    self.function_description(lambda),
-                                    name
-                                ),
-                            )
-                            .at(span)
-                            .with_suggestion(suggestion));
-                        }
-                    }
-                }
-                if bind.is_some() {
-                    frame.set(formals.len() as u32, argument);
-                }
-                frame
-            }
+            } => self.pattern_frame(closure, formals, *ellipsis, bind.is_some(), argument, span)?,
         };
         self.eval(&lambda.body, &frame)
+    }
+
+    /// The frame of a call of a `{ a, b ? d, ... }@args:` function: the formals bound from
+    /// the argument set (defaults in the new frame), checked for missing and unexpected
+    /// names. Out of line: `call_lambda_inner` is on the stack once per call level.
+    #[inline(never)]
+    fn pattern_frame(
+        &self,
+        closure: &Closure,
+        formals: &[ir::Formal],
+        ellipsis: bool,
+        bind: bool,
+        argument: Value,
+        span: Span,
+    ) -> EvalResult<Env> {
+        let lambda = &closure.lambda;
+        let attrs = self.force_attrs(&argument, span)?;
+        let frame = Env::new(
+            vec![Value::Null; lambda.frame_size as usize],
+            Some(closure.env.clone()),
+        );
+        let mut used = 0usize;
+        for (slot, formal) in formals.iter().enumerate() {
+            let v = match attrs.get(formal.name) {
+                Some(v) => {
+                    used += 1;
+                    v.clone()
+                }
+                None => match &formal.default {
+                    Some(default) => match default.kind {
+                        // Another formal of this frame may not be filled in yet.
+                        ExprKind::Local { depth: 0, .. } => {
+                            Value::Thunk(Thunk::suspended(default.clone(), frame.clone()))
+                        }
+                        _ => self.delay(default, &frame),
+                    },
+                    None => {
+                        // A misspelt argument: an unexpected name close to the missing one.
+                        let misspelt = attrs
+                            .names()
+                            .filter(|name| !formals.iter().any(|f| f.name == *name))
+                            .find(|name| {
+                                kiln_lang::suggest::closest(
+                                    name.as_str(),
+                                    std::iter::once(formal.name.as_str()),
+                                )
+                                .is_some()
+                            });
+                        return Err(EvalError::new(
+                            ErrorKind::Type,
+                            format!(
+                                "{} called without required argument '{}'",
+                                self.function_description(lambda),
+                                formal.name
+                            ),
+                        )
+                        .at(span)
+                        .with_help(misspelt.map(|name| {
+                            format!(
+                                "it was given '{}': did you mean '{}'?",
+                                name.as_str(),
+                                formal.name
+                            )
+                        })));
+                    }
+                },
+            };
+            frame.set(slot as u32, v);
+        }
+        if !ellipsis && used < attrs.len() {
+            for name in attrs.names() {
+                if !formals.iter().any(|f| f.name == name) {
+                    let suggestion = kiln_lang::suggest::closest(
+                        name.as_str(),
+                        formals.iter().map(|f| f.name.as_str()),
+                    );
+                    return Err(EvalError::new(
+                        ErrorKind::Type,
+                        format!(
+                            "{} called with unexpected argument '{}'",
+                            self.function_description(lambda),
+                            name
+                        ),
+                    )
+                    .at(span)
+                    .with_suggestion(suggestion));
+                }
+            }
+        }
+        if bind {
+            frame.set(formals.len() as u32, argument);
+        }
+        Ok(frame)
     }
 
     // ----- operators -----------------------------------------------------------------------
@@ -1698,6 +1763,18 @@ fn int_op_without_failure(op: BinaryOp, x: i64, y: i64) -> Option<Value> {
         BinaryOp::NotEqual => Value::Bool(x != y),
         _ => return None,
     })
+}
+
+/// A failed `assert` (false, or not a Boolean).
+#[cold]
+#[inline(never)]
+fn assertion_error(shown: &str, condition: &Value, span: Span) -> EvalError {
+    match condition {
+        Value::Bool(_) => {
+            EvalError::new(ErrorKind::Assert, format!("assertion '{shown}' failed")).at(span)
+        }
+        other => EvalError::type_mismatch("a Boolean", other).at(span),
+    }
 }
 
 /// The lazy value of `function argument` (elements of `map` and `genList`). When the function
