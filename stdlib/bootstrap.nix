@@ -4,7 +4,8 @@ kiln:
 let
   # The CentOS Stream 9 container base compose kiln pins, per architecture (the published
   # sha256 of each tarball). The tarball is in `docker save` layout: the files are in
-  # `layer.tar`.
+  # `<sha256-hex>/layer.tar` next to `manifest.json`; `member = "layer.tar"` finds it (unpack
+  # takes the one entry ending in `/layer.tar` when none is named exactly so).
   centosStream9Images = {
     x86_64 = {
       url = "https://cloud.centos.org/centos/9-stream/x86_64/images/CentOS-Stream-Container-Base-9-20240715.0.x86_64.tar.xz";

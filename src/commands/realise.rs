@@ -360,7 +360,7 @@ pub fn run_builds(
     for (build, status) in plan.builds.iter().zip(&report.statuses) {
         if let BuildStatus::Succeeded(BuildOutcome::Built { impure: true, .. }) = status {
             eprintln!(
-                "warning: {} used the network (impure, allowed by --allow-network)",
+                "warning: {} used the network (impure; allowed by --allow-network, or by `kiln lock` for its lock step)",
                 dir.print(&build.drv_path)
             );
         }
