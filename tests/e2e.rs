@@ -231,6 +231,14 @@ fn alma9_bootstrap_from_local_fixtures() {
     assert!(!unlocked.status.success(), "{stderr}");
     assert!(stderr.contains("does not exist yet"), "{stderr}");
     assert!(stderr.contains(&lock_command), "{stderr}");
+    // A build using the root as its rootfs: the command selects the root through it.
+    let nested = realise(&["-A", "usesRoot", "--no-out-link"]);
+    let stderr = String::from_utf8_lossy(&nested.stderr).into_owned();
+    assert!(!nested.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&lock_command.replace("-A root", "-A usesRoot.rootfs")),
+        "{stderr}"
+    );
     // A stale lock: the same.
     let lock_file = work.path().join("lock.json");
     std::fs::write(&lock_file, STALE_LOCK.replace("ARCH", arch)).unwrap();

@@ -1,6 +1,6 @@
 //! `kiln lock` and `realise`'s lock check through the binary, with a stand-in lock step (a
 //! busybox script writing lock JSON) instead of dnf: a missing lock makes `realise` fail naming
-//! the exact `kiln lock` command; `kiln lock` creates the file, prints added, removed and
+//! the exact `kiln lock` command (also when the root is reached through a build using it); `kiln lock` creates the file, prints added, removed and
 //! changed packages, says when the lock is up to date; the `[[rewrite]]` rules reach the lock
 //! step in `KILN_URL_REWRITES` without changing its .drv. Needs busybox and user namespaces
 //! (under CI=true their absence fails the test, elsewhere it skips with the reason).
@@ -59,7 +59,7 @@ let
   lockFile = ./pins.json;
   current = if builtins.pathExists lockFile then builtins.readFile lockFile else null;
 in
-{
+rec {
   root = derivation {
     name = "root";
     system = builtins.currentSystem;
@@ -76,6 +76,14 @@ in
     };
   };
   lockDrv = lockStep;
+  # A build using the root: its lock problem is found through the attribute `dep`.
+  user = derivation {
+    name = "user";
+    system = builtins.currentSystem;
+    builder = "${busybox}/busybox";
+    args = [ "sh" "-c" "${busybox}/busybox cp $dep $out" ];
+    dep = root;
+  };
 }
 "#;
 
@@ -131,6 +139,15 @@ fn lock_creates_renews_and_reports_the_package_diff() {
     assert!(stderr.contains("does not exist yet"), "{stderr}");
     assert!(
         stderr.contains("run: kiln --config kiln.toml lock locked.nix -A root\n"),
+        "{stderr}"
+    );
+
+    // The same for a build using the root, with the attribute path to the root.
+    let nested = work.kiln(&["realise", "locked.nix", "-A", "user", "--no-out-link"]);
+    let (_, stderr) = text(&nested);
+    assert!(!nested.status.success());
+    assert!(
+        stderr.contains("run: kiln --config kiln.toml lock locked.nix -A user.dep\n"),
         "{stderr}"
     );
 

@@ -186,21 +186,110 @@ pub fn lock_problem(
     selection: &SelectionArgs,
     attr: Option<&str>,
 ) -> Result<Option<String>, Failure> {
-    let Some(target) = lock_target(evaluator, value)? else {
-        return Ok(None);
-    };
-    let Some(problem) = target.problem else {
-        return Ok(None);
-    };
-    if target.file.is_none() {
-        return Ok(Some(format!(
+    Ok(lock_target(evaluator, value)?
+        .and_then(|target| problem_report(global, target, file, selection, attr)))
+}
+
+/// The error text for a target with a problem: the problem and the command that fixes it.
+fn problem_report(
+    global: &GlobalOptions,
+    target: LockTarget,
+    file: Option<&Path>,
+    selection: &SelectionArgs,
+    attr: Option<&str>,
+) -> Option<String> {
+    let problem = target.problem?;
+    Some(match target.file {
+        None => format!(
             "error: {problem}\n  the lock is given as a value: update it in the expression, or give a lock file and run `kiln lock`\n"
-        )));
+        ),
+        Some(_) => format!(
+            "error: {problem}\n  to write it, run: {}\n",
+            lock_command(global, file, selection, attr)
+        ),
+    })
+}
+
+/// How many attributes deep [`nested_lock_problem`] looks.
+const SEARCH_DEPTH: usize = 3;
+
+/// Attributes of a derivation's set that never lead to another value's lock (or repeat
+/// another attribute), so the search does not force them.
+const NOT_SEARCHED: &[&str] = &[
+    "kilnLock",
+    "drvAttrs",
+    "drvPath",
+    "outPath",
+    "out",
+    "all",
+    "type",
+    "outputName",
+    "outputs",
+];
+
+/// When building a selected value failed to evaluate: the lock problem of a value reachable
+/// from it through at most [`SEARCH_DEPTH`] attributes or list elements (the AlmaLinux root
+/// that a build uses as its `rootfs`, say), as the error naming `kiln lock … -A PATH`, where
+/// PATH is `attr` followed by the path found. Values that fail to evaluate are passed over.
+pub fn nested_lock_problem(
+    global: &GlobalOptions,
+    evaluator: &Evaluator,
+    value: &Value,
+    file: Option<&Path>,
+    selection: &SelectionArgs,
+    attr: Option<&str>,
+) -> Option<String> {
+    let (path, target) = search_lock_problem(evaluator, value, SEARCH_DEPTH)?;
+    let full: Vec<&str> = attr
+        .into_iter()
+        .chain(path.iter().map(String::as_str))
+        .collect();
+    let full = full.join(".");
+    problem_report(
+        global,
+        target,
+        file,
+        selection,
+        Some(full.as_str()).filter(|path| !path.is_empty()),
+    )
+}
+
+fn search_lock_problem(
+    evaluator: &Evaluator,
+    value: &Value,
+    depth: usize,
+) -> Option<(Vec<String>, LockTarget)> {
+    if let Ok(Some(target)) = lock_target(evaluator, value) {
+        if target.problem.is_some() {
+            return Some((Vec::new(), target));
+        }
     }
-    Ok(Some(format!(
-        "error: {problem}\n  to write it, run: {}\n",
-        lock_command(global, file, selection, attr)
-    )))
+    if depth == 0 {
+        return None;
+    }
+    let forced = evaluator.select_attr_path(value.clone(), "").ok()?;
+    let children: Vec<(String, Value)> = match &forced {
+        Value::Attrs(attrs) => attrs
+            .iter()
+            .filter(|(name, _)| !NOT_SEARCHED.contains(&name.as_str()))
+            .map(|(name, item)| (name.as_str().to_owned(), item.clone()))
+            .collect(),
+        Value::List(items) => items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| (index.to_string(), item.clone()))
+            .collect(),
+        _ => return None,
+    };
+    children.into_iter().find_map(|(name, child)| {
+        let forced = evaluator.select_attr_path(child, "").ok()?;
+        if !matches!(forced, Value::Attrs(_) | Value::List(_)) {
+            return None;
+        }
+        let (mut path, target) = search_lock_problem(evaluator, &forced, depth - 1)?;
+        path.insert(0, name);
+        Some((path, target))
+    })
 }
 
 /// One locked package, as the lock file records it.

@@ -182,11 +182,23 @@ fn instantiate(
             return Err(Failure::Reported(text));
         }
     }
-    for value in values {
-        for drv in evaluator
-            .derivations_of(value)
-            .map_err(|e| input::reported(&evaluator, &e))?
-        {
+    for (index, value) in values.into_iter().enumerate() {
+        let drvs = evaluator.derivations_of(value.clone()).map_err(|e| {
+            // A build that uses an AlmaLinux root with a missing or stale lock (as its
+            // `rootfs`, say) fails here: name the `kiln lock` command for that root.
+            let attr = args.selection.attr.get(index).map(String::as_str);
+            super::lock::nested_lock_problem(
+                global,
+                &evaluator,
+                &value,
+                input_args.file.as_deref(),
+                &args.selection,
+                attr,
+            )
+            .map(Failure::Reported)
+            .unwrap_or_else(|| input::reported(&evaluator, &e))
+        })?;
+        for drv in drvs {
             let drv_path = store
                 .store_dir()
                 .parse(&drv)
