@@ -76,6 +76,11 @@ impl GlobalOptions {
         Ok(())
     }
 
+    /// The logical store directory given by `--store-dir` or `KILN_STORE_DIR`, if any.
+    pub fn store_dir_flag(&self) -> Option<&str> {
+        self.store_dir_option.as_deref()
+    }
+
     /// The physical store root: `--store`, else the configuration's `store`, else
     /// `$XDG_DATA_HOME/kiln`, else `~/.local/share/kiln`.
     pub fn store_root(&self) -> PathBuf {
@@ -100,6 +105,8 @@ pub enum Command {
     ShowDerivation(commands::show_derivation::ShowDerivationArgs),
     /// Build derivations (from `.drv` paths or an expression) and print their output paths.
     Realise(commands::realise::RealiseArgs),
+    /// Write or renew the lock file an expression pins (`kilnLock`) and print the package diff.
+    Lock(commands::lock::LockArgs),
     /// Print the build log of a derivation or of the derivation that built an output.
     Log(commands::log::LogArgs),
     /// Show what the store records about valid paths.
@@ -165,6 +172,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Instantiate(args) => commands::instantiate::run(&cli.global, args),
         Command::ShowDerivation(args) => commands::show_derivation::run(&cli.global, args),
         Command::Realise(args) => commands::realise::run(&cli.global, args),
+        Command::Lock(args) => commands::lock::run(&cli.global, args),
         Command::Log(args) => commands::log::run(&cli.global, args),
         Command::PathInfo(args) => commands::path_info::run(&cli.global, args),
         Command::Gc(args) => commands::gc::run(&cli.global, args),

@@ -4,7 +4,8 @@ kiln:
 let
   # The CentOS Stream 9 container base compose kiln pins, per architecture (the published
   # sha256 of each tarball). The tarball is in `docker save` layout: the files are in
-  # `layer.tar`.
+  # `<sha256-hex>/layer.tar` next to `manifest.json`; `member = "layer.tar"` finds it (unpack
+  # takes the one entry ending in `/layer.tar` when none is named exactly so).
   centosStream9Images = {
     x86_64 = {
       url = "https://cloud.centos.org/centos/9-stream/x86_64/images/CentOS-Stream-Container-Base-9-20240715.0.x86_64.tar.xz";
@@ -69,26 +70,44 @@ in
       '';
     };
 
-  # alma9 { arch ? <host>, packages, lock, release ? "9.4", base ? centosStream9 { inherit arch; } }
+  # alma9 { arch ? <host>, packages, lock, release ? "9.4", base ? centosStream9 { inherit arch; },
+  #         repos ? rpm.repositories { inherit release arch; } }
   #
   # An AlmaLinux 9 root filesystem holding `packages` and their dependencies, exactly as pinned
   # by `lock` (a lock file path or its parsed contents, see `rpm.lockFile`): every RPM is a
   # fixed-output fetch, then dnf inside `base` installs them into the output, offline. A lock
-  # made for another package set, release or architecture is refused, naming the fix.
+  # that is missing or was made for another package set, release or architecture is refused,
+  # naming the fix.
+  #
+  # The result is the install derivation plus one attribute, `kilnLock`, which `kiln lock`
+  # and `kiln realise` read: `file` (the lock file's path as a string, null for a lock given
+  # as a value), `drv` (the lock step, `rpm.lock`, resolving `packages` against `repos` in
+  # `base`) and `problem` (null, or why the lock cannot be used: `rpm.lockProblem`). Adding an
+  # attribute to a derivation's attribute set changes neither its .drv nor its output path.
   alma9 =
     { arch ? kiln.hostArch
     , packages
     , lock
     , release ? "9.4"
     , base ? null
+    , repos ? null
     }:
     let
       checked = kiln.checkArch arch;
+      baseRoot = if base != null then base else kiln.bootstrap.centosStream9 { arch = checked; };
+      root = kiln.rpm.install {
+        name = "almalinux-${release}-${checked}";
+        arch = checked;
+        lock = kiln.rpm.checkLock { inherit packages lock release; arch = checked; };
+        base = baseRoot;
+      };
     in
-    kiln.rpm.install {
-      name = "almalinux-${release}-${checked}";
-      arch = checked;
-      lock = kiln.rpm.checkLock { inherit packages lock release; arch = checked; };
-      base = if base != null then base else kiln.bootstrap.centosStream9 { arch = checked; };
+    root // {
+      kilnLock = {
+        file = if builtins.isAttrs lock then null else toString lock;
+        drv = kiln.rpm.lock ({ inherit packages release; arch = checked; base = baseRoot; }
+          // (if repos != null then { inherit repos; } else { }));
+        problem = kiln.rpm.lockProblem { inherit packages lock release; arch = checked; };
+      };
     };
 }

@@ -7,7 +7,8 @@
 #   fetchurl, unpack, writeText, runInRoot   fetch.nix
 #   layer                                    layer.nix
 #   bootstrap.centosStream9, bootstrap.alma9 bootstrap.nix
-#   rpm.repositories, rpm.lockFile, rpm.fetchLocked, rpm.install, rpm.lockScript   rpm.nix
+#   rpm.repositories, rpm.lockFile, rpm.lockProblem, rpm.checkLock, rpm.fetchLocked,
+#   rpm.install, rpm.lock                    rpm.nix
 { system ? builtins.currentSystem, ... }:
 let
   kiln =

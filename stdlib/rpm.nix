@@ -37,23 +37,40 @@ rec {
   #     "packages": [ { "arch", "epoch", "name", "release", "sha256", "url", "version" } … ] }
   lockFile = lock: if isAttrs lock then lock else fromJSON (readFile lock);
 
-  # checkLock { packages, lock, release, arch }: the lock's contents if it was made for this
-  # package set, release and architecture, else an error saying how to renew it.
-  checkLock = { packages, lock, release, arch }:
-    let
-      data = lockFile lock;
-      wanted = sortedNames packages;
-      stale = what: throw
-        "kiln: the RPM lock is stale (${what}); renew it with `kiln lock` (or realise `rpm.lock` with --allow-network and copy its output over the lock file)";
-    in
-    if (data.request or null) != wanted then
-      stale "it pins [${concatStringsSep " " (data.request or [ ])}], the expression asks for [${concatStringsSep " " wanted}]"
-    else if (data.release or null) != release then
-      stale "release ${toString (data.release or "none")}, wanted ${release}"
-    else if (data.arch or null) != arch then
-      stale "architecture ${toString (data.arch or "none")}, wanted ${arch}"
+  # lockProblem { packages, lock, release, arch }: null when `lock` (a path to the lock file,
+  # or its parsed contents) was made for this package set, release and architecture; else a
+  # sentence saying what is wrong: the file does not exist yet, or what it pins instead.
+  # `bootstrap.alma9` exposes it as `kilnLock.problem`, which `kiln realise` reads to name the
+  # exact `kiln lock` command that fixes it.
+  lockProblem = { packages, lock, release, arch }:
+    if !(isAttrs lock) && !(builtins.pathExists lock) then
+      "the RPM lock ${toString lock} does not exist yet"
     else
-      data;
+      let
+        data = lockFile lock;
+        wanted = sortedNames packages;
+        where = if isAttrs lock then "the RPM lock" else "the RPM lock ${toString lock}";
+      in
+      if (data.request or null) != wanted then
+        "${where} is stale: it pins [${concatStringsSep " " (data.request or [ ])}], the expression asks for [${concatStringsSep " " wanted}]"
+      else if (data.release or null) != release then
+        "${where} is stale: it is for release ${toString (data.release or "none")}, the expression asks for ${release}"
+      else if (data.arch or null) != arch then
+        "${where} is stale: it is for ${toString (data.arch or "no architecture")}, the expression asks for ${arch}"
+      else
+        null;
+
+  # checkLock { packages, lock, release, arch }: the lock's contents if it was made for this
+  # package set, release and architecture (see `lockProblem`), else an error naming the
+  # command that writes it.
+  checkLock = args@{ lock, ... }:
+    let
+      problem = lockProblem args;
+    in
+    if problem == null then
+      lockFile lock
+    else
+      throw "kiln: ${problem}; write it with `kiln lock FILE -A ATTR` (FILE and ATTR selecting the bootstrap.alma9 root that uses it)";
 
   # fetchLocked LOCK: the locked RPMs, each a fixed-output fetch named as its file.
   fetchLocked = lock:
@@ -125,12 +142,23 @@ rec {
       '';
     };
 
-  # lock { arch ? <host>, packages, release ? "9.4", base ? bootstrap.centosStream9 { arch } }
+  # lock { arch ? <host>, packages, release ? "9.4", base ? bootstrap.centosStream9 { arch },
+  #        repos ? repositories { inherit release arch; } }
   #
-  # The lock step: with network, dnf inside `base` resolves `packages` against the pinned
-  # repositories, downloads the resolved RPMs (verifying their signatures), and the output is
-  # the lock file (see `lockFile`) naming each RPM's URL and sha256. Realise it with
-  # `--allow-network` (it is the only non-fixed-output step that uses the network).
+  # The lock step: with network, dnf inside `base` resolves `packages` against `repos`,
+  # downloads the resolved RPMs (verifying their signatures where `gpgcheck` is on), and the
+  # output is the lock file (see `lockFile`) naming each RPM's URL and sha256. `kiln lock`
+  # realises it (with the network allowed) and writes the lock file; by hand: realise it with
+  # `--allow-network` and copy its output. It is the only non-fixed-output step that uses the
+  # network.
+  #
+  # Mirrors: dnf downloads inside the sandbox, not through kiln's fetcher, so `kiln realise`
+  # hands the configuration's `[[rewrite]]` rules to builds that have the network in the
+  # environment variable KILN_URL_REWRITES (one `FROM TO` pair per line, first match wins).
+  # It is not a derivation attribute, so no hash depends on it. The script sends dnf to the
+  # rewritten baseurl and gpgkey URLs and records each RPM's ORIGINAL URL (the repository's
+  # `baseurl` followed by the package's location in it) in the lock; the install step fetches
+  # those with kiln's fetcher, where the same rules apply again.
   lock =
     { arch ? kiln.hostArch
     , packages
@@ -140,12 +168,22 @@ rec {
     }:
     let
       checked = kiln.checkArch arch;
-      repoArgs = concatStringsSep " " (map (r: "--repofrompath=${r.name},${r.baseurl} ${repoGpg r}") repos);
-      repoGpg = r:
-        if r.gpgcheck or true then
-          "--setopt=${r.name}.gpgcheck=1 --setopt=${r.name}.gpgkey=${r.gpgkey}"
-        else
-          "--setopt=${r.name}.gpgcheck=0";
+      quote = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+      # dnf's options for one repository, its URLs passed through `rewrite` at build time.
+      repoArgs = concatStringsSep " " (map
+        (r: "--repofrompath=${r.name},$(rewrite ${quote r.baseurl}) " + (
+          if r.gpgcheck or true then
+            "--setopt=${r.name}.gpgcheck=1 --setopt=${r.name}.gpgkey=$(rewrite ${quote r.gpgkey})"
+          else
+            "--setopt=${r.name}.gpgcheck=0"))
+        repos);
+      # `original URL`: the un-rewritten URL of a download dnf reports, from the repository
+      # whose (rewritten) baseurl it starts with.
+      originalArms = concatStringsSep "\n" (map
+        (r: ''
+          b=$(rewrite ${quote r.baseurl})
+          case $1 in "$b"*) printf '%s%s\n' ${quote r.baseurl} "''${1#"$b"}"; return ;; esac'')
+        repos);
       # The lock's keys in sorted order: `arch`, then `packages` (written by the script), then
       # the rest.
       archJson = toJSON { arch = checked; };
@@ -161,6 +199,26 @@ rec {
       env.packages = sortedNames packages;
       script = ''
         set -euf # no globbing: `--disablerepo=*` goes to dnf as written
+        newline='
+        '
+        # rewrite URL: URL after the first KILN_URL_REWRITES rule whose FROM prefixes it.
+        rewrite() {
+          saved_ifs=$IFS
+          IFS=$newline
+          for rule in ''${KILN_URL_REWRITES:-}; do
+            from=''${rule%% *}
+            to=''${rule#* }
+            case $1 in
+              "$from"*) IFS=$saved_ifs; printf '%s%s\n' "$to" "''${1#"$from"}"; return ;;
+            esac
+          done
+          IFS=$saved_ifs
+          printf '%s\n' "$1"
+        }
+        original() {
+        ${originalArms}
+          printf '%s\n' "$1"
+        }
         dnfargs="--releasever=9 --disablerepo=* --noplugins --setopt=reposdir=/nonexistent --setopt=cachedir=/tmp/dnf-cache ${repoArgs}"
         mkdir -p /tmp/rpms /tmp/root
         dnf $dnfargs --installroot=/tmp/root -y --downloadonly --setopt=install_weak_deps=False \
@@ -171,6 +229,7 @@ rec {
           nevra=$(rpm -qp --nosignature --qf '%{NAME}-%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}' "$rpmfile")
           url=$(dnf $dnfargs --installroot=/tmp/root -q repoquery --location "$nevra" | grep "/$f\$" | head -n 1)
           [ -n "$url" ] || { echo "no repository URL found for $f" >&2; exit 1; }
+          url=$(original "$url")
           sum=$(sha256sum "$rpmfile" | cut -d' ' -f1)
           fields=$(rpm -qp --nosignature --qf '"arch":"%{ARCH}","epoch":"%{EPOCHNUM}","name":"%{NAME}","release":"%{RELEASE}",' "$rpmfile")
           version=$(rpm -qp --nosignature --qf '%{VERSION}' "$rpmfile")

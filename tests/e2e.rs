@@ -1,14 +1,18 @@
 //! End to end, offline: the stdlib's CentOS-Stream-to-AlmaLinux bootstrap run against local
-//! fixtures (`tests/e2e/make-fixtures.sh`: a small RPM repository and a stand-in container
-//! base with dnf) served on 127.0.0.1. It locks, realises, checks the root filesystem (rpm
-//! database, `/etc/os-release`, a `%post` scriptlet), that a second realise builds nothing,
-//! that `--check` rebuilds to the same NAR hash, and that the result works as a `rootfs`.
+//! fixtures (`tests/e2e/make-fixtures.sh`: signed RPM repositories laid out as AlmaLinux's
+//! vault, and a stand-in container base with dnf in the real tarball's `docker save` layout)
+//! served on 127.0.0.1. `realise` first fails naming the `kiln lock` command (no lock, then a
+//! stale one); `kiln lock` writes the lock and prints the package diff; then it realises,
+//! checks the root filesystem (rpm database, `/etc/os-release`, a `%post` scriptlet), that a
+//! second realise builds nothing, that `--check` rebuilds to the same NAR hash, and that the
+//! result works as a `rootfs`.
 //!
-//! The expression differs from a real one only in the base tarball's hash (its pinned URL is
-//! sent to the fixture server by a `[[rewrite]]` rule in the test's configuration) and in the
-//! repository it locks against (the fixture repository is unsigned, so `gpgcheck = false`).
+//! The expression is the real one except for the base tarball's hash: the pinned CentOS
+//! compose URL and the default vault repositories (gpgcheck on) are sent to the fixture server
+//! by `[[rewrite]]` rules in the test's configuration, as an organisation's mirror would be.
+//! The lock records the original vault URLs.
 //!
-//! Needs root (debootstrap makes the fixture base), rpm, createrepo-c, debootstrap,
+//! Needs root (debootstrap makes the fixture base), rpm, gpg, createrepo-c, debootstrap,
 //! busybox-static and the Debian mirror the first time (fixtures are cached by content under
 //! `KILN_E2E_CACHE`, default the target directory). Skips with a reason when something is
 //! missing, except under `CI=true`, where it fails.
@@ -31,6 +35,8 @@ fn missing_requirement() -> Option<String> {
     }
     for tool in [
         "rpmbuild",
+        "rpmsign",
+        "gpg",
         "createrepo_c",
         "debootstrap",
         "busybox",
@@ -138,21 +144,15 @@ fn fixture_env(dir: &Path) -> std::collections::BTreeMap<String, String> {
 }
 
 const EXPRESSION: &str = r#"
-{ port, baseSha256 }:
+{ baseSha256 }:
 let
   kiln = import <kiln> { };
-  # The pinned URL is kept; a [[rewrite]] rule in the test's configuration sends the fetch to
-  # the fixture server. Only the hash is the fixture's.
+  # The pinned compose URL is kept (a [[rewrite]] rule sends the fetch to the fixture
+  # server); only the hash is the fixture's.
   base = kiln.bootstrap.centosStream9 { sha256 = baseSha256; };
-  repos = [ {
-    name = "fixtures";
-    baseurl = "http://127.0.0.1:${port}/repo/";
-    gpgcheck = false;
-  } ];
   packages = [ "almalinux-release" "greeter" ];
 in
 rec {
-  lock = kiln.rpm.lock { inherit packages base repos; };
   root = kiln.bootstrap.alma9 { inherit packages base; lock = ./lock.json; };
   usesRoot = kiln.runInRoot {
     name = "uses-root";
@@ -161,6 +161,9 @@ rec {
   };
 }
 "#;
+
+/// A lock made for another package set, with versions that differ from the fixtures'.
+const STALE_LOCK: &str = r#"{"arch":"ARCH","packages":[{"arch":"noarch","epoch":"0","name":"almalinux-release","release":"1.el9","sha256":"00","url":"https://vault.almalinux.org/9.4/BaseOS/ARCH/os/Packages/almalinux-release-9.3-1.el9.noarch.rpm","version":"9.3"},{"arch":"ARCH","epoch":"0","name":"foo","release":"1","sha256":"00","url":"https://vault.almalinux.org/9.4/BaseOS/ARCH/os/Packages/foo-1.0-1.ARCH.rpm","version":"1.0"}],"release":"9.4","repositories":[],"request":["almalinux-release"]}"#;
 
 #[test]
 fn alma9_bootstrap_from_local_fixtures() {
@@ -190,47 +193,103 @@ fn alma9_bootstrap_from_local_fixtures() {
     let store = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("default.nix"), EXPRESSION).unwrap();
-    // An organisation's mirror, as a user would configure it: the pinned compose URL is
-    // rewritten to the fixture server at fetch time, so no path changes.
+    // An organisation's mirror, as a user would configure it: the pinned compose URL and the
+    // vault are rewritten to the fixture server at fetch (and lock) time, so no path changes.
     let arch = &vars["ARCH"];
     let config = work.path().join("kiln.toml");
     std::fs::write(
         &config,
         format!(
-            "[[rewrite]]\nfrom = \"https://cloud.centos.org/centos/9-stream/{arch}/images/CentOS-Stream-Container-Base-9-20240715.0.{arch}.tar.xz\"\nto = \"http://127.0.0.1:{port}/base.tar.xz\"\n"
+            "[[rewrite]]\nfrom = \"https://cloud.centos.org/centos/9-stream/{arch}/images/CentOS-Stream-Container-Base-9-20240715.0.{arch}.tar.xz\"\nto = \"http://127.0.0.1:{port}/base.tar.xz\"\n\
+             [[rewrite]]\nfrom = \"https://vault.almalinux.org/\"\nto = \"http://127.0.0.1:{port}/vault/\"\n"
         ),
     )
     .unwrap();
-    let realise = |extra: &[&str]| -> Output {
+    let run = |verb: &str, extra: &[&str]| -> Output {
         kiln(store.path(), work.path())
             .arg("--config")
             .arg(&config)
-            .arg("realise")
-            .args(["--argstr", "port", &port])
+            .arg(verb)
             .args(["--argstr", "baseSha256", &vars["BASE_SHA256"]])
             .args(extra)
             .output()
             .unwrap()
     };
+    let realise = |extra: &[&str]| run("realise", extra);
     let result = work.path().join("result");
     let result_link = result.to_str().unwrap();
-
-    // Lock: the only non-fixed-output step with network.
-    let lock_out = succeeded(
-        "realise -A lock",
-        realise(&["-A", "lock", "--allow-network", "--no-out-link"]),
+    let lock_command = format!(
+        "run: kiln --store {} --config {} lock -A root --argstr baseSha256 {}\n",
+        store.path().display(),
+        config.display(),
+        vars["BASE_SHA256"]
     );
-    let lock_text = std::fs::read_to_string(lock_out.lines().last().unwrap()).unwrap();
+
+    // No lock yet: realise fails, naming the command that writes it.
+    let unlocked = realise(&["-A", "root", "--no-out-link"]);
+    let stderr = String::from_utf8_lossy(&unlocked.stderr).into_owned();
+    assert!(!unlocked.status.success(), "{stderr}");
+    assert!(stderr.contains("does not exist yet"), "{stderr}");
+    assert!(stderr.contains(&lock_command), "{stderr}");
+    // A build using the root as its rootfs: the command selects the root through it.
+    let nested = realise(&["-A", "usesRoot", "--no-out-link"]);
+    let stderr = String::from_utf8_lossy(&nested.stderr).into_owned();
+    assert!(!nested.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&lock_command.replace("-A root", "-A usesRoot.rootfs")),
+        "{stderr}"
+    );
+    // A stale lock: the same.
+    let lock_file = work.path().join("lock.json");
+    std::fs::write(&lock_file, STALE_LOCK.replace("ARCH", arch)).unwrap();
+    let stale = realise(&["-A", "root", "--no-out-link"]);
+    let stderr = String::from_utf8_lossy(&stale.stderr).into_owned();
+    assert!(!stale.status.success(), "{stderr}");
+    assert!(stderr.contains("is stale"), "{stderr}");
+    assert!(stderr.contains(&lock_command), "{stderr}");
+
+    // kiln lock: the only non-fixed-output step with network; dnf checks the signatures.
+    let diff = succeeded("kiln lock", run("lock", &["-A", "root"]));
+    eprintln!("locked after {:?}:\n{diff}", started.elapsed());
+    let lines: Vec<&str> = diff.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "~ almalinux-release 9.3-1.el9 → 9.4-1.el9",
+            "+ busybox-kiln 1.0-1.el9",
+            "- foo 1.0-1",
+            "+ greeter 2.0-3.el9",
+        ],
+        "{diff}"
+    );
+    let lock_text = std::fs::read_to_string(&lock_file).unwrap();
     let lock: serde_json::Value = serde_json::from_str(&lock_text).unwrap();
-    let names: Vec<&str> = lock["packages"]
-        .as_array()
-        .unwrap()
+    let packages = lock["packages"].as_array().unwrap();
+    let names: Vec<&str> = packages
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["almalinux-release", "busybox-kiln", "greeter"]);
-    std::fs::write(work.path().join("lock.json"), &lock_text).unwrap();
-    eprintln!("locked after {:?}", started.elapsed());
+    // The lock records the vault's URLs, not the mirror's.
+    let urls: Vec<&str> = packages
+        .iter()
+        .map(|p| p["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "https://vault.almalinux.org/9.4/BaseOS/ARCH/os/Packages/almalinux-release-9.4-1.el9.noarch.rpm".replace("ARCH", arch),
+            format!("https://vault.almalinux.org/9.4/BaseOS/{arch}/os/Packages/busybox-kiln-1.0-1.el9.{arch}.rpm"),
+            format!("https://vault.almalinux.org/9.4/AppStream/{arch}/os/Packages/greeter-2.0-3.el9.noarch.rpm"),
+        ]
+    );
+    assert!(lock["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["gpgcheck"] == true));
+    let again = succeeded("second kiln lock", run("lock", &["-A", "root"]));
+    assert_eq!(again, "lock is up to date: lock.json");
 
     let built = succeeded(
         "realise -A root",

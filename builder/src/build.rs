@@ -50,6 +50,11 @@ pub struct BuildSettings {
     pub max_silent_time: Option<Duration>,
     /// Let non-fixed-output derivations with `__network = true` use the network.
     pub allow_network: bool,
+    /// Extra environment variables for sandboxed builds that have the network (fixed-output
+    /// ones and allowed `__network` ones). They are not derivation attributes, so no hash
+    /// depends on them; the CLI passes the configuration's URL rewrite rules this way
+    /// (`KILN_URL_REWRITES`), for downloads a builder makes itself (dnf in the RPM lock step).
+    pub network_env: BTreeMap<String, String>,
     /// Settings of the in-process builders (their log callbacks are set per build).
     pub builtin: BuiltinOptions,
     /// How the sandbox's user namespace is mapped.
@@ -393,6 +398,14 @@ fn run_sandboxed(
     let mut spec = SandboxSpec::new(dir.as_str(), &sandbox_build_dir, &drv.builder);
     spec.args = drv.args.iter().map(OsString::from).collect();
     spec.env = env;
+    if network {
+        spec.env.extend(
+            settings
+                .network_env
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
+    }
     spec.network = network;
     spec.inputs = closure
         .iter()

@@ -507,7 +507,7 @@ fn a_missing_member_lists_the_archives_inside() {
     let src = scratch.archive(&docker_save(&layer));
     let error = unpack_archive(
         &src,
-        Some("layer.tar"),
+        Some("other.tar"),
         0,
         &scratch.path("out"),
         &UnpackOptions::default(),
@@ -518,6 +518,94 @@ fn a_missing_member_lists_the_archives_inside() {
         "{error}"
     );
     assert!(error.to_string().contains("0123abcd/layer.tar"));
+}
+
+/// A layer holding one file, `/which`, with the given contents.
+fn marked_layer(mark: &[u8]) -> Vec<u8> {
+    Archive::new().file("which", 0o644, mark).finish()
+}
+
+#[test]
+fn a_member_name_finds_the_one_entry_ending_in_it() {
+    // The real CentOS Stream tarball's layout: `<sha256-hex>/layer.tar` and `manifest.json`,
+    // with the layer not at the top.
+    let scratch = Scratch::new();
+    let src = scratch.archive(&compress(
+        &docker_save(&marked_layer(b"layer")),
+        Compression::Xz,
+    ));
+    let out = scratch.path("out");
+    unpack_archive(&src, Some("layer.tar"), 0, &out, &UnpackOptions::default()).unwrap();
+    assert_eq!(fs::read(out.join("which")).unwrap(), b"layer");
+    // A name that merely ends in the same letters is not a match.
+    let scratch = Scratch::new();
+    let src = scratch.archive(
+        &Archive::new()
+            .file("otherlayer.tar", 0o644, &marked_layer(b"no"))
+            .finish(),
+    );
+    let error = unpack_archive(
+        &src,
+        Some("layer.tar"),
+        0,
+        &scratch.path("out"),
+        &UnpackOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, UnpackError::MemberNotFound { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn several_entries_ending_in_the_member_name_are_ambiguous() {
+    let scratch = Scratch::new();
+    let src = scratch.archive(
+        &Archive::new()
+            .file("aaaa/layer.tar", 0o644, &marked_layer(b"a"))
+            .file("bbbb/layer.tar", 0o644, &marked_layer(b"b"))
+            .finish(),
+    );
+    let error = unpack_archive(
+        &src,
+        Some("layer.tar"),
+        0,
+        &scratch.path("out"),
+        &UnpackOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, UnpackError::MemberAmbiguous { matches, .. } if matches == &["aaaa/layer.tar", "bbbb/layer.tar"]),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("aaaa/layer.tar, bbbb/layer.tar"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_exact_member_name_wins_over_suffix_matches_before_or_after_it() {
+    for exact_first in [true, false] {
+        let scratch = Scratch::new();
+        let mut archive = Archive::new();
+        if exact_first {
+            archive.file("layer.tar", 0o644, &marked_layer(b"exact"));
+        }
+        archive
+            .file("aaaa/layer.tar", 0o644, &marked_layer(b"a"))
+            .file("bbbb/layer.tar", 0o644, &marked_layer(b"b"));
+        if !exact_first {
+            archive.file("./layer.tar", 0o644, &marked_layer(b"exact"));
+        }
+        let src = scratch.archive(&archive.finish());
+        let out = scratch.path("out");
+        unpack_archive(&src, Some("layer.tar"), 0, &out, &UnpackOptions::default()).unwrap();
+        assert_eq!(fs::read(out.join("which")).unwrap(), b"exact");
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 1);
+    }
 }
 
 #[test]

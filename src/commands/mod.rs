@@ -3,6 +3,7 @@ pub mod eval;
 pub mod gc;
 pub mod input;
 pub mod instantiate;
+pub mod lock;
 pub mod log;
 pub mod path_info;
 pub mod realise;

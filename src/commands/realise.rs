@@ -166,11 +166,39 @@ fn instantiate(
     let eval_store = Rc::new(kiln_eval::store_impls::LocalEvalStore::new(store.clone()));
     let evaluator = input::evaluator(global, eval_store.clone());
     let mut targets = Vec::new();
-    for value in input::evaluate(&evaluator, &input_args)? {
-        for drv in evaluator
-            .derivations_of(value)
-            .map_err(|e| input::reported(&evaluator, &e))?
-        {
+    let values = input::evaluate(&evaluator, &input_args)?;
+    for (index, value) in values.iter().enumerate() {
+        // A value carrying `kilnLock` (an AlmaLinux root) whose lock is missing or stale
+        // fails here, naming the `kiln lock` command that fixes it.
+        let attr = args.selection.attr.get(index).map(String::as_str);
+        if let Some(text) = super::lock::lock_problem(
+            global,
+            &evaluator,
+            value,
+            input_args.file.as_deref(),
+            &args.selection,
+            attr,
+        )? {
+            return Err(Failure::Reported(text));
+        }
+    }
+    for (index, value) in values.into_iter().enumerate() {
+        let drvs = evaluator.derivations_of(value.clone()).map_err(|e| {
+            // A build that uses an AlmaLinux root with a missing or stale lock (as its
+            // `rootfs`, say) fails here: name the `kiln lock` command for that root.
+            let attr = args.selection.attr.get(index).map(String::as_str);
+            super::lock::nested_lock_problem(
+                global,
+                &evaluator,
+                &value,
+                input_args.file.as_deref(),
+                &args.selection,
+                attr,
+            )
+            .map(Failure::Reported)
+            .unwrap_or_else(|| input::reported(&evaluator, &e))
+        })?;
+        for drv in drvs {
             let drv_path = store
                 .store_dir()
                 .parse(&drv)
@@ -273,6 +301,12 @@ fn build(
     plan: &BuildPlan,
     args: &RealiseArgs,
 ) -> Result<(), Failure> {
+    let mut settings = build_settings(
+        global,
+        args.allow_network || global.config.allow_network.unwrap_or(false),
+    );
+    settings.timeout = args.timeout.map(Duration::from_secs);
+    settings.max_silent_time = args.max_silent_time.map(Duration::from_secs);
     let options = ScheduleOptions {
         jobs: args
             .jobs
@@ -280,36 +314,65 @@ fn build(
             .unwrap_or_else(ScheduleOptions::default_jobs),
         keep_going: args.keep_going,
         check: args.check,
-        settings: BuildSettings {
-            build_cores: 0,
-            timeout: args.timeout.map(Duration::from_secs),
-            max_silent_time: args.max_silent_time.map(Duration::from_secs),
-            allow_network: args.allow_network || global.config.allow_network.unwrap_or(false),
-            builtin: BuiltinOptions {
-                fetch: FetchOptions {
-                    rewrites: global
-                        .config
-                        .rewrite
-                        .iter()
-                        .map(|rule| UrlRewrite::new(&rule.from, &rule.to))
-                        .collect(),
-                    ..FetchOptions::default()
-                },
-                ..BuiltinOptions::default()
-            },
-            ..BuildSettings::default()
-        },
+        settings,
     };
+    run_builds(store, plan, &options)
+}
+
+/// The environment variable in which network builds receive the `[[rewrite]]` rules: one
+/// `FROM TO` pair per line, in the configuration's order (first match wins). Builders that
+/// download by themselves (dnf in the stdlib's RPM lock step) apply them; it is not a
+/// derivation attribute, so no .drv or output path depends on the rules.
+pub const URL_REWRITES_ENV: &str = "KILN_URL_REWRITES";
+
+/// The settings of builds started from the command line: the configuration's rewrite rules,
+/// applied by the builtin fetcher and handed to builds that have the network in
+/// [`URL_REWRITES_ENV`].
+pub fn build_settings(global: &GlobalOptions, allow_network: bool) -> BuildSettings {
+    let rules = &global.config.rewrite;
+    let mut network_env = std::collections::BTreeMap::new();
+    if !rules.is_empty() {
+        let lines: Vec<String> = rules
+            .iter()
+            .map(|rule| format!("{} {}", rule.from, rule.to))
+            .collect();
+        network_env.insert(URL_REWRITES_ENV.to_owned(), lines.join("\n"));
+    }
+    BuildSettings {
+        build_cores: 0,
+        allow_network,
+        network_env,
+        builtin: BuiltinOptions {
+            fetch: FetchOptions {
+                rewrites: rules
+                    .iter()
+                    .map(|rule| UrlRewrite::new(&rule.from, &rule.to))
+                    .collect(),
+                ..FetchOptions::default()
+            },
+            ..BuiltinOptions::default()
+        },
+        ..BuildSettings::default()
+    }
+}
+
+/// Runs a build plan with the progress display; on failure, the report names each failed
+/// derivation with the tail of its log.
+pub fn run_builds(
+    store: &Arc<LocalStore>,
+    plan: &BuildPlan,
+    options: &ScheduleOptions,
+) -> Result<(), Failure> {
     let progress = Arc::new(Progress::new(store.store_dir().clone(), plan.builds.len()));
     let events: Arc<dyn BuildEvents> = progress.clone();
-    let report = run_plan(store, plan, &options, &events);
+    let report = run_plan(store, plan, options, &events);
     progress.finish();
 
     let dir = store.store_dir();
     for (build, status) in plan.builds.iter().zip(&report.statuses) {
         if let BuildStatus::Succeeded(BuildOutcome::Built { impure: true, .. }) = status {
             eprintln!(
-                "warning: {} used the network (impure, allowed by --allow-network)",
+                "warning: {} used the network (impure; allowed by --allow-network, or by `kiln lock` for its lock step)",
                 dir.print(&build.drv_path)
             );
         }

@@ -1,24 +1,34 @@
 #!/bin/sh
-# Builds the fixtures of kiln's end-to-end test, offline afterwards:
+# Builds the fixtures of kiln's end-to-end test, offline afterwards. They mirror the real
+# servers' layouts, so that the test's expression is the real one redirected by [[rewrite]]
+# rules:
 #
-#   repo/                   a createrepo_c RPM repository with
-#     almalinux-release     /etc/os-release of a pretend AlmaLinux 9.4
-#     busybox-kiln          a static busybox as /usr/bin/busybox with /bin -> usr/bin and
-#                           applet links (sh, ls, cat, …), so the result is a usable root
-#     greeter               requires busybox-kiln; its %post writes /var/lib/greeter/post-ran
-#   base.tar.xz             a stand-in container base in `docker save` layout (layer.tar plus
-#                           manifest.json) whose root has a working dnf and rpm: a Debian
-#                           bookworm debootstrap with /etc/rpm/macros setting %_dbpath
-#   fixtures.env            shell assignments: FIXTURES, REPO, BASE_TARBALL, BASE_SHA256, ARCH
+#   vault/                  stands for https://vault.almalinux.org/
+#     9.4/BaseOS/<arch>/os/     a createrepo_c RPM repository (RPMs under Packages/) with
+#       almalinux-release       /etc/os-release of a pretend AlmaLinux 9.4
+#       busybox-kiln            a static busybox as /usr/bin/busybox with /bin -> usr/bin and
+#                               applet links (sh, ls, cat, …), so the result is a usable root
+#     9.4/AppStream/<arch>/os/  a second repository with
+#       greeter                 requires busybox-kiln; its %post writes /var/lib/greeter/post-ran
+#     RPM-GPG-KEY-AlmaLinux-9   the public key of a key made here (gpg), with which every RPM
+#                               is signed (rpmsign): the default repositories have gpgcheck on
+#   base.tar.xz             a stand-in container base in the real CentOS tarball's `docker
+#                           save` layout (`<sha256-hex>/layer.tar`, `<sha256-hex>/json`,
+#                           `<sha256-hex>/VERSION`, `manifest.json`) whose root has a working
+#                           dnf and rpm: a Debian bookworm debootstrap with /etc/rpm/macros
+#                           setting %_dbpath
+#   fixtures.env            shell assignments: FIXTURES, VAULT, BASE_TARBALL, BASE_SHA256, ARCH
 #
 # Usage: make-fixtures.sh [CACHE_DIR]   (default ${KILN_E2E_CACHE:-$HOME/.cache/kiln-e2e})
 # Prints the fixture directory. Fixtures are cached by content: the directory is named after
 # the sha256 of this script and of the busybox binary, so a rerun with nothing changed only
-# prints the directory. Needs (Debian): rpm, createrepo-c, debootstrap, busybox-static, xz-utils,
-# root (debootstrap), and the Debian mirror for the base (DEBIAN_MIRROR overrides it).
+# prints the directory. Needs (Debian): rpm (rpmbuild, rpmsign), gpg, gpg-agent, createrepo-c,
+# debootstrap, busybox-static, xz-utils, file, root (debootstrap), and the Debian mirror for
+# the base (DEBIAN_MIRROR overrides it).
 set -eu
 
 cache=${1:-${KILN_E2E_CACHE:-$HOME/.cache/kiln-e2e}}
+case $cache in /*) ;; *) cache="$PWD/$cache" ;; esac # rpmbuild needs absolute paths
 arch=$(uname -m)
 busybox=${BUSYBOX:-$(command -v busybox)}
 # The Debian mirror for the base: DEBIAN_MIRROR, else the bookworm mirror apt uses on this
@@ -36,7 +46,7 @@ apt_mirror() {
   done
 }
 mirror=${DEBIAN_MIRROR:-$(apt_mirror | head -n 1)}
-for tool in rpmbuild createrepo_c debootstrap xz sha256sum; do
+for tool in rpmbuild rpmsign gpg createrepo_c debootstrap xz sha256sum; do
   command -v "$tool" >/dev/null || { echo "make-fixtures: missing $tool" >&2; exit 1; }
 done
 case $(file -L "$busybox" 2>/dev/null || echo unknown) in
@@ -54,11 +64,12 @@ fi
 exec 3>&1 1>&2
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/.work-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# The gpg-agent that signing starts belongs to the fixtures' own GNUPGHOME: stop it on exit.
+trap '[ ! -d "$work/gnupg" ] || GNUPGHOME="$work/gnupg" gpgconf --kill gpg-agent; rm -rf "$work"' EXIT
 
 # --- RPMs ---------------------------------------------------------------------------------
 top="$work/rpmbuild"
-mkdir -p "$top/SPECS" "$top/SOURCES" "$work/repo"
+mkdir -p "$top/SPECS" "$top/SOURCES"
 cp "$busybox" "$top/SOURCES/busybox"
 common='
 AutoReqProv: no
@@ -141,8 +152,32 @@ for spec in almalinux-release busybox-kiln greeter; do
     --target "$arch" \
     "$top/SPECS/$spec.spec"
 done
-find "$top/RPMS" -name '*.rpm' -exec cp {} "$work/repo/" \;
-createrepo_c --quiet "$work/repo"
+
+# Sign every RPM with a key made for the fixtures; its public half is served where the
+# default repositories' gpgkey points. rpm's %__gpg names gpg2, which Debian does not ship.
+export GNUPGHOME="$work/gnupg"
+mkdir -m 700 "$GNUPGHOME"
+signer='kiln e2e fixtures <e2e@kiln.invalid>'
+gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+  --quick-gen-key "$signer" rsa3072 sign never
+vault="$work/vault"
+release_dir="$vault/9.4"
+mkdir -p "$release_dir"
+gpg --batch --armor --export "$signer" > "$vault/RPM-GPG-KEY-AlmaLinux-9"
+for rpmfile in $(find "$top/RPMS" -name '*.rpm'); do
+  rpmsign --define "__gpg $(command -v gpg)" --define "_gpg_name $signer" \
+    --addsign "$rpmfile" < /dev/null
+  case $(basename "$rpmfile") in
+    greeter-*) repo=AppStream ;;
+    *) repo=BaseOS ;;
+  esac
+  mkdir -p "$release_dir/$repo/$arch/os/Packages"
+  cp "$rpmfile" "$release_dir/$repo/$arch/os/Packages/"
+done
+gpgconf --kill gpg-agent
+for repo in BaseOS AppStream; do
+  createrepo_c --quiet "$release_dir/$repo/$arch/os"
+done
 
 # --- stand-in container base ---------------------------------------------------------------
 # The debootstrap itself is the slow part (minutes); its raw root is cached separately, keyed
@@ -169,17 +204,24 @@ rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/*
 image="$work/image"
 mkdir -p "$image"
 tar -C "$root" --numeric-owner --xattrs -cf "$image/layer.tar" .
-printf '[{"Config":"config.json","RepoTags":["kiln-e2e-base:latest"],"Layers":["layer.tar"]}]\n' \
-  > "$image/manifest.json"
+# `docker save` layout, as in the real tarball: the layer in a directory named by its hash.
+layer_id=$(sha256sum "$image/layer.tar" | cut -d' ' -f1)
+mkdir -p "$image/$layer_id"
+mv "$image/layer.tar" "$image/$layer_id/layer.tar"
+echo '1.0' > "$image/$layer_id/VERSION"
+printf '{"id":"%s","os":"linux"}\n' "$layer_id" > "$image/$layer_id/json"
 printf '{"architecture":"%s","os":"linux"}\n' "$arch" > "$image/config.json"
-tar -C "$image" --numeric-owner --sort=name --mtime=@1 -cf - manifest.json config.json layer.tar \
+printf '[{"Config":"config.json","RepoTags":["kiln-e2e-base:latest"],"Layers":["%s/layer.tar"]}]\n' \
+  "$layer_id" > "$image/manifest.json"
+tar -C "$image" --numeric-owner --sort=name --mtime=@1 -cf - \
+  manifest.json config.json "$layer_id" \
   | xz -T0 -6 > "$work/base.tar.xz"
-rm -rf "$root" "$image" "$top"
+rm -rf "$root" "$image" "$top" "$GNUPGHOME"
 
 sha=$(sha256sum "$work/base.tar.xz" | cut -d' ' -f1)
 cat > "$work/fixtures.env" <<ENV
 FIXTURES='$out'
-REPO='$out/repo'
+VAULT='$out/vault'
 BASE_TARBALL='$out/base.tar.xz'
 BASE_SHA256='$sha'
 ARCH='$arch'

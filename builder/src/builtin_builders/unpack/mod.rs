@@ -19,6 +19,18 @@
 //! whose target is outside the output. Nothing outside the output is touched. On an error the
 //! output is left partial; the caller deletes it, as after any failed build.
 //!
+//! Which entry `member` names: the regular file whose path is exactly `member` (after dropping
+//! `./` and duplicate slashes), else the one regular file whose path ends in `/member`. So
+//! `member = "layer.tar"` finds a container base's layer both at the top and in the `docker
+//! save` layout the real CentOS Stream tarballs use (`<sha256-hex>/layer.tar` next to
+//! `manifest.json`), without naming the hash. Several entries ending in `/member` and none
+//! named exactly is an error naming them all. One pass suffices in the usual cases: an exact
+//! match is unpacked as soon as it is read; the first suffix match is unpacked as it is read
+//! and the rest of the archive is only scanned to check it is the only one. Only when an exact
+//! match follows a suffix match is the output cleared and the archive read a second time.
+//! `manifest.json` is not consulted: the name rule needs no second file and also covers
+//! tarballs that are not images.
+//!
 //! When no `member` is given and the archive turns out to be a `docker save` tarball (a
 //! `manifest.json` naming exactly one layer), the unpack fails with an error suggesting the
 //! `member` to use: the image's files are in the layer, not in the tarball around it.
@@ -163,6 +175,12 @@ pub enum UnpackError {
         archive: String,
         candidates: Vec<String>,
     },
+    #[error("builtin:unpack: member `{member}` of {archive} is ambiguous: {} end in `/{member}`; name one of them exactly", .matches.join(", "))]
+    MemberAmbiguous {
+        member: String,
+        archive: String,
+        matches: Vec<String>,
+    },
     #[error("builtin:unpack: {archive} is a `docker save` tarball; its files are in the layer: set member = \"{layer}\"")]
     DockerSaveWithoutMember { archive: String, layer: String },
     #[error("builtin:unpack: creating the output {path}: {source}")]
@@ -213,6 +231,69 @@ pub fn unpack_archive(
     out: &Path,
     options: &UnpackOptions,
 ) -> Result<UnpackReport, UnpackError> {
+    match unpack_once(
+        src,
+        member,
+        strip_components,
+        out,
+        options,
+        MemberMatch::ExactOrSuffix,
+    )? {
+        Unpacked::Done(report) => Ok(report),
+        Unpacked::ExactMemberAfterSuffixMatch(exact) => {
+            // Rare: an entry ending in `/<member>` came before the entry named exactly
+            // `<member>` and was unpacked first. The exact name wins: start again with it.
+            log(
+                options,
+                &format!("member {exact} is named exactly; unpacking it instead"),
+            );
+            crate::build::remove_tree(out);
+            match unpack_once(
+                src,
+                Some(&exact),
+                strip_components,
+                out,
+                options,
+                MemberMatch::Exact,
+            )? {
+                Unpacked::Done(report) => Ok(report),
+                // An exact-only pass never reports a suffix match.
+                Unpacked::ExactMemberAfterSuffixMatch(_) => Err(UnpackError::MemberNotFound {
+                    member: exact,
+                    archive: src.display().to_string(),
+                    candidates: Vec::new(),
+                }),
+            }
+        }
+    }
+}
+
+/// Which entries a `member` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MemberMatch {
+    /// Only the entry whose (normalised) path is `member`.
+    Exact,
+    /// That entry, else the one entry whose path ends in `/member`.
+    ExactOrSuffix,
+}
+
+/// How one pass over the archive ended.
+enum Unpacked {
+    Done(UnpackReport),
+    /// A suffix match was unpacked, then an exact match turned up: the caller starts again.
+    ExactMemberAfterSuffixMatch(String),
+}
+
+/// One pass over the archive: unpacks it, or the member `member` names (see the module doc
+/// for the matching rule).
+fn unpack_once(
+    src: &Path,
+    member: Option<&str>,
+    strip_components: usize,
+    out: &Path,
+    options: &UnpackOptions,
+    matching: MemberMatch,
+) -> Result<Unpacked, UnpackError> {
     let file = File::open(src).map_err(|source| UnpackError::OpenSource {
         path: src.to_owned(),
         source,
@@ -241,29 +322,52 @@ pub fn unpack_archive(
                 &format!("unpacking member {member} of {archive_name} ({outer_compression})"),
             );
             let wanted = normalised_name(member.as_bytes());
+            let mut suffix = b"/".to_vec();
+            suffix.extend_from_slice(&wanted);
             let mut candidates = Vec::new();
+            // The entries ending in `/member`, and what unpacking the first of them gave.
+            let mut suffix_matches: Vec<String> = Vec::new();
             let mut found = None;
             for entry in outer.entries().map_err(read_error(&archive_name))? {
                 let entry = entry.map_err(read_error(&archive_name))?;
-                let name = entry.path_bytes();
-                if normalised_name(&name) == wanted
-                    && matches!(
-                        entry.header().entry_type(),
-                        EntryType::Regular | EntryType::Continuous
-                    )
-                {
-                    let member_name = format!("{archive_name}:{member}");
+                let name = normalised_name(&entry.path_bytes());
+                let shown = String::from_utf8_lossy(&name).into_owned();
+                let regular = matches!(
+                    entry.header().entry_type(),
+                    EntryType::Regular | EntryType::Continuous
+                );
+                let exact = regular && name == wanted;
+                let by_suffix =
+                    regular && matching == MemberMatch::ExactOrSuffix && name.ends_with(&suffix);
+                if exact && !suffix_matches.is_empty() {
+                    return Ok(Unpacked::ExactMemberAfterSuffixMatch(shown));
+                }
+                if by_suffix {
+                    suffix_matches.push(shown.clone());
+                }
+                if (exact || by_suffix) && found.is_none() {
+                    let member_name = format!("{archive_name}:{shown}");
                     let (compression, inner) =
                         decompressing_reader(entry, threads).map_err(read_error(&member_name))?;
-                    log(options, &format!("member {member} is {compression}"));
+                    log(options, &format!("member {shown} is {compression}"));
                     writer.unpack_all(tar::Archive::new(inner), &member_name)?;
                     found = Some(compression);
-                    break;
+                    if exact {
+                        // An exact name wins over any suffix match: nothing more to look for.
+                        break;
+                    }
+                    continue;
                 }
-                let name = String::from_utf8_lossy(&name);
-                if name.ends_with(".tar") || name.contains(".tar.") {
-                    candidates.push(name.into_owned());
+                if shown.ends_with(".tar") || shown.contains(".tar.") {
+                    candidates.push(shown);
                 }
+            }
+            if suffix_matches.len() > 1 {
+                return Err(UnpackError::MemberAmbiguous {
+                    member: member.to_owned(),
+                    archive: archive_name,
+                    matches: suffix_matches,
+                });
             }
             found.ok_or_else(|| UnpackError::MemberNotFound {
                 member: member.to_owned(),
@@ -297,7 +401,7 @@ pub fn unpack_archive(
             report.entries, report.bytes
         ),
     );
-    Ok(report)
+    Ok(Unpacked::Done(report))
 }
 
 /// The one layer a `docker save` tarball's `manifest.json` names, if it names exactly one.
