@@ -4,7 +4,7 @@
 //! them meanwhile there is nothing to do); protect the input closure with temporary roots; open
 //! the log; run the builder — `builtin:fetchurl` and `builtin:unpack` inside this process,
 //! anything else in the sandbox with Nix's environment, `/build` bound to a fresh build
-//! directory, and the network only for fixed-output derivations (or `__network = true` with
+//! directory under the store root (see [`crate::build_dirs`]), and the network only for fixed-output derivations (or `__network = true` with
 //! `--allow-network`, reported as impure); then, on success, normalise the outputs, scan their
 //! references and NAR-hash them (in parallel across outputs), check fixed-output hashes and
 //! `allowedReferences`/`disallowedReferences`, and register every output in one transaction
@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use kiln_store::store_files::render_content_address;
 use kiln_store::store_path::StorePath;
 use rayon::prelude::*;
 
+use crate::build_dirs::ScratchDir;
 use crate::builtin_builders::{run_builtin, BuiltinBuilder, BuiltinError, BuiltinOptions};
 use crate::log::{BuildLog, LogWriter};
 use crate::outputs::{self, OutputError, ScannedOutput};
@@ -329,30 +330,32 @@ fn run_builtin_builder(
     Ok(())
 }
 
-/// A fresh directory for one build under the system's temporary directory, removed on drop.
+/// A fresh directory for one build, under the store root (see [`crate::build_dirs`]), with
+/// `build/` inside it; removed on drop.
 struct BuildDir {
+    /// Owns the directory: locked while the build runs, removed on drop.
+    _scratch: ScratchDir,
     top: PathBuf,
 }
 
 impl BuildDir {
-    fn create(name: &str) -> Result<BuildDir, BuildError> {
-        let top = std::env::temp_dir().join(format!("kiln-build-{name}-{}", unique_suffix()));
-        remove_tree(&top);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&top)
-            .and_then(|()| fs::create_dir(top.join("build")))
-            .map_err(|source| BuildError::BuildDir {
-                path: top.clone(),
-                source,
+    fn create(store: &LocalStore, name: &str) -> Result<BuildDir, BuildError> {
+        let scratch =
+            ScratchDir::create(store.root(), &format!("kiln-build-{name}")).map_err(|source| {
+                BuildError::BuildDir {
+                    path: crate::build_dirs::builds_dir(store.root()),
+                    source,
+                }
             })?;
-        Ok(BuildDir { top })
-    }
-}
-
-impl Drop for BuildDir {
-    fn drop(&mut self) {
-        remove_tree(&self.top);
+        let top = scratch.path().to_owned();
+        fs::create_dir(top.join("build")).map_err(|source| BuildError::BuildDir {
+            path: top.clone(),
+            source,
+        })?;
+        Ok(BuildDir {
+            _scratch: scratch,
+            top,
+        })
     }
 }
 
@@ -367,7 +370,7 @@ fn run_sandboxed(
 ) -> Result<(), BuildError> {
     let dir = store.store_dir();
     let drv = &build.drv;
-    let build_dir = BuildDir::create(build.name())?;
+    let build_dir = BuildDir::create(store, build.name())?;
     let sandbox_build_dir = build_dir.top.join("build");
     let dir_error = |source| BuildError::BuildDir {
         path: build_dir.top.clone(),
