@@ -49,6 +49,9 @@ pub struct GlobalOptions {
         value_name = "FILE"
     )]
     pub config_file: Option<PathBuf>,
+    /// Pure evaluation: no `getEnv`, `currentTime`, `storePath` or unpinned fetches.
+    #[arg(long = "pure-eval", global = true)]
+    pub pure_eval: bool,
     /// The configuration file's settings (loaded by `resolve`).
     #[arg(skip)]
     pub config: Config,

@@ -125,6 +125,8 @@ pub struct EvalOptions {
     pub io: Rc<dyn EvalIo>,
     /// Maximum nesting of function calls before "stack overflow; max-call-depth exceeded".
     pub max_call_depth: usize,
+    /// Downloads for `builtins.fetchurl`/`builtins.fetchTarball`; without one they fail.
+    pub fetcher: Option<Rc<dyn store_access::EvalFetcher>>,
 }
 
 impl EvalOptions {
@@ -137,6 +139,7 @@ impl EvalOptions {
             current_system: host_system(),
             io: Rc::new(StdIo),
             max_call_depth: 1_000_000,
+            fetcher: None,
         }
     }
 }

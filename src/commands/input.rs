@@ -3,13 +3,16 @@
 //! with `-A` attribute paths. Also builds the evaluator from the global options.
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use kiln_eval::store_access::EvalStore;
 use kiln_eval::{AutoArg, EvalOptions, Evaluator, SourceInput, Value};
+use kiln_store::local_store::LocalStore;
 
 use crate::cli::{Failure, GlobalOptions};
+use crate::eval_fetch::StoreFetcher;
 
 /// What to evaluate and how to narrow it: a file (or `-E`), then `-A`/`--arg`/`--argstr`.
 /// Used by `eval` and `instantiate`; `realise` takes `SelectionArgs` beside its own paths.
@@ -75,10 +78,30 @@ pub fn search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPathEntry> {
     entries
 }
 
-/// An evaluator over the given store access.
+/// An evaluator over the given store access; `builtins.fetchurl`/`fetchTarball` open the
+/// store the global options name when they first download.
 pub fn evaluator(global: &GlobalOptions, store: Rc<dyn EvalStore>) -> Evaluator {
+    evaluator_with_fetcher(global, store, StoreFetcher::lazy(global))
+}
+
+/// An evaluator that writes into `local` (through `store`) and downloads into it too.
+pub fn evaluator_over(
+    global: &GlobalOptions,
+    store: Rc<dyn EvalStore>,
+    local: Arc<LocalStore>,
+) -> Evaluator {
+    evaluator_with_fetcher(global, store, StoreFetcher::over(local, global))
+}
+
+fn evaluator_with_fetcher(
+    global: &GlobalOptions,
+    store: Rc<dyn EvalStore>,
+    fetcher: StoreFetcher,
+) -> Evaluator {
     let mut options = EvalOptions::new(store);
     options.search_path = search_path(global);
+    options.pure = global.pure_eval;
+    options.fetcher = Some(Rc::new(fetcher));
     Evaluator::new(options)
 }
 

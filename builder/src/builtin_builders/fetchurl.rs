@@ -152,7 +152,11 @@ pub enum OutputHashMode {
 pub struct FetchRequest {
     /// The URLs in the order they are tried (before rewriting).
     pub urls: Vec<String>,
+    /// The declared hash; its algorithm is the one the download is hashed with.
     pub expected: Hash,
+    /// Whether `expected` is checked. An unpinned fetch (an impure `builtins.fetchurl` without
+    /// `sha256`) takes only the algorithm from `expected` and reports the hash it got.
+    pub verify: bool,
     pub mode: OutputHashMode,
     pub executable: bool,
     /// The download is a NAR to restore as the output.
@@ -193,6 +197,7 @@ impl FetchRequest {
         Ok(Self {
             urls,
             expected,
+            verify: true,
             mode,
             executable: attr("executable") == "1",
             unpack,
@@ -377,7 +382,7 @@ fn fetch_with_retries(
                 bytes,
                 hash,
             } => {
-                if hash != request.expected {
+                if request.verify && hash != request.expected {
                     log(
                         options,
                         &format!("hash mismatch for {final_url}: got {}", hash.to_sri()),
