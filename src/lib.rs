@@ -5,3 +5,4 @@ pub mod config;
 pub mod eval_fetch;
 pub mod progress;
 pub mod stdlib;
+pub mod store_io;

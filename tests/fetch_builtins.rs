@@ -310,6 +310,17 @@ fn tarballs_lose_their_top_level_directory() {
         std::fs::read_link(unpacked.join("link")).unwrap(),
         Path::new("a")
     );
+    // The tree is readable where the evaluator sees it, under the logical store directory.
+    let read_back = format!(
+        "let t = builtins.fetchTarball \"{base}/t.tar.gz\"; in [ (builtins.readFile (t + \"/sub/b\")) (builtins.attrNames (builtins.readDir t)) ]"
+    );
+    assert_eq!(
+        ok(kiln(tmp.path(), "")
+            .args(["eval", "--strict", "-E", &read_back])
+            .output()
+            .unwrap()),
+        "[ \"b\\n\" [ \"a\" \"link\" \"sub\" ] ]"
+    );
     let stderr = failure(eval(
         tmp.path(),
         &format!("builtins.fetchTarball \"{base}/two.tar.gz\""),

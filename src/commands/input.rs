@@ -13,6 +13,7 @@ use kiln_store::local_store::LocalStore;
 
 use crate::cli::{Failure, GlobalOptions};
 use crate::eval_fetch::StoreFetcher;
+use crate::store_io::StoreMappedIo;
 
 /// What to evaluate and how to narrow it: a file (or `-E`), then `-A`/`--arg`/`--argstr`.
 /// Used by `eval` and `instantiate`; `realise` takes `SelectionArgs` beside its own paths.
@@ -102,6 +103,12 @@ fn evaluator_with_fetcher(
     options.search_path = search_path(global);
     options.pure = global.pure_eval;
     options.fetcher = Some(Rc::new(fetcher));
+    // Store paths (fetched trees, sources) are read where the store physically is.
+    let root = global.store_root();
+    let physical = std::path::absolute(&root).unwrap_or(root).join("store");
+    if Path::new(&global.store_dir) != physical {
+        options.io = Rc::new(StoreMappedIo::new(&global.store_dir, physical));
+    }
     Evaluator::new(options)
 }
 
