@@ -2,15 +2,21 @@
 //!
 //! On a terminal (standard error is a tty): an indicatif display with one line per running
 //! build (its name, elapsed time and the latest line of its log) under an overall bar
-//! (done/total, elapsed). Otherwise plain lines on standard error: `building '…'`, `built '…'
-//! in 1.2 s`, failures, and lock waits; builder output stays in the log files.
+//! (done/total, elapsed). A `builtin:fetchurl` download turns its build's line into a byte
+//! bar: bytes so far of the announced size, rate and ETA (bytes and rate alone when the server
+//! announces no size). Otherwise plain lines on standard error: `building '…'`, `built '…'
+//! in 1.2 s`, failures, and lock waits; builder output and download progress stay out of them
+//! (the log files name what was fetched).
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{
+    HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle,
+};
 use kiln_builder::build::{BuildError, BuildEvents, BuildOutcome};
+use kiln_builder::builtin_builders::FetchProgress;
 use kiln_builder::plan::PlannedBuild;
 use kiln_store::store_path::{StoreDir, StorePath};
 
@@ -23,7 +29,36 @@ pub struct Progress {
 struct BarDisplay {
     multi: MultiProgress,
     overall: ProgressBar,
-    running: Mutex<HashMap<StorePath, ProgressBar>>,
+    running: Mutex<HashMap<StorePath, RunningBar>>,
+}
+
+/// The line of one running build.
+struct RunningBar {
+    bar: ProgressBar,
+    /// Whether it shows a download (a byte bar) rather than a spinner.
+    downloading: bool,
+}
+
+/// The byte bar of a download whose size is known (the message is [`download_rate`]'s).
+const DOWNLOAD_TEMPLATE: &str = "  {spinner} {prefix} [{bar:20}] {bytes}/{total_bytes} {wide_msg}";
+/// The byte counter of a download of unknown size.
+const DOWNLOAD_TEMPLATE_NO_SIZE: &str = "  {spinner} {prefix} {bytes} {wide_msg}";
+
+/// The rate of a download and, when its size is known, the time left at that rate — from the
+/// fetcher's own measurement of the attempt (bytes over time since it started).
+fn download_rate(progress: &FetchProgress) -> String {
+    let rate = progress.bytes_per_second;
+    let mut text = format!("{}/s", HumanBytes(rate as u64));
+    if let Some(total) = progress.total {
+        if rate > 0.0 {
+            let left = total.saturating_sub(progress.bytes) as f64 / rate;
+            text.push_str(&format!(
+                " eta {}",
+                HumanDuration(Duration::from_secs_f64(left.ceil()))
+            ));
+        }
+    }
+    text
 }
 
 impl Progress {
@@ -82,7 +117,13 @@ impl BuildEvents for Progress {
                     .running
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(build.drv_path.clone(), bar);
+                    .insert(
+                        build.drv_path.clone(),
+                        RunningBar {
+                            bar,
+                            downloading: false,
+                        },
+                    );
             }
             None => eprintln!("building '{drv}'..."),
         }
@@ -99,10 +140,38 @@ impl BuildEvents for Progress {
     fn log_line(&self, drv: &StorePath, line: &str) {
         if let Some(display) = &self.display {
             let running = display.running.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(bar) = running.get(drv) {
-                bar.set_message(line.to_owned());
+            if let Some(running) = running.get(drv) {
+                running.bar.set_message(line.to_owned());
             }
         }
+    }
+
+    fn download_progress(&self, drv: &StorePath, progress: &FetchProgress) {
+        let Some(display) = &self.display else {
+            return;
+        };
+        let mut running = display.running.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(running) = running.get_mut(drv) else {
+            return;
+        };
+        if !running.downloading {
+            running.downloading = true;
+            let template = match progress.total {
+                Some(_) => DOWNLOAD_TEMPLATE,
+                None => DOWNLOAD_TEMPLATE_NO_SIZE,
+            };
+            running.bar.set_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+        }
+        if let Some(total) = progress.total {
+            running.bar.set_length(total);
+        }
+        // A retry starts again from zero.
+        running.bar.set_position(progress.bytes);
+        running.bar.set_message(download_rate(progress));
     }
 
     fn build_finished(&self, build: &PlannedBuild, result: &Result<BuildOutcome, BuildError>) {
@@ -113,7 +182,7 @@ impl BuildEvents for Progress {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&build.drv_path);
-            if let Some(bar) = bar {
+            if let Some(RunningBar { bar, .. }) = bar {
                 bar.finish_and_clear();
                 display.multi.remove(&bar);
             }
@@ -132,5 +201,29 @@ impl BuildEvents for Progress {
             Ok(BuildOutcome::Built { .. }) => {}
             Err(error) => self.line(&format!("failed '{drv}': {error}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(bytes: u64, total: Option<u64>, bytes_per_second: f64) -> FetchProgress {
+        FetchProgress {
+            url: "http://127.0.0.1/x".to_owned(),
+            bytes,
+            total,
+            bytes_per_second,
+        }
+    }
+
+    #[test]
+    fn a_download_shows_its_rate_and_the_time_left() {
+        assert_eq!(
+            download_rate(&report(1 << 20, Some(3 << 20), (1 << 20) as f64)),
+            "1.00 MiB/s eta 2 seconds"
+        );
+        assert_eq!(download_rate(&report(10, None, 1024.0)), "1.00 KiB/s");
+        assert_eq!(download_rate(&report(0, Some(10), 0.0)), "0 B/s");
     }
 }

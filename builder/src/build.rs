@@ -31,7 +31,9 @@ use kiln_store::store_path::StorePath;
 use rayon::prelude::*;
 
 use crate::build_dirs::ScratchDir;
-use crate::builtin_builders::{run_builtin, BuiltinBuilder, BuiltinError, BuiltinOptions};
+use crate::builtin_builders::{
+    run_builtin, BuiltinBuilder, BuiltinError, BuiltinOptions, FetchProgress,
+};
 use crate::log::{BuildLog, LogWriter};
 use crate::outputs::{self, OutputError, ScannedOutput};
 use crate::plan::PlannedBuild;
@@ -139,6 +141,8 @@ pub trait BuildEvents: Send + Sync {
     fn waiting_for_lock(&self, _build: &PlannedBuild, _path: &StorePath) {}
     /// The builder of `drv` printed a line.
     fn log_line(&self, _drv: &StorePath, _line: &str) {}
+    /// `builtin:fetchurl` of `drv` received more of its download (bytes so far, size, rate).
+    fn download_progress(&self, _drv: &StorePath, _progress: &FetchProgress) {}
     /// A build ended.
     fn build_finished(&self, _build: &PlannedBuild, _result: &Result<BuildOutcome, BuildError>) {}
 }
@@ -279,7 +283,7 @@ fn run_and_register(
 
     let result = (|| {
         if builtin.is_some() {
-            run_builtin_builder(store, build, settings, &writer, slots)?;
+            run_builtin_builder(store, build, settings, events, &writer, slots)?;
         } else {
             run_sandboxed(
                 store,
@@ -303,6 +307,7 @@ fn run_builtin_builder(
     store: &LocalStore,
     build: &PlannedBuild,
     settings: &BuildSettings,
+    events: &Arc<dyn BuildEvents>,
     writer: &LogWriter,
     slots: &[OutputSlot],
 ) -> Result<(), BuildError> {
@@ -319,6 +324,15 @@ fn run_builtin_builder(
     let log: crate::builtin_builders::LogCallback =
         Arc::new(move |line: &str| line_writer.note(line));
     options.fetch.log = Some(log.clone());
+    let configured_progress = options.fetch.progress.take();
+    let events_for_progress = events.clone();
+    let drv_for_progress = build.drv_path.clone();
+    options.fetch.progress = Some(Arc::new(move |progress: &FetchProgress| {
+        if let Some(configured) = &configured_progress {
+            configured(progress);
+        }
+        events_for_progress.download_progress(&drv_for_progress, progress);
+    }));
     options.unpack.log = Some(log);
     if options.unpack.store_location.is_none() {
         options.unpack.store_location = Some(crate::builtin_builders::StoreLocation {
