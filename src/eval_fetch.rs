@@ -9,6 +9,7 @@
 //! tree, the names Nix gives), registered and protected by a temporary root for the rest of
 //! the process. A pinned path that the store already holds is returned without any download.
 //!
+//! On a terminal a download shows a byte bar (see `crate::progress`); elsewhere nothing.
 //! The store is opened on the first fetch, so `kiln eval` stays read-only unless an expression
 //! downloads something; a store that cannot be opened for writing is a clear error then.
 use std::cell::OnceCell;
@@ -170,7 +171,16 @@ impl StoreFetcher {
             executable: false,
             unpack: false,
         };
-        fetch(&request, &download, &self.options).map_err(|error| EvalFetchError::Download {
+        let mut options = self.options.clone();
+        let bar = crate::progress::eval_download_bar(spec.name).map(|(bar, callback)| {
+            options.progress = Some(callback);
+            bar
+        });
+        let fetched = fetch(&request, &download, &options);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        fetched.map_err(|error| EvalFetchError::Download {
             url: spec.url.to_owned(),
             reason: download_failure(error),
         })?;

@@ -6,7 +6,8 @@
 //! bar: bytes so far of the announced size, rate and ETA (bytes and rate alone when the server
 //! announces no size). Otherwise plain lines on standard error: `building '…'`, `built '…'
 //! in 1.2 s`, failures, and lock waits; builder output and download progress stay out of them
-//! (the log files name what was fetched).
+//! (the log files name what was fetched). Evaluation-time downloads (`builtins.fetchurl`) get
+//! the same byte bar on a terminal ([`eval_download_bar`]) and print nothing elsewhere.
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -16,7 +17,7 @@ use indicatif::{
     HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle,
 };
 use kiln_builder::build::{BuildError, BuildEvents, BuildOutcome};
-use kiln_builder::builtin_builders::FetchProgress;
+use kiln_builder::builtin_builders::{FetchProgress, ProgressCallback};
 use kiln_builder::plan::PlannedBuild;
 use kiln_store::store_path::{StoreDir, StorePath};
 
@@ -59,6 +60,48 @@ fn download_rate(progress: &FetchProgress) -> String {
         }
     }
     text
+}
+
+/// Turns `bar` into a download's byte bar (a counter when the size is unknown).
+fn set_download_style(bar: &ProgressBar, progress: &FetchProgress) {
+    let template = match progress.total {
+        Some(_) => DOWNLOAD_TEMPLATE,
+        None => DOWNLOAD_TEMPLATE_NO_SIZE,
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+}
+
+/// Shows one progress report on a download's bar.
+fn show_download(bar: &ProgressBar, progress: &FetchProgress) {
+    if let Some(total) = progress.total {
+        bar.set_length(total);
+    }
+    // A retry starts again from zero.
+    bar.set_position(progress.bytes);
+    bar.set_message(download_rate(progress));
+}
+
+/// A byte bar for an evaluation-time download of `name` (`builtins.fetchurl`) when standard
+/// error is a terminal: a callback for the fetcher and the bar to clear when it is done.
+pub fn eval_download_bar(name: &str) -> Option<(ProgressBar, ProgressCallback)> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_prefix(name.to_owned());
+    let for_callback = bar.clone();
+    let styled = std::sync::atomic::AtomicBool::new(false);
+    let callback: ProgressCallback = std::sync::Arc::new(move |progress: &FetchProgress| {
+        if !styled.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            set_download_style(&for_callback, progress);
+        }
+        show_download(&for_callback, progress);
+    });
+    Some((bar, callback))
 }
 
 impl Progress {
@@ -156,22 +199,9 @@ impl BuildEvents for Progress {
         };
         if !running.downloading {
             running.downloading = true;
-            let template = match progress.total {
-                Some(_) => DOWNLOAD_TEMPLATE,
-                None => DOWNLOAD_TEMPLATE_NO_SIZE,
-            };
-            running.bar.set_style(
-                ProgressStyle::with_template(template)
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
+            set_download_style(&running.bar, progress);
         }
-        if let Some(total) = progress.total {
-            running.bar.set_length(total);
-        }
-        // A retry starts again from zero.
-        running.bar.set_position(progress.bytes);
-        running.bar.set_message(download_rate(progress));
+        show_download(&running.bar, progress);
     }
 
     fn build_finished(&self, build: &PlannedBuild, result: &Result<BuildOutcome, BuildError>) {

@@ -22,7 +22,8 @@
 //! built. URL rewrite rules from the user's configuration are applied here, at fetch time, so the
 //! `.drv` (and every hash) stays the same whichever mirror serves the file. An empty
 //! `outputHash` stands for the all-zero hash, as in Nix: the fetch then fails and the error
-//! shows the hash to write down.
+//! shows the hash to write down. [`fetch`] also serves unpinned downloads (`verify: false`,
+//! for an impure `builtins.fetchurl`), which report the hash they got instead of checking one.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
