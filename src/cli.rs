@@ -52,6 +52,9 @@ pub struct GlobalOptions {
     /// Show every frame of an evaluation error's trace, not only the first few.
     #[arg(long = "show-trace", global = true)]
     pub show_trace: bool,
+    /// Pure evaluation: no `getEnv`, `currentTime`, `storePath` or unpinned fetches.
+    #[arg(long = "pure-eval", global = true)]
+    pub pure_eval: bool,
     /// The configuration file's settings (loaded by `resolve`).
     #[arg(skip)]
     pub config: Config,

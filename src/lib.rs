@@ -2,5 +2,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod eval_fetch;
 pub mod progress;
 pub mod stdlib;
+pub mod store_io;

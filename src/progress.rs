@@ -2,15 +2,22 @@
 //!
 //! On a terminal (standard error is a tty): an indicatif display with one line per running
 //! build (its name, elapsed time and the latest line of its log) under an overall bar
-//! (done/total, elapsed). Otherwise plain lines on standard error: `building '…'`, `built '…'
-//! in 1.2 s`, failures, and lock waits; builder output stays in the log files.
+//! (done/total, elapsed). A `builtin:fetchurl` download turns its build's line into a byte
+//! bar: bytes so far of the announced size, rate and ETA (bytes and rate alone when the server
+//! announces no size). Otherwise plain lines on standard error: `building '…'`, `built '…'
+//! in 1.2 s`, failures, and lock waits; builder output and download progress stay out of them
+//! (the log files name what was fetched). Evaluation-time downloads (`builtins.fetchurl`) get
+//! the same byte bar on a terminal ([`eval_download_bar`]) and print nothing elsewhere.
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{
+    HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle,
+};
 use kiln_builder::build::{BuildError, BuildEvents, BuildOutcome};
+use kiln_builder::builtin_builders::{FetchProgress, ProgressCallback};
 use kiln_builder::plan::PlannedBuild;
 use kiln_store::store_path::{StoreDir, StorePath};
 
@@ -23,7 +30,78 @@ pub struct Progress {
 struct BarDisplay {
     multi: MultiProgress,
     overall: ProgressBar,
-    running: Mutex<HashMap<StorePath, ProgressBar>>,
+    running: Mutex<HashMap<StorePath, RunningBar>>,
+}
+
+/// The line of one running build.
+struct RunningBar {
+    bar: ProgressBar,
+    /// Whether it shows a download (a byte bar) rather than a spinner.
+    downloading: bool,
+}
+
+/// The byte bar of a download whose size is known (the message is [`download_rate`]'s).
+const DOWNLOAD_TEMPLATE: &str = "  {spinner} {prefix} [{bar:20}] {bytes}/{total_bytes} {wide_msg}";
+/// The byte counter of a download of unknown size.
+const DOWNLOAD_TEMPLATE_NO_SIZE: &str = "  {spinner} {prefix} {bytes} {wide_msg}";
+
+/// The rate of a download and, when its size is known, the time left at that rate — from the
+/// fetcher's own measurement of the attempt (bytes over time since it started).
+fn download_rate(progress: &FetchProgress) -> String {
+    let rate = progress.bytes_per_second;
+    let mut text = format!("{}/s", HumanBytes(rate as u64));
+    if let Some(total) = progress.total {
+        if rate > 0.0 {
+            let left = total.saturating_sub(progress.bytes) as f64 / rate;
+            text.push_str(&format!(
+                " eta {}",
+                HumanDuration(Duration::from_secs_f64(left.ceil()))
+            ));
+        }
+    }
+    text
+}
+
+/// Turns `bar` into a download's byte bar (a counter when the size is unknown).
+fn set_download_style(bar: &ProgressBar, progress: &FetchProgress) {
+    let template = match progress.total {
+        Some(_) => DOWNLOAD_TEMPLATE,
+        None => DOWNLOAD_TEMPLATE_NO_SIZE,
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+}
+
+/// Shows one progress report on a download's bar.
+fn show_download(bar: &ProgressBar, progress: &FetchProgress) {
+    if let Some(total) = progress.total {
+        bar.set_length(total);
+    }
+    // A retry starts again from zero.
+    bar.set_position(progress.bytes);
+    bar.set_message(download_rate(progress));
+}
+
+/// A byte bar for an evaluation-time download of `name` (`builtins.fetchurl`) when standard
+/// error is a terminal: a callback for the fetcher and the bar to clear when it is done.
+pub fn eval_download_bar(name: &str) -> Option<(ProgressBar, ProgressCallback)> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_prefix(name.to_owned());
+    let for_callback = bar.clone();
+    let styled = std::sync::atomic::AtomicBool::new(false);
+    let callback: ProgressCallback = std::sync::Arc::new(move |progress: &FetchProgress| {
+        if !styled.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            set_download_style(&for_callback, progress);
+        }
+        show_download(&for_callback, progress);
+    });
+    Some((bar, callback))
 }
 
 impl Progress {
@@ -82,7 +160,13 @@ impl BuildEvents for Progress {
                     .running
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(build.drv_path.clone(), bar);
+                    .insert(
+                        build.drv_path.clone(),
+                        RunningBar {
+                            bar,
+                            downloading: false,
+                        },
+                    );
             }
             None => eprintln!("building '{drv}'..."),
         }
@@ -99,10 +183,25 @@ impl BuildEvents for Progress {
     fn log_line(&self, drv: &StorePath, line: &str) {
         if let Some(display) = &self.display {
             let running = display.running.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(bar) = running.get(drv) {
-                bar.set_message(line.to_owned());
+            if let Some(running) = running.get(drv) {
+                running.bar.set_message(line.to_owned());
             }
         }
+    }
+
+    fn download_progress(&self, drv: &StorePath, progress: &FetchProgress) {
+        let Some(display) = &self.display else {
+            return;
+        };
+        let mut running = display.running.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(running) = running.get_mut(drv) else {
+            return;
+        };
+        if !running.downloading {
+            running.downloading = true;
+            set_download_style(&running.bar, progress);
+        }
+        show_download(&running.bar, progress);
     }
 
     fn build_finished(&self, build: &PlannedBuild, result: &Result<BuildOutcome, BuildError>) {
@@ -113,7 +212,7 @@ impl BuildEvents for Progress {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&build.drv_path);
-            if let Some(bar) = bar {
+            if let Some(RunningBar { bar, .. }) = bar {
                 bar.finish_and_clear();
                 display.multi.remove(&bar);
             }
@@ -132,5 +231,29 @@ impl BuildEvents for Progress {
             Ok(BuildOutcome::Built { .. }) => {}
             Err(error) => self.line(&format!("failed '{drv}': {error}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(bytes: u64, total: Option<u64>, bytes_per_second: f64) -> FetchProgress {
+        FetchProgress {
+            url: "http://127.0.0.1/x".to_owned(),
+            bytes,
+            total,
+            bytes_per_second,
+        }
+    }
+
+    #[test]
+    fn a_download_shows_its_rate_and_the_time_left() {
+        assert_eq!(
+            download_rate(&report(1 << 20, Some(3 << 20), (1 << 20) as f64)),
+            "1.00 MiB/s eta 2 seconds"
+        );
+        assert_eq!(download_rate(&report(10, None, 1024.0)), "1.00 KiB/s");
+        assert_eq!(download_rate(&report(0, Some(10), 0.0)), "0 B/s");
     }
 }

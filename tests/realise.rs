@@ -300,12 +300,38 @@ fn a_killed_realise_leaves_a_store_that_the_next_one_completes() {
     let mut child = t.spawn(&["realise", file]);
     wait_for_build_start(&t, "slow");
     std::thread::sleep(Duration::from_millis(300));
+    // `Child::kill` is SIGKILL: kiln gets no chance to clean up.
     child.kill().unwrap();
     child.wait().unwrap();
+    let builds = t.root().join("var/kiln/builds");
+    assert!(
+        build_dirs(&builds)
+            .iter()
+            .any(|name| name.starts_with("kiln-build-slow-")),
+        "the killed build left no build directory under {}",
+        builds.display()
+    );
     let printed = ok(&t.kiln(&["realise", file]));
     let out = PathBuf::from(printed.trim());
     assert_eq!(std::fs::read_to_string(out.join("b")).unwrap(), "done\n");
     ok(&t.kiln(&["verify", "--check-contents"]));
+    assert_eq!(
+        build_dirs(&builds),
+        Vec::<String>::new(),
+        "stale build directories were left"
+    );
+}
+
+/// The entries of the store's build-directory folder (directories and their lock files).
+fn build_dirs(builds: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(builds)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]

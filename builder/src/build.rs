@@ -4,7 +4,7 @@
 //! them meanwhile there is nothing to do); protect the input closure with temporary roots; open
 //! the log; run the builder — `builtin:fetchurl` and `builtin:unpack` inside this process,
 //! anything else in the sandbox with Nix's environment, `/build` bound to a fresh build
-//! directory, and the network only for fixed-output derivations (or `__network = true` with
+//! directory under the store root (see [`crate::build_dirs`]), and the network only for fixed-output derivations (or `__network = true` with
 //! `--allow-network`, reported as impure); then, on success, normalise the outputs, scan their
 //! references and NAR-hash them (in parallel across outputs), check fixed-output hashes and
 //! `allowedReferences`/`disallowedReferences`, and register every output in one transaction
@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,7 +30,10 @@ use kiln_store::store_files::render_content_address;
 use kiln_store::store_path::StorePath;
 use rayon::prelude::*;
 
-use crate::builtin_builders::{run_builtin, BuiltinBuilder, BuiltinError, BuiltinOptions};
+use crate::build_dirs::ScratchDir;
+use crate::builtin_builders::{
+    run_builtin, BuiltinBuilder, BuiltinError, BuiltinOptions, FetchProgress,
+};
 use crate::log::{BuildLog, LogWriter};
 use crate::outputs::{self, OutputError, ScannedOutput};
 use crate::plan::PlannedBuild;
@@ -143,6 +146,8 @@ pub trait BuildEvents: Send + Sync {
     fn waiting_for_lock(&self, _build: &PlannedBuild, _path: &StorePath) {}
     /// The builder of `drv` printed a line.
     fn log_line(&self, _drv: &StorePath, _line: &str) {}
+    /// `builtin:fetchurl` of `drv` received more of its download (bytes so far, size, rate).
+    fn download_progress(&self, _drv: &StorePath, _progress: &FetchProgress) {}
     /// A build ended.
     fn build_finished(&self, _build: &PlannedBuild, _result: &Result<BuildOutcome, BuildError>) {}
 }
@@ -283,7 +288,7 @@ fn run_and_register(
 
     let result = (|| {
         if builtin.is_some() {
-            run_builtin_builder(store, build, settings, &writer, slots)?;
+            run_builtin_builder(store, build, settings, events, &writer, slots)?;
         } else {
             run_sandboxed(
                 store,
@@ -307,6 +312,7 @@ fn run_builtin_builder(
     store: &LocalStore,
     build: &PlannedBuild,
     settings: &BuildSettings,
+    events: &Arc<dyn BuildEvents>,
     writer: &LogWriter,
     slots: &[OutputSlot],
 ) -> Result<(), BuildError> {
@@ -323,6 +329,15 @@ fn run_builtin_builder(
     let log: crate::builtin_builders::LogCallback =
         Arc::new(move |line: &str| line_writer.note(line));
     options.fetch.log = Some(log.clone());
+    let configured_progress = options.fetch.progress.take();
+    let events_for_progress = events.clone();
+    let drv_for_progress = build.drv_path.clone();
+    options.fetch.progress = Some(Arc::new(move |progress: &FetchProgress| {
+        if let Some(configured) = &configured_progress {
+            configured(progress);
+        }
+        events_for_progress.download_progress(&drv_for_progress, progress);
+    }));
     options.unpack.log = Some(log);
     if options.unpack.store_location.is_none() {
         options.unpack.store_location = Some(crate::builtin_builders::StoreLocation {
@@ -334,30 +349,32 @@ fn run_builtin_builder(
     Ok(())
 }
 
-/// A fresh directory for one build under the system's temporary directory, removed on drop.
+/// A fresh directory for one build, under the store root (see [`crate::build_dirs`]), with
+/// `build/` inside it; removed on drop.
 struct BuildDir {
+    /// Owns the directory: locked while the build runs, removed on drop.
+    _scratch: ScratchDir,
     top: PathBuf,
 }
 
 impl BuildDir {
-    fn create(name: &str) -> Result<BuildDir, BuildError> {
-        let top = std::env::temp_dir().join(format!("kiln-build-{name}-{}", unique_suffix()));
-        remove_tree(&top);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&top)
-            .and_then(|()| fs::create_dir(top.join("build")))
-            .map_err(|source| BuildError::BuildDir {
-                path: top.clone(),
-                source,
+    fn create(store: &LocalStore, name: &str) -> Result<BuildDir, BuildError> {
+        let scratch =
+            ScratchDir::create(store.root(), &format!("kiln-build-{name}")).map_err(|source| {
+                BuildError::BuildDir {
+                    path: crate::build_dirs::builds_dir(store.root()),
+                    source,
+                }
             })?;
-        Ok(BuildDir { top })
-    }
-}
-
-impl Drop for BuildDir {
-    fn drop(&mut self) {
-        remove_tree(&self.top);
+        let top = scratch.path().to_owned();
+        fs::create_dir(top.join("build")).map_err(|source| BuildError::BuildDir {
+            path: top.clone(),
+            source,
+        })?;
+        Ok(BuildDir {
+            _scratch: scratch,
+            top,
+        })
     }
 }
 
@@ -372,7 +389,7 @@ fn run_sandboxed(
 ) -> Result<(), BuildError> {
     let dir = store.store_dir();
     let drv = &build.drv;
-    let build_dir = BuildDir::create(build.name())?;
+    let build_dir = BuildDir::create(store, build.name())?;
     let sandbox_build_dir = build_dir.top.join("build");
     let dir_error = |source| BuildError::BuildDir {
         path: build_dir.top.clone(),

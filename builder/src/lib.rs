@@ -1,6 +1,7 @@
 //! kiln-builder: turns `.drv` files into outputs: the build plan (a DAG), the scheduler, the
 //! Linux sandbox and the builtin builders.
 pub mod build;
+pub mod build_dirs;
 pub mod builtin_builders;
 pub mod log;
 pub mod outputs;

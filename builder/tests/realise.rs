@@ -2,11 +2,17 @@
 //! references and derivers, fixed-output hash mismatches, failing builders and their logs,
 //! `--check`, and refused network access. Needs busybox and user namespaces: under CI=true
 //! their absence fails the tests, elsewhere the tests print why they skip.
+mod fetch_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use kiln_builder::build::{host_system, BuildError, BuildEvents, BuildOutcome, NoEvents};
+use kiln_builder::build::{
+    host_system, BuildError, BuildEvents, BuildOutcome, BuildSettings, NoEvents,
+};
+use kiln_builder::builtin_builders::{BuiltinOptions, FetchOptions, FetchProgress};
 use kiln_builder::log::BuildLog;
 use kiln_builder::plan::{BuildPlan, BuildReason, BuildTarget};
 use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions, ScheduleReport};
@@ -510,4 +516,86 @@ fn network_is_refused_to_non_fixed_output_derivations() {
     let drv = t.derivation("net", "echo > $out", &[], None, &[("__network", "1")]);
     let report = t.run(&t.plan(&[&drv], false), 1, false);
     assert!(matches!(failure(&report), BuildError::NetworkRefused));
+}
+
+/// Records the download progress events of a run.
+#[derive(Default)]
+struct DownloadRecorder {
+    reports: Mutex<Vec<(StorePath, u64, Option<u64>)>>,
+}
+
+impl BuildEvents for DownloadRecorder {
+    fn download_progress(&self, drv: &StorePath, progress: &FetchProgress) {
+        self.reports
+            .lock()
+            .unwrap()
+            .push((drv.clone(), progress.bytes, progress.total));
+    }
+}
+
+#[test]
+fn builtin_fetchurl_reports_its_download_progress_to_the_events() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let server = fetch_support::TestServer::start();
+    let len: u64 = 2 * 1024 * 1024;
+    server.route("/big", vec![fetch_support::Reply::Generated { len }]);
+    let body: Vec<u8> = (0..len).map(fetch_support::pattern_byte).collect();
+    let mut drv = Derivation {
+        name: "big".to_owned(),
+        platform: "builtin".to_owned(),
+        builder: "builtin:fetchurl".to_owned(),
+        ..Derivation::default()
+    };
+    let hash = Hash::sha256(&body);
+    drv.outputs.insert(
+        "out".to_owned(),
+        DerivationOutput {
+            path: None,
+            fixed: Some(FixedOutputHash {
+                method: ContentAddressMethod::Flat,
+                hash,
+            }),
+        },
+    );
+    for (key, value) in [
+        ("name", "big".to_owned()),
+        ("system", "builtin".to_owned()),
+        ("builder", "builtin:fetchurl".to_owned()),
+        ("url", server.url("/big")),
+        ("outputHash", hash.to_sri()),
+        ("outputHashMode", "flat".to_owned()),
+    ] {
+        drv.env.insert(key.to_owned(), value);
+    }
+    let drv = t.write(drv);
+    let recorder = Arc::new(DownloadRecorder::default());
+    let events: Arc<dyn BuildEvents> = recorder.clone();
+    let options = ScheduleOptions {
+        jobs: 1,
+        keep_going: false,
+        check: false,
+        settings: BuildSettings {
+            builtin: BuiltinOptions {
+                fetch: FetchOptions {
+                    progress_interval: Duration::ZERO,
+                    ..FetchOptions::default()
+                },
+                ..BuiltinOptions::default()
+            },
+            ..BuildSettings::default()
+        },
+    };
+    let report = run_plan(&t.store, &t.plan(&[&drv], false), &options, &events);
+    assert!(report.success(), "{report:?}");
+    let reports = recorder.reports.lock().unwrap();
+    assert!(reports.len() > 2, "{} reports", reports.len());
+    assert!(reports.iter().all(|(of, _, _)| of == &drv));
+    assert!(
+        reports.windows(2).all(|w| w[0].1 <= w[1].1),
+        "bytes went back"
+    );
+    assert_eq!(reports.last().map(|r| (r.1, r.2)), Some((len, Some(len))));
 }

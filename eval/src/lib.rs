@@ -140,6 +140,8 @@ pub struct EvalOptions {
     pub show_trace: bool,
     /// Maximum nesting of function calls before "stack overflow; max-call-depth exceeded".
     pub max_call_depth: usize,
+    /// Downloads for `builtins.fetchurl`/`builtins.fetchTarball`; without one they fail.
+    pub fetcher: Option<Rc<dyn store_access::EvalFetcher>>,
 }
 
 impl EvalOptions {
@@ -154,6 +156,7 @@ impl EvalOptions {
             io: Rc::new(StdIo),
             max_call_depth: 1_000_000,
             show_trace: false,
+            fetcher: None,
         }
     }
 }

@@ -105,3 +105,43 @@ pub trait EvalStore {
         expected_sha256: Option<[u8; 32]>,
     ) -> Result<String, AddPathError>;
 }
+
+/// What `builtins.fetchurl` and `builtins.fetchTarball` download.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchKind {
+    /// A file, added flat (`builtins.fetchurl`).
+    File,
+    /// A tarball, unpacked; its single top-level directory is added recursively
+    /// (`builtins.fetchTarball`).
+    Tarball,
+}
+
+/// One evaluation-time download.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchSpec<'a> {
+    pub kind: FetchKind,
+    pub url: &'a str,
+    /// The store path's name.
+    pub name: &'a str,
+    /// The pinned sha256 (raw 32 bytes): flat for a file, of the NAR for a tarball.
+    pub expected_sha256: Option<[u8; 32]>,
+}
+
+/// A download that is in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedPath {
+    /// The absolute logical store path.
+    pub path: String,
+    /// The sha256 of what was added (flat for a file, of the NAR for a tarball). When the
+    /// pinned path was valid already, this is the pinned hash and nothing was downloaded.
+    pub sha256: [u8; 32],
+}
+
+/// Downloads at evaluation time into a writable store (DESIGN §1: the evaluator knows no HTTP;
+/// the command line injects an implementation through `EvalOptions::fetcher`).
+pub trait EvalFetcher {
+    /// Fetches `spec` and adds it to the store under the path its content hash gives. With
+    /// `expected_sha256` set and the pinned path already valid, nothing is downloaded. The
+    /// caller compares `sha256` with the pinned hash.
+    fn fetch(&self, spec: &FetchSpec<'_>) -> Result<FetchedPath, StoreAccessError>;
+}

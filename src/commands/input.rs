@@ -3,13 +3,17 @@
 //! with `-A` attribute paths. Also builds the evaluator from the global options.
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use kiln_eval::store_access::EvalStore;
 use kiln_eval::{AutoArg, EvalOptions, Evaluator, SourceInput, Value};
+use kiln_store::local_store::LocalStore;
 
 use crate::cli::{Failure, GlobalOptions};
+use crate::eval_fetch::StoreFetcher;
+use crate::store_io::StoreMappedIo;
 
 /// What to evaluate and how to narrow it: a file (or `-E`), then `-A`/`--arg`/`--argstr`.
 /// Used by `eval` and `instantiate`; `realise` takes `SelectionArgs` beside its own paths.
@@ -90,12 +94,38 @@ pub fn implicit_search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPath
     }
 }
 
-/// An evaluator over the given store access.
+/// An evaluator over the given store access; `builtins.fetchurl`/`fetchTarball` open the
+/// store the global options name when they first download.
 pub fn evaluator(global: &GlobalOptions, store: Rc<dyn EvalStore>) -> Evaluator {
+    evaluator_with_fetcher(global, store, StoreFetcher::lazy(global))
+}
+
+/// An evaluator that writes into `local` (through `store`) and downloads into it too.
+pub fn evaluator_over(
+    global: &GlobalOptions,
+    store: Rc<dyn EvalStore>,
+    local: Arc<LocalStore>,
+) -> Evaluator {
+    evaluator_with_fetcher(global, store, StoreFetcher::over(local, global))
+}
+
+fn evaluator_with_fetcher(
+    global: &GlobalOptions,
+    store: Rc<dyn EvalStore>,
+    fetcher: StoreFetcher,
+) -> Evaluator {
     let mut options = EvalOptions::new(store);
     options.search_path = search_path(global);
     options.implicit_search_path = implicit_search_path(global);
     options.show_trace = global.show_trace;
+    options.pure = global.pure_eval;
+    options.fetcher = Some(Rc::new(fetcher));
+    // Store paths (fetched trees, sources) are read where the store physically is.
+    let root = global.store_root();
+    let physical = std::path::absolute(&root).unwrap_or(root).join("store");
+    if Path::new(&global.store_dir) != physical {
+        options.io = Rc::new(StoreMappedIo::new(&global.store_dir, physical));
+    }
     Evaluator::new(options)
 }
 

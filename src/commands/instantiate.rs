@@ -21,10 +21,12 @@ pub struct InstantiateArgs {
 }
 
 pub fn run(global: &GlobalOptions, args: InstantiateArgs) -> Result<(), Failure> {
-    let store = LocalStore::open(global.store_root(), StoreDir::new(&global.store_dir))
-        .context("cannot open the store")?;
-    let eval_store = Rc::new(LocalEvalStore::new(Arc::new(store)));
-    let evaluator = input::evaluator(global, eval_store.clone());
+    let store = Arc::new(
+        LocalStore::open(global.store_root(), StoreDir::new(&global.store_dir))
+            .context("cannot open the store")?,
+    );
+    let eval_store = Rc::new(LocalEvalStore::new(store.clone()));
+    let evaluator = input::evaluator_over(global, eval_store.clone(), store);
     let mut out = String::new();
     for value in input::evaluate(&evaluator, &args.input)? {
         for drv_path in evaluator

@@ -164,7 +164,7 @@ fn instantiate(
         selection: args.selection.clone(),
     };
     let eval_store = Rc::new(kiln_eval::store_impls::LocalEvalStore::new(store.clone()));
-    let evaluator = input::evaluator(global, eval_store.clone());
+    let evaluator = input::evaluator_over(global, eval_store.clone(), store.clone());
     let mut targets = Vec::new();
     let values = input::evaluate(&evaluator, &input_args)?;
     for (index, value) in values.iter().enumerate() {
@@ -363,6 +363,10 @@ pub fn run_builds(
     plan: &BuildPlan,
     options: &ScheduleOptions,
 ) -> Result<(), Failure> {
+    // Build directories that a killed kiln left behind (their lock is free) go first.
+    if let Err(error) = kiln_builder::build_dirs::remove_stale(store.root()) {
+        eprintln!("warning: cannot remove stale build directories: {error}");
+    }
     let progress = Arc::new(Progress::new(store.store_dir().clone(), plan.builds.len()));
     let events: Arc<dyn BuildEvents> = progress.clone();
     let report = run_plan(store, plan, options, &events);

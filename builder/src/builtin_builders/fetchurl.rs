@@ -22,7 +22,8 @@
 //! built. URL rewrite rules from the user's configuration are applied here, at fetch time, so the
 //! `.drv` (and every hash) stays the same whichever mirror serves the file. An empty
 //! `outputHash` stands for the all-zero hash, as in Nix: the fetch then fails and the error
-//! shows the hash to write down.
+//! shows the hash to write down. [`fetch`] also serves unpinned downloads (`verify: false`,
+//! for an impure `builtins.fetchurl`), which report the hash they got instead of checking one.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -152,7 +153,11 @@ pub enum OutputHashMode {
 pub struct FetchRequest {
     /// The URLs in the order they are tried (before rewriting).
     pub urls: Vec<String>,
+    /// The declared hash; its algorithm is the one the download is hashed with.
     pub expected: Hash,
+    /// Whether `expected` is checked. An unpinned fetch (an impure `builtins.fetchurl` without
+    /// `sha256`) takes only the algorithm from `expected` and reports the hash it got.
+    pub verify: bool,
     pub mode: OutputHashMode,
     pub executable: bool,
     /// The download is a NAR to restore as the output.
@@ -193,6 +198,7 @@ impl FetchRequest {
         Ok(Self {
             urls,
             expected,
+            verify: true,
             mode,
             executable: attr("executable") == "1",
             unpack,
@@ -377,7 +383,7 @@ fn fetch_with_retries(
                 bytes,
                 hash,
             } => {
-                if hash != request.expected {
+                if request.verify && hash != request.expected {
                     log(
                         options,
                         &format!("hash mismatch for {final_url}: got {}", hash.to_sri()),

@@ -20,6 +20,7 @@ pub mod context;
 pub mod control;
 pub mod conversion;
 pub mod derivations;
+pub mod fetchers;
 pub mod hashing;
 pub mod json;
 pub mod lists;
@@ -63,6 +64,7 @@ pub const FAMILIES: &[&[Builtin]] = &[
     versions::BUILTINS,
     hashing::BUILTINS,
     json::BUILTINS,
+    fetchers::BUILTINS,
 ];
 
 /// Every registered builtin.
