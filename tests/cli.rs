@@ -235,3 +235,21 @@ fn show_derivation_prints_what_nix_prints() {
     let nix_shown = oracle(tmp.path(), &["nix", "show-derivation", "-r", &drv]).unwrap();
     assert_eq!(stdout(&shown), nix_shown);
 }
+
+#[test]
+fn eval_reads_and_imports_what_to_file_wrote() {
+    // `kiln eval` writes nothing to the store, yet, as with Nix (which writes the file), the
+    // evaluation can read and import the texts `builtins.toFile` made.
+    let store = tempfile::tempdir().expect("a temporary store root");
+    let output = run(kiln().arg("--store").arg(store.path()).args([
+        "eval",
+        "-E",
+        r#"import (builtins.toFile "three.nix" "1 + 2") + builtins.stringLength (builtins.readFile (builtins.toFile "b" "xyz"))"#,
+    ]));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(stdout(&output), "6\n");
+    assert!(
+        !store.path().join("store").exists(),
+        "kiln eval wrote to the store"
+    );
+}

@@ -172,7 +172,7 @@ impl Evaluator {
     /// Reads and lowers a file (a directory means its `default.nix`).
     pub(crate) fn parse_file(&self, path: &Path, outer_names: &[Symbol]) -> EvalResult<ExprRef> {
         let path = self.resolve_import_path(path);
-        let bytes = self.io().read_file(&path).map_err(EvalError::eval)?;
+        let bytes = self.read_file_bytes(&path).map_err(EvalError::eval)?;
         let base_dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         let text = match std::str::from_utf8(&bytes) {
             Ok(t) => t.to_string(),
@@ -196,6 +196,29 @@ impl Evaluator {
         )
     }
 
+    /// Whether `path` exists (on disk, or as a text this evaluation put in the store).
+    fn file_exists(&self, path: &Path) -> bool {
+        self.io().file_type(path).is_some()
+            || path
+                .to_str()
+                .filter(|p| p.starts_with(self.options.store.store_dir()))
+                .and_then(|p| self.options.store.read_store_file(p))
+                .is_some()
+    }
+
+    /// A file's contents: a text this evaluation put in the store (`builtins.toFile`, kept by
+    /// stores that do not write) or the file itself.
+    pub(crate) fn read_file_bytes(&self, path: &Path) -> Result<Vec<u8>, String> {
+        if let Some(text) = path
+            .to_str()
+            .filter(|p| p.starts_with(self.options.store.store_dir()))
+            .and_then(|p| self.options.store.read_store_file(p))
+        {
+            return Ok(text);
+        }
+        self.io().read_file(path)
+    }
+
     fn resolve_import_path(&self, path: &Path) -> PathBuf {
         if self.io().file_type(path) == Some(FileType::Directory) {
             path.join("default.nix")
@@ -210,7 +233,7 @@ impl Evaluator {
         if let Some(v) = self.import_cache.borrow().get(&resolved) {
             return self.force(v, span);
         }
-        if self.io().file_type(&resolved).is_none() {
+        if !self.file_exists(&resolved) {
             return Err(EvalError::eval(format!(
                 "getting status of '{}': No such file or directory",
                 resolved.display()
@@ -229,7 +252,7 @@ impl Evaluator {
     /// it (shadowing builtins); not cached, as in Nix.
     pub fn scoped_import(&self, scope: &Attrs, path: &Path, span: Span) -> EvalResult<Value> {
         let resolved = self.resolve_import_path(path);
-        if self.io().file_type(&resolved).is_none() {
+        if !self.file_exists(&resolved) {
             return Err(EvalError::eval(format!(
                 "getting status of '{}': No such file or directory",
                 resolved.display()

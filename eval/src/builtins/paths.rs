@@ -176,8 +176,7 @@ fn scoped_import(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value
 fn read_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let path = ev.coerce_to_path(arg(args, 0), span)?;
     let bytes = ev
-        .io()
-        .read_file(&path)
+        .read_file_bytes(&path)
         .map_err(|e| EvalError::eval(e).at(span))?;
     Ok(Value::string(String::from_utf8_lossy(&bytes).into_owned()))
 }

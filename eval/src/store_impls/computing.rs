@@ -1,7 +1,9 @@
 //! [`ComputingStore`]: an [`EvalStore`] that computes every path exactly as Nix would but
 //! writes nothing, for `kiln eval` and read-only evaluation.
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::rc::Rc;
 
 use kiln_store::store_files::content_hash;
 use kiln_store::store_path::StoreDir;
@@ -12,10 +14,13 @@ use super::{
 };
 use crate::store_access::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError};
 
-/// Computes store paths for the logical store directory; never touches a store.
+/// Computes store paths for the logical store directory; never touches a store. The texts
+/// of `builtins.toFile` are kept in memory, so that the evaluation can read and import what
+/// it "wrote" (as Nix can after writing them).
 pub struct ComputingStore {
     dir: StoreDir,
     sources: SourceCache,
+    texts: RefCell<HashMap<String, Rc<[u8]>>>,
 }
 
 impl ComputingStore {
@@ -23,7 +28,22 @@ impl ComputingStore {
         ComputingStore {
             dir,
             sources: SourceCache::default(),
+            texts: RefCell::new(HashMap::new()),
         }
+    }
+
+    fn text_path(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+    ) -> Result<String, StoreAccessError> {
+        let references = parse_references(&self.dir, references)?;
+        let path = self
+            .dir
+            .make_text_path(name, contents, &references)
+            .map_err(access_error)?;
+        Ok(self.dir.print(&path))
     }
 }
 
@@ -38,12 +58,27 @@ impl EvalStore for ComputingStore {
         contents: &[u8],
         references: &BTreeSet<String>,
     ) -> Result<String, StoreAccessError> {
-        let references = parse_references(&self.dir, references)?;
-        let path = self
-            .dir
-            .make_text_path(name, contents, &references)
-            .map_err(access_error)?;
-        Ok(self.dir.print(&path))
+        let path = self.text_path(name, contents, references)?;
+        self.texts
+            .borrow_mut()
+            .entry(path.clone())
+            .or_insert_with(|| Rc::from(contents));
+        Ok(path)
+    }
+
+    /// `.drv` texts are not kept: there can be many, and nothing reads them back.
+    fn add_derivation(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+        _outputs: &BTreeMap<String, String>,
+    ) -> Result<String, StoreAccessError> {
+        self.text_path(name, contents, references)
+    }
+
+    fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
+        self.texts.borrow().get(path).map(|text| text.to_vec())
     }
 
     fn add_path(
