@@ -55,6 +55,13 @@ pub struct GlobalOptions {
     /// Pure evaluation: no `getEnv`, `currentTime`, `storePath` or unpinned fetches.
     #[arg(long = "pure-eval", global = true)]
     pub pure_eval: bool,
+    /// Set an evaluation setting, as Nix's `--option NAME VALUE`: `abort-on-warn`,
+    /// `pure-eval`, `show-trace` (each `true` or `false`).
+    #[arg(long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"])]
+    pub option: Vec<String>,
+    /// `builtins.warn` fails instead of going on (set by `--option abort-on-warn true`).
+    #[arg(skip)]
+    pub abort_on_warn: bool,
     /// The configuration file's settings (loaded by `resolve`).
     #[arg(skip)]
     pub config: Config,
@@ -71,6 +78,24 @@ impl GlobalOptions {
     /// Loads the configuration file and settles the store directory.
     pub fn resolve(&mut self) -> anyhow::Result<()> {
         self.config = Config::load(self.config_file.as_deref())?;
+        for pair in self.option.chunks(2) {
+            let [name, value] = pair else {
+                anyhow::bail!("--option needs a name and a value");
+            };
+            let enabled = match value.as_str() {
+                "true" => true,
+                "false" => false,
+                other => anyhow::bail!("--option {name}: expected true or false, not '{other}'"),
+            };
+            match name.as_str() {
+                "abort-on-warn" => self.abort_on_warn = enabled,
+                "pure-eval" => self.pure_eval = enabled,
+                "show-trace" => self.show_trace = enabled,
+                other => anyhow::bail!(
+                    "unknown setting '{other}' (kiln knows abort-on-warn, pure-eval, show-trace)"
+                ),
+            }
+        }
         self.store_dir = self
             .store_dir_option
             .clone()
@@ -154,7 +179,7 @@ pub fn run() -> i32 {
     match outcome {
         Ok(Ok(())) => 0,
         Ok(Err(Failure::Reported(text))) => {
-            eprint!("{text}");
+            eprint!("{}", kiln_eval::error::for_stderr(&text));
             if !text.ends_with('\n') {
                 eprintln!();
             }

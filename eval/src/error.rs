@@ -256,3 +256,46 @@ impl fmt::Debug for EvalError {
 }
 
 pub type EvalResult<T> = Result<T, EvalError>;
+
+/// Text for standard error: ANSI escape sequences (colours that Nix-language code puts in its
+/// messages, as nixpkgs' module system does) are removed when standard error is not a
+/// terminal, as Nix does, so logs and pipes get plain text.
+pub fn for_stderr(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::io::IsTerminal;
+    if !text.contains('\u{1b}') || std::io::stderr().is_terminal() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(strip_ansi_escapes(text))
+}
+
+/// Removes `ESC [ … final-byte` (CSI) sequences and lone escapes.
+fn strip_ansi_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next_if_eq(&'[').is_some() {
+            // Parameters and intermediates, then one final byte in '@'..='~'.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod ansi_tests {
+    #[test]
+    fn escape_sequences_are_removed() {
+        assert_eq!(
+            super::strip_ansi_escapes("a \u{1b}[1;35mwarn\u{1b}[0m b\u{1b}"),
+            "a warn b"
+        );
+    }
+}

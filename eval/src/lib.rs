@@ -138,6 +138,8 @@ pub struct EvalOptions {
     pub io: Rc<dyn EvalIo>,
     /// Show every frame of an error's trace (`--show-trace`), not only the first few.
     pub show_trace: bool,
+    /// `builtins.warn` fails instead of going on (`--option abort-on-warn true`).
+    pub abort_on_warn: bool,
     /// Maximum nesting of function calls before "stack overflow; max-call-depth exceeded".
     pub max_call_depth: usize,
     /// Downloads for `builtins.fetchurl`/`builtins.fetchTarball`; without one they fail.
@@ -156,6 +158,7 @@ impl EvalOptions {
             io: Rc::new(StdIo),
             max_call_depth: 1_000_000,
             show_trace: false,
+            abort_on_warn: false,
             fetcher: None,
         }
     }

@@ -118,6 +118,7 @@ fn evaluator_with_fetcher(
     options.search_path = search_path(global);
     options.implicit_search_path = implicit_search_path(global);
     options.show_trace = global.show_trace;
+    options.abort_on_warn = global.abort_on_warn;
     options.pure = global.pure_eval;
     options.fetcher = Some(Rc::new(fetcher));
     // Store paths (fetched trees, sources) are read where the store physically is.

@@ -128,7 +128,7 @@ fn trace(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
         Value::String(s) => s.as_str().to_string(),
         other => ev.print_value(other, false)?,
     };
-    eprintln!("trace: {shown}");
+    eprintln!("trace: {}", crate::error::for_stderr(&shown));
     ev.force(arg(args, 1), span)
 }
 
@@ -151,7 +151,15 @@ fn warning_text(message: &str) -> String {
 fn warn(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     // Only strings, as Nix: other values are left for a future extension there.
     let text = ev.force_string(arg(args, 0), span)?;
-    eprintln!("{}", warning_text(text.as_str()));
+    eprintln!("{}", crate::error::for_stderr(&warning_text(text.as_str())));
+    if ev.options().abort_on_warn {
+        // As current Nix with `--option abort-on-warn true`: the warning becomes an error
+        // whose trace shows where it came from.
+        return Err(EvalError::eval(
+            "aborting to reveal stack trace of warning, as abort-on-warn is set",
+        )
+        .at(span));
+    }
     ev.force(arg(args, 1), span)
 }
 
