@@ -92,6 +92,11 @@ pub struct Evaluator {
     stack_floor: usize,
 }
 
+thread_local! {
+    /// `__overrides`, looked for in every recursive set.
+    static OVERRIDES: Symbol = Symbol::intern("__overrides");
+}
+
 pub(crate) fn sym(name: &str) -> Symbol {
     Symbol::intern(name)
 }
@@ -861,32 +866,23 @@ impl Evaluator {
                     if let Some(d) = default {
                         return self.eval(d, env);
                     }
-                    return Err(EvalError::type_mismatch("a set", other).at(span));
+                    return Err(not_a_set(other, span));
                 }
             };
             match name.as_ref().ok().and_then(|name| attrs.get(*name)) {
                 Some(next) => {
-                    let name = name.as_ref().map_or("", |n| n.as_str());
-                    v = self.force(next, span).map_err(|e| {
-                        e.add_trace(
-                            format!("while evaluating the attribute '{name}'"),
-                            Some(span),
-                        )
-                    })?
+                    v = match next {
+                        Value::Thunk(thunk) => self
+                            .force_thunk(thunk, span)
+                            .map_err(|e| attribute_frame(e, &name, span))?,
+                        value => value.clone(),
+                    }
                 }
                 None => {
                     if let Some(d) = default {
                         return self.eval(d, env);
                     }
-                    let name = match &name {
-                        Ok(symbol) => symbol.as_str().to_string(),
-                        Err(text) => text.clone(),
-                    };
-                    let suggestion =
-                        kiln_lang::suggest::closest(&name, attrs.names().map(|s| s.as_str()));
-                    return Err(EvalError::eval(format!("attribute '{name}' missing"))
-                        .at(span)
-                        .with_suggestion(suggestion));
+                    return Err(missing_attribute(&name, &attrs, span));
                 }
             }
         }
@@ -897,7 +893,12 @@ impl Evaluator {
     fn eval_attrs(&self, attrs: &Rc<ir::AttrsExpr>, env: &Env) -> EvalResult<Value> {
         let (entries, value_env) = if attrs.recursive {
             let frame = Env::new(vec![Value::Null; attrs.statics.len()], Some(env.clone()));
-            if attrs.statics.iter().any(|a| a.name == sym("__overrides")) {
+            let overrides_name = OVERRIDES.with(|name| *name);
+            let has_overrides = attrs
+                .statics
+                .binary_search_by(|a| a.name.cmp(&overrides_name))
+                .is_ok();
+            if has_overrides {
                 // Overrides replace slots after the fact, so no slot may alias another.
                 for (i, a) in attrs.statics.iter().enumerate() {
                     let thunk = Thunk::suspended(a.value.clone(), frame.clone());
@@ -972,7 +973,7 @@ impl Evaluator {
         attrs: &ir::AttrsExpr,
         frame: &Env,
     ) -> EvalResult<Vec<(Symbol, Value)>> {
-        let key = sym("__overrides");
+        let key = OVERRIDES.with(|name| *name);
         let Ok(slot) = attrs.statics.binary_search_by(|a| a.name.cmp(&key)) else {
             return Ok(Vec::new());
         };
@@ -1046,6 +1047,16 @@ impl Evaluator {
 
     /// Applies a function value to one argument and returns the result in WHNF.
     pub fn call(&self, function: &Value, argument: Value, span: Span) -> EvalResult<Value> {
+        match function {
+            Value::Lambda(closure) => self.call_lambda(closure, argument, span),
+            other => self.call_non_lambda(other, argument, span),
+        }
+    }
+
+    /// Calls of builtins, partial applications and functors (out of line: `call` is on the
+    /// stack once per level of recursion through lambdas).
+    #[inline(never)]
+    fn call_non_lambda(&self, function: &Value, argument: Value, span: Span) -> EvalResult<Value> {
         match function {
             Value::Lambda(closure) => self.call_lambda(closure, argument, span),
             Value::PrimOp(builtin) => {
@@ -1786,6 +1797,38 @@ fn int_op_without_failure(op: BinaryOp, x: i64, y: i64) -> Option<Value> {
         BinaryOp::NotEqual => Value::Bool(x != y),
         _ => return None,
     })
+}
+
+/// "while evaluating the attribute 'a'", added to an error from forcing `a` in `x.a`.
+#[cold]
+#[inline(never)]
+fn attribute_frame(e: EvalError, name: &Result<Symbol, String>, span: Span) -> EvalError {
+    let name = name.as_ref().map_or("", |n| n.as_str());
+    e.add_trace(
+        format!("while evaluating the attribute '{name}'"),
+        Some(span),
+    )
+}
+
+/// `x.a` where `x` has no `a`: the error, with the closest name `x` has as a suggestion.
+#[cold]
+#[inline(never)]
+fn missing_attribute(name: &Result<Symbol, String>, attrs: &Attrs, span: Span) -> EvalError {
+    let name = match name {
+        Ok(symbol) => symbol.as_str().to_string(),
+        Err(text) => text.clone(),
+    };
+    let suggestion = kiln_lang::suggest::closest(&name, attrs.names().map(|s| s.as_str()));
+    EvalError::eval(format!("attribute '{name}' missing"))
+        .at(span)
+        .with_suggestion(suggestion)
+}
+
+/// Selecting from something that is not a set.
+#[cold]
+#[inline(never)]
+fn not_a_set(value: &Value, span: Span) -> EvalError {
+    EvalError::type_mismatch("a set", value).at(span)
 }
 
 /// A failed `assert` (false, or not a Boolean).
