@@ -35,6 +35,12 @@ impl StoreMappedIo {
         }
     }
 
+    /// The logical store directory always exists (`builtins.pathExists builtins.storeDir`),
+    /// even before anything was put in the physical store.
+    fn store_dir_itself(&self, path: &Path) -> Option<FileType> {
+        (path == self.logical).then_some(FileType::Directory)
+    }
+
     /// A message about the physical location, phrased with the logical path the user wrote.
     fn logical_message(&self, message: String) -> String {
         let (Some(physical), Some(logical)) = (self.physical.to_str(), self.logical.to_str())
@@ -59,11 +65,15 @@ impl EvalIo for StoreMappedIo {
     }
 
     fn file_type(&self, path: &Path) -> Option<FileType> {
-        self.inner.file_type(&self.located(path))
+        self.inner
+            .file_type(&self.located(path))
+            .or_else(|| self.store_dir_itself(path))
     }
 
     fn entry_type(&self, path: &Path) -> Option<FileType> {
-        self.inner.entry_type(&self.located(path))
+        self.inner
+            .entry_type(&self.located(path))
+            .or_else(|| self.store_dir_itself(path))
     }
 
     fn get_env(&self, name: &str) -> Option<String> {
@@ -116,5 +126,16 @@ mod tests {
             Some(FileType::Directory),
             "host paths are read as they are"
         );
+    }
+
+    #[test]
+    fn the_store_directory_exists_before_the_physical_store_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let io = StoreMappedIo::new("/kiln/store", tmp.path().join("not-yet"));
+        assert_eq!(
+            io.file_type(Path::new("/kiln/store")),
+            Some(FileType::Directory)
+        );
+        assert_eq!(io.entry_type(Path::new("/kiln/store/abc-x")), None);
     }
 }
