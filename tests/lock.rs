@@ -4,34 +4,10 @@
 //! changed packages, says when the lock is up to date; the `[[rewrite]]` rules reach the lock
 //! step in `KILN_URL_REWRITES` without changing its .drv. Needs busybox and user namespaces
 //! (under CI=true their absence fails the test, elsewhere it skips with the reason).
-use std::path::Path;
+mod common;
+
+use common::sandbox::sandbox_ready;
 use std::process::{Command, Output};
-
-const BUSYBOX: &str = "/bin/busybox";
-
-fn environment_ready() -> bool {
-    let missing = if !Path::new(BUSYBOX).exists() {
-        Some("busybox is not installed at /bin/busybox")
-    } else if !Command::new("unshare")
-        .args(["-Ur", "true"])
-        .status()
-        .is_ok_and(|status| status.success())
-    {
-        Some("user namespaces are not available")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true and {reason}")
-        }
-        Some(reason) => {
-            eprintln!("skipping: {reason}");
-            false
-        }
-    }
-}
 
 /// A root whose lock is `./pins.json`; the stand-in lock step pins package `b` at the version
 /// given by `--argstr bVersion`, and `a` unless `--argstr withA no`.
@@ -126,7 +102,7 @@ fn text(output: &Output) -> (String, String) {
 
 #[test]
 fn lock_creates_renews_and_reports_the_package_diff() {
-    if !environment_ready() {
+    if !sandbox_ready() {
         return;
     }
     let work = Workspace::new();
@@ -219,7 +195,7 @@ fn lock_creates_renews_and_reports_the_package_diff() {
 
 #[test]
 fn rewrite_rules_do_not_change_the_lock_step() {
-    if !environment_ready() {
+    if !sandbox_ready() {
         return;
     }
     let work = Workspace::new();

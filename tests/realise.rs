@@ -3,36 +3,12 @@
 //! mismatches, a killed build, two concurrent realises, and garbage collection next to a running
 //! build. They need busybox and user namespaces: under CI=true their absence fails the tests,
 //! elsewhere the tests print why they skip.
+mod common;
+
+use common::sandbox::sandbox_ready;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BUSYBOX: &str = "/bin/busybox";
-
-/// Whether the machine can run sandboxed busybox builds; panics under CI=true if not.
-fn environment_ready() -> bool {
-    let missing = if !Path::new(BUSYBOX).exists() {
-        Some("busybox is not installed at /bin/busybox")
-    } else if !Command::new("unshare")
-        .args(["-Ur", "true"])
-        .status()
-        .is_ok_and(|status| status.success())
-    {
-        Some("user namespaces are not available")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true and {reason}")
-        }
-        Some(reason) => {
-            eprintln!("skipping: {reason}");
-            false
-        }
-    }
-}
 
 /// The Nix prelude of the test expressions: busybox imported as a directory and `sh NAME
 /// SCRIPT`, a derivation running a busybox shell script.
@@ -141,7 +117,7 @@ fn example() -> PathBuf {
 
 #[test]
 fn example_builds_links_result_and_realising_again_is_a_fast_no_op() {
-    if !environment_ready() {
+    if !sandbox_ready() {
         return;
     }
     let t = Sandbox::new();
@@ -200,7 +176,7 @@ fn example_builds_links_result_and_realising_again_is_a_fast_no_op() {
 
 #[test]
 fn independent_builds_run_in_parallel_with_two_jobs() {
-    if !environment_ready() {
+    if !sandbox_ready() {
         return;
     }
     let time_with = |jobs: &str| {
@@ -227,7 +203,7 @@ fn independent_builds_run_in_parallel_with_two_jobs() {
 
 #[test]
 fn fixed_output_hash_mismatch_fails_naming_both_hashes() {
-    if !environment_ready() {
+    if !sandbox_ready() {
         return;
     }
     let t = Sandbox::new();
@@ -288,7 +264,7 @@ fn wait_for_build_start(t: &Sandbox, name: &str) {
 
 #[test]
 fn a_killed_realise_leaves_a_store_that_the_next_one_completes() {
-    if !environment_ready() {
+    if !sandbox_ready() {
         return;
     }
     let t = Sandbox::new();
@@ -336,7 +312,7 @@ fn build_dirs(builds: &Path) -> Vec<String> {
 
 #[test]
 fn two_concurrent_realises_build_each_derivation_once() {
-    if !environment_ready() {
+    if !sandbox_ready() {
         return;
     }
     let t = Sandbox::new();
@@ -360,7 +336,7 @@ fn two_concurrent_realises_build_each_derivation_once() {
 
 #[test]
 fn gc_deletes_unreachable_paths_and_spares_roots_and_running_builds() {
-    if !environment_ready() {
+    if !sandbox_ready() {
         return;
     }
     let t = Sandbox::new();

@@ -1,13 +1,15 @@
-//! Shared machinery of the corpus tests (`lang`, `lang_oracle`, `drv`, `drv_oracle`): finding
-//! the corpora, running `kiln` and the oracle (Nix 2.8's `nix-instantiate`) in an isolated
-//! environment with a time limit, normalising absolute paths, diffing outputs, and collecting
-//! every mismatch into one report.
+//! Shared machinery of the integration tests: for the corpus tests (`lang`, `lang_oracle`,
+//! `drv`, `drv_oracle`) finding the corpora, running `kiln` and the oracle (Nix 2.8's
+//! `nix-instantiate`) in an isolated environment with a time limit, normalising absolute
+//! paths, diffing outputs, and collecting every mismatch into one report; for the build tests
+//! (`realise`, `lock`) whether sandboxed busybox builds can run (`sandbox`).
 //!
 //! Each test binary uses a different part of this module, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod drv;
 pub mod lang;
+pub mod sandbox;
 
 use std::fmt::Write as _;
 use std::io::Read as _;
