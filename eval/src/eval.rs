@@ -1441,7 +1441,7 @@ impl Evaluator {
                 if x.is_empty() {
                     return Ok(Value::Attrs(y));
                 }
-                Ok(Value::attrs(x.update(&y)))
+                Ok(Value::attrs(Attrs::update(&x, &y)))
             }
             BinaryOp::And | BinaryOp::Or | BinaryOp::Implication => {
                 let x = self.force_bool(&a, span)?;

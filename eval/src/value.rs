@@ -314,12 +314,79 @@ impl fmt::Debug for NixString {
 }
 
 /// An attribute set: entries sorted by the names' bytes, no duplicate names.
+///
+/// `big // small` (an overlay adding a few attributes to a package set) does not copy the big
+/// set: the result is layered, the big set shared as its base under a small sorted delta that
+/// wins. A delta is flattened into a new flat set once it grows past a sixteenth of its base,
+/// so lookups stay two binary searches and a chain of overlays costs memory in proportion to
+/// what each adds.
 #[derive(Clone, Default)]
 pub struct Attrs {
-    entries: Vec<(Symbol, Value)>,
+    entries: Entries,
     /// The source this set was built from, for attribute positions (`unsafeGetAttrPos`).
     origin: Option<AttrsOrigin>,
 }
+
+/// One attribute: its name and value.
+type Entry = (Symbol, Value);
+
+#[derive(Clone)]
+enum Entries {
+    Flat(Vec<(Symbol, Value)>),
+    Layered(Rc<Layer>),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Flat(Vec::new())
+    }
+}
+
+/// `delta` over `base` (a flat set): `delta`'s entries win; `len` counts the names of both.
+struct Layer {
+    base: Rc<Attrs>,
+    delta: Vec<(Symbol, Value)>,
+    len: usize,
+}
+
+/// The entries of a set in name order (merging a layered set's delta into its base).
+pub struct AttrsIter<'a> {
+    base: std::slice::Iter<'a, (Symbol, Value)>,
+    delta: std::iter::Peekable<std::slice::Iter<'a, (Symbol, Value)>>,
+    remaining: usize,
+}
+
+impl<'a> Iterator for AttrsIter<'a> {
+    type Item = (Symbol, &'a Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let next_base = self.base.as_slice().first();
+            let item = match (next_base, self.delta.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => self.base.next(),
+                (None, Some(_)) => self.delta.next(),
+                (Some(b), Some(d)) => match b.0.cmp(&d.0) {
+                    std::cmp::Ordering::Less => self.base.next(),
+                    std::cmp::Ordering::Greater => self.delta.next(),
+                    std::cmp::Ordering::Equal => {
+                        // Shadowed by the delta.
+                        self.base.next();
+                        continue;
+                    }
+                },
+            };
+            self.remaining = self.remaining.saturating_sub(1);
+            return item.map(|(k, v)| (*k, v));
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for AttrsIter<'_> {}
 
 /// Where the names of a set were written.
 #[derive(Clone)]
@@ -339,7 +406,7 @@ impl Attrs {
     pub fn from_sorted(entries: Vec<(Symbol, Value)>) -> Self {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
         Attrs {
-            entries,
+            entries: Entries::Flat(entries),
             origin: None,
         }
     }
@@ -349,14 +416,14 @@ impl Attrs {
     pub fn from_unsorted(mut entries: Vec<(Symbol, Value)>) -> Self {
         entries.sort_by_key(|entry| entry.0); // stable: the first occurrence stays first
         entries.dedup_by(|later, earlier| later.0 == earlier.0);
-        Attrs {
-            entries,
-            origin: None,
-        }
+        Attrs::from_sorted(entries)
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        match &self.entries {
+            Entries::Flat(entries) => entries.len(),
+            Entries::Layered(layer) => layer.len,
+        }
     }
 
     /// Remembers the source the set came from (for attribute positions).
@@ -382,14 +449,14 @@ impl Attrs {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     pub fn get(&self, name: Symbol) -> Option<&Value> {
-        self.entries
-            .binary_search_by(|(k, _)| k.cmp(&name))
-            .ok()
-            .map(|i| &self.entries[i].1)
+        match &self.entries {
+            Entries::Flat(entries) => find(entries, name),
+            Entries::Layered(layer) => find(&layer.delta, name).or_else(|| layer.base.get(name)),
+        }
     }
 
     pub fn get_str(&self, name: &str) -> Option<&Value> {
@@ -400,77 +467,109 @@ impl Attrs {
         self.get(name).is_some()
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (Symbol, &Value)> + '_ {
-        self.entries.iter().map(|(k, v)| (*k, v))
+    pub fn iter(&self) -> AttrsIter<'_> {
+        let (base, delta): (&[Entry], &[Entry]) = match &self.entries {
+            Entries::Flat(entries) => (entries, &[]),
+            Entries::Layered(layer) => (layer.base.flat_entries(), &layer.delta),
+        };
+        AttrsIter {
+            base: base.iter(),
+            delta: delta.iter().peekable(),
+            remaining: self.len(),
+        }
     }
 
     pub fn names(&self) -> impl ExactSizeIterator<Item = Symbol> + '_ {
-        self.entries.iter().map(|(k, _)| *k)
+        self.iter().map(|(k, _)| k)
     }
 
     pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> + '_ {
-        self.entries.iter().map(|(_, v)| v)
+        self.iter().map(|(_, v)| v)
     }
 
-    pub fn entries(&self) -> &[(Symbol, Value)] {
-        &self.entries
+    /// The entries of a flat set (a base is always flat).
+    fn flat_entries(&self) -> &[(Symbol, Value)] {
+        match &self.entries {
+            Entries::Flat(entries) => entries,
+            // A layer's base is made flat by `update`; an empty slice is never reached.
+            Entries::Layered(_) => &[],
+        }
     }
 
     pub fn into_entries(self) -> Vec<(Symbol, Value)> {
-        self.entries
+        match self.entries {
+            Entries::Flat(entries) => entries,
+            Entries::Layered(_) => self.iter().map(|(k, v)| (k, v.clone())).collect(),
+        }
     }
 
     /// Inserts or replaces one attribute, keeping the order.
     pub fn insert(&mut self, name: Symbol, value: Value) {
-        match self.entries.binary_search_by(|(k, _)| k.cmp(&name)) {
-            Ok(i) => self.entries[i].1 = value,
-            Err(i) => self.entries.insert(i, (name, value)),
+        if let Entries::Layered(_) = self.entries {
+            let flat = self.iter().map(|(k, v)| (k, v.clone())).collect();
+            self.entries = Entries::Flat(flat);
+        }
+        let Entries::Flat(entries) = &mut self.entries else {
+            unreachable!("made flat above")
+        };
+        match entries.binary_search_by(|(k, _)| k.cmp(&name)) {
+            Ok(i) => entries[i].1 = value,
+            Err(i) => entries.insert(i, (name, value)),
         }
     }
 
-    /// `self // other`: a linear merge where `other` wins.
-    pub fn update(&self, other: &Attrs) -> Attrs {
-        let (a, b) = (&self.entries, &other.entries);
-        // A few attributes over a big set (overlays): copy, then binary-search each one in,
-        // instead of comparing every name of the big set.
-        if b.len() * 16 < a.len() {
-            let mut entries = Vec::with_capacity(a.len() + b.len());
-            entries.extend_from_slice(a);
-            let mut result = Attrs {
-                entries,
+    /// `a // b`: `b`'s attributes win. A few attributes over a big set make a layered set
+    /// sharing the big one; otherwise a linear merge.
+    pub fn update(a: &Rc<Attrs>, b: &Attrs) -> Attrs {
+        let (base, delta): (Rc<Attrs>, &[Entry]) = match &a.entries {
+            Entries::Flat(_) => (a.clone(), &[]),
+            Entries::Layered(layer) => (layer.base.clone(), &layer.delta),
+        };
+        if (delta.len() + b.len()) * 16 < base.len() {
+            // Merge the old delta with `b` (`b` wins), counting the names new to the base.
+            let mut merged: Vec<(Symbol, Value)> = Vec::with_capacity(delta.len() + b.len());
+            let mut old = delta.iter().peekable();
+            for (name, value) in b.iter() {
+                while let Some(entry) = old.next_if(|entry| entry.0 < name) {
+                    merged.push(entry.clone());
+                }
+                old.next_if(|entry| entry.0 == name);
+                merged.push((name, value.clone()));
+            }
+            merged.extend(old.cloned());
+            let added = merged
+                .iter()
+                .filter(|(name, _)| base.get(*name).is_none())
+                .count();
+            return Attrs {
+                entries: Entries::Layered(Rc::new(Layer {
+                    len: base.len() + added,
+                    base,
+                    delta: merged,
+                })),
                 origin: None,
             };
-            for (name, value) in b {
-                result.insert(*name, value.clone());
-            }
-            return result;
         }
         let mut out = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                std::cmp::Ordering::Less => {
-                    out.push(a[i].clone());
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    out.push(b[j].clone());
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    out.push(b[j].clone());
-                    i += 1;
-                    j += 1;
-                }
+        let mut left = a.iter().peekable();
+        for (name, value) in b.iter() {
+            while let Some((k, v)) = left.next_if(|(k, _)| *k < name) {
+                out.push((k, v.clone()));
             }
+            left.next_if(|(k, _)| *k == name);
+            out.push((name, value.clone()));
         }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
-        Attrs {
-            entries: out,
-            origin: None,
-        }
+        out.extend(left.map(|(k, v)| (k, v.clone())));
+        Attrs::from_sorted(out)
     }
+}
+
+/// Binary search of sorted entries.
+fn find(entries: &[(Symbol, Value)], name: Symbol) -> Option<&Value> {
+    entries
+        .binary_search_by(|(k, _)| k.cmp(&name))
+        .ok()
+        .map(|i| &entries[i].1)
 }
 
 /// A lambda together with the environment it closes over.
@@ -680,10 +779,64 @@ mod tests {
         assert_eq!(names(&a), ["a", "b"]);
         assert!(matches!(a.get(s("b")), Some(Value::Int(1))));
         let b = Attrs::from_unsorted(vec![(s("c"), Value::Int(4)), (s("a"), Value::Int(5))]);
-        let merged = a.update(&b);
+        let merged = Attrs::update(&Rc::new(a), &b);
         assert_eq!(names(&merged), ["a", "b", "c"]);
         assert!(matches!(merged.get(s("a")), Some(Value::Int(5))));
         assert!(merged.get(s("zz")).is_none());
+    }
+
+    #[test]
+    fn small_updates_of_big_sets_are_layered_and_behave_as_merges() {
+        let s = Symbol::intern;
+        let names: Vec<String> = (0..1000).map(|i| format!("n{i:04}")).collect();
+        let big = Rc::new(Attrs::from_unsorted(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (s(n), Value::Int(i as i64)))
+                .collect(),
+        ));
+        let mut current = big.clone();
+        let mut expected: std::collections::BTreeMap<String, i64> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as i64))
+            .collect();
+        // Overlays replacing one attribute and adding one, many times over.
+        for round in 0..20i64 {
+            let replaced = format!("n{:04}", round * 3);
+            let added = format!("extra{round}");
+            let overlay = Attrs::from_unsorted(vec![
+                (s(&replaced), Value::Int(1000 + round)),
+                (s(&added), Value::Int(-round)),
+            ]);
+            expected.insert(replaced, 1000 + round);
+            expected.insert(added, -round);
+            current = Rc::new(Attrs::update(&current, &overlay));
+            assert_eq!(current.len(), expected.len());
+            let got: Vec<(String, i64)> = current
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::Int(i) => (k.as_str().to_string(), *i),
+                    _ => panic!("an int"),
+                })
+                .collect();
+            let want: Vec<(String, i64)> = expected.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            assert_eq!(got, want, "round {round}");
+            assert_eq!(current.iter().len(), expected.len());
+            for (k, v) in &expected {
+                assert!(matches!(current.get(s(k)), Some(Value::Int(i)) if i == v));
+            }
+        }
+        assert!(
+            matches!(current.entries, Entries::Layered(_)),
+            "small overlays share the base"
+        );
+        // Inserting into a layered set flattens it.
+        let mut flat = (*current).clone();
+        flat.insert(s("zzz"), Value::Null);
+        assert_eq!(flat.len(), expected.len() + 1);
+        assert!(matches!(flat.entries, Entries::Flat(_)));
     }
 
     #[test]
@@ -705,6 +858,8 @@ mod tests {
         assert!(std::mem::size_of::<Value>() <= 16);
         // Text pointer and length plus one pointer for the (usually absent) context.
         assert!(std::mem::size_of::<StringData>() <= 24);
+        // Flat or layered, a set's header stays three words plus its origin.
+        assert!(std::mem::size_of::<Attrs>() <= 40);
         // With the two reference counts a thunk fills a 48-byte allocation.
         assert!(std::mem::size_of::<Cell<ThunkState>>() <= 32);
     }

@@ -159,10 +159,9 @@ fn remove_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value>
         return Ok(Value::Attrs(attrs));
     }
     let entries = attrs
-        .entries()
         .iter()
         .filter(|(name, _)| !removed.contains(name))
-        .cloned()
+        .map(|(name, value)| (name, value.clone()))
         .collect();
     Ok(Value::attrs(Attrs::from_sorted(entries)))
 }
@@ -171,18 +170,12 @@ fn intersect_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
     let first = ev.force_attrs(arg(args, 0), span)?;
     let second = ev.force_attrs(arg(args, 1), span)?;
     // Both are sorted by name: walk them together.
-    let (a, b) = (first.entries(), second.entries());
-    let mut entries = Vec::with_capacity(a.len().min(b.len()));
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].0.cmp(&b[j].0) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                entries.push(b[j].clone());
-                i += 1;
-                j += 1;
-            }
+    let mut entries = Vec::with_capacity(first.len().min(second.len()));
+    let mut left = first.iter().peekable();
+    for (name, value) in second.iter() {
+        while left.next_if(|(k, _)| *k < name).is_some() {}
+        if left.next_if(|(k, _)| *k == name).is_some() {
+            entries.push((name, value.clone()));
         }
     }
     Ok(Value::attrs(Attrs::from_sorted(entries)))
