@@ -426,6 +426,11 @@ impl Attrs {
         }
     }
 
+    /// The source the set came from, if known.
+    pub fn origin(&self) -> Option<&AttrsOrigin> {
+        self.origin.as_ref()
+    }
+
     /// Remembers the source the set came from (for attribute positions).
     pub fn set_origin(&mut self, origin: AttrsOrigin) {
         self.origin = Some(origin);

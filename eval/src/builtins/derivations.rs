@@ -24,7 +24,7 @@ use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{sym, CoerceMode, Evaluator};
 use crate::store_access::{AddPathError, EntryKind, FilterAborted, IngestionMethod};
-use crate::value::{Attrs, Context, ContextElem, NixString, Value};
+use crate::value::{Attrs, Context, ContextElem, LazyCall, NixString, Thunk, Value};
 
 pub const BUILTINS: &[Builtin] = &[
     Builtin { name: "derivationStrict", arity: 1, top_level: true, doc: "Instantiate a derivation: write its .drv and return { drvPath, <output> = path; … }.", func: derivation_strict },
@@ -81,8 +81,112 @@ fn force_string_no_context(ev: &Evaluator, value: &Value, span: Span) -> EvalRes
     Ok(s.as_str().to_owned())
 }
 
-fn derivation(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
-    ev.eval_internal_source("derivation.nix", DERIVATION_NIX)
+fn derivation(ev: &Evaluator, _args: &[Value], span: Span) -> EvalResult<Value> {
+    let wrapper = ev.eval_internal_source("derivation.nix", DERIVATION_NIX)?;
+    ev.call(&wrapper, Value::PrimOp(&OUTPUT_SETS), span)
+}
+
+/// The primop `derivation.nix` is given: a derivation's output sets (see there).
+static OUTPUT_SETS: Builtin = Builtin {
+    name: "derivationOutputSets",
+    arity: 1,
+    top_level: false,
+    doc: "The output sets of a derivation (internal to `derivation`).",
+    func: output_sets,
+};
+
+/// `derivation attrs`: for each output `o` (of `attrs.outputs`, default `[ "out" ]`) the set
+/// `attrs // { <each output> = its set; all = [ sets ]; drvAttrs = attrs; } // { outPath =
+/// strict.o; drvPath = strict.drvPath; type = "derivation"; outputName = o; }` where `strict`
+/// is `derivationStrict attrs`, evaluated when a path is first needed; returns the first.
+fn output_sets(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    let attrs = ev.force_attrs(arg(args, 0), span)?;
+    let names: Vec<NixString> = match attrs.get(sym("outputs")) {
+        Some(outputs) => {
+            let list = ev.force_list(outputs, span)?;
+            list.iter()
+                .map(|name| ev.force_string(name, span))
+                .collect::<EvalResult<_>>()?
+        }
+        None => vec![NixString::new("out")],
+    };
+    if names.is_empty() {
+        // `builtins.head outputSets` in Nix's derivation.nix.
+        return Err(error("list index 0 is out of bounds", span));
+    }
+    let strict = Value::Thunk(Thunk::native({
+        let input = Value::Attrs(attrs.clone());
+        Box::new(move |ev: &Evaluator| derivation_strict(ev, &[input], span))
+    }));
+    // One cell per output (a set refers to all of them, itself included).
+    let cells: Vec<Thunk> = names.iter().map(|_| Thunk::done(Value::Null)).collect();
+    let all_cells = cells.clone();
+    let all = Value::Thunk(Thunk::native(Box::new(move |_| {
+        Ok(Value::list(
+            all_cells
+                .iter()
+                .map(|cell| Value::Thunk(cell.clone()))
+                .collect(),
+        ))
+    })));
+    // `outPath = getAttr outputName strict` and `drvPath = getAttr "drvPath" strict`, as in
+    // Nix's derivation.nix: lazy applications of the `getAttr` primop.
+    let Some(get_attr) = super::attrs::BUILTINS.iter().find(|b| b.name == "getAttr") else {
+        return Err(error("internal error: no getAttr builtin", span));
+    };
+    let select_call = Rc::new(LazyCall {
+        function: Value::PrimOp(get_attr),
+        span,
+    });
+    let drv_path = Value::Thunk(Thunk::apply2(
+        select_call.clone(),
+        Value::string("drvPath"),
+        strict.clone(),
+    ));
+    // `attrs // listToAttrs outputSets // { all; drvAttrs; }`, shared by every output.
+    let mut shared: Vec<(kiln_lang::Symbol, Value)> =
+        attrs.iter().map(|(k, v)| (k, v.clone())).collect();
+    let mut overlay: Vec<(kiln_lang::Symbol, Value)> = Vec::with_capacity(names.len() + 2);
+    for (name, cell) in names.iter().zip(&cells) {
+        overlay.push((sym(name.as_str()), Value::Thunk(cell.clone())));
+    }
+    overlay.push((sym("all"), all));
+    overlay.push((sym("drvAttrs"), Value::Attrs(attrs.clone())));
+    shared = merge_later_wins(shared, overlay);
+    for (name, cell) in names.iter().zip(&cells) {
+        let out_path = Value::Thunk(Thunk::apply2(
+            select_call.clone(),
+            Value::String(name.clone()),
+            strict.clone(),
+        ));
+        let own = vec![
+            (sym("outPath"), out_path),
+            (sym("drvPath"), drv_path.clone()),
+            (sym("type"), Value::string("derivation")),
+            (sym("outputName"), Value::String(name.clone())),
+        ];
+        let mut set = Attrs::from_sorted(merge_later_wins(shared.clone(), own));
+        // Positions of the input attributes stay those of the caller's set.
+        if let Some(origin) = attrs.origin() {
+            set.set_origin(origin.clone());
+        }
+        cell.set_value(Value::attrs(set));
+    }
+    // The first output's set (its cell was just filled).
+    Ok(cells[0].value().unwrap_or(Value::Null))
+}
+
+/// Entries of `base` updated by `overlay` (in any order; for a name repeated in `overlay` the
+/// first wins, as `listToAttrs`), sorted by name.
+fn merge_later_wins(
+    base: Vec<(kiln_lang::Symbol, Value)>,
+    overlay: Vec<(kiln_lang::Symbol, Value)>,
+) -> Vec<(kiln_lang::Symbol, Value)> {
+    let overlay = Attrs::from_unsorted(overlay);
+    let mut merged = Attrs::update(&Rc::new(Attrs::from_sorted(base)), &overlay).into_entries();
+    // Kept for the derivation's lifetime: no spare capacity.
+    merged.shrink_to_fit();
+    merged
 }
 
 fn store_dir(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
