@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
 
-use kiln_lang::Span;
+use kiln_lang::symbol::BuildFxHasher;
+use kiln_lang::{Span, Symbol};
 use kiln_store::derivation::{
     Derivation, DerivationError, DerivationOutput, DrvHashModulo, FixedOutputHash,
 };
@@ -49,8 +50,8 @@ struct DrvRecord {
 /// Derivations and texts created on this thread (see the module doc).
 #[derive(Default)]
 struct KnownPaths {
-    derivations: HashMap<String, Rc<DrvRecord>>,
-    references: HashMap<String, Rc<[String]>>,
+    derivations: HashMap<String, Rc<DrvRecord>, BuildFxHasher>,
+    references: HashMap<String, Rc<[String]>, BuildFxHasher>,
 }
 
 thread_local! {
@@ -86,6 +87,29 @@ fn derivation(ev: &Evaluator, _args: &[Value], span: Span) -> EvalResult<Value> 
     ev.call(&wrapper, Value::PrimOp(&OUTPUT_SETS), span)
 }
 
+/// The attribute names `output_sets` uses, interned once per thread.
+struct OutputSetNames {
+    outputs: Symbol,
+    all: Symbol,
+    drv_attrs: Symbol,
+    out_path: Symbol,
+    drv_path: Symbol,
+    type_: Symbol,
+    output_name: Symbol,
+}
+
+thread_local! {
+    static NAMES: OutputSetNames = OutputSetNames {
+        outputs: Symbol::intern("outputs"),
+        all: Symbol::intern("all"),
+        drv_attrs: Symbol::intern("drvAttrs"),
+        out_path: Symbol::intern("outPath"),
+        drv_path: Symbol::intern("drvPath"),
+        type_: Symbol::intern("type"),
+        output_name: Symbol::intern("outputName"),
+    };
+}
+
 /// The primop `derivation.nix` is given: a derivation's output sets (see there).
 static OUTPUT_SETS: Builtin = Builtin {
     name: "derivationOutputSets",
@@ -100,8 +124,17 @@ static OUTPUT_SETS: Builtin = Builtin {
 /// strict.o; drvPath = strict.drvPath; type = "derivation"; outputName = o; }` where `strict`
 /// is `derivationStrict attrs`, evaluated when a path is first needed; returns the first.
 fn output_sets(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
+    NAMES.with(|names| build_output_sets(ev, args, span, names))
+}
+
+fn build_output_sets(
+    ev: &Evaluator,
+    args: &[Value],
+    span: Span,
+    fixed: &OutputSetNames,
+) -> EvalResult<Value> {
     let attrs = ev.force_attrs(arg(args, 0), span)?;
-    let names: Vec<NixString> = match attrs.get(sym("outputs")) {
+    let names: Vec<NixString> = match attrs.get(fixed.outputs) {
         Some(outputs) => {
             let list = ev.force_list(outputs, span)?;
             list.iter()
@@ -144,14 +177,13 @@ fn output_sets(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
         strict.clone(),
     ));
     // `attrs // listToAttrs outputSets // { all; drvAttrs; }`, shared by every output.
-    let mut shared: Vec<(kiln_lang::Symbol, Value)> =
-        attrs.iter().map(|(k, v)| (k, v.clone())).collect();
-    let mut overlay: Vec<(kiln_lang::Symbol, Value)> = Vec::with_capacity(names.len() + 2);
+    let mut shared: Vec<(Symbol, Value)> = attrs.iter().map(|(k, v)| (k, v.clone())).collect();
+    let mut overlay: Vec<(Symbol, Value)> = Vec::with_capacity(names.len() + 2);
     for (name, cell) in names.iter().zip(&cells) {
         overlay.push((sym(name.as_str()), Value::Thunk(cell.clone())));
     }
-    overlay.push((sym("all"), all));
-    overlay.push((sym("drvAttrs"), Value::Attrs(attrs.clone())));
+    overlay.push((fixed.all, all));
+    overlay.push((fixed.drv_attrs, Value::Attrs(attrs.clone())));
     shared = merge_later_wins(shared, overlay);
     for (name, cell) in names.iter().zip(&cells) {
         let out_path = Value::Thunk(Thunk::apply2(
@@ -160,10 +192,10 @@ fn output_sets(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
             strict.clone(),
         ));
         let own = vec![
-            (sym("outPath"), out_path),
-            (sym("drvPath"), drv_path.clone()),
-            (sym("type"), Value::string("derivation")),
-            (sym("outputName"), Value::String(name.clone())),
+            (fixed.out_path, out_path),
+            (fixed.drv_path, drv_path.clone()),
+            (fixed.type_, Value::string("derivation")),
+            (fixed.output_name, Value::String(name.clone())),
         ];
         let mut set = Attrs::from_sorted(merge_later_wins(shared.clone(), own));
         // Positions of the input attributes stay those of the caller's set.
@@ -179,9 +211,9 @@ fn output_sets(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
 /// Entries of `base` updated by `overlay` (in any order; for a name repeated in `overlay` the
 /// first wins, as `listToAttrs`), sorted by name.
 fn merge_later_wins(
-    base: Vec<(kiln_lang::Symbol, Value)>,
-    overlay: Vec<(kiln_lang::Symbol, Value)>,
-) -> Vec<(kiln_lang::Symbol, Value)> {
+    base: Vec<(Symbol, Value)>,
+    overlay: Vec<(Symbol, Value)>,
+) -> Vec<(Symbol, Value)> {
     let overlay = Attrs::from_unsorted(overlay);
     let mut merged = Attrs::update(&Rc::new(Attrs::from_sorted(base)), &overlay).into_entries();
     // Kept for the derivation's lifetime: no spare capacity.
