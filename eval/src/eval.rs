@@ -203,25 +203,24 @@ impl Evaluator {
 
     /// Whether `path` exists (on disk, or as a text this evaluation put in the store).
     fn file_exists(&self, path: &Path) -> bool {
-        self.io().file_type(path).is_some()
-            || path
-                .to_str()
-                .filter(|p| p.starts_with(self.options.store.store_dir()))
-                .and_then(|p| self.options.store.read_store_file(p))
-                .is_some()
+        self.io().file_type(path).is_some() || self.store_text(path).is_some()
     }
 
     /// A file's contents: a text this evaluation put in the store (`builtins.toFile`, kept by
     /// stores that do not write) or the file itself.
     pub(crate) fn read_file_bytes(&self, path: &Path) -> Result<Vec<u8>, String> {
-        if let Some(text) = path
-            .to_str()
-            .filter(|p| p.starts_with(self.options.store.store_dir()))
-            .and_then(|p| self.options.store.read_store_file(p))
-        {
-            return Ok(text);
+        match self.store_text(path) {
+            Some(text) => Ok(text),
+            None => self.io().read_file(path),
         }
-        self.io().read_file(path)
+    }
+
+    /// The store's copy of `path` when it is a store path the store holds in memory.
+    fn store_text(&self, path: &Path) -> Option<Vec<u8>> {
+        let store = &self.options.store;
+        path.to_str()
+            .filter(|p| p.starts_with(store.store_dir()))
+            .and_then(|p| store.read_store_file(p))
     }
 
     fn resolve_import_path(&self, path: &Path) -> PathBuf {
@@ -556,17 +555,9 @@ impl Evaluator {
     /// The integer value of a literal or of a variable that is already evaluated, if any.
     #[inline]
     fn known_int(&self, expr: &ExprRef, env: &Env) -> Option<i64> {
-        let value = match &expr.kind {
-            ExprKind::Int(i) => return Some(*i),
-            ExprKind::Local { depth, slot, .. } => env.get(*depth, *slot),
-            _ => return None,
-        };
-        match value {
-            Value::Int(i) => Some(i),
-            Value::Thunk(t) => match t.value() {
-                Some(Value::Int(i)) => Some(i),
-                _ => None,
-            },
+        match &expr.kind {
+            ExprKind::Int(i) => Some(*i),
+            ExprKind::Local { depth, slot, .. } => evaluated_int(env.get(*depth, *slot)),
             _ => None,
         }
     }
@@ -894,11 +885,11 @@ impl Evaluator {
         let (entries, value_env) = if attrs.recursive {
             let frame = Env::new(vec![Value::Null; attrs.statics.len()], Some(env.clone()));
             let overrides_name = OVERRIDES.with(|name| *name);
-            let has_overrides = attrs
+            let overrides_slot = attrs
                 .statics
                 .binary_search_by(|a| a.name.cmp(&overrides_name))
-                .is_ok();
-            if has_overrides {
+                .ok();
+            if overrides_slot.is_some() {
                 // Overrides replace slots after the fact, so no slot may alias another.
                 for (i, a) in attrs.statics.iter().enumerate() {
                     let thunk = Thunk::suspended(a.value.clone(), frame.clone());
@@ -914,7 +905,10 @@ impl Evaluator {
                         .map(|(i, a)| (i as u32, &a.value)),
                 );
             }
-            let overrides = self.rec_overrides(attrs, &frame)?;
+            let overrides = match overrides_slot {
+                Some(slot) => self.rec_overrides(attrs, slot, &frame)?,
+                None => Vec::new(),
+            };
             let mut entries = Vec::with_capacity(attrs.statics.len() + attrs.dynamics.len());
             {
                 let slots = frame.0.slots.borrow();
@@ -966,17 +960,14 @@ impl Evaluator {
     /// `rec { __overrides = { … }; … }`, a legacy feature Nix still honours: each attribute
     /// of `__overrides` replaces the recursive set's attribute of that name (in the set and
     /// for the other attributes that refer to it) or is added to the set. Returns the added
-    /// ones; replacements are written into `frame`.
+    /// ones; replacements are written into `frame`. `slot` is `__overrides`' slot.
     #[inline(never)]
     fn rec_overrides(
         &self,
         attrs: &ir::AttrsExpr,
+        slot: usize,
         frame: &Env,
     ) -> EvalResult<Vec<(Symbol, Value)>> {
-        let key = OVERRIDES.with(|name| *name);
-        let Ok(slot) = attrs.statics.binary_search_by(|a| a.name.cmp(&key)) else {
-            return Ok(Vec::new());
-        };
         let span = attrs.statics[slot].value.span;
         let overrides = self.force_attrs(&frame.get(0, slot as u32), span)?;
         let mut added = Vec::new();

@@ -496,8 +496,8 @@ impl Attrs {
     fn flat_entries(&self) -> &[(Symbol, Value)] {
         match &self.entries {
             Entries::Flat(entries) => entries,
-            // A layer's base is made flat by `update`; an empty slice is never reached.
-            Entries::Layered(_) => &[],
+            // Only a layer's base is read here, and `update` always makes that base flat.
+            Entries::Layered(_) => unreachable!("a layer's base is flat"),
         }
     }
 
