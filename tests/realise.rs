@@ -368,3 +368,69 @@ fn gc_deletes_unreachable_paths_and_spares_roots_and_running_builds() {
     assert!(!gc_report.contains("-busybox'"), "{gc_report}");
     ok(&t.kiln(&["verify", "--check-contents"]));
 }
+
+/// The honest fixed-output derivation of [`a_forged_drv_naming_an_honest_output_path_is_refused`]
+/// (the hash is sha256 of "honest\n", from sha256sum).
+const HONEST_PAYLOAD: &str = r#"
+  honest = derivation {
+    name = "payload";
+    system = builtins.currentSystem;
+    builder = "${busybox}/busybox";
+    args = [ "sh" "-c" "printf 'honest\\n' > $out" ];
+    outputHashMode = "flat";
+    outputHashAlgo = "sha256";
+    outputHash = "sha256-ACScmun/8h3dsqSmyqQAM72ZNptmeKNeEFH8yNF138o=";
+  };
+"#;
+
+#[test]
+fn a_forged_drv_naming_an_honest_output_path_is_refused() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    // The attack: a `.drv` written with toFile (its own path is right: toFile makes a text
+    // path with the busybox reference its contents carry) that is input-addressed but claims
+    // the honest fixed-output path, so that building it would register "forged" there. A
+    // harmless-looking derivation depends on it through appendContext.
+    let attack = t.expression(
+        "attack.nix",
+        &format!(
+            r#"let
+  {HONEST_PAYLOAD}
+  target = builtins.unsafeDiscardStringContext honest.outPath;
+  bb = "${{busybox}}/busybox";
+  system = builtins.currentSystem;
+  forgedText = ''Derive([("out","${{target}}","","")],[],["${{busybox}}"],"${{system}}","${{bb}}",["sh","-c","echo forged > $out"],[("builder","${{bb}}"),("name","forged"),("out","${{target}}"),("system","${{system}}")])'';
+  forgedFile = builtins.unsafeDiscardStringContext (builtins.toFile "forged.drv" forgedText);
+  forged = builtins.appendContext forgedFile {{ ${{forgedFile}} = {{ outputs = [ "out" ]; }}; }};
+in {{
+  attack = sh "innocent" "echo ${{forged}} > $out";
+  inherit honest target;
+}}"#
+        ),
+    );
+    let attack_path = attack.to_str().unwrap();
+    let target = ok(&t.kiln(&["eval", "--json", attack_path, "-A", "target"]));
+    let target = target.trim().trim_matches('"');
+    assert!(target.ends_with("-payload"), "{target}");
+
+    let output = t.kiln(&["realise", attack_path, "-A", "attack"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("-forged.drv"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("claims the output `out` at {target}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("-forged"), "{stderr}");
+    assert!(!t.kiln(&["path-info", target]).status.success());
+    let physical = t.root().join("store").join(&target["/kiln/store/".len()..]);
+    assert!(!physical.exists(), "something was written at {target}");
+
+    // The honest derivation then builds its own content at its path.
+    let realised = ok(&t.kiln(&["realise", attack_path, "-A", "honest"]));
+    assert_eq!(Path::new(realised.trim()), physical);
+    assert_eq!(std::fs::read(&physical).unwrap(), b"honest\n");
+    ok(&t.kiln(&["verify", "--check-contents"]));
+}

@@ -824,3 +824,34 @@ fn outputs_lose_setuid_bits_foreign_owners_and_world_write_bits() {
     }
     assert!(t.store.verify(true).unwrap().is_ok());
 }
+
+#[test]
+fn a_drv_stored_under_a_path_its_contents_do_not_give_is_refused() {
+    let mut t = TestStore::new();
+    let honest = t.derivation("honest", "echo > $out", &[], None, &[]);
+    let drv = t.drvs[&honest].clone();
+    let aterm = drv.to_aterm(&t.dir);
+    // The same text stored where other contents belong.
+    let forged_path = t
+        .dir
+        .make_text_path("honest.drv", b"other contents", &drv.references())
+        .unwrap();
+    let outputs = [("out".to_owned(), t.out(&honest))].into_iter().collect();
+    add_text(
+        &t.store,
+        &forged_path,
+        aterm.as_bytes(),
+        &drv.references(),
+        outputs,
+    )
+    .unwrap();
+    let error = BuildPlan::load(
+        &t.store,
+        &[BuildTarget::all_outputs(forged_path.clone())],
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains(&t.dir.print(&forged_path)), "{error}");
+    assert!(error.contains(&t.dir.print(&honest)), "{error}");
+}
