@@ -109,6 +109,8 @@ pub enum BuildError {
     Builtin(#[from] BuiltinError),
     #[error("builder {how}")]
     BuilderFailed { how: String },
+    #[error("builtin:unpack: refusing the source {src}: {reason}")]
+    UnpackSource { src: String, reason: String },
     #[error("builder did not produce the output `{output}` ({path})")]
     MissingOutput { output: String, path: String },
     #[error(transparent)]
@@ -350,7 +352,34 @@ fn run_builtin_builder(
             physical: store.physical_store_dir(),
         });
     }
+    if BuiltinBuilder::from_builder(&build.drv.builder) == Some(BuiltinBuilder::Unpack) {
+        check_unpack_source(store, &build.drv.env)?;
+    }
     run_builtin(&build.drv.builder, &build.drv.env, &out.host_path, &options)?;
+    Ok(())
+}
+
+/// `builtin:unpack`'s `src` must be a valid store path or a file inside one (the unpack itself
+/// checks that it stays inside the store on disk).
+fn check_unpack_source(
+    store: &LocalStore,
+    env: &BTreeMap<String, String>,
+) -> Result<(), BuildError> {
+    let Some(src) = env.get("src") else {
+        // The unpack reports the missing attribute.
+        return Ok(());
+    };
+    let refused = |reason: &str| BuildError::UnpackSource {
+        src: src.clone(),
+        reason: reason.to_owned(),
+    };
+    let (path, _) = store
+        .store_dir()
+        .parse_prefix(src)
+        .map_err(|_| refused("it is not inside the store"))?;
+    if !store.is_valid(&path)? {
+        return Err(refused("its store path is not valid"));
+    }
     Ok(())
 }
 

@@ -855,3 +855,103 @@ fn a_drv_stored_under_a_path_its_contents_do_not_give_is_refused() {
     assert!(error.contains(&t.dir.print(&forged_path)), "{error}");
     assert!(error.contains(&t.dir.print(&honest)), "{error}");
 }
+
+/// Writes a `builtin:unpack` derivation of `src` (with `tarball` as its input source, if any).
+fn unpack_derivation(
+    t: &mut TestStore,
+    name: &str,
+    src: &str,
+    tarball: Option<&StorePath>,
+) -> StorePath {
+    let mut unpack = Derivation {
+        name: name.to_owned(),
+        platform: "builtin".to_owned(),
+        builder: "builtin:unpack".to_owned(),
+        ..Derivation::default()
+    };
+    unpack.outputs.insert(
+        "out".to_owned(),
+        DerivationOutput {
+            path: None,
+            fixed: None,
+        },
+    );
+    unpack.input_srcs.extend(tarball.cloned());
+    for (key, value) in [
+        ("name", name),
+        ("system", "builtin"),
+        ("builder", "builtin:unpack"),
+        ("src", src),
+    ] {
+        unpack.env.insert(key.to_owned(), value.to_owned());
+    }
+    t.write(unpack)
+}
+
+#[test]
+fn an_unpacked_layer_with_device_nodes_and_a_fifo_registers_without_them() {
+    let mut t = TestStore::new();
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, entry_type: tar::EntryType, data: &[u8], mode: u32| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(mode);
+        header.set_entry_type(entry_type);
+        header.set_device_major(5).unwrap();
+        header.set_device_minor(1).unwrap();
+        header.set_cksum();
+        archive.append_data(&mut header, name, data).unwrap();
+    };
+    add("dev/console", tar::EntryType::Char, b"", 0o600);
+    add("dev/null", tar::EntryType::Char, b"", 0o666);
+    add("dev/loop0", tar::EntryType::Block, b"", 0o660);
+    add("run/initctl", tar::EntryType::Fifo, b"", 0o600);
+    add(
+        "etc/os-release",
+        tar::EntryType::Regular,
+        b"ID=centos\n",
+        0o644,
+    );
+    let tarball = add_file(&t, "layer.tar", &archive.into_inner().unwrap());
+    let src = t.dir.print(&tarball);
+    let drv = unpack_derivation(&mut t, "layer", &src, Some(&tarball));
+    let report = t.run(&t.plan(&[&drv], false), 1, false);
+    assert!(report.success(), "{report:?}");
+    let out = t.store.physical_path(&t.out(&drv));
+    assert_eq!(
+        std::fs::read(out.join("etc/os-release")).unwrap(),
+        b"ID=centos\n"
+    );
+    let log = BuildLog::of(&t.store.log_dir(), &drv)
+        .latest_attempt()
+        .unwrap()
+        .unwrap();
+    for name in ["dev/console", "dev/null", "dev/loop0", "run/initctl"] {
+        assert!(std::fs::symlink_metadata(out.join(name)).is_err(), "{name}");
+        assert!(log.contains(&format!("warning: {name}")), "{log}");
+    }
+    assert!(t.store.verify(true).unwrap().is_ok());
+}
+
+#[test]
+fn unpacking_a_host_file_outside_the_store_is_refused() {
+    let mut t = TestStore::new();
+    let secret = t._root.path().join("secret.tar");
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(7);
+    header.set_mode(0o600);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "shadow", &b"secret\n"[..])
+        .unwrap();
+    std::fs::write(&secret, archive.into_inner().unwrap()).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let src = secret.to_str().unwrap().to_owned();
+    let drv = unpack_derivation(&mut t, "steal", &src, None);
+    let report = t.run(&t.plan(&[&drv], false), 1, false);
+    let message = failure(&report).to_string();
+    assert!(message.contains(&src), "{message}");
+    assert!(!t.store.is_valid(&t.out(&drv)).unwrap());
+    assert!(!t.store.physical_path(&t.out(&drv)).exists());
+}

@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use kiln_builder::build::{BuildEvents, BuildOutcome, BuildSettings};
 use kiln_builder::builtin_builders::fetchurl::{FetchOptions, UrlRewrite};
-use kiln_builder::builtin_builders::BuiltinOptions;
+use kiln_builder::builtin_builders::{BuiltinOptions, UnpackOptions};
 use kiln_builder::log::{tail_lines, BuildLog};
 use kiln_builder::plan::{read_derivation, BuildPlan, BuildTarget};
 use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions};
@@ -350,7 +350,10 @@ pub fn build_settings(global: &GlobalOptions, allow_network: bool) -> BuildSetti
                     .collect(),
                 ..FetchOptions::default()
             },
-            ..BuiltinOptions::default()
+            unpack: UnpackOptions {
+                max_unpacked_size: global.config.max_unpack_size,
+                ..UnpackOptions::default()
+            },
         },
         ..BuildSettings::default()
     }
