@@ -434,3 +434,50 @@ in {{
     assert_eq!(std::fs::read(&physical).unwrap(), b"honest\n");
     ok(&t.kiln(&["verify", "--check-contents"]));
 }
+
+#[test]
+fn log_and_the_failure_tail_strip_terminal_control_sequences() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    // The builder retitles the terminal (OSC 0 ... BEL), clears it (CSI 2J) and hides text
+    // behind a bare carriage return, then fails.
+    let file = t.expression(
+        "noisy.nix",
+        r#"sh "noisy" "printf 'start\\033]0;pwned\\007 title\n\\033[2Jcleared\tkept\nhidden\rshown\n'; exit 1""#,
+    );
+    let output = t.kiln(&["realise", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let check = |text: &str| {
+        assert!(
+            !text.contains(|c: char| c.is_control() && c != '\n' && c != '\t'),
+            "{text:?}"
+        );
+        assert!(text.contains("start title\n"), "{text:?}");
+        assert!(text.contains("cleared\tkept\n"), "{text:?}");
+        assert!(text.contains("hiddenshown\n"), "{text:?}");
+    };
+    check(&stderr);
+    let drv = stderr
+        .split_whitespace()
+        .find(|word| word.ends_with("-noisy.drv"))
+        .unwrap_or_else(|| panic!("no .drv in {stderr}"));
+    let log = t.kiln(&["log", drv]);
+    assert!(
+        log.status.success(),
+        "{}",
+        String::from_utf8_lossy(&log.stderr)
+    );
+    check(&String::from_utf8_lossy(&log.stdout));
+    // The log file itself keeps what the builder printed.
+    let raw = std::fs::read_dir(t.root().join("var/log/drvs"))
+        .unwrap()
+        .flatten()
+        .flat_map(|prefix| std::fs::read_dir(prefix.path()).unwrap().flatten())
+        .map(|entry| std::fs::read(entry.path()).unwrap())
+        .find(|bytes| bytes.windows(5).any(|w| w == b"pwned"))
+        .expect("the raw log");
+    assert!(raw.contains(&0x1b));
+}
