@@ -955,3 +955,16 @@ fn unpacking_a_host_file_outside_the_store_is_refused() {
     assert!(!t.store.is_valid(&t.out(&drv)).unwrap());
     assert!(!t.store.physical_path(&t.out(&drv)).exists());
 }
+
+#[test]
+fn an_output_holding_a_fifo_is_refused_naming_it() {
+    if !environment_ready() {
+        return;
+    }
+    let mut t = TestStore::new();
+    let drv = t.derivation("fifo", "mkdir $out && mkfifo $out/pipe", &[], None, &[]);
+    let report = t.run(&t.plan(&[&drv], false), 1, false);
+    let message = failure(&report).to_string();
+    assert!(message.contains("/pipe is a fifo"), "{message}");
+    assert!(!t.store.is_valid(&t.out(&drv)).unwrap());
+}
