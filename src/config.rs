@@ -9,6 +9,8 @@
 //! store-dir = "/kiln/store"         # the logical store directory hashed into paths
 //! jobs = 4                          # builds run at once by `realise`
 //! allow-network = false             # let non-fixed-output `__network` builds use the network
+//! max-unpack-size = 8589934592      # bytes a builtin:unpack may create (default: 100 times
+//!                                   # the archive's size, at least 1 GiB)
 //!
 //! [[rewrite]]                       # applied at fetch time: no .drv or output path changes
 //! from = "https://cloud.centos.org/"
@@ -33,6 +35,8 @@ pub struct Config {
     pub jobs: Option<usize>,
     /// Default of `realise --allow-network`.
     pub allow_network: Option<bool>,
+    /// The most bytes (logical file sizes) one `builtin:unpack` may create.
+    pub max_unpack_size: Option<u64>,
     /// URL prefix rewrites for fetches, first match wins.
     #[serde(default)]
     pub rewrite: Vec<RewriteRule>,
@@ -102,6 +106,7 @@ mod tests {
             store-dir = "/nix/store"
             jobs = 3
             allow-network = true
+            max-unpack-size = 4096
             [[rewrite]]
             from = "https://a.example/"
             to = "http://127.0.0.1:8080/a/"
@@ -115,6 +120,7 @@ mod tests {
         assert_eq!(config.store_dir.as_deref(), Some("/nix/store"));
         assert_eq!(config.jobs, Some(3));
         assert_eq!(config.allow_network, Some(true));
+        assert_eq!(config.max_unpack_size, Some(4096));
         assert_eq!(config.rewrite.len(), 2);
         assert_eq!(config.rewrite[1].to, "http://127.0.0.1:8080/b/");
     }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use kiln_builder::build_dirs::ScratchDir;
 use kiln_builder::builtin_builders::{
-    fetch, unpack_archive, FetchError, FetchOptions, FetchRequest, OutputHashMode, OwnerPolicy,
-    UnpackError, UnpackOptions, UrlRewrite,
+    fetch, unpack_archive, FetchError, FetchOptions, FetchRequest, OutputHashMode, UnpackError,
+    UnpackOptions, UrlRewrite,
 };
 use kiln_eval::store_access::{EvalFetcher, FetchKind, FetchSpec, FetchedPath, StoreAccessError};
 use kiln_store::hash::{Hash, HashAlgo};
@@ -231,13 +231,11 @@ fn fixed_path(
 
 /// Unpacks `archive` into `into` and returns its single top-level entry.
 fn unpack_tarball(archive: &Path, into: &Path, url: &str) -> Result<PathBuf, EvalFetchError> {
-    let options = UnpackOptions {
-        owners: OwnerPolicy::Ignore,
-        ..UnpackOptions::default()
-    };
-    unpack_archive(archive, None, 0, into, &options).map_err(|source| EvalFetchError::Unpack {
-        url: url.to_owned(),
-        source,
+    unpack_archive(archive, None, 0, into, &UnpackOptions::default()).map_err(|source| {
+        EvalFetchError::Unpack {
+            url: url.to_owned(),
+            source,
+        }
     })?;
     let read_error = |source| EvalFetchError::ReadUnpacked {
         url: url.to_owned(),

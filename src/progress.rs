@@ -184,7 +184,7 @@ impl BuildEvents for Progress {
         if let Some(display) = &self.display {
             let running = display.running.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(running) = running.get(drv) {
-                running.bar.set_message(line.to_owned());
+                running.bar.set_message(kiln_builder::log::printable(line));
             }
         }
     }
@@ -229,7 +229,10 @@ impl BuildEvents for Progress {
                 self.line(&format!("'{drv}' was built by another kiln"))
             }
             Ok(BuildOutcome::Built { .. }) => {}
-            Err(error) => self.line(&format!("failed '{drv}': {error}")),
+            Err(error) => self.line(&format!(
+                "failed '{drv}': {}",
+                kiln_builder::log::printable(&error.to_string())
+            )),
         }
     }
 }

@@ -55,8 +55,9 @@ in
   # A directory holding the tar archive `src` unpacked by kiln's `builtin:unpack` (gzip, xz,
   # zstd, bzip2 or none, found from the contents). `member` names an archive inside `src` to
   # unpack instead, e.g. the `layer.tar` of a `docker save` tarball. `stripComponents` drops
-  # leading path components. Modes, owners, links and xattrs are kept: the result may be a
-  # root filesystem.
+  # leading path components. Links, modes (without setuid, setgid and group/other write bits)
+  # and mtimes are kept; owners and xattrs are not, and device nodes and fifos are skipped with
+  # a warning: store paths cannot hold them. `src` must be in the store.
   unpack =
     { src
     , member ? null

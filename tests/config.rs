@@ -164,3 +164,28 @@ fn a_misspelt_key_is_an_error_naming_it() {
     assert!(stderr.contains("alow-network"), "{stderr}");
     assert!(stderr.contains("config.toml"), "{stderr}");
 }
+
+#[test]
+fn max_unpack_size_bounds_builtin_unpack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, "max-unpack-size = 1000\n").unwrap();
+    let expr = r#"(import <kiln> {}).layer { name = "big"; files = {
+        "small" = "x";
+        "large" = builtins.concatStringsSep "" (builtins.genList (_: "0123456789") 200);
+      }; }"#;
+    let output = kiln(&config, tmp.path())
+        .args(["realise", "--no-out-link", "-E", expr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("entry `large"), "{stderr}");
+    assert!(stderr.contains("limit of 1000 bytes"), "{stderr}");
+    // Within the default limit the same layer unpacks.
+    std::fs::write(&config, "").unwrap();
+    ok(kiln(&config, tmp.path())
+        .args(["realise", "--no-out-link", "-E", expr])
+        .output()
+        .unwrap());
+}

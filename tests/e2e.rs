@@ -1,6 +1,7 @@
 //! End to end, offline: the stdlib's CentOS-Stream-to-AlmaLinux bootstrap run against local
 //! fixtures (`tests/e2e/make-fixtures.sh`: signed RPM repositories laid out as AlmaLinux's
-//! vault, and a stand-in container base with dnf in the real tarball's `docker save` layout)
+//! vault, and a stand-in container base with dnf — and device nodes and a fifo in its layer, as
+//! real bases have — in the real tarball's `docker save` layout)
 //! served on 127.0.0.1. `realise` first fails naming the `kiln lock` command (no lock, then a
 //! stale one); `kiln lock` writes the lock and prints the package diff; then it realises,
 //! checks the root filesystem (rpm database, `/etc/os-release`, a `%post` scriptlet), that a
@@ -312,6 +313,14 @@ fn alma9_bootstrap_from_local_fixtures() {
     assert!(os_release.contains("ID=\"almalinux\""), "{os_release}");
     let post = std::fs::read_to_string(result.join("var/lib/greeter/post-ran")).unwrap();
     assert_eq!(post, "post ran\n");
+    // The base's layer holds /dev/console, /dev/null and a fifo: skipped by the unpack, so the
+    // root has no such entries.
+    for node in ["dev/console", "dev/null", "run/initctl"] {
+        assert!(
+            std::fs::symlink_metadata(result.join(node)).is_err(),
+            "{node} reached the store"
+        );
+    }
 
     // A second realise builds nothing.
     let again = realise(&["-A", "root", "--no-out-link"]);

@@ -368,3 +368,116 @@ fn gc_deletes_unreachable_paths_and_spares_roots_and_running_builds() {
     assert!(!gc_report.contains("-busybox'"), "{gc_report}");
     ok(&t.kiln(&["verify", "--check-contents"]));
 }
+
+/// The honest fixed-output derivation of [`a_forged_drv_naming_an_honest_output_path_is_refused`]
+/// (the hash is sha256 of "honest\n", from sha256sum).
+const HONEST_PAYLOAD: &str = r#"
+  honest = derivation {
+    name = "payload";
+    system = builtins.currentSystem;
+    builder = "${busybox}/busybox";
+    args = [ "sh" "-c" "printf 'honest\\n' > $out" ];
+    outputHashMode = "flat";
+    outputHashAlgo = "sha256";
+    outputHash = "sha256-ACScmun/8h3dsqSmyqQAM72ZNptmeKNeEFH8yNF138o=";
+  };
+"#;
+
+#[test]
+fn a_forged_drv_naming_an_honest_output_path_is_refused() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    // The attack: a `.drv` written with toFile (its own path is right: toFile makes a text
+    // path with the busybox reference its contents carry) that is input-addressed but claims
+    // the honest fixed-output path, so that building it would register "forged" there. A
+    // harmless-looking derivation depends on it through appendContext.
+    let attack = t.expression(
+        "attack.nix",
+        &format!(
+            r#"let
+  {HONEST_PAYLOAD}
+  target = builtins.unsafeDiscardStringContext honest.outPath;
+  bb = "${{busybox}}/busybox";
+  system = builtins.currentSystem;
+  forgedText = ''Derive([("out","${{target}}","","")],[],["${{busybox}}"],"${{system}}","${{bb}}",["sh","-c","echo forged > $out"],[("builder","${{bb}}"),("name","forged"),("out","${{target}}"),("system","${{system}}")])'';
+  forgedFile = builtins.unsafeDiscardStringContext (builtins.toFile "forged.drv" forgedText);
+  forged = builtins.appendContext forgedFile {{ ${{forgedFile}} = {{ outputs = [ "out" ]; }}; }};
+in {{
+  attack = sh "innocent" "echo ${{forged}} > $out";
+  inherit honest target;
+}}"#
+        ),
+    );
+    let attack_path = attack.to_str().unwrap();
+    let target = ok(&t.kiln(&["eval", "--json", attack_path, "-A", "target"]));
+    let target = target.trim().trim_matches('"');
+    assert!(target.ends_with("-payload"), "{target}");
+
+    let output = t.kiln(&["realise", attack_path, "-A", "attack"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("-forged.drv"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("claims the output `out` at {target}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("-forged"), "{stderr}");
+    assert!(!t.kiln(&["path-info", target]).status.success());
+    let physical = t.root().join("store").join(&target["/kiln/store/".len()..]);
+    assert!(!physical.exists(), "something was written at {target}");
+
+    // The honest derivation then builds its own content at its path.
+    let realised = ok(&t.kiln(&["realise", attack_path, "-A", "honest"]));
+    assert_eq!(Path::new(realised.trim()), physical);
+    assert_eq!(std::fs::read(&physical).unwrap(), b"honest\n");
+    ok(&t.kiln(&["verify", "--check-contents"]));
+}
+
+#[test]
+fn log_and_the_failure_tail_strip_terminal_control_sequences() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    // The builder retitles the terminal (OSC 0 ... BEL), clears it (CSI 2J) and hides text
+    // behind a bare carriage return, then fails.
+    let file = t.expression(
+        "noisy.nix",
+        r#"sh "noisy" "printf 'start\\033]0;pwned\\007 title\n\\033[2Jcleared\tkept\nhidden\rshown\n'; exit 1""#,
+    );
+    let output = t.kiln(&["realise", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let check = |text: &str| {
+        assert!(
+            !text.contains(|c: char| c.is_control() && c != '\n' && c != '\t'),
+            "{text:?}"
+        );
+        assert!(text.contains("start title\n"), "{text:?}");
+        assert!(text.contains("cleared\tkept\n"), "{text:?}");
+        assert!(text.contains("hiddenshown\n"), "{text:?}");
+    };
+    check(&stderr);
+    let drv = stderr
+        .split_whitespace()
+        .find(|word| word.ends_with("-noisy.drv"))
+        .unwrap_or_else(|| panic!("no .drv in {stderr}"));
+    let log = t.kiln(&["log", drv]);
+    assert!(
+        log.status.success(),
+        "{}",
+        String::from_utf8_lossy(&log.stderr)
+    );
+    check(&String::from_utf8_lossy(&log.stdout));
+    // The log file itself keeps what the builder printed.
+    let raw = std::fs::read_dir(t.root().join("var/log/drvs"))
+        .unwrap()
+        .flatten()
+        .flat_map(|prefix| std::fs::read_dir(prefix.path()).unwrap().flatten())
+        .map(|entry| std::fs::read(entry.path()).unwrap())
+        .find(|bytes| bytes.windows(5).any(|w| w == b"pwned"))
+        .expect("the raw log");
+    assert!(raw.contains(&0x1b));
+}

@@ -421,3 +421,75 @@ fn rpm_repositories_are_pinned_to_the_vault() {
         r##"["https://vault.almalinux.org/9.4/BaseOS/aarch64/os/","https://vault.almalinux.org/9.4/AppStream/aarch64/os/"]"##
     );
 }
+
+/// A `docker save` tarball whose layer holds what real container bases ship besides files:
+/// `/dev/console` and `/dev/null` (character devices) and a fifo.
+fn base_with_device_nodes() -> Vec<u8> {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, entry_type: tar::EntryType, major: u32, minor: u32, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(entry_type);
+        header.set_size(data.len() as u64);
+        header.set_mode(if entry_type.is_dir() { 0o755 } else { 0o600 });
+        header.set_device_major(major).unwrap();
+        header.set_device_minor(minor).unwrap();
+        header.set_cksum();
+        layer.append_data(&mut header, name, data).unwrap();
+    };
+    add("dev/", tar::EntryType::Directory, 0, 0, b"");
+    add("dev/console", tar::EntryType::Char, 5, 1, b"");
+    add("dev/null", tar::EntryType::Char, 1, 3, b"");
+    add("run/initctl", tar::EntryType::Fifo, 0, 0, b"");
+    add(
+        "etc/os-release",
+        tar::EntryType::Regular,
+        0,
+        0,
+        b"ID=centos\n",
+    );
+    let layer = layer.into_inner().unwrap();
+    let mut outer = tar::Builder::new(Vec::new());
+    let mut add_file = |name: &str, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        outer.append_data(&mut header, name, data).unwrap();
+    };
+    add_file("abcd/layer.tar", &layer);
+    add_file(
+        "manifest.json",
+        br#"[{"Config":"c.json","RepoTags":["b:1"],"Layers":["abcd/layer.tar"]}]"#,
+    );
+    outer.into_inner().unwrap()
+}
+
+/// Item of the CentOS bootstrap: a base whose layer holds device nodes unpacks (they are
+/// skipped with warnings naming them) and registers.
+#[test]
+fn a_base_layer_with_device_nodes_unpacks_and_registers() {
+    let store = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let base = work.path().join("base.tar");
+    std::fs::write(&base, base_with_device_nodes()).unwrap();
+    let expr = format!(
+        r#"(import <kiln> {{}}).unpack {{ src = {}; member = "layer.tar"; name = "base"; }}"#,
+        base.display()
+    );
+    let output = run(kiln(store.path()).args(["realise", "--no-out-link", "-E", &expr]));
+    let built = succeeded(&output);
+    let out = Path::new(built.lines().last().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(out.join("etc/os-release")).unwrap(),
+        "ID=centos\n"
+    );
+    let log = succeeded(&run(kiln(store.path()).args(["log", out.to_str().unwrap()])));
+    for node in ["dev/console", "dev/null", "run/initctl"] {
+        assert!(
+            std::fs::symlink_metadata(out.join(node)).is_err(),
+            "{node} reached the store"
+        );
+        assert!(log.contains(&format!("warning: {node}")), "{log}");
+    }
+    succeeded(&run(kiln(store.path()).args(["verify", "--check-contents"])));
+}

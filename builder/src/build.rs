@@ -5,7 +5,8 @@
 //! the log; run the builder — `builtin:fetchurl` and `builtin:unpack` inside this process,
 //! anything else in the sandbox with Nix's environment, `/build` bound to a fresh build
 //! directory under the store root (see [`crate::build_dirs`]), and the network only for fixed-output derivations (or `__network = true` with
-//! `--allow-network`, reported as impure); then, on success, normalise the outputs, scan their
+//! `--allow-network`, reported as impure); then, on success, give the outputs of builds that had
+//! the network fresh inodes and canonicalise every output (see [`crate::outputs`]), scan their
 //! references and NAR-hash them (in parallel across outputs), check fixed-output hashes and
 //! `allowedReferences`/`disallowedReferences`, and register every output in one transaction
 //! before the locks are released. On any failure the partial outputs are deleted and the log is
@@ -108,6 +109,8 @@ pub enum BuildError {
     Builtin(#[from] BuiltinError),
     #[error("builder {how}")]
     BuilderFailed { how: String },
+    #[error("builtin:unpack: refusing the source {src}: {reason}")]
+    UnpackSource { src: String, reason: String },
     #[error("builder did not produce the output `{output}` ({path})")]
     MissingOutput { output: String, path: String },
     #[error(transparent)]
@@ -287,20 +290,24 @@ fn run_and_register(
     );
 
     let result = (|| {
-        if builtin.is_some() {
+        let produced = if builtin.is_some() {
             run_builtin_builder(store, build, settings, events, &writer, slots)?;
+            // In-process builders create the files themselves: kiln's own, no network handed
+            // to anything else.
+            ProducedBy {
+                build_ids: None,
+                had_network: false,
+            }
         } else {
-            run_sandboxed(
-                store,
-                build,
-                settings,
-                &writer,
-                slots,
-                &closure,
-                fixed_output || impure,
-            )?;
-        }
-        finish_outputs(store, build, slots, &closure, check)
+            let network = fixed_output || impure;
+            let build_ids =
+                run_sandboxed(store, build, settings, &writer, slots, &closure, network)?;
+            ProducedBy {
+                build_ids,
+                had_network: network,
+            }
+        };
+        finish_outputs(store, build, slots, &closure, check, produced)
     })();
     if let Err(error) = &result {
         writer.note(&format!("kiln: build failed: {error}"));
@@ -345,7 +352,34 @@ fn run_builtin_builder(
             physical: store.physical_store_dir(),
         });
     }
+    if BuiltinBuilder::from_builder(&build.drv.builder) == Some(BuiltinBuilder::Unpack) {
+        check_unpack_source(store, &build.drv.env)?;
+    }
     run_builtin(&build.drv.builder, &build.drv.env, &out.host_path, &options)?;
+    Ok(())
+}
+
+/// `builtin:unpack`'s `src` must be a valid store path or a file inside one (the unpack itself
+/// checks that it stays inside the store on disk).
+fn check_unpack_source(
+    store: &LocalStore,
+    env: &BTreeMap<String, String>,
+) -> Result<(), BuildError> {
+    let Some(src) = env.get("src") else {
+        // The unpack reports the missing attribute.
+        return Ok(());
+    };
+    let refused = |reason: &str| BuildError::UnpackSource {
+        src: src.clone(),
+        reason: reason.to_owned(),
+    };
+    let (path, _) = store
+        .store_dir()
+        .parse_prefix(src)
+        .map_err(|_| refused("it is not inside the store"))?;
+    if !store.is_valid(&path)? {
+        return Err(refused("its store path is not valid"));
+    }
     Ok(())
 }
 
@@ -386,7 +420,7 @@ fn run_sandboxed(
     slots: &[OutputSlot],
     closure: &BTreeSet<StorePath>,
     network: bool,
-) -> Result<(), BuildError> {
+) -> Result<Option<(u32, u32)>, BuildError> {
     let dir = store.store_dir();
     let drv = &build.drv;
     let build_dir = BuildDir::create(store, build.name())?;
@@ -457,7 +491,10 @@ fn run_sandboxed(
 
     let outcome = Sandbox::new(spec)?.run()?;
     if outcome.success() {
-        return Ok(());
+        // The host ids the build's files may have. The sandbox does not report its host id
+        // range yet (the build runs as mapped host root), so no ownership range is enforced;
+        // once it does, return `IdMapping::host_range()` here.
+        return Ok(None);
     }
     let how = if outcome.timed_out {
         format!(
@@ -498,13 +535,38 @@ fn pass_as_file(env: &mut BTreeMap<String, String>, build_dir: &Path) -> std::io
     Ok(())
 }
 
-/// Normalises, scans, hashes, checks and registers the outputs.
+/// How a build's outputs came to be, for their canonicalisation.
+#[derive(Debug, Clone, Copy)]
+struct ProducedBy {
+    /// The host uids/gids (first, count) the build's files may have; `None`: not checked.
+    build_ids: Option<(u32, u32)>,
+    /// The build had the network, so it may have handed descriptors of its outputs to
+    /// processes outside the sandbox: the outputs get fresh inodes.
+    had_network: bool,
+}
+
+/// Gives an output fresh inodes if needed and canonicalises it (see [`outputs`]).
+fn canonicalise_output(host_path: &Path, produced: ProducedBy) -> Result<(), OutputError> {
+    if produced.had_network {
+        if let Some(range) = produced.build_ids {
+            outputs::check_ownership(host_path, range)?;
+        }
+        outputs::refresh_inodes(host_path)?;
+        // The copies are this process's own files.
+        outputs::canonicalise(host_path, None)
+    } else {
+        outputs::canonicalise(host_path, produced.build_ids)
+    }
+}
+
+/// Canonicalises, scans, hashes, checks and registers the outputs.
 fn finish_outputs(
     store: &LocalStore,
     build: &PlannedBuild,
     slots: &[OutputSlot],
     closure: &BTreeSet<StorePath>,
     check: bool,
+    produced: ProducedBy,
 ) -> Result<(), BuildError> {
     let dir = store.store_dir();
     for slot in slots {
@@ -520,7 +582,7 @@ fn finish_outputs(
     let scanned: Vec<ScannedOutput> = slots
         .par_iter()
         .map(|slot| {
-            outputs::clamp_mtimes(&slot.host_path)?;
+            canonicalise_output(&slot.host_path, produced)?;
             outputs::scan_and_hash(&slot.host_path, &candidates)
         })
         .collect::<Result<_, OutputError>>()?;

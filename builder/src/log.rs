@@ -7,6 +7,9 @@
 //! build's log is kept for `kiln log` and a rebuild adds to it rather than erasing the evidence.
 //! [`BuildLog::latest_attempt`] returns the text of the last attempt, which is what `kiln log`
 //! prints.
+//!
+//! Logs hold whatever builders print, so text shown on a terminal goes through [`printable`]
+//! first: a build must not retitle the user's terminal, clear it, or overwrite earlier lines.
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -100,6 +103,22 @@ fn latest_attempt_of(text: &str) -> &str {
 }
 
 /// The last `count` lines of `text`.
+/// `text` without terminal control sequences: escape sequences (CSI, OSC, ...) are removed by
+/// `strip-ansi-escapes`, then every remaining control character except tab and newline (a
+/// lone carriage return, BEL, DEL, C1 controls) is dropped.
+pub fn printable(text: &str) -> String {
+    // The stripper drops tabs with the other C0 controls: strip between them.
+    let stripped: Vec<String> = text
+        .split('\t')
+        .map(strip_ansi_escapes::strip_str)
+        .collect();
+    stripped
+        .join("\t")
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\t' || *c == '\n')
+        .collect()
+}
+
 pub fn tail_lines(text: &str, count: usize) -> Vec<&str> {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(count)..].to_vec()
@@ -168,6 +187,13 @@ impl Write for LogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_text_has_no_control_sequences() {
+        let text = "a\u{1b}]0;pwned\u{7}b\u{1b}[2Jc\rd\te\u{1b}[31mred\u{1b}[0m\u{7f}\u{9b}\n";
+        assert_eq!(printable(text), "abcd\tered\n");
+        assert_eq!(printable("plain\ttext\n"), "plain\ttext\n");
+    }
 
     fn drv() -> StorePath {
         StorePath::from_base_name("7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello.drv").unwrap()

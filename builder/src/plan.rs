@@ -6,10 +6,19 @@
 //! comparison). Derivations whose needed outputs are all valid are left out together with
 //! everything below them that nothing else needs. Every derivation in the plan builds all of its
 //! outputs. Input sources must be valid: a missing one is an error, since nothing can build it.
+//!
+//! Nothing in the store vouches for a `.drv` file: anyone can write one with `builtins.toFile`
+//! and pull it into a build with `builtins.appendContext`. So before a derivation enters the
+//! plan its paths are recomputed from its bytes: the `.drv`'s own path must be the text store
+//! path of its contents (name, SHA-256 of the text, references = its input sources and input
+//! derivations), and every output path must be what the derivation computes, as the evaluator
+//! computes it (fixed-output: from the output hash, method and name; input-addressed: from the
+//! hash modulo over the input derivations). A `.drv` naming someone else's output path — say an
+//! honest fixed-output path, to register forged contents there — is refused.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use kiln_store::derivation::{Derivation, DerivationError};
+use kiln_store::derivation::{Derivation, DerivationError, DrvHashCache};
 use kiln_store::local_store::{LocalStore, LocalStoreError};
 use kiln_store::store_path::StorePath;
 
@@ -36,6 +45,17 @@ pub enum PlanError {
         "input source `{source_path}` of `{drv}` is not valid in the store and cannot be built"
     )]
     MissingSource { drv: String, source_path: String },
+    #[error(
+        "refusing the derivation {claimed}: its contents belong at {computed} (a forged `.drv`?)"
+    )]
+    DrvPathMismatch { claimed: String, computed: String },
+    #[error("refusing the derivation {drv}: it claims the output `{output}` at {claimed}, but its output path is {computed} (a forged `.drv`?)")]
+    OutputPathMismatch {
+        drv: String,
+        output: String,
+        claimed: String,
+        computed: String,
+    },
 }
 
 /// Why a derivation is in the plan.
@@ -112,6 +132,14 @@ pub struct BuildPlan {
 
 /// Reads and parses a `.drv` from the store (valid or not: `instantiate` may be concurrent).
 pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Derivation, PlanError> {
+    read_derivation_text(store, drv_path).map(|(drv, _)| drv)
+}
+
+/// Reads and parses a `.drv`, also returning its text.
+fn read_derivation_text(
+    store: &LocalStore,
+    drv_path: &StorePath,
+) -> Result<(Derivation, String), PlanError> {
     if !drv_path.is_derivation() {
         return Err(PlanError::NotADerivation(store.store_dir().print(drv_path)));
     }
@@ -120,11 +148,63 @@ pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Deriv
         path: physical,
         source,
     })?;
-    Ok(Derivation::from_drv_file(
-        store.store_dir(),
-        drv_path,
-        &text,
-    )?)
+    let drv = Derivation::from_drv_file(store.store_dir(), drv_path, &text)?;
+    Ok((drv, text))
+}
+
+/// Checks that the `.drv` at `drv_path` with contents `text` is where its contents put it and
+/// that its output paths are the ones it computes (see the module doc). `hashes` memoises the
+/// hash modulo of input derivations, read from the store as needed.
+pub fn verify_derivation_paths(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv: &Derivation,
+    text: &str,
+    hashes: &mut DrvHashCache,
+) -> Result<(), PlanError> {
+    let dir = store.store_dir();
+    let own_path = drv.drv_path(dir, text).map_err(DerivationError::from)?;
+    if &own_path != drv_path {
+        return Err(PlanError::DrvPathMismatch {
+            claimed: dir.print(drv_path),
+            computed: dir.print(&own_path),
+        });
+    }
+    let mut computed = drv.clone();
+    let mut input_failure = None;
+    let filled = computed.fill_output_paths(dir, &mut |input| {
+        let mut load = |path: &StorePath| {
+            read_derivation(store, path).map_err(|error| {
+                let message = error.to_string();
+                input_failure.get_or_insert(error);
+                DerivationError::UnknownInput(message)
+            })
+        };
+        hashes.hash_of_path(dir, input, &mut load).ok()
+    });
+    if let Some(error) = input_failure {
+        return Err(error);
+    }
+    filled?;
+    for (name, output) in &drv.outputs {
+        let computed_path = computed
+            .outputs
+            .get(name)
+            .and_then(|output| output.path.as_ref());
+        if output.path.as_ref() != computed_path {
+            return Err(PlanError::OutputPathMismatch {
+                drv: dir.print(drv_path),
+                output: name.clone(),
+                claimed: output
+                    .path
+                    .as_ref()
+                    .map(|p| dir.print(p))
+                    .unwrap_or_default(),
+                computed: computed_path.map(|p| dir.print(p)).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Output name → path of every output of `drv`.
@@ -153,6 +233,10 @@ struct Loader<'a> {
     check: bool,
     /// Parsed derivations and their outputs.
     parsed: BTreeMap<StorePath, (Derivation, BTreeMap<String, StorePath>)>,
+    /// The `.drv` texts of parsed derivations not yet verified (see the module doc).
+    unverified: BTreeMap<StorePath, String>,
+    /// Hash modulo of the input derivations seen while verifying.
+    hashes: DrvHashCache,
     /// Derivation → index in `builds`, once decided that it must be built.
     index: BTreeMap<StorePath, usize>,
     /// (derivation, output) pairs already examined.
@@ -163,9 +247,19 @@ struct Loader<'a> {
 impl Loader<'_> {
     fn load(&mut self, drv_path: &StorePath) -> Result<(), PlanError> {
         if !self.parsed.contains_key(drv_path) {
-            let drv = read_derivation(self.store, drv_path)?;
+            let (drv, text) = read_derivation_text(self.store, drv_path)?;
             let outputs = output_paths(self.store, drv_path, &drv)?;
             self.parsed.insert(drv_path.clone(), (drv, outputs));
+            self.unverified.insert(drv_path.clone(), text);
+        }
+        Ok(())
+    }
+
+    /// Verifies the paths of a loaded derivation (once) before it enters the plan.
+    fn verify(&mut self, drv_path: &StorePath) -> Result<(), PlanError> {
+        if let Some(text) = self.unverified.remove(drv_path) {
+            let (drv, _) = &self.parsed[drv_path];
+            verify_derivation_paths(self.store, drv_path, drv, &text, &mut self.hashes)?;
         }
         Ok(())
     }
@@ -211,6 +305,7 @@ impl Loader<'_> {
         } else {
             return Ok(None);
         };
+        self.verify(drv_path)?;
         let (drv, outputs) = self.parsed[drv_path].clone();
         for source in &drv.input_srcs {
             if !self.store.is_valid(source)? {
@@ -260,6 +355,8 @@ impl BuildPlan {
             store,
             check,
             parsed: BTreeMap::new(),
+            unverified: BTreeMap::new(),
+            hashes: DrvHashCache::new(),
             index: BTreeMap::new(),
             visited: BTreeSet::new(),
             builds: Vec::new(),

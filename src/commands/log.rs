@@ -1,11 +1,12 @@
 //! `kiln log PATH`: print the build log of the last build of a derivation, given the `.drv` or
-//! one of its outputs (logical or physical path, or a `result` link).
+//! one of its outputs (logical or physical path, or a `result` link), without terminal control
+//! sequences (a build must not drive the user's terminal).
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use kiln_builder::log::BuildLog;
+use kiln_builder::log::{printable, BuildLog};
 
 use super::realise::{open_store, store_path_arg};
 use crate::cli::{Failure, GlobalOptions};
@@ -45,7 +46,7 @@ pub fn run(global: &GlobalOptions, args: LogArgs) -> Result<(), Failure> {
         .ok_or_else(|| anyhow!("no build log for '{}'", store.store_dir().print(&drv)))?;
     let mut stdout = std::io::stdout().lock();
     stdout
-        .write_all(text.as_bytes())
+        .write_all(printable(&text).as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")?;
     Ok(())

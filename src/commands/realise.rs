@@ -22,8 +22,8 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use kiln_builder::build::{BuildEvents, BuildOutcome, BuildSettings};
 use kiln_builder::builtin_builders::fetchurl::{FetchOptions, UrlRewrite};
-use kiln_builder::builtin_builders::BuiltinOptions;
-use kiln_builder::log::{tail_lines, BuildLog};
+use kiln_builder::builtin_builders::{BuiltinOptions, UnpackOptions};
+use kiln_builder::log::{printable, tail_lines, BuildLog};
 use kiln_builder::plan::{read_derivation, BuildPlan, BuildTarget};
 use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions};
 use kiln_store::local_store::LocalStore;
@@ -350,7 +350,10 @@ pub fn build_settings(global: &GlobalOptions, allow_network: bool) -> BuildSetti
                     .collect(),
                 ..FetchOptions::default()
             },
-            ..BuiltinOptions::default()
+            unpack: UnpackOptions {
+                max_unpacked_size: global.config.max_unpack_size,
+                ..UnpackOptions::default()
+            },
         },
         ..BuildSettings::default()
     }
@@ -391,9 +394,13 @@ pub fn run_builds(
         match status {
             BuildStatus::Failed(error) => {
                 failed += 1;
-                text.push_str(&format!("error: build of '{drv}' failed: {error}\n"));
+                text.push_str(&format!(
+                    "error: build of '{drv}' failed: {}\n",
+                    printable(&error.to_string())
+                ));
                 let log = BuildLog::of(&store.log_dir(), &build.drv_path);
                 if let Ok(Some(attempt)) = log.latest_attempt() {
+                    let attempt = printable(&attempt);
                     let tail = tail_lines(&attempt, LOG_TAIL_LINES);
                     if !tail.is_empty() {
                         text.push_str(&format!("  last {} log lines:\n", tail.len()));

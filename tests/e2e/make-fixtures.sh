@@ -16,7 +16,8 @@
 #                           save` layout (`<sha256-hex>/layer.tar`, `<sha256-hex>/json`,
 #                           `<sha256-hex>/VERSION`, `manifest.json`) whose root has a working
 #                           dnf and rpm: a Debian bookworm debootstrap with /etc/rpm/macros
-#                           setting %_dbpath
+#                           setting %_dbpath, and /dev/console, /dev/null (character devices)
+#                           and /run/initctl (a fifo) in its layer, as real bases have
 #   fixtures.env            shell assignments: FIXTURES, VAULT, BASE_TARBALL, BASE_SHA256, ARCH
 #
 # Usage: make-fixtures.sh [CACHE_DIR]   (default ${KILN_E2E_CACHE:-$HOME/.cache/kiln-e2e})
@@ -193,9 +194,13 @@ if [ ! -f "$raw" ]; then
 fi
 mkdir -p "$root"
 tar -C "$root" --numeric-owner --xattrs -xf "$raw"
-# Container images ship an empty /dev (the runtime provides devices); a store path cannot hold
-# device nodes anyway.
 rm -rf "$root"/dev/* "$root"/proc/* "$root"/sys/*
+# Real bases ship device nodes in their layer (CentOS Stream's has /dev/console) and fifos;
+# a store path cannot hold them, so the unpack must skip them (with a warning) and bootstrap.
+mknod -m 600 "$root/dev/console" c 5 1
+mknod -m 666 "$root/dev/null" c 1 3
+mkdir -p "$root/run"
+mkfifo -m 600 "$root/run/initctl"
 mkdir -p "$root/etc/rpm" "$root/etc/yum.repos.d"
 echo '%_dbpath /var/lib/rpm' > "$root/etc/rpm/macros"
 # A repository file like the ones the bootstrap removes.

@@ -17,8 +17,7 @@ pub use fetchurl::{
     HashMismatch, LogCallback, OutputHashMode, ProgressCallback, UrlRewrite,
 };
 pub use unpack::{
-    unpack, unpack_archive, OwnerPolicy, StoreLocation, UnpackError, UnpackOptions, UnpackReport,
-    UnpackRequest,
+    unpack, unpack_archive, StoreLocation, UnpackError, UnpackOptions, UnpackReport, UnpackRequest,
 };
 
 /// A builder that kiln runs in-process.

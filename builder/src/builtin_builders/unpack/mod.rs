@@ -1,18 +1,29 @@
 //! `builtin:unpack`: unpacks a tar archive (gzip, xz, zstd, bzip2 or uncompressed, recognised by
 //! its magic bytes) into the output directory.
 //!
-//! Attributes: `src` (the archive, a store path), `member` (optional: an archive inside the
+//! Attributes: `src` (the archive: a store path or a file inside one; anything else is refused,
+//! naming it, so a build cannot read host files through the unpack), `member` (optional: an archive inside the
 //! archive to unpack instead, e.g. the `layer.tar` of a `docker save` tarball; it may be
 //! compressed too) and `stripComponents` (optional: leading path components to drop, entries
 //! with no more components are skipped, hardlink targets are stripped alike).
 //!
 //! Everything streams: the archive is decompressed while it is read, a member is read in place,
-//! nothing is copied to a temporary file. The output is a root filesystem, so the unpack keeps
-//! modes including setuid, setgid and sticky bits, owners (when running as root, which includes
-//! root inside a user namespace; ids the namespace does not map are left to the builder with a
-//! warning), symbolic links, hardlinks, extended attributes from pax `SCHILY.xattr.*` records
-//! (`security.capability` included, when permitted), fifos and device nodes (skipped with a
-//! warning where creating them is not permitted), and modification times.
+//! nothing is copied to a temporary file. The unpack runs inside kiln (as root, when kiln is)
+//! and writes into the store, so it takes from the archive only what is safe to share: names,
+//! contents, symbolic links, hardlinks, modification times and modes without setuid and setgid
+//! bits and without group and other write bits (the sticky bit is kept: root filesystems need
+//! `/tmp`'s). Owners are not taken from the archive (everything belongs to kiln), extended
+//! attributes (`SCHILY.xattr.*` records, `security.capability` among them) are not applied, and
+//! device nodes and fifos are skipped with a warning in the build log naming each: they cannot
+//! be store contents (a container base's `/dev/console` is one). The build's output
+//! canonicalisation then enforces the same rules on the finished tree.
+//!
+//! Expansion is bounded: the logical sizes of all regular entries (sparse ones counted at their
+//! full size) may not exceed [`UnpackOptions::max_unpacked_size`], by default
+//! [`DEFAULT_UNPACK_SIZE_FACTOR`] times the archive's size and at least
+//! [`DEFAULT_MIN_UNPACK_LIMIT`]; the entry that crosses the limit is named in the error. GNU
+//! sparse entries are written sparse: their holes (read back from the tar reader as zeros) are
+//! skipped, not written.
 //!
 //! Entries that would escape the output are refused with an error naming the entry: a `..`
 //! component, an absolute name, a path through a symbolic link (see [`output_tree`]), a hardlink
@@ -39,37 +50,33 @@ pub mod compression;
 pub mod output_tree;
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{
-    fchmod, futimens, makedev, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags,
-};
+use nix::sys::stat::{fchmod, futimens, mkdirat, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
+use nix::unistd::{linkat, symlinkat};
 use tar::EntryType;
 
 use self::compression::{decompressing_reader, Compression};
 use self::output_tree::{clear_slot, kind_of, OutputTree, TreeError};
 use super::fetchurl::LogCallback;
 
-/// Whether unpacked entries get the owners the archive names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OwnerPolicy {
-    /// Keep owners when running as (possibly namespaced) root, else leave them to the builder.
-    #[default]
-    Auto,
-    /// Always try to keep owners (failures are warnings).
-    Keep,
-    /// Never change owners.
-    Ignore,
-}
+/// The default limit of the unpacked size, as a multiple of the archive's size: generous for
+/// real archives (a compressed root filesystem expands 3-10 times), small against a bomb.
+pub const DEFAULT_UNPACK_SIZE_FACTOR: u64 = 100;
+
+/// The default limit of the unpacked size is never below this (1 GiB), so small archives of
+/// compressible data unpack.
+pub const DEFAULT_MIN_UNPACK_LIMIT: u64 = 1 << 30;
+
+/// The mode bits an unpacked entry may keep: no setuid, setgid, group write or other write.
+const KEPT_MODE_BITS: u32 = 0o1755;
 
 /// Where the store's logical directory (the one in `src`) physically is, when they differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,19 +88,24 @@ pub struct StoreLocation {
 /// How unpacks behave; the scheduler fills this in.
 #[derive(Clone, Default)]
 pub struct UnpackOptions {
-    pub owners: OwnerPolicy,
     /// Threads for xz decoding; 0 means one per CPU.
     pub xz_threads: u32,
+    /// Where the store is; [`unpack`] (the builder) refuses to run without it, since `src` must
+    /// be inside the store.
     pub store_location: Option<StoreLocation>,
+    /// The most bytes of regular-file contents (logical sizes) an unpack may create; `None`:
+    /// [`DEFAULT_UNPACK_SIZE_FACTOR`] times the archive's size, at least
+    /// [`DEFAULT_MIN_UNPACK_LIMIT`].
+    pub max_unpacked_size: Option<u64>,
     pub log: Option<LogCallback>,
 }
 
 impl std::fmt::Debug for UnpackOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UnpackOptions")
-            .field("owners", &self.owners)
             .field("xz_threads", &self.xz_threads)
             .field("store_location", &self.store_location)
+            .field("max_unpacked_size", &self.max_unpacked_size)
             .finish_non_exhaustive()
     }
 }
@@ -138,7 +150,7 @@ pub struct UnpackReport {
     pub entries: u64,
     /// Bytes of regular-file contents written.
     pub bytes: u64,
-    /// Things that could not be kept (owners, device nodes, xattrs), one line each.
+    /// Entries skipped (device nodes, fifos, unsupported types), one line each.
     pub warnings: Vec<String>,
 }
 
@@ -183,6 +195,18 @@ pub enum UnpackError {
     },
     #[error("builtin:unpack: {archive} is a `docker save` tarball; its files are in the layer: set member = \"{layer}\"")]
     DockerSaveWithoutMember { archive: String, layer: String },
+    #[error("builtin:unpack: the source {src} is not inside the store {store}")]
+    SourceOutsideStore { src: PathBuf, store: PathBuf },
+    #[error("builtin:unpack: the source {src} resolves to {resolved}, outside the store")]
+    SourceEscapesStore { src: PathBuf, resolved: PathBuf },
+    #[error("builtin:unpack: needs the store's location to check `src` {0}")]
+    NoStoreLocation(PathBuf),
+    #[error("builtin:unpack: entry `{entry}` takes the unpacked size to {size} bytes, past the limit of {limit} bytes (the `max-unpack-size` setting)")]
+    TooLarge {
+        entry: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("builtin:unpack: creating the output {path}: {source}")]
     Output {
         path: PathBuf,
@@ -207,13 +231,11 @@ pub fn unpack(
     options: &UnpackOptions,
 ) -> Result<UnpackReport, UnpackError> {
     let request = UnpackRequest::from_env(env)?;
-    let src = match &options.store_location {
-        Some(location) => match request.src.strip_prefix(&location.logical) {
-            Ok(rest) => location.physical.join(rest),
-            Err(_) => request.src.clone(),
-        },
-        None => request.src.clone(),
-    };
+    let location = options
+        .store_location
+        .as_ref()
+        .ok_or_else(|| UnpackError::NoStoreLocation(request.src.clone()))?;
+    let src = source_in_store(&request.src, location)?;
     unpack_archive(
         &src,
         request.member.as_deref(),
@@ -221,6 +243,51 @@ pub fn unpack(
         out,
         options,
     )
+}
+
+/// The physical location of `src`, which must name a store path or a file inside one (no `.`
+/// or `..` components) and, with symbolic links resolved, stay inside the physical store.
+fn source_in_store(src: &Path, location: &StoreLocation) -> Result<PathBuf, UnpackError> {
+    let outside = || UnpackError::SourceOutsideStore {
+        src: src.to_owned(),
+        store: location.logical.clone(),
+    };
+    let rest = src.strip_prefix(&location.logical).map_err(|_| outside())?;
+    let mut components = rest.components();
+    let first = match components.next() {
+        Some(std::path::Component::Normal(first)) => first,
+        _ => return Err(outside()),
+    };
+    let valid_base_name = first
+        .to_str()
+        .is_some_and(|name| kiln_store::store_path::StorePath::from_base_name(name).is_ok());
+    if !valid_base_name
+        || !components.all(|component| matches!(component, std::path::Component::Normal(_)))
+    {
+        return Err(outside());
+    }
+    let physical = location.physical.join(rest);
+    let resolved = physical
+        .canonicalize()
+        .map_err(|source| UnpackError::OpenSource {
+            path: physical.clone(),
+            source,
+        })?;
+    let store = location
+        .physical
+        .canonicalize()
+        .map_err(|source| UnpackError::OpenSource {
+            path: location.physical.clone(),
+            source,
+        })?;
+    if resolved.starts_with(&store) && resolved != store {
+        Ok(resolved)
+    } else {
+        Err(UnpackError::SourceEscapesStore {
+            src: src.to_owned(),
+            resolved,
+        })
+    }
 }
 
 /// Unpacks the archive at `src` (or its `member`) into a new directory `out`.
@@ -298,6 +365,18 @@ fn unpack_once(
         path: src.to_owned(),
         source,
     })?;
+    let archive_size = file
+        .metadata()
+        .map_err(|source| UnpackError::OpenSource {
+            path: src.to_owned(),
+            source,
+        })?
+        .len();
+    let limit = options.max_unpacked_size.unwrap_or_else(|| {
+        archive_size
+            .saturating_mul(DEFAULT_UNPACK_SIZE_FACTOR)
+            .max(DEFAULT_MIN_UNPACK_LIMIT)
+    });
     let tree = OutputTree::create(out).map_err(|source| UnpackError::Output {
         path: out.to_owned(),
         source,
@@ -313,7 +392,7 @@ fn unpack_once(
     };
     let (outer_compression, reader) =
         decompressing_reader(file, threads).map_err(read_error(&archive_name))?;
-    let mut writer = EntryWriter::new(&tree, strip_components, options);
+    let mut writer = EntryWriter::new(&tree, strip_components, options, limit);
     let mut outer = tar::Archive::new(reader);
     let compression = match member {
         Some(member) => {
@@ -449,45 +528,20 @@ struct DirectoryAttributes {
 }
 
 /// What an entry says about itself beyond its name and contents.
+/// Owners and extended attributes are deliberately absent (see the module doc).
 struct EntryMetadata {
+    /// The archive's mode reduced to [`KEPT_MODE_BITS`].
     mode: u32,
-    uid: u64,
-    gid: u64,
     mtime: i64,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl EntryMetadata {
     fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Self> {
         let header = entry.header();
-        let mut metadata = Self {
-            mode: header.mode()? & 0o7777,
-            uid: header.uid()?,
-            gid: header.gid()?,
+        Ok(Self {
+            mode: header.mode()? & KEPT_MODE_BITS,
             mtime: i64::try_from(header.mtime()?).unwrap_or(i64::MAX),
-            xattrs: Vec::new(),
-        };
-        if let Some(extensions) = entry.pax_extensions()? {
-            for extension in extensions {
-                let extension = extension?;
-                let key = extension.key_bytes();
-                let number = || {
-                    std::str::from_utf8(extension.value_bytes())
-                        .ok()
-                        .and_then(|value| value.parse::<u64>().ok())
-                };
-                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    metadata
-                        .xattrs
-                        .push((name.to_vec(), extension.value_bytes().to_vec()));
-                } else if key == b"uid" {
-                    metadata.uid = number().unwrap_or(metadata.uid);
-                } else if key == b"gid" {
-                    metadata.gid = number().unwrap_or(metadata.gid);
-                }
-            }
-        }
-        Ok(metadata)
+        })
     }
 }
 
@@ -497,35 +551,34 @@ struct EntryWriter<'a> {
     tree: &'a OutputTree,
     strip_components: usize,
     options: &'a UnpackOptions,
-    keep_owners: bool,
     directories: BTreeMap<Vec<OsString>, DirectoryAttributes>,
     entries: u64,
     bytes: u64,
+    /// Logical sizes of the regular entries so far, and their limit.
+    unpacked_size: u64,
+    limit: u64,
     warnings: Vec<String>,
-    owner_failures: u64,
-    first_owner_failure: Option<String>,
     /// Reused for copying file contents (larger than `io::copy`'s, for fewer system calls).
     copy_buffer: Vec<u8>,
 }
 
 impl<'a> EntryWriter<'a> {
-    fn new(tree: &'a OutputTree, strip_components: usize, options: &'a UnpackOptions) -> Self {
-        let keep_owners = match options.owners {
-            OwnerPolicy::Auto => Uid::effective().is_root(),
-            OwnerPolicy::Keep => true,
-            OwnerPolicy::Ignore => false,
-        };
+    fn new(
+        tree: &'a OutputTree,
+        strip_components: usize,
+        options: &'a UnpackOptions,
+        limit: u64,
+    ) -> Self {
         Self {
             tree,
             strip_components,
             options,
-            keep_owners,
             directories: BTreeMap::new(),
             entries: 0,
             bytes: 0,
+            unpacked_size: 0,
+            limit,
             warnings: Vec::new(),
-            owner_failures: 0,
-            first_owner_failure: None,
             copy_buffer: vec![0; COPY_BUFFER_SIZE],
         }
     }
@@ -564,6 +617,19 @@ impl<'a> EntryWriter<'a> {
         }
         let components = &components[self.strip_components..];
         let metadata = EntryMetadata::read(entry).map_err(EntryFailure::Read)?;
+        if matches!(
+            entry_type,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse
+        ) {
+            // `size` is the logical size, holes of sparse entries included.
+            self.unpacked_size = self.unpacked_size.saturating_add(entry.size());
+            if self.unpacked_size > self.limit {
+                return Err(EntryFailure::TooLarge {
+                    size: self.unpacked_size,
+                    limit: self.limit,
+                });
+            }
+        }
         let path: PathBuf = components.iter().collect();
         match entry_type {
             EntryType::Directory => {
@@ -603,7 +669,9 @@ impl<'a> EntryWriter<'a> {
                 )
                 .map_err(|e| TreeError::io(&path, e))?;
                 let mut file = File::from(fd);
-                let written = copy_contents(entry, &mut file, &mut self.copy_buffer, &path)?;
+                let sparse = entry_type == EntryType::GNUSparse;
+                let written =
+                    copy_contents(entry, &mut file, &mut self.copy_buffer, &path, sparse)?;
                 self.bytes += written;
                 self.apply_to_fd(file.as_fd(), &metadata, shown)?;
             }
@@ -617,7 +685,6 @@ impl<'a> EntryWriter<'a> {
                 clear_slot(&parent, leaf, &path)?;
                 symlinkat(OsStr::from_bytes(&target), &parent, leaf)
                     .map_err(|e| TreeError::io(&path, e))?;
-                self.chown_at(&parent, leaf, &metadata, shown);
                 let time = TimeSpec::new(metadata.mtime, 0);
                 // Times of a link are cosmetic: a file system that cannot set them is no reason
                 // to fail the unpack.
@@ -668,43 +735,14 @@ impl<'a> EntryWriter<'a> {
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let kind = match entry_type {
-                    EntryType::Char => SFlag::S_IFCHR,
-                    EntryType::Block => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
+                    EntryType::Char => "character device",
+                    EntryType::Block => "block device",
+                    _ => "fifo",
                 };
-                let header = entry.header();
-                let device = makedev(
-                    u64::from(header.device_major().ok().flatten().unwrap_or(0)),
-                    u64::from(header.device_minor().ok().flatten().unwrap_or(0)),
-                );
-                let (parent, leaf) = self.tree.open_parent(components, true)?;
-                clear_slot(&parent, leaf, &path)?;
-                match mknodat(
-                    &parent,
-                    leaf,
-                    kind,
-                    Mode::from_bits_truncate(metadata.mode & 0o777),
-                    device,
-                ) {
-                    Ok(()) => {}
-                    Err(errno @ (Errno::EPERM | Errno::EACCES | Errno::EOPNOTSUPP)) => {
-                        self.warn(format!(
-                            "{shown}: cannot create the node ({errno}); skipped"
-                        ));
-                        return Ok(());
-                    }
-                    Err(errno) => return Err(TreeError::io(&path, errno).into()),
-                }
-                self.chown_at(&parent, leaf, &metadata, shown);
-                // A node's mode must go through fchmodat on the name: opening a fifo or a
-                // device to use fchmod could block or have side effects.
-                nix::sys::stat::fchmodat(
-                    &parent,
-                    leaf,
-                    Mode::from_bits_truncate(metadata.mode),
-                    nix::sys::stat::FchmodatFlags::FollowSymlink,
-                )
-                .map_err(|e| TreeError::io(&path, e))?;
+                self.warn(format!(
+                    "{shown}: a {kind} cannot be store contents; skipped"
+                ));
+                return Ok(());
             }
             EntryType::XGlobalHeader => return Ok(()),
             other => {
@@ -718,57 +756,19 @@ impl<'a> EntryWriter<'a> {
         Ok(())
     }
 
-    /// Applies owner, mode, xattrs and mtime through an open descriptor (in that order: a
-    /// change of owner clears setuid bits and capabilities).
+    /// Applies the (reduced) mode and the mtime through an open descriptor.
     fn apply_to_fd(
         &mut self,
         fd: impl AsFd + Copy,
         metadata: &EntryMetadata,
         shown: &str,
     ) -> Result<(), EntryFailure> {
-        if self.keep_owners {
-            if let Err(errno) = fchown(fd, Some(to_uid(metadata.uid)), Some(to_gid(metadata.gid))) {
-                self.owner_failed(shown, metadata, errno);
-            }
-        }
         fchmod(fd, Mode::from_bits_truncate(metadata.mode))
             .map_err(|e| EntryFailure::Tree(TreeError::io(Path::new(shown), e)))?;
-        for (name, value) in &metadata.xattrs {
-            if let Err(errno) = set_xattr(fd, name, value) {
-                self.warn(format!(
-                    "{shown}: cannot set extended attribute {} ({errno}); skipped",
-                    String::from_utf8_lossy(name)
-                ));
-            }
-        }
         let time = TimeSpec::new(metadata.mtime, 0);
         futimens(fd, &time, &time)
             .map_err(|e| EntryFailure::Tree(TreeError::io(Path::new(shown), e)))?;
         Ok(())
-    }
-
-    fn chown_at(&mut self, parent: &OwnedFd, leaf: &OsStr, metadata: &EntryMetadata, shown: &str) {
-        if self.keep_owners {
-            if let Err(errno) = fchownat(
-                parent,
-                leaf,
-                Some(to_uid(metadata.uid)),
-                Some(to_gid(metadata.gid)),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            ) {
-                self.owner_failed(shown, metadata, errno);
-            }
-        }
-    }
-
-    fn owner_failed(&mut self, shown: &str, metadata: &EntryMetadata, errno: Errno) {
-        self.owner_failures += 1;
-        if self.first_owner_failure.is_none() {
-            self.first_owner_failure = Some(format!(
-                "{shown} ({}:{}: {errno})",
-                metadata.uid, metadata.gid
-            ));
-        }
     }
 
     fn warn(&mut self, warning: String) {
@@ -793,12 +793,6 @@ impl<'a> EntryWriter<'a> {
             self.apply_to_fd(dir.as_fd(), &attributes.metadata, &shown)
                 .map_err(|failure| failure.into_error(&shown, "the output"))?;
         }
-        if let Some(first) = self.first_owner_failure.take() {
-            let count = self.owner_failures;
-            self.warn(format!(
-                "{count} entries keep the builder's owner: their owners are not mapped here, e.g. {first}"
-            ));
-        }
         Ok(UnpackReport {
             compression: Compression::None,
             entries: self.entries,
@@ -811,6 +805,7 @@ impl<'a> EntryWriter<'a> {
 /// Why one entry failed, before the entry's name is attached.
 enum EntryFailure {
     Unsafe(String),
+    TooLarge { size: u64, limit: u64 },
     Tree(TreeError),
     Read(io::Error),
 }
@@ -828,6 +823,11 @@ impl EntryFailure {
                 entry: entry.to_owned(),
                 reason,
             },
+            Self::TooLarge { size, limit } => UnpackError::TooLarge {
+                entry: entry.to_owned(),
+                size,
+                limit,
+            },
             Self::Tree(source) => UnpackError::Entry {
                 entry: entry.to_owned(),
                 source,
@@ -842,54 +842,56 @@ impl EntryFailure {
 
 const COPY_BUFFER_SIZE: usize = 256 * 1024;
 
+/// The block size holes are found in when writing a sparse entry.
+const HOLE_BLOCK: usize = 4096;
+
 /// Copies an entry's contents into its file: read errors are the archive's, write errors the
-/// output's.
+/// output's. With `sparse`, blocks of zeros (the holes of a sparse entry, which the tar reader
+/// yields as zeros) are skipped rather than written. Returns the logical size.
 fn copy_contents(
     entry: &mut impl Read,
     file: &mut File,
     buffer: &mut [u8],
     path: &Path,
+    sparse: bool,
 ) -> Result<u64, EntryFailure> {
+    use std::io::{Seek, SeekFrom};
+    let write_error = |source| {
+        EntryFailure::Tree(TreeError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
     let mut written = 0u64;
+    // Whether the file ends in a hole that was skipped (its length must be set at the end).
+    let mut ends_in_hole = false;
     loop {
         let read = match entry.read(buffer) {
-            Ok(0) => return Ok(written),
+            Ok(0) => break,
             Ok(read) => read,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(EntryFailure::Read(error)),
         };
-        file.write_all(&buffer[..read]).map_err(|source| {
-            EntryFailure::Tree(TreeError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        })?;
+        if sparse {
+            for block in buffer[..read].chunks(HOLE_BLOCK) {
+                if block.iter().all(|byte| *byte == 0) {
+                    file.seek(SeekFrom::Current(block.len() as i64))
+                        .map_err(write_error)?;
+                    ends_in_hole = true;
+                } else {
+                    file.write_all(block).map_err(write_error)?;
+                    ends_in_hole = false;
+                }
+            }
+        } else {
+            file.write_all(&buffer[..read]).map_err(write_error)?;
+        }
         written += read as u64;
     }
-}
-
-fn to_uid(id: u64) -> Uid {
-    Uid::from_raw(u32::try_from(id).unwrap_or(u32::MAX))
-}
-
-fn to_gid(id: u64) -> Gid {
-    Gid::from_raw(u32::try_from(id).unwrap_or(u32::MAX))
-}
-
-fn set_xattr(fd: impl AsFd, name: &[u8], value: &[u8]) -> Result<(), Errno> {
-    let name = CString::new(name).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: the descriptor is open for the duration of the call, `name` is NUL-terminated and
-    // `value` is a valid slice of the given length.
-    let result = unsafe {
-        libc::fsetxattr(
-            fd.as_fd().as_raw_fd(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    Errno::result(result).map(drop)
+    if ends_in_hole {
+        file.set_len(written).map_err(write_error)?;
+    }
+    Ok(written)
 }
 
 fn log(options: &UnpackOptions, line: &str) {
