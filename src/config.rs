@@ -11,6 +11,10 @@
 //! allow-network = false             # let non-fixed-output `__network` builds use the network
 //! max-unpack-size = 8589934592      # bytes a builtin:unpack may create (default: 100 times
 //!                                   # the archive's size, at least 1 GiB)
+//! max-build-memory = "8G"           # memory of one build (default: half the RAM; 0: no limit)
+//! max-build-pids = 4096             # processes of one build at once (default 4096; 0: no limit)
+//! max-silent-time = 3600            # kill a build silent this long, in s (default 3600; 0: never)
+//! timeout = 0                       # kill a build running this long, in s (default 0: never)
 //!
 //! [[rewrite]]                       # applied at fetch time: no .drv or output path changes
 //! from = "https://cloud.centos.org/"
@@ -37,9 +41,65 @@ pub struct Config {
     pub allow_network: Option<bool>,
     /// The most bytes (logical file sizes) one `builtin:unpack` may create.
     pub max_unpack_size: Option<u64>,
+    /// Default of `realise --max-build-memory` (bytes, or a size such as "8G"; 0: no limit).
+    pub max_build_memory: Option<ByteSize>,
+    /// Default of `realise --max-build-pids` (0: no limit).
+    pub max_build_pids: Option<u64>,
+    /// Default of `realise --max-silent-time`, in seconds (0: never).
+    pub max_silent_time: Option<u64>,
+    /// Default of `realise --timeout`, in seconds (0: never).
+    pub timeout: Option<u64>,
     /// URL prefix rewrites for fetches, first match wins.
     #[serde(default)]
     pub rewrite: Vec<RewriteRule>,
+}
+
+/// A number of bytes, written as an integer or as a string with an optional binary suffix
+/// (`"512M"`, `"8G"`, `"1T"`: powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "ByteSizeText")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ByteSizeText {
+    Number(u64),
+    Text(String),
+}
+
+impl TryFrom<ByteSizeText> for ByteSize {
+    type Error = String;
+
+    fn try_from(text: ByteSizeText) -> Result<Self, String> {
+        match text {
+            ByteSizeText::Number(bytes) => Ok(ByteSize(bytes)),
+            ByteSizeText::Text(text) => text.parse(),
+        }
+    }
+}
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (digits, shift) = match text.char_indices().last() {
+            Some((at, 'K' | 'k')) => (&text[..at], 10),
+            Some((at, 'M' | 'm')) => (&text[..at], 20),
+            Some((at, 'G' | 'g')) => (&text[..at], 30),
+            Some((at, 'T' | 't')) => (&text[..at], 40),
+            _ => (text, 0),
+        };
+        digits
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|number| number.checked_mul(1u64 << shift))
+            .map(ByteSize)
+            .ok_or_else(|| {
+                format!("invalid size {text:?} (expected bytes, or a number with K, M, G or T)")
+            })
+    }
 }
 
 /// `[[rewrite]] from = "PREFIX" to = "PREFIX"`: a fetch of a URL starting with `from` goes to
@@ -107,6 +167,10 @@ mod tests {
             jobs = 3
             allow-network = true
             max-unpack-size = 4096
+            max-build-memory = "512M"
+            max-build-pids = 64
+            max-silent-time = 60
+            timeout = 0
             [[rewrite]]
             from = "https://a.example/"
             to = "http://127.0.0.1:8080/a/"
@@ -121,6 +185,10 @@ mod tests {
         assert_eq!(config.jobs, Some(3));
         assert_eq!(config.allow_network, Some(true));
         assert_eq!(config.max_unpack_size, Some(4096));
+        assert_eq!(config.max_build_memory, Some(ByteSize(512 << 20)));
+        assert_eq!(config.max_build_pids, Some(64));
+        assert_eq!(config.max_silent_time, Some(60));
+        assert_eq!(config.timeout, Some(0));
         assert_eq!(config.rewrite.len(), 2);
         assert_eq!(config.rewrite[1].to, "http://127.0.0.1:8080/b/");
     }
@@ -133,6 +201,15 @@ mod tests {
         assert!(Config::parse("jobs = \"four\"").is_err());
         assert!(Config::parse("[[rewrite]]\nfrom = \"\"\nto = \"x\"").is_err());
         assert!(Config::parse("[[rewrite]]\nfrom = \"a\"").is_err());
+        assert!(Config::parse("max-build-memory = \"8X\"").is_err());
+        assert!(Config::parse("max-build-memory = \"99999999999T\"").is_err());
+        assert_eq!(
+            Config::parse("max-build-memory = 1024")
+                .unwrap()
+                .max_build_memory,
+            Some(ByteSize(1024))
+        );
+        assert_eq!("2g".parse(), Ok(ByteSize(2 << 30)));
     }
 
     #[test]

@@ -481,3 +481,110 @@ fn log_and_the_failure_tail_strip_terminal_control_sequences() {
         .expect("the raw log");
     assert!(raw.contains(&0x1b));
 }
+
+/// The build groups kiln made under its own group of the v1 `pids` hierarchy (this machine's
+/// kind of host) or of the v2 tree, for the leftover check.
+fn leftover_build_groups() -> Vec<PathBuf> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut parents = vec![PathBuf::from("/sys/fs/cgroup/kiln")];
+    for line in membership.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        if controllers == Some("pids") {
+            let own = path.unwrap_or("/").trim_start_matches('/');
+            parents.push(Path::new("/sys/fs/cgroup/pids").join(own).join("kiln"));
+        }
+    }
+    parents
+        .iter()
+        .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten().flatten())
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("build-"))
+        })
+        .collect()
+}
+
+/// Under CI=true, a root kiln must be able to make build groups; elsewhere the test skips when
+/// it is not root.
+fn limits_enforceable() -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI=true: the resource-limit tests run as root"
+    );
+    eprintln!("skipping: resource limits are tested as root");
+    false
+}
+
+#[test]
+fn a_fork_bomb_stops_at_max_build_pids_and_its_group_is_removed() {
+    if !sandbox_ready() || !limits_enforceable() {
+        return;
+    }
+    let t = Sandbox::new();
+    let script =
+        r#"i=0; while [ $i -lt 100 ]; do $bb sleep 3 & i=$((i+1)); done; wait; echo $i > $out"#;
+    let file = t.expression("forks.nix", &format!("sh \"forks\" {script:?}"));
+    let file = file.to_str().unwrap();
+    let child = t.spawn(&["realise", "--max-build-pids", "32", file]);
+    let kiln_pid = child.id();
+    let limited = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&limited.stderr);
+    assert!(
+        !limited.status.success(),
+        "100 processes under a limit of 32: {stderr}"
+    );
+    assert!(stderr.contains("fork"), "{stderr}");
+    // The group of that build (named after the kiln process) is gone.
+    let marker = format!("build-{kiln_pid}-");
+    let leftovers: Vec<PathBuf> = leftover_build_groups()
+        .into_iter()
+        .filter(|path| path.to_string_lossy().contains(&marker))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The default limit (4096) lets the same build run.
+    let printed = ok(&t.kiln(&["realise", file]));
+    assert_eq!(
+        std::fs::read_to_string(printed.trim()).unwrap().trim(),
+        "100"
+    );
+}
+
+#[test]
+fn memory_beyond_max_build_memory_is_refused_in_tmpfs_and_killed_in_ram() {
+    if !sandbox_ready() || !limits_enforceable() {
+        return;
+    }
+    let t = Sandbox::new();
+    let file = t.expression(
+        "memory.nix",
+        r#"{
+          shm = sh "fill-shm" "$bb dd if=/dev/zero of=/dev/shm/fill bs=1M count=200; echo > $out";
+          ram = sh "fill-ram" "$bb awk 'BEGIN { s = \"x\"; while (1) s = s s }'; echo > $out";
+          small = sh "small" "$bb dd if=/dev/zero of=/dev/shm/fill bs=1M count=8; echo ok > $out";
+        }"#,
+    );
+    let file = file.to_str().unwrap();
+    let realise = |attr: &str| t.kiln(&["realise", "--max-build-memory", "64M", "-A", attr, file]);
+    let shm = realise("shm");
+    let stderr = String::from_utf8_lossy(&shm.stderr);
+    assert!(
+        !shm.status.success(),
+        "200 MB in a 64 MB /dev/shm: {stderr}"
+    );
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    let ram = realise("ram");
+    let stderr = String::from_utf8_lossy(&ram.stderr);
+    assert!(!ram.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("memory limit of 67108864 bytes (max-build-memory)"),
+        "{stderr}"
+    );
+    ok(&realise("small"));
+}

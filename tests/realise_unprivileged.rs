@@ -96,6 +96,17 @@ fn the_busybox_example_builds_without_root() {
     );
     if is_root {
         assert_eq!(owner, 65534, "the store belongs to the user who built it");
+        // This host's memory and pids controllers are not delegated to that user: the builds
+        // ran without their limits, and kiln says so instead of weakening them silently.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let delegated = std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+            .is_ok_and(|controllers| controllers.contains("memory"));
+        if !delegated {
+            assert!(
+                stderr.contains("warning: this build ran without its memory and process limits"),
+                "{stderr}"
+            );
+        }
     }
 }
 

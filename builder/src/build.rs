@@ -39,8 +39,8 @@ use crate::log::{BuildLog, LogWriter};
 use crate::outputs::{self, OutputError, ScannedOutput};
 use crate::plan::PlannedBuild;
 use crate::sandbox::{
-    nix_build_env, BuilderStatus, IdMapPolicy, LogSink, NixEnvParams, RootFs, Sandbox,
-    SandboxError, SandboxSpec, StoreMount, SANDBOX_BUILD_DIR,
+    nix_build_env, BuilderStatus, IdMapPolicy, LogSink, NixEnvParams, ResourceLimits, RootFs,
+    Sandbox, SandboxError, SandboxSpec, StoreMount, SANDBOX_BUILD_DIR,
 };
 
 /// How builds run; the same for every build of one `realise`.
@@ -63,6 +63,8 @@ pub struct BuildSettings {
     pub builtin: BuiltinOptions,
     /// How the sandbox's user namespace is mapped.
     pub id_map: IdMapPolicy,
+    /// Memory and process limits of each sandboxed build.
+    pub limits: ResourceLimits,
 }
 
 /// What a successful build did.
@@ -177,6 +179,10 @@ struct OutputSlot {
 }
 
 static SERIAL: AtomicU64 = AtomicU64::new(0);
+
+/// The missing-limits warning goes to the terminal once per process (and into every affected
+/// build's log).
+static LIMITS_WARNING: std::sync::Once = std::sync::Once::new();
 
 fn unique_suffix() -> String {
     format!(
@@ -487,9 +493,17 @@ fn run_sandboxed(
     spec.id_map = settings.id_map.clone();
     spec.timeout = settings.timeout;
     spec.max_silent_time = settings.max_silent_time;
+    spec.limits = settings.limits;
     spec.log = LogSink::Writer(Box::new(writer.clone()));
 
     let outcome = Sandbox::new(spec)?.run()?;
+    if let Some(reason) = &outcome.limits_not_applied {
+        let warning = format!(
+            "kiln: warning: this build ran without its memory and process limits: {reason}"
+        );
+        writer.note(&warning);
+        LIMITS_WARNING.call_once(|| eprintln!("{warning}"));
+    }
     if outcome.success() {
         // The host ids the build's files may have. The sandbox does not report its host id
         // range yet (the build runs as mapped host root), so no ownership range is enforced;
@@ -512,6 +526,12 @@ fn run_sandboxed(
             Some(BuilderStatus::Signaled(signal)) => format!("was killed by signal {signal}"),
             None => "was killed".to_owned(),
         }
+    };
+    let how = match settings.limits.memory_bytes {
+        Some(bytes) if outcome.memory_limit_hit => format!(
+            "{how}; the kernel killed a process of the build at its memory limit of {bytes} bytes (max-build-memory)"
+        ),
+        _ => how,
     };
     Err(BuildError::BuilderFailed { how })
 }

@@ -25,12 +25,14 @@ use kiln_builder::builtin_builders::fetchurl::{FetchOptions, UrlRewrite};
 use kiln_builder::builtin_builders::{BuiltinOptions, UnpackOptions};
 use kiln_builder::log::{printable, tail_lines, BuildLog};
 use kiln_builder::plan::{read_derivation, BuildPlan, BuildTarget};
+use kiln_builder::sandbox::ResourceLimits;
 use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions};
 use kiln_store::local_store::LocalStore;
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use super::input::{self, InputArgs, SelectionArgs};
 use crate::cli::{Failure, GlobalOptions};
+use crate::config::{ByteSize, Config};
 use crate::progress::Progress;
 
 /// How many log lines a failure report shows.
@@ -62,12 +64,18 @@ pub struct RealiseArgs {
     /// Rebuild the (valid) outputs and fail if a rebuild differs.
     #[arg(long)]
     pub check: bool,
-    /// Kill a build that runs longer than this many seconds.
+    /// Kill a build that runs longer than this many seconds (0: never; the default).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
-    /// Kill a build that prints nothing for this many seconds.
+    /// Kill a build that prints nothing for this many seconds (0: never; default 3600).
     #[arg(long, value_name = "SECONDS")]
     pub max_silent_time: Option<u64>,
+    /// The most memory one build may hold, e.g. 8G (0: no limit; default: half the RAM).
+    #[arg(long, value_name = "SIZE")]
+    pub max_build_memory: Option<ByteSize>,
+    /// The most processes one build may run at once (0: no limit; default 4096).
+    #[arg(long, value_name = "COUNT")]
+    pub max_build_pids: Option<u64>,
     /// Let derivations with `__network = true` use the network (reported as impure).
     #[arg(long)]
     pub allow_network: bool,
@@ -305,8 +313,23 @@ fn build(
         global,
         args.allow_network || global.config.allow_network.unwrap_or(false),
     );
-    settings.timeout = args.timeout.map(Duration::from_secs);
-    settings.max_silent_time = args.max_silent_time.map(Duration::from_secs);
+    let seconds = |flag: Option<u64>, configured: Option<u64>, default: u64| {
+        Some(flag.or(configured).unwrap_or(default))
+            .filter(|&secs| secs > 0)
+            .map(Duration::from_secs)
+    };
+    settings.timeout = seconds(args.timeout, global.config.timeout, 0);
+    settings.max_silent_time = seconds(
+        args.max_silent_time,
+        global.config.max_silent_time,
+        DEFAULT_MAX_SILENT_TIME_SECS,
+    );
+    if let Some(ByteSize(bytes)) = args.max_build_memory {
+        settings.limits.memory_bytes = Some(bytes).filter(|&b| b > 0);
+    }
+    if let Some(count) = args.max_build_pids {
+        settings.limits.pids = Some(count).filter(|&c| c > 0);
+    }
     let options = ScheduleOptions {
         jobs: args
             .jobs
@@ -318,6 +341,9 @@ fn build(
     };
     run_builds(store, plan, &options)
 }
+
+/// The default of `--max-silent-time`: a build silent for an hour is taken to hang.
+pub const DEFAULT_MAX_SILENT_TIME_SECS: u64 = 3600;
 
 /// The environment variable in which network builds receive the `[[rewrite]]` rules: one
 /// `FROM TO` pair per line, in the configuration's order (first match wins). Builders that
@@ -355,7 +381,24 @@ pub fn build_settings(global: &GlobalOptions, allow_network: bool) -> BuildSetti
                 ..UnpackOptions::default()
             },
         },
+        limits: build_limits(&global.config),
         ..BuildSettings::default()
+    }
+}
+
+/// The resource limits of each build: the configuration's, else the documented defaults
+/// ([`ResourceLimits::defaults`]); 0 turns a limit off.
+fn build_limits(config: &Config) -> ResourceLimits {
+    let defaults = ResourceLimits::defaults();
+    ResourceLimits {
+        memory_bytes: match config.max_build_memory {
+            Some(ByteSize(bytes)) => Some(bytes).filter(|&b| b > 0),
+            None => defaults.memory_bytes,
+        },
+        pids: match config.max_build_pids {
+            Some(count) => Some(count).filter(|&c| c > 0),
+            None => defaults.pids,
+        },
     }
 }
 

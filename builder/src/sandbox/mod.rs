@@ -18,9 +18,12 @@
 //! Every process of a build dies with it: the builder runs as pid 2 under a small init (pid 1)
 //! that reaps everything and exits when the builder exits, which makes the kernel kill the rest
 //! of the pid namespace; a timeout kills the init; the death of the thread that started the
-//! sandbox kills the init (`PR_SET_PDEATHSIG`). [`Sandbox::run`] blocks its thread until the
+//! sandbox kills the init (`PR_SET_PDEATHSIG`). Init and everything under it run in a control
+//! group of their own with the build's memory and process limits (the `cgroup` module), and in
+//! a cgroup namespace rooted there. [`Sandbox::run`] blocks its thread until the
 //! init is reaped, so that thread only dies early when the whole kiln process does.
 
+mod cgroup;
 mod child;
 mod env;
 mod error;
@@ -40,6 +43,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, Pid};
 
+pub use cgroup::{physical_memory, ResourceLimits, DEFAULT_MAX_BUILD_PIDS};
 pub use env::{nix_build_env, NixEnvParams, HOMELESS_SHELTER, SANDBOX_BUILD_DIR};
 pub use error::SandboxError;
 pub use idmap::{
@@ -47,6 +51,7 @@ pub use idmap::{
 };
 pub use spec::{LogSink, RootFs, SandboxSpec, StoreMount};
 
+use cgroup::BuildCgroup;
 use child::{ChildFds, ReportKind, BOOTSTRAP_CALLS};
 use plan::StagingDirs;
 use supervise::{InitProcess, Report};
@@ -72,6 +77,10 @@ pub struct SandboxOutcome {
     pub silent_timed_out: bool,
     /// Wall time from the start of the setup to the end of the last process.
     pub duration: Duration,
+    /// The kernel killed a process of the build because the build reached its memory limit.
+    pub memory_limit_hit: bool,
+    /// Why the resource limits asked for could not be applied (the build ran without them).
+    pub limits_not_applied: Option<String>,
 }
 
 impl SandboxOutcome {
@@ -235,6 +244,10 @@ impl Sandbox {
             },
         )?;
         let mut sink = open_sink(std::mem::take(&mut spec.log))?;
+        let (cgroup, limits_not_applied) = match BuildCgroup::create(&spec.limits) {
+            Ok(cgroup) => (cgroup, None),
+            Err(reason) => (None, Some(reason)),
+        };
         let (report_read, report_write) = pipe()?;
         let (sync_read, sync_write) = pipe()?;
         let (log_read, log_write) = pipe()?;
@@ -281,6 +294,11 @@ impl Sandbox {
         let mut init = InitProcess::new(Pid::from_raw(pid as libc::pid_t));
         drop((report_write, sync_read, log_write, devnull));
 
+        if let Some(cgroup) = &cgroup {
+            cgroup.add_process(init.pid()).map_err(|err| {
+                SandboxError::io("adding the sandbox's init to its control group", err)
+            })?;
+        }
         mapping.install(init.pid())?;
         let mut sync = File::from(sync_write);
         sync.write_all(b"1")
@@ -321,7 +339,8 @@ impl Sandbox {
                 errno: nix::errno::Errno::from_raw(value),
             });
         }
-        let killed = supervised.timed_out || supervised.silent_timed_out;
+        let memory_limit_hit = cgroup.as_ref().is_some_and(BuildCgroup::memory_limit_hit);
+        let killed = supervised.timed_out || supervised.silent_timed_out || memory_limit_hit;
         if status.is_none() && !killed {
             return Err(SandboxError::InitLost(format!("{init_status:?}")));
         }
@@ -331,6 +350,8 @@ impl Sandbox {
             timed_out: supervised.timed_out,
             silent_timed_out: supervised.silent_timed_out,
             duration: start.elapsed(),
+            memory_limit_hit,
+            limits_not_applied,
         })
     }
 }

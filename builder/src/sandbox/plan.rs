@@ -1,5 +1,5 @@
-//! Turns a [`SandboxSpec`] into the ordered system calls of the child ([`ChildPlan`]), in the
-//! order of DESIGN §6: make `/` private → the new root (tmpfs or overlay) → directories and
+//! Turns a [`SandboxSpec`] into the ordered system calls of the child ([`ChildPlan`]), in this
+//! order: a cgroup namespace → make `/` private → the new root (tmpfs or overlay) → directories and
 //! `/etc` files → the store (inputs read-only) and `/build` → a fresh `/proc` → a minimal `/dev`
 //! → network files or loopback → `pivot_root` and detach the old root → hostname. Then the
 //! builder's own steps: default signals, new session, identity, umask, `chdir /build`.
@@ -159,6 +159,17 @@ pub(crate) fn build_plan(
     let at = |sandbox_path: &str| cpath(&inside(root, Path::new(sandbox_path)));
     let keep_existing = matches!(spec.root, RootFs::Overlay { .. });
     let mut steps = Vec::new();
+    // Init is in the build's control group by now (the parent put it there before releasing
+    // it): make that group the root of what the build can see of cgroups.
+    steps.push(Step::UnshareCgroupNamespace);
+    // tmpfs mounts (`/` with `/tmp`, and `/dev/shm`) hold at most half the build's memory
+    // limit each: their pages are charged to its control group too, so a full tmpfs is
+    // "no space left on device" rather than the OOM killer.
+    let tmpfs_size = spec
+        .limits
+        .memory_bytes
+        .map(|bytes| format!(",size={}", (bytes / 2).max(1 << 20)))
+        .unwrap_or_default();
 
     steps.push(Step::Mount {
         source: None,
@@ -172,7 +183,7 @@ pub(crate) fn build_plan(
             "tmpfs",
             cpath(root)?,
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=0755"),
+            Some(&format!("mode=0755{tmpfs_size}")),
         ),
         RootFs::Overlay {
             lower_layers,
@@ -282,7 +293,7 @@ pub(crate) fn build_plan(
         "tmpfs",
         at("/dev/shm")?,
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=01777"),
+        Some(&format!("mode=01777{tmpfs_size}")),
     ));
     steps.push(Step::Mkdir {
         path: at("/dev/pts")?,

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::cgroup::ResourceLimits;
 use super::error::SandboxError;
 use super::idmap::IdMapPolicy;
 
@@ -102,11 +103,14 @@ pub struct SandboxSpec {
     pub max_silent_time: Option<Duration>,
     /// Where the builder's output goes.
     pub log: LogSink,
+    /// Memory and process limits of the build's control group; the memory limit also sizes
+    /// the tmpfs mounts (`/`, `/dev/shm`).
+    pub limits: ResourceLimits,
 }
 
 impl SandboxSpec {
     /// A spec with no inputs, outputs, arguments or environment, no network, a tmpfs root,
-    /// automatic id mapping, no time limits and a discarded log.
+    /// automatic id mapping, no time or resource limits and a discarded log.
     pub fn new(
         logical_store_dir: impl Into<PathBuf>,
         build_dir: impl Into<PathBuf>,
@@ -126,6 +130,7 @@ impl SandboxSpec {
             timeout: None,
             max_silent_time: None,
             log: LogSink::Discard,
+            limits: ResourceLimits::default(),
         }
     }
 

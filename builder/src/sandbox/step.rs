@@ -68,6 +68,8 @@ pub(crate) enum Step {
     DropCapability { cap: u32 },
     /// `umask(mask)`.
     Umask { mask: u32 },
+    /// `unshare(CLONE_NEWCGROUP)`: a cgroup namespace rooted at the build's own group.
+    UnshareCgroupNamespace,
 }
 
 fn show(value: &CStr) -> String {
@@ -127,6 +129,7 @@ impl fmt::Display for Step {
                 write!(f, "prctl(PR_CAPBSET_DROP, {cap}) + capset(without {cap})")
             }
             Step::Umask { mask } => write!(f, "umask({mask:#o})"),
+            Step::UnshareCgroupNamespace => write!(f, "unshare(CLONE_NEWCGROUP)"),
         }
     }
 }
@@ -254,6 +257,9 @@ impl Step {
             Step::Umask { mask } => {
                 nix::sys::stat::umask(mode(*mask));
                 Ok(())
+            }
+            Step::UnshareCgroupNamespace => {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             }
         }
     }
