@@ -175,6 +175,17 @@ impl TextBatch {
         self.members.contains(path)
     }
 
+    /// The references of `path` when it is waiting in this batch.
+    pub fn references(&self, path: &StorePath) -> Option<&BTreeSet<StorePath>> {
+        if !self.members.contains(path) {
+            return None;
+        }
+        self.pending
+            .iter()
+            .find(|(info, _)| info.path == *path)
+            .map(|(info, _)| &info.references)
+    }
+
     /// Writes `path` unless it is valid or already in the batch, and queues its registration.
     pub fn add(
         &mut self,
