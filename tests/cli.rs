@@ -187,19 +187,23 @@ fn oracle(root: &Path, args: &[&str]) -> Option<String> {
     }
 }
 
-#[test]
-fn show_derivation_prints_what_nix_prints() {
+/// Instantiates `file` (with `-A attr`) with kiln into a store whose logical directory is a
+/// real folder, then requires `kiln show-derivation -r` to print what `nix show-derivation -r`
+/// prints for the same `.drv` (which the oracle writes into that folder).
+fn show_derivation_matches_nix(file: &Path, attr: Option<&str>) {
     let tmp = tempfile::tempdir().unwrap();
     let store_dir = tmp.path().join("store");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/packages.nix");
-    let output = run(kiln()
+    let mut instantiate = kiln();
+    instantiate
         .arg("instantiate")
         .arg("--store-dir")
         .arg(&store_dir)
         .arg("--store")
-        .arg(tmp.path().join("kiln"))
-        .args(["-A", "curl"])
-        .arg(&example));
+        .arg(tmp.path().join("kiln"));
+    if let Some(attr) = attr {
+        instantiate.args(["-A", attr]);
+    }
+    let output = run(instantiate.arg(file));
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -221,10 +225,12 @@ fn show_derivation_prints_what_nix_prints() {
         "{}",
         String::from_utf8_lossy(&shown.stderr)
     );
-    let Some(nix_drv) = oracle(
-        tmp.path(),
-        &["nix-instantiate", "-A", "curl", example.to_str().unwrap()],
-    ) else {
+    let mut nix_args = vec!["nix-instantiate"];
+    if let Some(attr) = attr {
+        nix_args.extend(["-A", attr]);
+    }
+    nix_args.push(file.to_str().unwrap());
+    let Some(nix_drv) = oracle(tmp.path(), &nix_args) else {
         return;
     };
     assert_eq!(
@@ -234,6 +240,29 @@ fn show_derivation_prints_what_nix_prints() {
     );
     let nix_shown = oracle(tmp.path(), &["nix", "show-derivation", "-r", &drv]).unwrap();
     assert_eq!(stdout(&shown), nix_shown);
+}
+
+#[test]
+fn show_derivation_prints_what_nix_prints() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/packages.nix");
+    show_derivation_matches_nix(&example, Some("curl"));
+}
+
+#[test]
+fn show_derivation_recursive_follows_input_sources_to_derivations() {
+    // `dep.drv` is reachable only through a text in `inputSrcs` that names it.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("through-sources.nix");
+    std::fs::write(
+        &file,
+        r#"let
+  dep = derivation { name = "dep"; system = "x"; builder = "b"; };
+  names = builtins.toFile "names-dep" (builtins.unsafeDiscardOutputDependency dep.drvPath);
+in derivation { name = "top"; system = "x"; builder = "b"; args = [ "${names}" ]; }
+"#,
+    )
+    .unwrap();
+    show_derivation_matches_nix(&file, None);
 }
 
 #[test]

@@ -92,6 +92,14 @@ pub trait EvalStore {
         None
     }
 
+    /// The references of the store object `path` (an absolute logical store path) when this
+    /// store knows it: `readFile` of a store file has them as its context, as in Nix, so a
+    /// build that uses what it read also gets what that refers to.
+    fn references(&self, path: &str) -> Option<BTreeSet<String>> {
+        let _ = path;
+        None
+    }
+
     /// Copies `source` into the store under `name` (path literals, `builtins.path`,
     /// `filterSource`), keeping only entries the filter accepts; with `expected_sha256`
     /// (raw 32 bytes) the content hash must match. Returns the store path. Implementations

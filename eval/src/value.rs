@@ -107,7 +107,10 @@ impl Value {
     }
 
     /// Whether two values are the same heap object (Nix's pointer-equality shortcut, which it
-    /// applies to elements of lists and sets).
+    /// applies to elements of lists and sets: two elements naming the same value cell compare
+    /// equal even when they are functions). A primop is one static object in kiln but a fresh
+    /// cell in Nix each time `builtins.x` is evaluated, so primops never count as the same
+    /// object here (`[ builtins.add ] == [ builtins.add ]` is false, as in Nix).
     pub fn same_object(&self, other: &Value) -> bool {
         match (self, other) {
             (Value::Thunk(a), Value::Thunk(b)) => Rc::ptr_eq(&a.0, &b.0),
@@ -115,7 +118,6 @@ impl Value {
             (Value::List(a), Value::List(b)) => Rc::ptr_eq(a, b),
             (Value::Lambda(a), Value::Lambda(b)) => Rc::ptr_eq(a, b),
             (Value::PrimOpApp(a), Value::PrimOpApp(b)) => Rc::ptr_eq(a, b),
-            (Value::PrimOp(a), Value::PrimOp(b)) => std::ptr::eq(*a, *b),
             _ => false,
         }
     }

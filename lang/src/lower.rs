@@ -379,8 +379,8 @@ impl Lowerer<'_, '_> {
                     }
                 },
                 ast::LiteralKind::Float(f) => match f.value() {
-                    Ok(v) => ExprKind::Float(v),
-                    Err(_) => {
+                    Ok(v) if float_in_range(v, f.syntax().text()) => ExprKind::Float(v),
+                    _ => {
                         return Err(
                             self.error(format!("invalid float '{}'", f.syntax().text()), span)
                         )
@@ -1371,6 +1371,20 @@ pub fn show_expr(expr: &ast::Expr) -> String {
         }
         other => other.syntax().text().to_string(),
     }
+}
+
+/// Whether a float literal's value is what the C library's `strtod`, which Nix uses, accepts
+/// without a range error: finite, and neither rounded to zero nor to a subnormal number from a
+/// non-zero literal (`1.0e400`, `1.0e-400` and `2.0e-310` are "invalid float" in Nix).
+fn float_in_range(value: f64, literal: &str) -> bool {
+    if !value.is_finite() {
+        return false;
+    }
+    if value == 0.0 {
+        let mantissa = literal.split(['e', 'E']).next().unwrap_or(literal);
+        return !mantissa.bytes().any(|byte| matches!(byte, b'1'..=b'9'));
+    }
+    value.abs() >= f64::MIN_POSITIVE
 }
 
 #[cfg(test)]

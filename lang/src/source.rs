@@ -143,20 +143,54 @@ mod tests {
 }
 
 /// Nix's lexer treats a carriage return, alone or before a line feed, as a line end: it ends
-/// a `#` comment and becomes a plain line feed inside strings. The text as kiln parses (and
-/// shows) it, with every `\r\n` and lone `\r` turned into `\n`; borrowed when there is none.
+/// a `#` comment, separates tokens, and becomes a plain line feed inside `"…"` strings. Inside
+/// indented strings (`''…''`) it is an ordinary character, kept as it is. The text as kiln
+/// parses (and shows) it: every `\r\n` and lone `\r` outside indented-string text turned into
+/// `\n`; borrowed when there is no carriage return.
 pub fn normalise_line_endings(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains('\r') {
         return std::borrow::Cow::Borrowed(text);
     }
+    /// What encloses a token: code, a `"…"` string or an indented string.
+    #[derive(PartialEq)]
+    enum Context {
+        Code,
+        Quoted,
+        Indented,
+    }
+    use rnix::SyntaxKind::{
+        TOKEN_INTERPOL_END, TOKEN_INTERPOL_START, TOKEN_STRING_CONTENT, TOKEN_STRING_END,
+        TOKEN_STRING_START,
+    };
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\r' {
-            chars.next_if_eq(&'\n');
-            out.push('\n');
-        } else {
-            out.push(c);
+    let mut stack = vec![Context::Code];
+    let mut pending_cr = false;
+    for (kind, token) in rnix::tokenize(text) {
+        let inside = stack.last().unwrap_or(&Context::Code);
+        let keep_raw = kind == TOKEN_STRING_CONTENT && *inside == Context::Indented;
+        match kind {
+            TOKEN_STRING_START if token == "''" => stack.push(Context::Indented),
+            TOKEN_STRING_START => stack.push(Context::Quoted),
+            TOKEN_INTERPOL_START => stack.push(Context::Code),
+            TOKEN_STRING_END | TOKEN_INTERPOL_END if stack.len() > 1 => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        for c in token.chars() {
+            // A `\r\n` split over two tokens still makes one line feed.
+            if pending_cr {
+                pending_cr = false;
+                if c == '\n' {
+                    continue;
+                }
+            }
+            if c == '\r' && !keep_raw {
+                out.push('\n');
+                pending_cr = true;
+            } else {
+                out.push(c);
+            }
         }
     }
     std::borrow::Cow::Owned(out)
@@ -169,9 +203,22 @@ mod line_ending_tests {
     #[test]
     fn carriage_returns_become_line_feeds() {
         assert_eq!(normalise_line_endings("a\r\nb\rc\n\r\n"), "a\nb\nc\n\n");
+        assert_eq!(
+            normalise_line_endings("# c\rx\r\n\"a\rb\\\r\""),
+            "# c\nx\n\"a\nb\\\n\""
+        );
         assert!(matches!(
             normalise_line_endings("no returns\n"),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn indented_strings_keep_carriage_returns() {
+        assert_eq!(normalise_line_endings("''\r''"), "''\r''");
+        assert_eq!(
+            normalise_line_endings("[ ''a\r\nb${\"c\rd\"}\r'' ]\r\n"),
+            "[ ''a\r\nb${\"c\nd\"}\r'' ]\n"
+        );
     }
 }

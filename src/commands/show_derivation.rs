@@ -1,6 +1,7 @@
 //! `kiln show-derivation`: print `.drv` files as the JSON of `nix show-derivation` — an object
-//! keyed by derivation path, in store-path order, with `-r` adding the whole input closure.
-use std::collections::{BTreeMap, VecDeque};
+//! keyed by derivation path, in store-path order, with `-r` adding every derivation of the
+//! reference closure.
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
@@ -25,7 +26,7 @@ pub fn run(global: &GlobalOptions, args: ShowDerivationArgs) -> Result<(), Failu
     let dir = StoreDir::new(&global.store_dir);
     let store =
         LocalStore::open(global.store_root(), dir.clone()).context("cannot open the store")?;
-    let mut pending: VecDeque<StorePath> = args
+    let given: Vec<StorePath> = args
         .paths
         .iter()
         .map(|p| {
@@ -36,16 +37,25 @@ pub fn run(global: &GlobalOptions, args: ShowDerivationArgs) -> Result<(), Failu
                 .ok_or_else(|| anyhow!("'{}' is not a derivation in the store", p.display()))
         })
         .collect::<Result<_, _>>()?;
+    // With -r, as Nix: every derivation in the reference closure of the given ones — through
+    // `inputDrvs`, and through `inputSrcs` too (a text naming a `.drv`, for example).
+    let shown_paths: Vec<StorePath> = if args.recursive {
+        store
+            .closure(&given)
+            .context("cannot compute the closure")?
+            .into_iter()
+            .filter(StorePath::is_derivation)
+            .collect()
+    } else {
+        given
+    };
     // Keyed by base name: Nix orders store paths by hash part, then name.
     let mut shown: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    while let Some(path) = pending.pop_front() {
+    for path in shown_paths {
         if shown.contains_key(path.base_name()) {
             continue;
         }
         let drv = read_derivation(&store, &dir, &path)?;
-        if args.recursive {
-            pending.extend(drv.input_drvs.keys().cloned());
-        }
         shown.insert(path.base_name().to_string(), drv.to_json(&dir));
     }
     let object: serde_json::Map<String, serde_json::Value> = shown

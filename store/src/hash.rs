@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use data_encoding::{BASE64, BASE64_NOPAD, HEXLOWER_PERMISSIVE};
+use data_encoding::{BASE64, HEXLOWER_PERMISSIVE};
 use digest::Digest;
 
 use crate::nixbase32;
@@ -212,10 +212,7 @@ impl Hash {
             nixbase32::decode(rest).map_err(|_| invalid("base-32"))?
         } else if is_sri || rest.len() == algo.base64_len() {
             let form = if is_sri { "SRI" } else { "base-64" };
-            BASE64
-                .decode(rest.as_bytes())
-                .or_else(|_| BASE64_NOPAD.decode(rest.as_bytes()))
-                .map_err(|_| invalid(form))?
+            nix_base64_decode(rest).ok_or_else(|| invalid(form))?
         } else {
             return Err(HashError::WrongLength {
                 hash: rest.to_owned(),
@@ -337,6 +334,35 @@ impl std::io::Write for Hasher {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Base64 decoding as Nix does it: decoding stops at the first `=` (so anything after the
+/// padding is ignored: `sha256-…=x` is accepted, by Nix 2.8 and current Nix alike), line feeds
+/// are skipped, any other character outside the alphabet is an error, and leftover bits are
+/// dropped. The caller checks the digest's length.
+fn nix_base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut acc) = (0u32, 0u32);
+    for byte in text.bytes() {
+        let digit = match byte {
+            b'=' => break,
+            b'\n' => continue,
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6 | u32::from(digit)) & 0xffff;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            // Only the low 8 bits are kept.
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]

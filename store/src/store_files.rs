@@ -175,6 +175,17 @@ impl TextBatch {
         self.members.contains(path)
     }
 
+    /// The references of `path` when it is waiting in this batch.
+    pub fn references(&self, path: &StorePath) -> Option<&BTreeSet<StorePath>> {
+        if !self.members.contains(path) {
+            return None;
+        }
+        self.pending
+            .iter()
+            .find(|(info, _)| info.path == *path)
+            .map(|(info, _)| &info.references)
+    }
+
     /// Writes `path` unless it is valid or already in the batch, and queues its registration.
     pub fn add(
         &mut self,
@@ -298,13 +309,21 @@ pub fn stage_copy(
         nar_hash: Hash::zero(HashAlgo::Sha256),
         nar_size: 0,
     };
-    let metadata = fs::symlink_metadata(source).map_err(io_error("cannot stat", source))?;
-    if method == ContentAddressMethod::Flat && !metadata.is_file() {
-        return Err(StoreFilesError::NotARegularFile(source.to_owned()));
+    if method == ContentAddressMethod::Flat {
+        // As Nix: a flat addition reads the file's bytes (through a symlink) and stores them as
+        // a plain, non-executable file; the filter is not consulted.
+        let metadata = fs::metadata(source).map_err(io_error("cannot stat", source))?;
+        if !metadata.is_file() {
+            return Err(StoreFilesError::NotARegularFile(source.to_owned()));
+        }
+        staged.location = temp.clone();
+        copy_flat(source, &metadata, &temp)?;
+    } else {
+        let metadata = fs::symlink_metadata(source).map_err(io_error("cannot stat", source))?;
+        // From here on the temporary is removed again if anything fails.
+        staged.location = temp.clone();
+        copy_tree(source, &metadata, &temp, &mut filter)?;
     }
-    // From here on the temporary is removed again if anything fails.
-    staged.location = temp.clone();
-    copy_tree(source, &metadata, &temp, &mut filter)?;
     let (nar_hash, nar_size) = nar::hash_path(&temp)?;
     staged.nar_hash = nar_hash;
     staged.nar_size = nar_size;
@@ -373,6 +392,22 @@ fn canonicalise(path: &Path, metadata: &fs::Metadata) -> Result<(), StoreFilesEr
         .map_err(io_error("cannot set times of", path))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(io_error("cannot set permissions of", path))
+}
+
+/// Copies a regular file's bytes to `dest` as a non-executable file (flat ingestion).
+fn copy_flat(source: &Path, metadata: &fs::Metadata, dest: &Path) -> Result<(), StoreFilesError> {
+    fs::copy(source, dest).map_err(io_error("cannot copy", source))?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(0o644))
+        .map_err(io_error("cannot set permissions of", dest))?;
+    let copied = fs::symlink_metadata(dest).map_err(io_error("cannot stat", dest))?;
+    if copied.len() != metadata.len() {
+        return Err(StoreFilesError::SourceChanged {
+            path: source.to_owned(),
+            expected: format!("{} bytes", metadata.len()),
+            actual: format!("{} bytes", copied.len()),
+        });
+    }
+    canonicalise(dest, &copied)
 }
 
 fn copy_tree(
@@ -569,5 +604,17 @@ mod tests {
         fs::write(&file, "hello").unwrap();
         let staged = stage_copy(&store, "f", &file, ContentAddressMethod::Flat, None).unwrap();
         assert_eq!(staged.content_hash, Hash::sha256(b"hello"));
+        // An executable file and a symlink to a file are added as the plain file's bytes
+        // (Nix's NAR for them is that of a non-executable file).
+        let executable = temp.path().join("x");
+        fs::write(&executable, "hello").unwrap();
+        fs::set_permissions(&executable, fs::Permissions::from_mode(0o755)).unwrap();
+        let link = temp.path().join("l");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for source in [&executable, &link] {
+            let other = stage_copy(&store, "f", source, ContentAddressMethod::Flat, None).unwrap();
+            assert_eq!(other.content_hash, staged.content_hash);
+            assert_eq!(other.nar_hash, staged.nar_hash, "{}", source.display());
+        }
     }
 }

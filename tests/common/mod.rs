@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod drv;
+pub mod drvgen;
 pub mod lang;
 pub mod sandbox;
 
@@ -203,7 +204,13 @@ impl OracleHome {
     /// `nix-instantiate` with this home's configuration and state, the given logical store
     /// directory and store URI (`dummy://` writes nothing).
     pub fn nix_instantiate(&self, store_dir: &str, store_uri: &str) -> Command {
-        let mut command = Command::new("nix-instantiate");
+        self.nix_program("nix-instantiate", store_dir, store_uri)
+    }
+
+    /// Any of Nix's programs (`nix-instantiate`, `nix`) with this home's configuration and
+    /// state, the given logical store directory and store URI.
+    pub fn nix_program(&self, program: &str, store_dir: &str, store_uri: &str) -> Command {
+        let mut command = Command::new(program);
         let home = self.path();
         command
             .env("NIX_CONF_DIR", home.join("conf"))

@@ -140,7 +140,21 @@ fn bit_xor(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 fn round(ev: &Evaluator, args: &[Value], span: Span, f: fn(f64) -> f64) -> EvalResult<Value> {
     match ev.force(arg(args, 0), span)? {
         Value::Int(i) => Ok(Value::Int(i)),
-        Value::Float(x) => Ok(Value::Int(f(x) as i64)),
+        Value::Float(x) => {
+            // Current Nix refuses a result outside the 64-bit range (Nix 2.8's conversion was
+            // undefined behaviour, in practice INT64_MIN).
+            let rounded = f(x);
+            let limit = -(i64::MIN as f64);
+            if rounded >= -limit && rounded < limit {
+                Ok(Value::Int(rounded as i64))
+            } else {
+                Err(EvalError::eval(format!(
+                    "NixFloat argument {} is not in the range of NixInt",
+                    crate::print::format_float(x)
+                ))
+                .at(span))
+            }
+        }
         other => Err(EvalError::type_mismatch("a float", &other).at(span)),
     }
 }

@@ -178,7 +178,18 @@ fn read_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let bytes = ev
         .read_file_bytes(&path)
         .map_err(|e| EvalError::eval(e).at(span))?;
-    Ok(Value::string(String::from_utf8_lossy(&bytes).into_owned()))
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    // As Nix: a file inside a store object carries that object's references as its context.
+    let store = &ev.options().store;
+    let references = path
+        .to_str()
+        .and_then(|p| store_path_prefix(store.store_dir(), p))
+        .and_then(|object| store.references(object))
+        .unwrap_or_default();
+    Ok(Value::String(NixString::with_context(
+        text,
+        references.into_iter().map(ContextElem::Plain).collect(),
+    )))
 }
 
 fn read_dir(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {

@@ -52,7 +52,8 @@ impl Evaluator {
     }
 }
 
-/// XML attribute escaping as Nix's `XMLWriter`.
+/// XML attribute escaping as Nix's `XMLWriter`: `<`, `>`, `&`, `"` and line feeds; a carriage
+/// return is written as it is.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -62,7 +63,6 @@ fn escape(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             '"' => out.push_str("&quot;"),
             '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
             c => out.push(c),
         }
     }

@@ -21,6 +21,8 @@ pub struct ComputingStore {
     dir: StoreDir,
     sources: SourceCache,
     texts: RefCell<HashMap<String, Rc<[u8]>>>,
+    /// The references of the texts that have any.
+    text_references: RefCell<HashMap<String, BTreeSet<String>>>,
 }
 
 impl ComputingStore {
@@ -29,6 +31,7 @@ impl ComputingStore {
             dir,
             sources: SourceCache::default(),
             texts: RefCell::new(HashMap::new()),
+            text_references: RefCell::new(HashMap::new()),
         }
     }
 
@@ -63,6 +66,11 @@ impl EvalStore for ComputingStore {
             .borrow_mut()
             .entry(path.clone())
             .or_insert_with(|| Rc::from(contents));
+        if !references.is_empty() {
+            self.text_references
+                .borrow_mut()
+                .insert(path.clone(), references.clone());
+        }
         Ok(path)
     }
 
@@ -79,6 +87,19 @@ impl EvalStore for ComputingStore {
 
     fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
         self.texts.borrow().get(path).map(|text| text.to_vec())
+    }
+
+    fn references(&self, path: &str) -> Option<BTreeSet<String>> {
+        if !self.texts.borrow().contains_key(path) {
+            return None;
+        }
+        Some(
+            self.text_references
+                .borrow()
+                .get(path)
+                .cloned()
+                .unwrap_or_default(),
+        )
     }
 
     fn add_path(

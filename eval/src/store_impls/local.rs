@@ -132,6 +132,18 @@ impl EvalStore for LocalEvalStore {
         std::fs::read(self.store.physical_path(&store_path)).ok()
     }
 
+    fn references(&self, path: &str) -> Option<BTreeSet<String>> {
+        let store_path = self.dir.parse(path).ok()?;
+        let references = match self.texts.borrow().references(&store_path) {
+            Some(pending) => pending.clone(),
+            None if self.store.is_valid(&store_path).ok()? => {
+                self.store.references(&store_path).ok()?
+            }
+            None => return None,
+        };
+        Some(references.iter().map(|r| self.dir.print(r)).collect())
+    }
+
     fn add_path(
         &self,
         name: &str,

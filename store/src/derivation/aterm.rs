@@ -1,7 +1,7 @@
 //! The ATerm text of `.drv` files:
 //! `Derive([outputs],[inputDrvs],[inputSrcs],"platform","builder",[args],[env])`, written
 //! exactly as Nix writes it (escapes `"` `\` newline, carriage return and tab; everything else
-//! verbatim) and parsed back.
+//! verbatim — except the platform, which Nix writes without escapes) and parsed back.
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Derivation, DerivationError, DerivationOutput, FixedOutputHash};
@@ -102,7 +102,11 @@ pub(super) fn write(
         write_string(out, &dir.print(path))
     });
     out.push(',');
-    write_string(&mut out, &drv.platform);
+    // Nix writes the platform quoted but unescaped (`printUnquotedString`): a tab or newline
+    // in `system` goes into the `.drv` raw, and so into its hash.
+    out.push('"');
+    out.push_str(&drv.platform);
+    out.push('"');
     out.push(',');
     write_string(&mut out, &drv.builder);
     out.push(',');

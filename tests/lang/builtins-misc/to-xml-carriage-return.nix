@@ -1,0 +1,1 @@
+builtins.toXML { a = "x\ry"; b = [ "c\rd" ]; }
