@@ -40,6 +40,18 @@ pub fn format_float(x: f64) -> String {
 
 /// Quotes a string as Nix prints it.
 pub fn escape_string(s: &str, out: &mut String) {
+    quote(s, out, |next| next == Some(&'{'));
+}
+
+/// Quotes an attribute name as Nix 2.8 prints one that is not an identifier: as a string,
+/// except that every `$` is escaped (`{ "\$a" = 1; }`), not only one before `{`.
+fn escape_attribute_name(name: &str, out: &mut String) {
+    quote(name, out, |_| true);
+}
+
+/// `"…"` with `"`, `\`, line feed, carriage return and tab escaped, and `$` when
+/// `escape_dollar` says so of the character after it.
+fn quote(s: &str, out: &mut String, escape_dollar: impl Fn(Option<&char>) -> bool) {
     out.push('"');
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -49,7 +61,7 @@ pub fn escape_string(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            '$' if escape_dollar(chars.peek()) => out.push_str("\\$"),
             c => out.push(c),
         }
     }
@@ -122,7 +134,7 @@ impl Evaluator {
                     if is_plain_identifier(name.as_str()) {
                         out.push_str(name.as_str());
                     } else {
-                        escape_string(name.as_str(), out);
+                        escape_attribute_name(name.as_str(), out);
                     }
                     out.push_str(" = ");
                     self.print_into(v, None, strict, out, seen);

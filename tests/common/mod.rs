@@ -9,6 +9,7 @@
 
 pub mod drv;
 pub mod drvgen;
+pub mod exprgen;
 pub mod lang;
 pub mod sandbox;
 
