@@ -201,6 +201,24 @@ impl SandboxSpec {
             if lower_layers.is_empty() {
                 return invalid("an overlay root needs at least one lower layer".to_owned());
             }
+            if lower_layers.len() > super::child::MAX_LAYERS {
+                return invalid(format!(
+                    "an overlay root has at most {} lower layers, not {}",
+                    super::child::MAX_LAYERS,
+                    lower_layers.len()
+                ));
+            }
+            for layer in lower_layers {
+                // Never followed: a layer that is a symlink (to the host's /etc, say) would
+                // make the host's directory the build's root.
+                let is_dir = std::fs::symlink_metadata(layer).is_ok_and(|m| m.is_dir());
+                if !is_dir {
+                    return invalid(format!(
+                        "overlay layer {} is not a directory (symbolic links are refused)",
+                        layer.display()
+                    ));
+                }
+            }
             for layer in lower_layers.iter().chain([upper, work]) {
                 let text = layer.to_string_lossy();
                 if text.contains([',', ':', '\\']) || !layer.is_absolute() {
