@@ -104,13 +104,10 @@ pub struct Sandbox {
     mapping: IdMapping,
 }
 
-/// The host staging directory of one build; deleted on drop.
+/// The host staging directory of one build (see [`plan::StagingDirs`]); deleted on drop.
 struct Staging {
     dir: PathBuf,
-    root: PathBuf,
     store: PathBuf,
-    /// Mount points of the id-mapped layers (`layers/<n>`), if any.
-    layers: Vec<PathBuf>,
 }
 
 impl Staging {
@@ -123,21 +120,26 @@ impl Staging {
         if std::fs::symlink_metadata(&dir).is_ok() {
             remove_tree(&dir)?;
         }
-        let layer_dir = dir.join("layers");
         let staging = Staging {
-            root: dir.join("root"),
-            store: dir.join("store"),
-            layers: (0..idmapped_layers)
-                .map(|n| layer_dir.join(n.to_string()))
-                .collect(),
+            store: dir.join(plan::STAGING_STORE),
             dir,
         };
-        let layer_dirs = (idmapped_layers > 0).then_some(&layer_dir);
-        for path in [&staging.dir, &staging.root, &staging.store]
-            .into_iter()
-            .chain(layer_dirs)
-            .chain(&staging.layers)
-        {
+        let mut dirs = vec![
+            staging.dir.clone(),
+            staging.dir.join(plan::STAGING_ROOT),
+            staging.store.clone(),
+            staging.dir.join(plan::STAGING_BUILD),
+        ];
+        if matches!(spec.root, RootFs::Overlay { .. }) {
+            dirs.push(staging.dir.join(plan::STAGING_OVERLAY));
+        }
+        if idmapped_layers > 0 {
+            dirs.push(staging.dir.join("layers"));
+        }
+        dirs.extend(
+            (0..idmapped_layers).map(|index| staging.dir.join(plan::layer_mount_point(index))),
+        );
+        for path in &dirs {
             std::fs::create_dir(path)
                 .map_err(|err| SandboxError::io(format!("creating {}", path.display()), err))?;
         }
@@ -270,9 +272,8 @@ impl Sandbox {
             &spec,
             &mapping,
             &StagingDirs {
-                root: &staging.root,
-                store: &staging.store,
-                layers: &staging.layers,
+                dir: &staging.dir,
+                idmapped_layers: layer_mounts.len(),
             },
             seccomp::builder_filters()?,
         )?;

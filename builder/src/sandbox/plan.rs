@@ -39,15 +39,32 @@ const PROC_MASKED: [&str; 4] = ["kcore", "keys", "timer_list", "sched_debug"];
 /// The host files bound read-only into `/etc` when the build may use the network.
 const NETWORK_FILES: [&str; 3] = ["resolv.conf", "hosts", "services"];
 
-/// The host directories the sandbox uses while it is set up: `root` is where the new root
-/// is mounted, `store` is bound at the logical store directory (outputs land there), `layers`
-/// are where the id-mapped root-file-system layers are attached (empty when the layers are
-/// used as they are).
+/// The host staging directory of a build, which init makes its working directory first,
+/// while it still has the host's ids (a parent directory only root may search, such as a
+/// private temporary directory or `/root`, is then no obstacle): every later step names its
+/// paths relative to it, and the host paths outside it (inputs, the build directory, the
+/// overlay's upper and work directories) are bound into it at that point.
 #[derive(Debug)]
 pub(crate) struct StagingDirs<'a> {
-    pub root: &'a Path,
-    pub store: &'a Path,
-    pub layers: &'a [PathBuf],
+    /// The absolute host path of the staging directory.
+    pub dir: &'a Path,
+    /// How many id-mapped layers are attached at [`layer_mount_point`]s.
+    pub idmapped_layers: usize,
+}
+
+/// Where the new root is mounted, relative to the staging directory.
+pub(crate) const STAGING_ROOT: &str = "root";
+/// The directory bound at the logical store directory (outputs land there), relative to the
+/// staging directory; the inputs are bound onto mount points in it.
+pub(crate) const STAGING_STORE: &str = "store";
+/// Where the build directory is bound first, relative to the staging directory.
+pub(crate) const STAGING_BUILD: &str = "build";
+/// Where the parent of the overlay's upper and work directories is bound first.
+pub(crate) const STAGING_OVERLAY: &str = "overlay";
+
+/// The mount point of id-mapped layer `index`, relative to the staging directory.
+pub(crate) fn layer_mount_point(index: usize) -> PathBuf {
+    Path::new("layers").join(index.to_string())
 }
 
 fn cstring(bytes: &[u8], what: &str) -> Result<CString, SandboxError> {
@@ -230,11 +247,47 @@ pub(crate) fn build_plan(
     staging: &StagingDirs<'_>,
     filters: BuilderFilters,
 ) -> Result<ChildPlan, SandboxError> {
-    let root = staging.root;
+    let root = Path::new(STAGING_ROOT);
+    let store = Path::new(STAGING_STORE);
     let at = |sandbox_path: &str| cpath(&inside(root, Path::new(sandbox_path)));
     let keep_existing = matches!(spec.root, RootFs::Overlay { .. });
     let overlay_root = keep_existing;
-    let mut steps = Vec::new();
+    let mut steps = vec![
+        Step::Chdir {
+            path: cpath(staging.dir)?,
+        },
+        Step::Mount {
+            source: None,
+            target: cstr("/"),
+            fstype: None,
+            flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            data: None,
+        },
+    ];
+    // With the host's ids still: bring every host path outside the staging directory into it.
+    for input in &spec.inputs {
+        let name = spec.store_entry_name(&input.logical_path)?;
+        bind_read_only(&input.host_path, &store.join(name), &mut steps)?;
+    }
+    steps.push(bind(&spec.build_dir, cstr(STAGING_BUILD))?);
+    let mut overlay_dirs = None;
+    if let RootFs::Overlay { upper, work, .. } = &spec.root {
+        // `validate` checked that both have the same parent and a file name.
+        let parent = upper.parent().unwrap_or(Path::new("/"));
+        steps.push(bind(parent, cstr(STAGING_OVERLAY))?);
+        let overlay = Path::new(STAGING_OVERLAY);
+        overlay_dirs = Some((
+            overlay.join(upper.file_name().unwrap_or_default()),
+            overlay.join(work.file_name().unwrap_or_default()),
+        ));
+    }
+    for index in 0..staging.idmapped_layers {
+        steps.push(Step::MoveMount {
+            // At most MAX_LAYERS (64) layers.
+            fd: FIRST_LAYER_FD + index as i32,
+            target: cpath(&layer_mount_point(index))?,
+        });
+    }
 
     if mapping.needs_idmapped_layers() {
         // Init starts with the host's root ids, which the namespace does not map: files it
@@ -248,13 +301,6 @@ pub(crate) fn build_plan(
         steps.push(Step::ParentDeathSignal);
     }
     steps.push(Step::NotDumpable);
-    steps.push(Step::Mount {
-        source: None,
-        target: cstr("/"),
-        fstype: None,
-        flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        data: None,
-    });
     let root_mount = match &spec.root {
         RootFs::Tmpfs => mount_fs(
             "tmpfs",
@@ -262,29 +308,18 @@ pub(crate) fn build_plan(
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some("mode=0755"),
         ),
-        RootFs::Overlay {
-            lower_layers,
-            upper,
-            work,
-        } => {
-            let lower: Vec<String> = if staging.layers.is_empty() {
+        RootFs::Overlay { lower_layers, .. } => {
+            let lower: Vec<String> = if staging.idmapped_layers == 0 {
                 lower_layers
                     .iter()
                     .map(|layer| layer.to_string_lossy().into_owned())
                     .collect()
             } else {
-                for (mount_point, fd) in staging.layers.iter().zip(FIRST_LAYER_FD..) {
-                    steps.push(Step::MoveMount {
-                        fd,
-                        target: cpath(mount_point)?,
-                    });
-                }
-                staging
-                    .layers
-                    .iter()
-                    .map(|layer| layer.to_string_lossy().into_owned())
+                (0..staging.idmapped_layers)
+                    .map(|index| layer_mount_point(index).to_string_lossy().into_owned())
                     .collect()
             };
+            let (upper, work) = overlay_dirs.unwrap_or_default();
             let options = format!(
                 "lowerdir={},upperdir={},workdir={},userxattr",
                 lower.join(":"),
@@ -341,18 +376,9 @@ pub(crate) fn build_plan(
     // The store: a host staging directory (outputs are created in it), holding exactly the
     // inputs, each bound read-only.
     let store_in_root = inside(root, &spec.logical_store_dir);
-    steps.push(Step::Mount {
-        source: Some(cpath(staging.store)?),
-        target: cpath(&store_in_root)?,
-        fstype: None,
-        flags: MsFlags::MS_BIND,
-        data: None,
-    });
-    for input in &spec.inputs {
-        let name = spec.store_entry_name(&input.logical_path)?;
-        bind_read_only(&input.host_path, &store_in_root.join(name), &mut steps)?;
-    }
-    steps.push(bind(&spec.build_dir, at(SANDBOX_BUILD_DIR)?)?);
+    // Recursive: the inputs bound onto it come along, read-only.
+    steps.push(bind(store, cpath(&store_in_root)?)?);
+    steps.push(bind(Path::new(STAGING_BUILD), at(SANDBOX_BUILD_DIR)?)?);
 
     steps.push(mount_fs("proc", at("/proc")?, PROC_FLAGS, None));
 

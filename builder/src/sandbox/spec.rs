@@ -36,8 +36,9 @@ pub enum RootFs {
     #[default]
     Tmpfs,
     /// An overlay of root-filesystem layers: `lower_layers` read-only (first = top), `upper`
-    /// and `work` host directories on one file system receiving the writes (the caller throws
-    /// them away). `/etc/passwd`, `/etc/group` and `/etc/hosts` of the layers are kept.
+    /// and `work` host directories with one parent receiving the writes (the caller throws
+    /// them away). `/etc/passwd`, `/etc/group` and `/etc/hosts` of the layers are kept. Their
+    /// parent must be searchable by the build's ids (mode 0711 at least when kiln is root).
     Overlay {
         /// Read-only layers, topmost first.
         lower_layers: Vec<PathBuf>,
@@ -218,6 +219,13 @@ impl SandboxSpec {
                         layer.display()
                     ));
                 }
+            }
+            if upper.parent() != work.parent() || upper.file_name().is_none() || upper == work {
+                return invalid(format!(
+                    "the overlay's upper directory {} and work directory {} must be two directories with the same parent",
+                    upper.display(),
+                    work.display()
+                ));
             }
             for layer in lower_layers.iter().chain([upper, work]) {
                 let text = layer.to_string_lossy();
