@@ -102,6 +102,8 @@ pub enum BuildError {
     WrongPlatform { platform: String, host: String },
     #[error("`rootfs` entry `{0}` is not a store path")]
     BadRootfs(String),
+    #[error("`rootfs` layer `{layer}` is refused: {reason}")]
+    RootfsRefused { layer: String, reason: String },
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
@@ -438,9 +440,14 @@ fn run_sandboxed(
             let path = dir
                 .parse(entry)
                 .map_err(|_| BuildError::BadRootfs(entry.to_owned()))?;
-            lower_layers.push(store.physical_path(&path));
+            lower_layers.push(checked_rootfs_layer(store, closure, entry, &path)?);
         }
         let (upper, work) = (build_dir.top.join("upper"), build_dir.top.join("work"));
+        // overlayfs looks up `upper` and `work` as the sandbox's init, which runs under the
+        // build's unprivileged ids when kiln is root: it must be able to pass through (not
+        // list) their parent.
+        fs::set_permissions(&build_dir.top, fs::Permissions::from_mode(0o711))
+            .map_err(dir_error)?;
         fs::create_dir(&upper)
             .and_then(|()| fs::create_dir(&work))
             .map_err(dir_error)?;
@@ -477,6 +484,33 @@ fn run_sandboxed(
         }
     };
     Err(BuildError::BuilderFailed { how })
+}
+
+/// The physical path of one `rootfs` layer, after checking that the derivation may use it:
+/// it is in the input closure (a layer named only by a string without context is not), and
+/// it is a real directory (never a symlink, which overlayfs would follow to the host).
+fn checked_rootfs_layer(
+    store: &LocalStore,
+    closure: &BTreeSet<StorePath>,
+    entry: &str,
+    path: &StorePath,
+) -> Result<PathBuf, BuildError> {
+    let refused = |reason: &str| BuildError::RootfsRefused {
+        layer: entry.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if !closure.contains(path) {
+        return Err(refused("it is not in the derivation's input closure"));
+    }
+    let physical = store.physical_path(path);
+    match fs::symlink_metadata(&physical) {
+        Ok(metadata) if metadata.is_dir() => Ok(physical),
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            Err(refused("it is a symbolic link, not a directory"))
+        }
+        Ok(_) => Err(refused("it is not a directory")),
+        Err(_) => Err(refused("it does not exist")),
+    }
 }
 
 /// Nix's `passAsFile`: each named attribute is written to `/build/.attr-<hash>` and replaced
