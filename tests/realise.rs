@@ -588,3 +588,95 @@ fn memory_beyond_max_build_memory_is_refused_in_tmpfs_and_killed_in_ram() {
     );
     ok(&realise("small"));
 }
+
+/// The derivation `use` of a `rootfs` test: a busybox build whose root file system is
+/// `rootfs` (a Nix expression).
+fn rootfs_user(rootfs: &str) -> String {
+    format!(
+        r#"derivation {{
+          name = "use";
+          system = builtins.currentSystem;
+          builder = "${{busybox}}/busybox";
+          args = [ "sh" "-c" "echo hi > $out" ];
+          rootfs = {rootfs};
+        }}"#
+    )
+}
+
+#[test]
+fn a_rootfs_layer_that_is_a_symlink_to_a_host_directory_is_refused() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    // The attack: an output that is a symlink to the host's /etc, used as a root layer,
+    // would make overlayfs show the host's /etc as the build's `/`.
+    let evil = r#"sh "evil" "$bb ln -s /etc $out""#;
+    let printed = ok(&t.kiln(&["realise", t.expression("evil.nix", evil).to_str().unwrap()]));
+    let evil_name = PathBuf::from(printed.trim())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let file = t.expression("use.nix", &rootfs_user(&format!("({evil})")));
+    let output = t.kiln(&["realise", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "`rootfs` layer `/kiln/store/{evil_name}` is refused"
+        )) && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_rootfs_layer_outside_the_input_closure_is_refused() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    std::fs::create_dir_all(t.work().join("layer/etc")).unwrap();
+    std::fs::write(t.work().join("layer/etc/os-release"), "ID=layer\n").unwrap();
+    // Imported at evaluation: a valid store path owned by the store's owner.
+    let layer = r#"builtins.path { name = "layer"; path = ./layer; }"#;
+    let printed = ok(&t.kiln(&[
+        "eval",
+        t.expression("layer.nix", &format!("{layer} + \"\""))
+            .to_str()
+            .unwrap(),
+    ]));
+    let layer_name = printed
+        .trim()
+        .trim_matches('"')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The path without its context: a valid store path the derivation does not depend on.
+    let file = t.expression(
+        "use.nix",
+        &rootfs_user(&format!(
+            r#"builtins.unsafeDiscardStringContext "${{{layer}}}""#
+        )),
+    );
+    let output = t.kiln(&["realise", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "`rootfs` layer `/kiln/store/{layer_name}` is refused"
+        )) && stderr.contains("not in the derivation's input closure"),
+        "{stderr}"
+    );
+    // With its context the same layer is used.
+    let file = t.expression(
+        "use-ok.nix",
+        &rootfs_user(&format!("({layer})")).replace("echo hi", "cat /etc/os-release"),
+    );
+    let printed = ok(&t.kiln(&["realise", file.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(printed.trim()).unwrap(),
+        "ID=layer\n"
+    );
+}

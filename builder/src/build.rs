@@ -105,6 +105,8 @@ pub enum BuildError {
     WrongPlatform { platform: String, host: String },
     #[error("`rootfs` entry `{0}` is not a store path")]
     BadRootfs(String),
+    #[error("`rootfs` layer `{layer}` is refused: {reason}")]
+    RootfsRefused { layer: String, reason: String },
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
@@ -478,9 +480,14 @@ fn run_sandboxed(
             let path = dir
                 .parse(entry)
                 .map_err(|_| BuildError::BadRootfs(entry.to_owned()))?;
-            lower_layers.push(store.physical_path(&path));
+            lower_layers.push(checked_rootfs_layer(store, closure, entry, &path)?);
         }
         let (upper, work) = (build_dir.top.join("upper"), build_dir.top.join("work"));
+        // overlayfs looks up `upper` and `work` as the sandbox's init, which runs under the
+        // build's unprivileged ids when kiln is root: it must be able to pass through (not
+        // list) their parent.
+        fs::set_permissions(&build_dir.top, fs::Permissions::from_mode(0o711))
+            .map_err(dir_error)?;
         fs::create_dir(&upper)
             .and_then(|()| fs::create_dir(&work))
             .map_err(dir_error)?;
@@ -496,7 +503,10 @@ fn run_sandboxed(
     spec.limits = settings.limits;
     spec.log = LogSink::Writer(Box::new(writer.clone()));
 
-    let outcome = Sandbox::new(spec)?.run()?;
+    let sandbox = Sandbox::new(spec)?;
+    // The host ids the build's files may have (its own unprivileged range when kiln is root).
+    let build_ids = sandbox.id_mapping().host_range();
+    let outcome = sandbox.run()?;
     if let Some(reason) = &outcome.limits_not_applied {
         let warning = format!(
             "kiln: warning: this build ran without its memory and process limits: {reason}"
@@ -505,10 +515,7 @@ fn run_sandboxed(
         LIMITS_WARNING.call_once(|| eprintln!("{warning}"));
     }
     if outcome.success() {
-        // The host ids the build's files may have. The sandbox does not report its host id
-        // range yet (the build runs as mapped host root), so no ownership range is enforced;
-        // once it does, return `IdMapping::host_range()` here.
-        return Ok(None);
+        return Ok(build_ids);
     }
     let how = if outcome.timed_out {
         format!(
@@ -534,6 +541,33 @@ fn run_sandboxed(
         _ => how,
     };
     Err(BuildError::BuilderFailed { how })
+}
+
+/// The physical path of one `rootfs` layer, after checking that the derivation may use it:
+/// it is in the input closure (a layer named only by a string without context is not), and
+/// it is a real directory (never a symlink, which overlayfs would follow to the host).
+fn checked_rootfs_layer(
+    store: &LocalStore,
+    closure: &BTreeSet<StorePath>,
+    entry: &str,
+    path: &StorePath,
+) -> Result<PathBuf, BuildError> {
+    let refused = |reason: &str| BuildError::RootfsRefused {
+        layer: entry.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if !closure.contains(path) {
+        return Err(refused("it is not in the derivation's input closure"));
+    }
+    let physical = store.physical_path(path);
+    match fs::symlink_metadata(&physical) {
+        Ok(metadata) if metadata.is_dir() => Ok(physical),
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            Err(refused("it is a symbolic link, not a directory"))
+        }
+        Ok(_) => Err(refused("it is not a directory")),
+        Err(_) => Err(refused("it does not exist")),
+    }
 }
 
 /// Nix's `passAsFile`: each named attribute is written to `/build/.attr-<hash>` and replaced

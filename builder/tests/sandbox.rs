@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use kiln_builder::sandbox::{
     nix_build_env, BuilderStatus, IdMapPolicy, LogSink, NixEnvParams, RootFs, Sandbox,
-    SandboxError, SandboxOutcome, SandboxSpec, StoreMount,
+    SandboxError, SandboxOutcome, SandboxSpec, StoreMount, FIRST_HOST_ID, ROOTFS_CAPABILITIES,
+    SLOT_COUNT,
 };
 
 const STORE: &str = "/kiln/store";
@@ -539,7 +540,7 @@ fn dev_is_minimal_and_works() {
 }
 
 #[test]
-fn root_range_mapping_lets_builds_chown_and_keeps_owners() {
+fn root_range_mapping_runs_plain_builds_as_nixbld_in_an_unprivileged_range() {
     if !requirements_met() {
         return;
     }
@@ -549,16 +550,27 @@ fn root_range_mapping_lets_builds_chown_and_keeps_owners() {
     }
     let fixture = Fixture::new();
     let mut spec = fixture.shell_spec(
-        "id -u; mkdir $out; touch $out/f; chown 123:456 $out/f; \
+        "id -u; id -g; mkdir $out; touch $out/f; chown 123:456 $out/f || echo refused; \
          mkdir $out/ro; chmod 0555 $out/ro; mkdir /build/locked; chmod 0 /build/locked",
     );
     spec.id_map = IdMapPolicy::HostRootRange { count: 65536 };
     let (outcome, log) = run_logged(spec);
     assert!(outcome.success(), "{outcome:?} {log}");
-    assert_eq!(log, "0\n");
-    let metadata = std::fs::metadata(fixture.out_host().join("f")).expect("stat");
+    assert!(log.starts_with("1000\n100\n"), "{log}");
+    assert!(log.ends_with("refused\n"), "{log}");
     use std::os::unix::fs::MetadataExt;
-    assert_eq!((metadata.uid(), metadata.gid()), (123, 456));
+    let metadata = std::fs::metadata(fixture.out_host().join("f")).expect("stat");
+    let in_slots = |id: u32| {
+        id >= FIRST_HOST_ID
+            && u64::from(id) < u64::from(FIRST_HOST_ID) + u64::from(SLOT_COUNT) * 65536
+            && (id - FIRST_HOST_ID) % 65536 == 1000
+    };
+    assert!(in_slots(metadata.uid()), "uid {}", metadata.uid());
+    assert_eq!(
+        metadata.uid() - metadata.gid(),
+        1000 - 100,
+        "uid and gid of one slot"
+    );
     let ro = std::fs::metadata(fixture.out_host().join("ro")).expect("stat ro");
     assert_eq!(ro.mode() & 0o7777, 0o555);
 }
@@ -798,4 +810,255 @@ fn bench_trivial_builds() {
         "200 trivial sandboxed builds: median {:?}, min {:?}, max {:?}",
         times[100], times[0], times[199]
     );
+}
+
+/// The attack probe (`tests/attacks/probe.c`), compiled once per test process with
+/// `cc -static`; `None` (after printing why) when there is no C compiler, a panic in CI.
+fn attack_probe() -> Option<&'static Path> {
+    static PROBE: std::sync::OnceLock<Option<(tempfile::TempDir, PathBuf)>> =
+        std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("probe dir");
+            let binary = dir.path().join("probe");
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks/probe.c");
+            let compiled = Command::new("cc")
+                .args(["-static", "-O1", "-o"])
+                .arg(&binary)
+                .arg(&source)
+                .output();
+            match compiled {
+                Ok(output) if output.status.success() => Some((dir, binary)),
+                other => {
+                    let why = format!("cc -static of the attack probe failed: {other:?}");
+                    if std::env::var("CI").as_deref() == Ok("true") {
+                        panic!("{why}");
+                    }
+                    eprintln!("skipping: {why}");
+                    None
+                }
+            }
+        })
+        .as_ref()
+        .map(|(_, binary)| binary.as_path())
+}
+
+const PROBE_NAME: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-attack-probe";
+
+/// Whether this test can attack a sandbox as root: root, sandbox requirements, the probe.
+fn attack_setup() -> Option<&'static Path> {
+    if !requirements_met() {
+        return None;
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("the attack tests run as root in CI");
+        }
+        eprintln!("skipping: the attacks are made against kiln run as root");
+        return None;
+    }
+    attack_probe()
+}
+
+/// A spec running `script` (in busybox's sh) with the probe at `$PROBE`, as kiln run as root
+/// maps it.
+fn attack_spec(fixture: &Fixture, probe: &Path, script: &str) -> SandboxSpec {
+    let probe_dir = fixture.host_store.join(PROBE_NAME);
+    if !probe_dir.exists() {
+        std::fs::create_dir(&probe_dir).expect("probe input");
+        std::fs::copy(probe, probe_dir.join("probe")).expect("copy probe");
+    }
+    let probe_logical = format!("{STORE}/{PROBE_NAME}/probe");
+    let mut spec = fixture.shell_spec(&format!("PROBE={probe_logical}\n{script}"));
+    spec.inputs
+        .push(StoreMount::new(&probe_dir, format!("{STORE}/{PROBE_NAME}")));
+    spec.id_map = IdMapPolicy::Auto;
+    spec
+}
+
+/// The value of a `/proc/self/status` field in the probe's output.
+fn status_field<'a>(log: &'a str, field: &str) -> &'a str {
+    log.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {field} in {log}"))
+}
+
+/// Asserts that every attack line of the probe's output says "blocked", and that each of
+/// `attacks` was tried.
+fn assert_blocked(log: &str, attacks: &[&str]) {
+    for attack in attacks {
+        let line = log
+            .lines()
+            .find(|line| line.starts_with(&format!("{attack}: ")))
+            .unwrap_or_else(|| panic!("{attack} was not tried: {log}"));
+        assert!(line.contains(": blocked ("), "{line}\n{log}");
+    }
+    assert!(!log.contains("SUCCEEDED"), "{log}");
+}
+
+const ATTACKS: &str = "$PROBE ptrace-init; $PROBE core-pattern; $PROBE sysrq; \
+    $PROBE unshare-user; $PROBE clone-user; $PROBE clone3; $PROBE mount-cgroup2; \
+    $PROBE mount-tmpfs; $PROBE keys; $PROBE perf; $PROBE packet; $PROBE init-environ; \
+    $PROBE init-fd; $PROBE kcore; $PROBE status; $PROBE uid-map";
+
+const ATTACK_NAMES: [&str; 14] = [
+    "ptrace-attach",
+    "ptrace-seize",
+    "core-pattern",
+    "sysrq-trigger",
+    "unshare-newuser",
+    "clone-newuser",
+    "mount-cgroup2",
+    "mount-tmpfs",
+    "add_key",
+    "keyctl",
+    "perf_event_open",
+    "af_packet",
+    "init-environ",
+    "init-fd3",
+];
+
+fn check_common_hardening(log: &str) {
+    assert_blocked(log, &ATTACK_NAMES);
+    assert!(log.contains("clone3: ENOSYS\n"), "{log}");
+    assert!(
+        log.contains("kcore: empty\n") || log.contains("kcore: unopenable\n"),
+        "{log}"
+    );
+    assert_eq!(status_field(log, "NoNewPrivs"), "1", "{log}");
+    assert_eq!(status_field(log, "Seccomp"), "2", "{log}");
+    // `uid_map` as the builder sees it: "<inside> <host> <count>"; host root is not mapped.
+    let map: Vec<u64> = status_field(log, "uid_map")
+        .split_whitespace()
+        .map(|field| field.parse().expect("numeric uid_map"))
+        .collect();
+    assert_eq!(map.len(), 3, "{log}");
+    assert_eq!(map[0], 0);
+    assert!(map[1] >= u64::from(FIRST_HOST_ID), "{log}");
+    assert_eq!(map[2], 65536);
+}
+
+#[test]
+fn attacks_from_a_plain_build_run_by_root_are_blocked() {
+    let Some(probe) = attack_setup() else {
+        return;
+    };
+    let fixture = Fixture::new();
+    let spec = attack_spec(&fixture, probe, &format!("{ATTACKS}; mkdir $out"));
+    let (outcome, log) = run_logged(spec);
+    assert!(outcome.success(), "{outcome:?} {log}");
+    check_common_hardening(&log);
+    for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+        assert_eq!(status_field(&log, set), "0000000000000000", "{set}: {log}");
+    }
+    assert!(status_field(&log, "Uid").starts_with("1000\t"), "{log}");
+}
+
+#[test]
+fn a_rootfs_build_run_by_root_keeps_only_namespaced_capabilities_and_works() {
+    let Some(probe) = attack_setup() else {
+        return;
+    };
+    let fixture = Fixture::new();
+    let layers = fixture.dir.path().join("layers");
+    let lower = layers.join("lower");
+    std::fs::create_dir_all(lower.join("etc")).expect("lower");
+    // Owned by host root and readable by its owner only: root inside reads it only if the
+    // layer is id-mapped (host uid 0 is not mapped in the build's namespace).
+    std::fs::write(lower.join("etc/shadow"), "root:secret\n").expect("shadow");
+    std::fs::set_permissions(
+        lower.join("etc/shadow"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod shadow");
+    let upper = layers.join("upper");
+    let work = layers.join("work");
+    std::fs::create_dir(&upper).expect("upper");
+    std::fs::create_dir(&work).expect("work");
+    let mut spec = attack_spec(
+        &fixture,
+        probe,
+        &format!(
+            "{ATTACKS}; cat /etc/shadow; stat -c 'owner %u:%g' /etc/shadow; \
+             echo new > /added; chown 1234:5678 /added; echo changed >> /etc/shadow; \
+             stat -c 'added %u:%g' /added; mkdir $out"
+        ),
+    );
+    spec.root = RootFs::Overlay {
+        lower_layers: vec![lower.clone()],
+        upper: upper.clone(),
+        work,
+    };
+    let (outcome, log) = run_logged(spec);
+    assert!(outcome.success(), "{outcome:?} {log}");
+    check_common_hardening(&log);
+    let kept = format!("{ROOTFS_CAPABILITIES:016x}");
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(status_field(&log, set), kept, "{set}: {log}");
+    }
+    for set in ["CapInh", "CapAmb"] {
+        assert_eq!(status_field(&log, set), "0000000000000000", "{set}: {log}");
+    }
+    assert!(status_field(&log, "Uid").starts_with("0\t"), "{log}");
+    assert!(log.contains("root:secret\nowner 0:0\n"), "{log}");
+    assert!(log.contains("added 1234:5678\n"), "{log}");
+    // The layer is unchanged; the writes landed in the upper directory under the build's
+    // unprivileged host ids.
+    assert_eq!(
+        std::fs::read_to_string(lower.join("etc/shadow")).expect("lower intact"),
+        "root:secret\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let added = std::fs::metadata(upper.join("added")).expect("added in upper");
+    assert!(added.uid() >= FIRST_HOST_ID + 1234, "{}", added.uid());
+    assert_eq!(
+        added.uid() - FIRST_HOST_ID - 1234,
+        added.gid() - FIRST_HOST_ID - 5678
+    );
+}
+
+#[test]
+fn the_builder_inherits_only_stdin_stdout_and_stderr() {
+    let Some(probe) = attack_setup() else {
+        return;
+    };
+    let fixture = Fixture::new();
+    let mut spec = attack_spec(&fixture, probe, "unused");
+    spec.builder = format!("{STORE}/{PROBE_NAME}/probe").into();
+    spec.args = vec!["fds".into()];
+    // Descriptors kiln holds open (this one not close-on-exec) must not reach the builder.
+    let leaked = std::fs::File::open("/dev/null").expect("open");
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&leaked);
+    nix::fcntl::fcntl(
+        &leaked,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .expect("clear cloexec");
+    let (outcome, log) = run_logged(spec);
+    drop(leaked);
+    // The probe made no output directory: a failed build, but it ran.
+    assert_eq!(outcome.status, Some(BuilderStatus::Exited(0)), "{log}");
+    assert_eq!(log, "fds: 0 1 2\n", "descriptor {raw} of kiln: {log}");
+}
+
+#[test]
+fn a_symlinked_or_missing_overlay_layer_is_refused() {
+    let fixture = Fixture::new();
+    let link = fixture.dir.path().join("etc-link");
+    std::os::unix::fs::symlink("/etc", &link).expect("symlink");
+    for layer in [link, fixture.dir.path().join("missing")] {
+        let mut spec = fixture.shell_spec("true");
+        spec.root = RootFs::Overlay {
+            lower_layers: vec![layer.clone()],
+            upper: fixture.dir.path().join("upper"),
+            work: fixture.dir.path().join("work"),
+        };
+        match Sandbox::new(spec) {
+            Err(SandboxError::InvalidSpec(message)) => {
+                assert!(message.contains(&layer.display().to_string()), "{message}")
+            }
+            other => panic!("layer {} accepted: {other:?}", layer.display()),
+        }
+    }
 }

@@ -11,8 +11,14 @@
 //! on data prepared before the clone, no allocation.
 //!
 //! File descriptors in init: 0 = /dev/null, 1 and 2 = the log pipe (inherited by the builder),
-//! 3 = the report pipe (close-on-exec), 4 = the sync pipe (close-on-exec); everything else is
-//! closed first, so that no descriptor of another concurrent build leaks into this sandbox.
+//! 3 = the report pipe (close-on-exec), 4 = the sync pipe (close-on-exec), and from 5 on the
+//! detached id-mapped root-file-system layers (see the `layers` module), which setup steps
+//! attach and close; everything else is closed first, so that no descriptor of kiln or of
+//! another concurrent build leaks into this sandbox. The builder starts with 0, 1 and 2 only.
+//!
+//! Init makes itself non-dumpable as soon as the parent has installed the maps (not earlier:
+//! an unprivileged parent could no longer write the maps of a non-dumpable child), so its
+//! `/proc/1/environ`, `/proc/1/fd` and ptrace are closed to the builder.
 
 use std::ffi::{c_char, CString};
 use std::os::fd::RawFd;
@@ -57,15 +63,19 @@ pub(crate) const REPORT_LEN: usize = 12;
 /// The calls init makes before its setup steps, in order, as named in error reports.
 pub(crate) const BOOTSTRAP_CALLS: [&str; 6] = [
     "prctl(PR_SET_PDEATHSIG, SIGKILL)",
-    "fcntl(F_DUPFD_CLOEXEC, 5) of the inherited pipes",
-    "dup2/dup3 onto descriptors 0-4",
-    "close_range(5, ~0U, 0)",
+    "fcntl(F_DUPFD_CLOEXEC) of the inherited descriptors",
+    "dup2/dup3 onto descriptors 0-4 and the layers' from 5",
+    "close_range(5 + layers, ~0U, 0)",
     "read(sync pipe)",
     "fork() of the builder",
 ];
 
 const REPORT_FD: RawFd = 3;
 const SYNC_FD: RawFd = 4;
+/// The descriptor number of the first id-mapped layer in init.
+pub(crate) const FIRST_LAYER_FD: RawFd = 5;
+/// The most root-file-system layers one build may have.
+pub(crate) const MAX_LAYERS: usize = 64;
 
 /// Everything the child needs, prepared by the parent before the clone.
 pub(crate) struct ChildPlan {
@@ -119,7 +129,7 @@ impl ChildPlan {
 
 /// The descriptors the child inherits from the parent (numbers in the parent).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ChildFds {
+pub(crate) struct ChildFds<'a> {
     /// Write end of the report pipe.
     pub report: RawFd,
     /// Read end of the sync pipe.
@@ -128,6 +138,8 @@ pub(crate) struct ChildFds {
     pub log: RawFd,
     /// `/dev/null`, the builder's stdin.
     pub devnull: RawFd,
+    /// Detached id-mapped layers (at most [`MAX_LAYERS`]), moved to [`FIRST_LAYER_FD`] on.
+    pub layers: &'a [RawFd],
 }
 
 fn report(fd: RawFd, kind: ReportKind, index: usize, value: i32) {
@@ -153,30 +165,45 @@ fn check(result: libc::c_int) -> Result<libc::c_int, Errno> {
 }
 
 /// Moves the inherited descriptors to their fixed numbers and closes every other one.
-fn arrange_fds(fds: ChildFds) -> Result<(), (usize, Errno)> {
+fn arrange_fds(fds: ChildFds<'_>) -> Result<(), (usize, Errno)> {
+    // `Sandbox::run` refuses more layers than MAX_LAYERS; the bound keeps this copy-free.
+    let layer_count = fds.layers.len().min(MAX_LAYERS);
+    // At most 64 layers: the sum stays far below i32::MAX.
+    let first_free = FIRST_LAYER_FD + layer_count as RawFd;
     let dup_high = |fd: RawFd| {
         // SAFETY: duplicating a descriptor we own.
-        check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 5) }).map_err(|e| (1, e))
+        check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first_free) }).map_err(|e| (1, e))
     };
     let report = dup_high(fds.report)?;
     let sync = dup_high(fds.sync)?;
     let log = dup_high(fds.log)?;
     let devnull = dup_high(fds.devnull)?;
+    let mut layers = [0 as RawFd; MAX_LAYERS];
+    for (slot, fd) in layers.iter_mut().zip(fds.layers) {
+        *slot = dup_high(*fd)?;
+    }
     for (from, to) in [(devnull, 0), (log, 1), (log, 2)] {
         // SAFETY: plain descriptor duplication.
         check(unsafe { libc::dup2(from, to) }).map_err(|e| (2, e))?;
     }
-    for (from, to) in [(report, REPORT_FD), (sync, SYNC_FD)] {
+    let fixed = [(report, REPORT_FD), (sync, SYNC_FD)].into_iter().chain(
+        layers[..layer_count]
+            .iter()
+            .zip(FIRST_LAYER_FD..)
+            .map(|(from, to)| (*from, to)),
+    );
+    for (from, to) in fixed {
         // SAFETY: plain descriptor duplication.
         check(unsafe { libc::dup3(from, to, libc::O_CLOEXEC) }).map_err(|e| (2, e))?;
     }
-    // SAFETY: closes descriptors this process does not use.
-    check(unsafe { libc::close_range(5, u32::MAX, 0) }).map_err(|e| (3, e))?;
+    // SAFETY: closes descriptors this process does not use; `first_free` is positive.
+    check(unsafe { libc::close_range(first_free as libc::c_uint, u32::MAX, 0) })
+        .map_err(|e| (3, e))?;
     Ok(())
 }
 
 /// The child's entry point right after `clone`. Never returns.
-pub(crate) fn run_child(plan: &ChildPlan, fds: ChildFds) -> ! {
+pub(crate) fn run_child(plan: &ChildPlan, fds: ChildFds<'_>) -> ! {
     if let Err(errno) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         fail(fds.report, ReportKind::Bootstrap, 0, errno);
     }

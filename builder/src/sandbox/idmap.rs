@@ -1,28 +1,89 @@
 //! Who the builder is: the uid/gid mapping of the sandbox's user namespace.
 //!
 //! Policy ([`IdMapPolicy::Auto`]):
-//! - kiln runs as root: ids `0..65536` inside map to the same ids outside and the builder runs as
-//!   root, so root-filesystem builds can `chown` and their outputs keep real owners. The builder
-//!   loses `CAP_SYS_ADMIN` (see the `child` module), so it cannot remount its read-only inputs.
+//! - kiln runs as root: the build takes an unprivileged host id range of its own (see the
+//!   `id_slots` module: 65536 ids from 0x34000000 + slot * 65536, held for the life of the
+//!   build) and ids `0..65536` inside map to it. Host uid 0 is not mapped at all, so nothing
+//!   the builder does reaches a host object owned by root. A plain build (tmpfs root) runs as
+//!   uid 1000 / gid 100 (`nixbld`, as in Nix's sandbox) with no capabilities; a build with a
+//!   root file system runs as uid 0 inside with only the capabilities that act on files and
+//!   ids of its own user namespace (see [`ROOTFS_CAPABILITIES`]).
 //! - kiln runs unprivileged, `newuidmap`/`newgidmap` exist and `/etc/subuid` and `/etc/subgid`
 //!   give the user a range: uid 0 inside is the user, `1..=count` inside is the subordinate
-//!   range; the builder runs as root inside (minus `CAP_SYS_ADMIN`), so it can `chown`.
+//!   range; the builder runs as root inside with [`ROOTFS_CAPABILITIES`] only, so it can
+//!   `chown` (the files it writes on the host belong to the user, who is uid 0 inside).
 //! - otherwise, as Nix 2.8 does: one id, the builder runs as uid 1000 / gid 100 (`nixbld`)
 //!   mapped to the calling user, with no capabilities and `setgroups` denied.
+//!
+//! Why the root builder keeps [`ROOTFS_CAPABILITIES`]: package managers (rpm, dnf, dpkg) must
+//! `chown` files to system users, `chroot` for scriptlets, set file capabilities and switch
+//! ids. Every one of these capabilities is checked against the build's own user namespace,
+//! whose map holds only the build's unprivileged range, so they act only on files owned by
+//! that range (or on files made visible through an id-mapped layer) and on processes of the
+//! build: they reach no host object. Every other capability (`CAP_SYS_ADMIN`, `CAP_SYS_PTRACE`,
+//! `CAP_NET_ADMIN`, `CAP_NET_RAW`, `CAP_MKNOD`, `CAP_SYS_MODULE`, ...) is removed from the
+//! bounding, permitted, effective, inheritable and ambient sets before `execve`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use nix::unistd::{Gid, Pid, Uid, User};
 
 use super::error::SandboxError;
+use super::id_slots::{IdSlot, SLOT_SIZE};
 
 /// The uid of the builder under the Nix 2.8 single-id mapping (`nixbld`).
 pub const NIXBLD_UID: u32 = 1000;
 /// The gid of the builder under the Nix 2.8 single-id mapping (`nixbld`).
 pub const NIXBLD_GID: u32 = 100;
 /// How many ids a range mapping covers when kiln runs as root.
-pub const DEFAULT_RANGE: u32 = 65536;
+pub const DEFAULT_RANGE: u32 = SLOT_SIZE;
+
+/// Capability numbers (linux/capability.h) a root builder keeps; see the module documentation.
+pub mod cap {
+    /// `CAP_CHOWN`.
+    pub const CHOWN: u32 = 0;
+    /// `CAP_DAC_OVERRIDE`.
+    pub const DAC_OVERRIDE: u32 = 1;
+    /// `CAP_DAC_READ_SEARCH`.
+    pub const DAC_READ_SEARCH: u32 = 2;
+    /// `CAP_FOWNER`.
+    pub const FOWNER: u32 = 3;
+    /// `CAP_FSETID`.
+    pub const FSETID: u32 = 4;
+    /// `CAP_KILL`.
+    pub const KILL: u32 = 5;
+    /// `CAP_SETGID`.
+    pub const SETGID: u32 = 6;
+    /// `CAP_SETUID`.
+    pub const SETUID: u32 = 7;
+    /// `CAP_SETPCAP`.
+    pub const SETPCAP: u32 = 8;
+    /// `CAP_NET_BIND_SERVICE`.
+    pub const NET_BIND_SERVICE: u32 = 10;
+    /// `CAP_SYS_CHROOT`.
+    pub const SYS_CHROOT: u32 = 18;
+    /// `CAP_AUDIT_WRITE`.
+    pub const AUDIT_WRITE: u32 = 29;
+    /// `CAP_SETFCAP`.
+    pub const SETFCAP: u32 = 31;
+}
+
+/// The capability set (bit `n` = capability `n`) of a builder that is root inside.
+pub const ROOTFS_CAPABILITIES: u64 = 1 << cap::CHOWN
+    | 1 << cap::DAC_OVERRIDE
+    | 1 << cap::DAC_READ_SEARCH
+    | 1 << cap::FOWNER
+    | 1 << cap::FSETID
+    | 1 << cap::KILL
+    | 1 << cap::SETGID
+    | 1 << cap::SETUID
+    | 1 << cap::SETPCAP
+    | 1 << cap::NET_BIND_SERVICE
+    | 1 << cap::SYS_CHROOT
+    | 1 << cap::AUDIT_WRITE
+    | 1 << cap::SETFCAP;
 
 /// How the sandbox's user namespace should be mapped; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -32,7 +93,8 @@ pub enum IdMapPolicy {
     Auto,
     /// Nix 2.8: the builder is uid 1000 / gid 100, mapped to the caller's uid and gid.
     Nixbld,
-    /// kiln is root: ids `0..count` map to themselves; the builder runs as root.
+    /// kiln is root: ids `0..count` map to an unprivileged host range taken for this build
+    /// (at most [`DEFAULT_RANGE`] ids).
     HostRootRange {
         /// How many ids are mapped.
         count: u32,
@@ -61,10 +123,15 @@ pub enum IdMapping {
         /// The caller's gid.
         host_gid: u32,
     },
-    /// See [`IdMapPolicy::HostRootRange`].
+    /// See [`IdMapPolicy::HostRootRange`]: ids `0..count` inside are `base..base + count` on
+    /// the host.
     HostRootRange {
+        /// The host id inside id 0 maps to.
+        base: u32,
         /// How many ids are mapped.
         count: u32,
+        /// The machine-wide slot holding the range, released when the last clone is dropped.
+        slot: Arc<IdSlot>,
     },
     /// See [`IdMapPolicy::Subordinate`].
     Subordinate {
@@ -96,7 +163,12 @@ impl IdMapping {
                         "a host-root id range needs kiln to run as root".to_owned(),
                     ));
                 }
-                Ok(IdMapping::HostRootRange { count: *count })
+                if *count == 0 || *count > DEFAULT_RANGE {
+                    return Err(SandboxError::InvalidSpec(format!(
+                        "a host-root id range holds 1 to {DEFAULT_RANGE} ids, not {count}"
+                    )));
+                }
+                Self::host_root_range(*count)
             }
             IdMapPolicy::Subordinate => Self::subordinate(host_uid, host_gid).ok_or_else(|| {
                 SandboxError::InvalidSpec(
@@ -105,15 +177,22 @@ impl IdMapping {
             }),
             IdMapPolicy::Auto => {
                 if host_uid == 0 {
-                    Ok(IdMapping::HostRootRange {
-                        count: DEFAULT_RANGE,
-                    })
+                    Self::host_root_range(DEFAULT_RANGE)
                 } else {
                     Ok(Self::subordinate(host_uid, host_gid)
                         .unwrap_or(IdMapping::Nixbld { host_uid, host_gid }))
                 }
             }
         }
+    }
+
+    fn host_root_range(count: u32) -> Result<Self, SandboxError> {
+        let slot = IdSlot::acquire()?;
+        Ok(IdMapping::HostRootRange {
+            base: slot.base(),
+            count,
+            slot: Arc::new(slot),
+        })
     }
 
     fn subordinate(host_uid: u32, host_gid: u32) -> Option<Self> {
@@ -137,25 +216,117 @@ impl IdMapping {
         })
     }
 
-    /// The uid the builder runs as inside the sandbox.
-    pub fn builder_uid(&self) -> u32 {
+    /// Whether the builder runs as uid 0 inside (with [`ROOTFS_CAPABILITIES`]) rather than as
+    /// `nixbld` without capabilities; `overlay_root` says whether the build has a root file
+    /// system of layers.
+    pub fn builder_is_root(&self, overlay_root: bool) -> bool {
         match self {
-            IdMapping::Nixbld { .. } => NIXBLD_UID,
-            IdMapping::HostRootRange { .. } | IdMapping::Subordinate { .. } => 0,
+            IdMapping::Nixbld { .. } => false,
+            IdMapping::HostRootRange { .. } => overlay_root,
+            IdMapping::Subordinate { .. } => true,
+        }
+    }
+
+    /// The uid the builder runs as inside the sandbox.
+    pub fn builder_uid(&self, overlay_root: bool) -> u32 {
+        if self.builder_is_root(overlay_root) {
+            0
+        } else {
+            NIXBLD_UID
         }
     }
 
     /// The gid the builder runs as inside the sandbox.
-    pub fn builder_gid(&self) -> u32 {
-        match self {
-            IdMapping::Nixbld { .. } => NIXBLD_GID,
-            IdMapping::HostRootRange { .. } | IdMapping::Subordinate { .. } => 0,
+    pub fn builder_gid(&self, overlay_root: bool) -> u32 {
+        if self.builder_is_root(overlay_root) {
+            0
+        } else {
+            NIXBLD_GID
         }
     }
 
-    /// Whether more than one id is mapped (the builder is root inside and may `chown`).
+    /// The capabilities (bit `n` = capability `n`) the builder keeps.
+    pub fn builder_capabilities(&self, overlay_root: bool) -> u64 {
+        if self.builder_is_root(overlay_root) {
+            ROOTFS_CAPABILITIES
+        } else {
+            0
+        }
+    }
+
+    /// Whether more than one id is mapped (supplementary groups may be cleared).
     pub fn is_range(&self) -> bool {
         !matches!(self, IdMapping::Nixbld { .. })
+    }
+
+    /// The host range `(first, count)` the build's uids and gids map to when kiln is root:
+    /// every file a build creates is owned by an id of this range (before canonicalisation).
+    /// `None` for the rootless mappings, whose files belong to the calling user (and its
+    /// subordinate ids, see [`IdMapping::host_uid_ranges`]).
+    pub fn host_range(&self) -> Option<(u32, u32)> {
+        match self {
+            IdMapping::HostRootRange { base, count, .. } => Some((*base, *count)),
+            _ => None,
+        }
+    }
+
+    /// Every host uid range `(first, count)` the build's files may be owned by.
+    pub fn host_uid_ranges(&self) -> Vec<(u32, u32)> {
+        match self {
+            IdMapping::Nixbld { host_uid, .. } => vec![(*host_uid, 1)],
+            IdMapping::HostRootRange { base, count, .. } => vec![(*base, *count)],
+            IdMapping::Subordinate { host_uid, uids, .. } => {
+                vec![(*host_uid, 1), (uids.start, uids.count)]
+            }
+        }
+    }
+
+    /// Every host gid range `(first, count)` the build's files may have as group.
+    pub fn host_gid_ranges(&self) -> Vec<(u32, u32)> {
+        match self {
+            IdMapping::Nixbld { host_gid, .. } => vec![(*host_gid, 1)],
+            IdMapping::HostRootRange { base, count, .. } => vec![(*base, *count)],
+            IdMapping::Subordinate { host_gid, gids, .. } => {
+                vec![(*host_gid, 1), (gids.start, gids.count)]
+            }
+        }
+    }
+
+    /// The host uid that uid `inside` of the sandbox is, if mapped.
+    pub fn host_uid(&self, inside: u32) -> Option<u32> {
+        match self {
+            IdMapping::Nixbld { host_uid, .. } => (inside == NIXBLD_UID).then_some(*host_uid),
+            IdMapping::HostRootRange { base, count, .. } => {
+                (inside < *count).then(|| base + inside)
+            }
+            IdMapping::Subordinate { host_uid, uids, .. } => match inside {
+                0 => Some(*host_uid),
+                n if n <= uids.count => Some(uids.start + (n - 1)),
+                _ => None,
+            },
+        }
+    }
+
+    /// The host gid that gid `inside` of the sandbox is, if mapped.
+    pub fn host_gid(&self, inside: u32) -> Option<u32> {
+        match self {
+            IdMapping::Nixbld { host_gid, .. } => (inside == NIXBLD_GID).then_some(*host_gid),
+            IdMapping::HostRootRange { base, count, .. } => {
+                (inside < *count).then(|| base + inside)
+            }
+            IdMapping::Subordinate { host_gid, gids, .. } => match inside {
+                0 => Some(*host_gid),
+                n if n <= gids.count => Some(gids.start + (n - 1)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether store files (owned by kiln's user on the host) must be shown through id-mapped
+    /// mounts for their owners to appear inside: only when kiln is root, since host uid 0 is
+    /// not mapped; the rootless mappings map the calling user already.
+    pub(crate) fn needs_idmapped_layers(&self) -> bool {
+        matches!(self, IdMapping::HostRootRange { .. })
     }
 
     /// Installs the maps for the sandbox whose init has host pid `pid` (still waiting on its
@@ -176,9 +347,10 @@ impl IdMapping {
                     &format!("{NIXBLD_GID} {host_gid} 1\n"),
                 )
             }
-            IdMapping::HostRootRange { count } => {
-                write_proc(pid, &proc_dir.join("uid_map"), &format!("0 0 {count}\n"))?;
-                write_proc(pid, &proc_dir.join("gid_map"), &format!("0 0 {count}\n"))
+            IdMapping::HostRootRange { base, count, .. } => {
+                let map = format!("0 {base} {count}\n");
+                write_proc(pid, &proc_dir.join("uid_map"), &map)?;
+                write_proc(pid, &proc_dir.join("gid_map"), &map)
             }
             IdMapping::Subordinate {
                 host_uid,
@@ -294,9 +466,47 @@ mod tests {
             host_uid: 4242,
             host_gid: 4242,
         };
-        assert_eq!(mapping.builder_uid(), 1000);
-        assert_eq!(mapping.builder_gid(), 100);
+        assert_eq!(mapping.builder_uid(true), 1000);
+        assert_eq!(mapping.builder_gid(false), 100);
+        assert_eq!(mapping.builder_capabilities(true), 0);
         assert!(!mapping.is_range());
-        assert!(IdMapping::HostRootRange { count: 10 }.is_range());
+        assert_eq!(mapping.host_uid(1000), Some(4242));
+        assert_eq!(mapping.host_uid(0), None);
+    }
+
+    fn range_mapping() -> IdMapping {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The slot itself is not used beyond its base here.
+        let slot = IdSlot::acquire_in_for_tests(dir.path());
+        IdMapping::HostRootRange {
+            base: slot.base(),
+            count: DEFAULT_RANGE,
+            slot: Arc::new(slot),
+        }
+    }
+
+    #[test]
+    fn host_root_range_maps_into_the_unprivileged_slot() {
+        let mapping = range_mapping();
+        assert_eq!(mapping.host_range(), Some((0x3400_0000, 65536)));
+        assert_eq!(mapping.host_uid(0), Some(0x3400_0000));
+        assert_eq!(mapping.host_gid(100), Some(0x3400_0000 + 100));
+        assert_eq!(mapping.host_uid(65536), None);
+        assert!(mapping.needs_idmapped_layers());
+        // A plain build is nixbld without capabilities; a root file system build is root
+        // with the namespaced file capabilities only.
+        assert_eq!(
+            (mapping.builder_uid(false), mapping.builder_gid(false)),
+            (1000, 100)
+        );
+        assert_eq!(mapping.builder_capabilities(false), 0);
+        assert_eq!(
+            (mapping.builder_uid(true), mapping.builder_gid(true)),
+            (0, 0)
+        );
+        assert_eq!(mapping.builder_capabilities(true), ROOTFS_CAPABILITIES);
+        assert_eq!(ROOTFS_CAPABILITIES & (1 << 21), 0, "no CAP_SYS_ADMIN");
+        assert_eq!(ROOTFS_CAPABILITIES & (1 << 19), 0, "no CAP_SYS_PTRACE");
+        assert_eq!(ROOTFS_CAPABILITIES.count_ones(), 13);
     }
 }

@@ -15,6 +15,17 @@
 //! to its host path, and the staging directory is deleted. Whether a build succeeded, and what
 //! to do with partial outputs, is the caller's decision.
 //!
+//! Who the builder is and what it may do: see the `idmap` module (when kiln is root the build
+//! runs under an unprivileged host id range of its own; a plain build is `nixbld` without
+//! capabilities, a root-file-system build is root of its namespace with file capabilities
+//! only), the `seccomp` module (system calls refused) and the `layers` module (id-mapped
+//! root-file-system layers). When kiln is root, the host side the builder writes is handed to
+//! its ids before the clone: the build directory (recursively), the overlay's upper and work
+//! directories, and the staging store directory, which stays owned by the store's owner with
+//! the builder's group and mode 1775, as in Nix. Host paths given to the sandbox (inputs,
+//! layers, the build directory and their parents) must be reachable by those unprivileged
+//! ids: a directory only root may search hides what is below it.
+//!
 //! Every process of a build dies with it: the builder runs as pid 2 under a small init (pid 1)
 //! that reaps everything and exits when the builder exits, which makes the kernel kill the rest
 //! of the pid namespace; a timeout kills the init; the death of the thread that started the
@@ -27,15 +38,18 @@ mod cgroup;
 mod child;
 mod env;
 mod error;
+mod id_slots;
 mod idmap;
+mod layers;
 mod plan;
+mod seccomp;
 mod spec;
 mod step;
 mod supervise;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -46,8 +60,10 @@ use nix::unistd::{pipe2, Pid};
 pub use cgroup::{physical_memory, ResourceLimits, DEFAULT_MAX_BUILD_PIDS};
 pub use env::{nix_build_env, NixEnvParams, HOMELESS_SHELTER, SANDBOX_BUILD_DIR};
 pub use error::SandboxError;
+pub use id_slots::{FIRST_HOST_ID, SLOT_COUNT, SLOT_DIR, SLOT_SIZE};
 pub use idmap::{
-    find_subid_range, IdMapPolicy, IdMapping, SubIdRange, DEFAULT_RANGE, NIXBLD_GID, NIXBLD_UID,
+    cap, find_subid_range, IdMapPolicy, IdMapping, SubIdRange, DEFAULT_RANGE, NIXBLD_GID,
+    NIXBLD_UID, ROOTFS_CAPABILITIES,
 };
 pub use spec::{LogSink, RootFs, SandboxSpec, StoreMount};
 
@@ -97,15 +113,14 @@ pub struct Sandbox {
     mapping: IdMapping,
 }
 
-/// The host staging directory of one build; deleted on drop.
+/// The host staging directory of one build (see [`plan::StagingDirs`]); deleted on drop.
 struct Staging {
     dir: PathBuf,
-    root: PathBuf,
     store: PathBuf,
 }
 
 impl Staging {
-    fn create(spec: &SandboxSpec) -> Result<Self, SandboxError> {
+    fn create(spec: &SandboxSpec, idmapped_layers: usize) -> Result<Self, SandboxError> {
         let first = &spec.outputs[0].host_path;
         // `validate` checked that outputs have a parent directory and a file name.
         let parent = first.parent().unwrap_or(Path::new("/"));
@@ -115,11 +130,25 @@ impl Staging {
             remove_tree(&dir)?;
         }
         let staging = Staging {
-            root: dir.join("root"),
-            store: dir.join("store"),
+            store: dir.join(plan::STAGING_STORE),
             dir,
         };
-        for path in [&staging.dir, &staging.root, &staging.store] {
+        let mut dirs = vec![
+            staging.dir.clone(),
+            staging.dir.join(plan::STAGING_ROOT),
+            staging.store.clone(),
+            staging.dir.join(plan::STAGING_BUILD),
+        ];
+        if matches!(spec.root, RootFs::Overlay { .. }) {
+            dirs.push(staging.dir.join(plan::STAGING_OVERLAY));
+        }
+        if idmapped_layers > 0 {
+            dirs.push(staging.dir.join("layers"));
+        }
+        dirs.extend(
+            (0..idmapped_layers).map(|index| staging.dir.join(plan::layer_mount_point(index))),
+        );
+        for path in &dirs {
             std::fs::create_dir(path)
                 .map_err(|err| SandboxError::io(format!("creating {}", path.display()), err))?;
         }
@@ -234,15 +263,30 @@ impl Sandbox {
     pub fn run(self) -> Result<SandboxOutcome, SandboxError> {
         let start = Instant::now();
         let Sandbox { mut spec, mapping } = self;
-        let staging = Staging::create(&spec)?;
+        let lower_layers = match &spec.root {
+            RootFs::Overlay { lower_layers, .. } if mapping.needs_idmapped_layers() => {
+                lower_layers.clone()
+            }
+            _ => Vec::new(),
+        };
+        let layer_mounts = if lower_layers.is_empty() {
+            Vec::new()
+        } else {
+            layers::idmapped_layers(&lower_layers, &mapping)?
+        };
+        let staging = Staging::create(&spec, layer_mounts.len())?;
+        plan::create_input_mount_points(&spec, &staging.store)?;
+        hand_over_to_builder(&spec, &mapping, &staging)?;
         let child_plan = plan::build_plan(
             &spec,
             &mapping,
             &StagingDirs {
-                root: &staging.root,
-                store: &staging.store,
+                dir: &staging.dir,
+                idmapped_layers: layer_mounts.len(),
             },
+            seccomp::builder_filters()?,
         )?;
+        let layer_fds: Vec<RawFd> = layer_mounts.iter().map(AsRawFd::as_raw_fd).collect();
         let mut sink = open_sink(std::mem::take(&mut spec.log))?;
         let (cgroup, limits_not_applied) = match BuildCgroup::create(&spec.limits) {
             Ok(cgroup) => (cgroup, None),
@@ -258,6 +302,7 @@ impl Sandbox {
             sync: sync_read.as_raw_fd(),
             log: log_write.as_raw_fd(),
             devnull: devnull.as_raw_fd(),
+            layers: &layer_fds,
         };
 
         let mut flags = libc::CLONE_NEWUSER
@@ -292,7 +337,7 @@ impl Sandbox {
         }
         // A pid always fits in a pid_t.
         let mut init = InitProcess::new(Pid::from_raw(pid as libc::pid_t));
-        drop((report_write, sync_read, log_write, devnull));
+        drop((report_write, sync_read, log_write, devnull, layer_mounts));
 
         if let Some(cgroup) = &cgroup {
             cgroup.add_process(init.pid()).map_err(|err| {
@@ -354,6 +399,66 @@ impl Sandbox {
             limits_not_applied,
         })
     }
+}
+
+/// When kiln is root, gives the builder's host ids what it must write: the build directory
+/// (recursively: `passAsFile` files are already in it), the overlay's upper and work
+/// directories, and the staging store directory's group (mode 1775, owner unchanged).
+fn hand_over_to_builder(
+    spec: &SandboxSpec,
+    mapping: &IdMapping,
+    staging: &Staging,
+) -> Result<(), SandboxError> {
+    if mapping.host_range().is_none() {
+        return Ok(());
+    }
+    let overlay_root = matches!(spec.root, RootFs::Overlay { .. });
+    let unmapped = || {
+        SandboxError::InvalidSpec("the builder's ids are outside the build's id range".to_owned())
+    };
+    let uid = mapping
+        .host_uid(mapping.builder_uid(overlay_root))
+        .ok_or_else(unmapped)?;
+    let gid = mapping
+        .host_gid(mapping.builder_gid(overlay_root))
+        .ok_or_else(unmapped)?;
+    let chown = |path: &Path, uid: Option<u32>| {
+        std::os::unix::fs::lchown(path, uid, Some(gid)).map_err(|err| {
+            SandboxError::io(format!("handing {} to the builder", path.display()), err)
+        })
+    };
+    chown_tree(&spec.build_dir, &|path| chown(path, Some(uid)))?;
+    // Only the builder (and root) may look into its build directory, as in Nix.
+    std::fs::set_permissions(&spec.build_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|err| SandboxError::io(format!("chmod {}", spec.build_dir.display()), err))?;
+    if let RootFs::Overlay { upper, work, .. } = &spec.root {
+        chown(upper, Some(uid))?;
+        chown(work, Some(uid))?;
+    }
+    chown(&staging.store, None)?;
+    std::fs::set_permissions(&staging.store, std::fs::Permissions::from_mode(0o1775))
+        .map_err(|err| SandboxError::io(format!("chmod {}", staging.store.display()), err))
+}
+
+/// Applies `change` to `path` and, for a directory, to everything below it (never following
+/// a symbolic link).
+fn chown_tree(
+    path: &Path,
+    change: &dyn Fn(&Path) -> Result<(), SandboxError>,
+) -> Result<(), SandboxError> {
+    change(path)?;
+    let metadata = std::fs::symlink_metadata(path)
+        .map_err(|err| SandboxError::io(format!("inspecting {}", path.display()), err))?;
+    if metadata.is_dir() {
+        let entries = std::fs::read_dir(path)
+            .map_err(|err| SandboxError::io(format!("listing {}", path.display()), err))?;
+        for entry in entries {
+            let entry = entry
+                .map_err(|err| SandboxError::io(format!("listing {}", path.display()), err))?;
+            chown_tree(&entry.path(), change)?;
+        }
+    }
+    Ok(())
 }
 
 fn describe(steps: &[step::Step], index: usize) -> String {

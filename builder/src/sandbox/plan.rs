@@ -1,8 +1,13 @@
 //! Turns a [`SandboxSpec`] into the ordered system calls of the child ([`ChildPlan`]), in this
-//! order: a cgroup namespace → make `/` private → the new root (tmpfs or overlay) → directories and
-//! `/etc` files → the store (inputs read-only) and `/build` → a fresh `/proc` → a minimal `/dev`
-//! → network files or loopback → `pivot_root` and detach the old root → hostname. Then the
-//! builder's own steps: default signals, new session, identity, umask, `chdir /build`.
+//! order: a cgroup namespace rooted at the build's control group → init takes uid/gid 0 of the namespace (when kiln is root, init starts as host root,
+//! which the namespace does not map) and becomes non-dumpable → make `/` private → attach the
+//! id-mapped layers → the new root (tmpfs or overlay) → directories and `/etc` files → the
+//! store (inputs read-only) and `/build` → a fresh `/proc` with its kernel-tuning parts
+//! read-only and its kernel-revealing files masked → a minimal `/dev` → network files or
+//! loopback → `pivot_root` and detach the old root → hostname. Then the builder's own steps:
+//! default signals, new session, the capability bounding set cut to what the builder keeps,
+//! identity, the remaining capabilities, umask, `chdir /build`, `PR_SET_NO_NEW_PRIVS` and the
+//! seccomp filters (see the `seccomp` module), right before `execve`.
 //!
 //! Everything that needs the host file system (file types, mount flags to preserve, which
 //! device nodes exist) is looked up here, in the parent, before the clone.
@@ -14,25 +19,52 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
-use super::child::ChildPlan;
+use super::child::{ChildPlan, FIRST_LAYER_FD};
 use super::env::SANDBOX_BUILD_DIR;
 use super::error::SandboxError;
 use super::idmap::{IdMapping, NIXBLD_GID, NIXBLD_UID};
+use super::seccomp::BuilderFilters;
 use super::spec::{RootFs, SandboxSpec};
-use super::step::{Step, CAP_SYS_ADMIN};
+use super::step::Step;
 
 /// The device nodes bound from the host into the sandbox's `/dev`, when the host has them.
 const DEVICE_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// The parts of `/proc` that tune the kernel, made read-only (as container runtimes do).
+const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
+/// The files of `/proc` that reveal kernel memory, keys or timers, covered with `/dev/null`.
+const PROC_MASKED: [&str; 4] = ["kcore", "keys", "timer_list", "sched_debug"];
+
 /// The host files bound read-only into `/etc` when the build may use the network.
 const NETWORK_FILES: [&str; 3] = ["resolv.conf", "hosts", "services"];
 
-/// The host directories the sandbox uses while it is set up: `root` is where the new root
-/// is mounted, `store` is bound at the logical store directory (outputs land there).
+/// The host staging directory of a build, which init makes its working directory first,
+/// while it still has the host's ids (a parent directory only root may search, such as a
+/// private temporary directory or `/root`, is then no obstacle): every later step names its
+/// paths relative to it, and the host paths outside it (inputs, the build directory, the
+/// overlay's upper and work directories) are bound into it at that point.
 #[derive(Debug)]
 pub(crate) struct StagingDirs<'a> {
-    pub root: &'a Path,
-    pub store: &'a Path,
+    /// The absolute host path of the staging directory.
+    pub dir: &'a Path,
+    /// How many id-mapped layers are attached at [`layer_mount_point`]s.
+    pub idmapped_layers: usize,
+}
+
+/// Where the new root is mounted, relative to the staging directory.
+pub(crate) const STAGING_ROOT: &str = "root";
+/// The directory bound at the logical store directory (outputs land there), relative to the
+/// staging directory; the inputs are bound onto mount points in it.
+pub(crate) const STAGING_STORE: &str = "store";
+/// Where the build directory is bound first, relative to the staging directory.
+pub(crate) const STAGING_BUILD: &str = "build";
+/// Where the parent of the overlay's upper and work directories is bound first.
+pub(crate) const STAGING_OVERLAY: &str = "overlay";
+
+/// The mount point of id-mapped layer `index`, relative to the staging directory.
+pub(crate) fn layer_mount_point(index: usize) -> PathBuf {
+    Path::new("layers").join(index.to_string())
 }
 
 fn cstring(bytes: &[u8], what: &str) -> Result<CString, SandboxError> {
@@ -103,32 +135,91 @@ fn mount_fs(fstype: &str, target: CString, flags: MsFlags, data: Option<&str>) -
     }
 }
 
-/// Steps that make `host` visible read-only at `target` (a file, directory or symlink).
+/// Creates, in the host staging store directory (owned by the store's owner, which the
+/// build's namespace may not map), what each input is bound onto: a directory or an empty
+/// file, or the input's own symlink. Done by the parent before the clone; init only binds.
+pub(crate) fn create_input_mount_points(
+    spec: &SandboxSpec,
+    staging_store: &Path,
+) -> Result<(), SandboxError> {
+    for input in &spec.inputs {
+        let name = spec.store_entry_name(&input.logical_path)?;
+        let host = &input.host_path;
+        let target = staging_store.join(name);
+        let metadata = std::fs::symlink_metadata(host)
+            .map_err(|err| SandboxError::io(format!("inspecting {}", host.display()), err))?;
+        let created = if metadata.file_type().is_symlink() {
+            std::fs::read_link(host).and_then(|link| std::os::unix::fs::symlink(link, &target))
+        } else if metadata.is_dir() {
+            std::fs::create_dir(&target)
+        } else {
+            std::fs::File::create(&target).map(drop)
+        };
+        created.map_err(|err| {
+            SandboxError::io(
+                format!("creating the mount point {}", target.display()),
+                err,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Steps that make `host` visible read-only at `target`, whose mount point
+/// [`create_input_mount_points`] made (a symlink needs nothing more).
 fn bind_read_only(host: &Path, target: &Path, steps: &mut Vec<Step>) -> Result<(), SandboxError> {
     let metadata = std::fs::symlink_metadata(host)
         .map_err(|err| SandboxError::io(format!("inspecting {}", host.display()), err))?;
-    let target_c = cpath(target)?;
     if metadata.file_type().is_symlink() {
-        let link = std::fs::read_link(host)
-            .map_err(|err| SandboxError::io(format!("reading link {}", host.display()), err))?;
-        steps.push(Step::Symlink {
-            target: cpath(&link)?,
-            link: target_c,
-        });
         return Ok(());
     }
-    if metadata.is_dir() {
-        steps.push(Step::Mkdir {
-            path: target_c.clone(),
-            mode: 0o755,
-        });
-    } else {
-        steps.push(Step::CreateFile {
-            path: target_c.clone(),
-        });
-    }
+    let target_c = cpath(target)?;
     steps.push(bind(host, target_c.clone())?);
     steps.push(remount_read_only(host, target_c)?);
+    Ok(())
+}
+
+/// The flags of the sandbox's `/proc` mount, repeated by its read-only remounts.
+const PROC_FLAGS: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// Steps that make the kernel-tuning parts of the fresh `/proc` read-only and mask the files
+/// that reveal kernel state. The host's `/proc` (same kernel) says which of them exist.
+fn restrict_proc(root: &Path, steps: &mut Vec<Step>) -> Result<(), SandboxError> {
+    let host_proc = Path::new("/proc");
+    for entry in PROC_READ_ONLY {
+        if std::fs::symlink_metadata(host_proc.join(entry)).is_err() {
+            continue;
+        }
+        let target = cpath(&inside(root, &host_proc.join(entry)))?;
+        steps.push(Step::Mount {
+            source: Some(target.clone()),
+            target: target.clone(),
+            fstype: None,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            data: None,
+        });
+        steps.push(Step::Mount {
+            source: None,
+            target,
+            fstype: None,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | PROC_FLAGS,
+            data: None,
+        });
+    }
+    for entry in PROC_MASKED {
+        if std::fs::symlink_metadata(host_proc.join(entry)).is_err() {
+            continue;
+        }
+        steps.push(Step::Mount {
+            source: Some(cstr("/dev/null")),
+            target: cpath(&inside(root, &host_proc.join(entry)))?,
+            fstype: None,
+            flags: MsFlags::MS_BIND,
+            data: None,
+        });
+    }
     Ok(())
 }
 
@@ -154,14 +245,12 @@ pub(crate) fn build_plan(
     spec: &SandboxSpec,
     mapping: &IdMapping,
     staging: &StagingDirs<'_>,
+    filters: BuilderFilters,
 ) -> Result<ChildPlan, SandboxError> {
-    let root = staging.root;
+    let root = Path::new(STAGING_ROOT);
+    let store = Path::new(STAGING_STORE);
     let at = |sandbox_path: &str| cpath(&inside(root, Path::new(sandbox_path)));
     let keep_existing = matches!(spec.root, RootFs::Overlay { .. });
-    let mut steps = Vec::new();
-    // Init is in the build's control group by now (the parent put it there before releasing
-    // it): make that group the root of what the build can see of cgroups.
-    steps.push(Step::UnshareCgroupNamespace);
     // tmpfs mounts (`/` with `/tmp`, and `/dev/shm`) hold at most half the build's memory
     // limit each: their pages are charged to its control group too, so a full tmpfs is
     // "no space left on device" rather than the OOM killer.
@@ -170,30 +259,78 @@ pub(crate) fn build_plan(
         .memory_bytes
         .map(|bytes| format!(",size={}", (bytes / 2).max(1 << 20)))
         .unwrap_or_default();
+    let overlay_root = keep_existing;
+    let mut steps = vec![
+        // Init is in the build's control group by now (the parent put it there before
+        // releasing it): make that group the root of what the build can see of cgroups.
+        Step::UnshareCgroupNamespace,
+        Step::Chdir {
+            path: cpath(staging.dir)?,
+        },
+        Step::Mount {
+            source: None,
+            target: cstr("/"),
+            fstype: None,
+            flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            data: None,
+        },
+    ];
+    // With the host's ids still: bring every host path outside the staging directory into it.
+    for input in &spec.inputs {
+        let name = spec.store_entry_name(&input.logical_path)?;
+        bind_read_only(&input.host_path, &store.join(name), &mut steps)?;
+    }
+    steps.push(bind(&spec.build_dir, cstr(STAGING_BUILD))?);
+    let mut overlay_dirs = None;
+    if let RootFs::Overlay { upper, work, .. } = &spec.root {
+        // `validate` checked that both have the same parent and a file name.
+        let parent = upper.parent().unwrap_or(Path::new("/"));
+        steps.push(bind(parent, cstr(STAGING_OVERLAY))?);
+        let overlay = Path::new(STAGING_OVERLAY);
+        overlay_dirs = Some((
+            overlay.join(upper.file_name().unwrap_or_default()),
+            overlay.join(work.file_name().unwrap_or_default()),
+        ));
+    }
+    for index in 0..staging.idmapped_layers {
+        steps.push(Step::MoveMount {
+            // At most MAX_LAYERS (64) layers.
+            fd: FIRST_LAYER_FD + index as i32,
+            target: cpath(&layer_mount_point(index))?,
+        });
+    }
 
-    steps.push(Step::Mount {
-        source: None,
-        target: cstr("/"),
-        fstype: None,
-        flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        data: None,
-    });
-    steps.push(match &spec.root {
+    if mapping.needs_idmapped_layers() {
+        // Init starts with the host's root ids, which the namespace does not map: files it
+        // created would get no owner and overlayfs refuses such a mounter.
+        steps.push(Step::ClearGroups);
+        steps.push(Step::SetGid { gid: 0 });
+        steps.push(Step::SetUid { uid: 0 });
+        // The change of ids cleared init's parent-death signal: set it again (the parent is
+        // blocked waiting for init, so it cannot have died in between unless kiln was killed
+        // in these few microseconds).
+        steps.push(Step::ParentDeathSignal);
+    }
+    steps.push(Step::NotDumpable);
+    let root_mount = match &spec.root {
         RootFs::Tmpfs => mount_fs(
             "tmpfs",
             cpath(root)?,
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some(&format!("mode=0755{tmpfs_size}")),
         ),
-        RootFs::Overlay {
-            lower_layers,
-            upper,
-            work,
-        } => {
-            let lower: Vec<String> = lower_layers
-                .iter()
-                .map(|layer| layer.to_string_lossy().into_owned())
-                .collect();
+        RootFs::Overlay { lower_layers, .. } => {
+            let lower: Vec<String> = if staging.idmapped_layers == 0 {
+                lower_layers
+                    .iter()
+                    .map(|layer| layer.to_string_lossy().into_owned())
+                    .collect()
+            } else {
+                (0..staging.idmapped_layers)
+                    .map(|index| layer_mount_point(index).to_string_lossy().into_owned())
+                    .collect()
+            };
+            let (upper, work) = overlay_dirs.unwrap_or_default();
             let options = format!(
                 "lowerdir={},upperdir={},workdir={},userxattr",
                 lower.join(":"),
@@ -208,7 +345,8 @@ pub(crate) fn build_plan(
                 data: Some(cstring(options.as_bytes(), "overlay options")?),
             }
         }
-    });
+    };
+    steps.push(root_mount);
 
     for dir in [SANDBOX_BUILD_DIR, "/tmp", "/dev", "/proc", "/etc"] {
         steps.push(Step::Mkdir {
@@ -249,25 +387,11 @@ pub(crate) fn build_plan(
     // The store: a host staging directory (outputs are created in it), holding exactly the
     // inputs, each bound read-only.
     let store_in_root = inside(root, &spec.logical_store_dir);
-    steps.push(Step::Mount {
-        source: Some(cpath(staging.store)?),
-        target: cpath(&store_in_root)?,
-        fstype: None,
-        flags: MsFlags::MS_BIND,
-        data: None,
-    });
-    for input in &spec.inputs {
-        let name = spec.store_entry_name(&input.logical_path)?;
-        bind_read_only(&input.host_path, &store_in_root.join(name), &mut steps)?;
-    }
-    steps.push(bind(&spec.build_dir, at(SANDBOX_BUILD_DIR)?)?);
+    // Recursive: the inputs bound onto it come along, read-only.
+    steps.push(bind(store, cpath(&store_in_root)?)?);
+    steps.push(bind(Path::new(STAGING_BUILD), at(SANDBOX_BUILD_DIR)?)?);
 
-    steps.push(mount_fs(
-        "proc",
-        at("/proc")?,
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    ));
+    steps.push(mount_fs("proc", at("/proc")?, PROC_FLAGS, None));
 
     steps.push(mount_fs(
         "tmpfs",
@@ -319,6 +443,8 @@ pub(crate) fn build_plan(
         });
     }
 
+    restrict_proc(root, &mut steps)?;
+
     if spec.network {
         for file in NETWORK_FILES {
             let host = Path::new("/etc").join(file);
@@ -352,23 +478,30 @@ pub(crate) fn build_plan(
         name: cstr("(none)"),
     });
 
-    let mut builder_steps = vec![Step::ResetSignals, Step::Setsid];
+    let keep = mapping.builder_capabilities(overlay_root);
+    let mut builder_steps = vec![
+        Step::ResetSignals,
+        Step::Setsid,
+        Step::LimitBoundingSet { keep },
+    ];
     if mapping.is_range() {
         builder_steps.push(Step::ClearGroups);
     }
     builder_steps.push(Step::SetGid {
-        gid: mapping.builder_gid(),
+        gid: mapping.builder_gid(overlay_root),
     });
     builder_steps.push(Step::SetUid {
-        uid: mapping.builder_uid(),
+        uid: mapping.builder_uid(overlay_root),
     });
-    if mapping.is_range() {
-        builder_steps.push(Step::DropCapability { cap: CAP_SYS_ADMIN });
-    }
+    builder_steps.push(Step::SetCapabilities { keep });
     builder_steps.push(Step::Umask { mask: 0o022 });
     builder_steps.push(Step::Chdir {
         path: cstr(SANDBOX_BUILD_DIR),
     });
+    builder_steps.push(Step::NoNewPrivileges);
+    for (name, program) in filters.programs {
+        builder_steps.push(Step::Seccomp { name, program });
+    }
 
     let program = cpath(&spec.builder)?;
     let mut argv = vec![program.clone()];

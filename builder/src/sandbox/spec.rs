@@ -37,8 +37,9 @@ pub enum RootFs {
     #[default]
     Tmpfs,
     /// An overlay of root-filesystem layers: `lower_layers` read-only (first = top), `upper`
-    /// and `work` host directories on one file system receiving the writes (the caller throws
-    /// them away). `/etc/passwd`, `/etc/group` and `/etc/hosts` of the layers are kept.
+    /// and `work` host directories with one parent receiving the writes (the caller throws
+    /// them away). `/etc/passwd`, `/etc/group` and `/etc/hosts` of the layers are kept. Their
+    /// parent must be searchable by the build's ids (mode 0711 at least when kiln is root).
     Overlay {
         /// Read-only layers, topmost first.
         lower_layers: Vec<PathBuf>,
@@ -205,6 +206,31 @@ impl SandboxSpec {
         {
             if lower_layers.is_empty() {
                 return invalid("an overlay root needs at least one lower layer".to_owned());
+            }
+            if lower_layers.len() > super::child::MAX_LAYERS {
+                return invalid(format!(
+                    "an overlay root has at most {} lower layers, not {}",
+                    super::child::MAX_LAYERS,
+                    lower_layers.len()
+                ));
+            }
+            for layer in lower_layers {
+                // Never followed: a layer that is a symlink (to the host's /etc, say) would
+                // make the host's directory the build's root.
+                let is_dir = std::fs::symlink_metadata(layer).is_ok_and(|m| m.is_dir());
+                if !is_dir {
+                    return invalid(format!(
+                        "overlay layer {} is not a directory (symbolic links are refused)",
+                        layer.display()
+                    ));
+                }
+            }
+            if upper.parent() != work.parent() || upper.file_name().is_none() || upper == work {
+                return invalid(format!(
+                    "the overlay's upper directory {} and work directory {} must be two directories with the same parent",
+                    upper.display(),
+                    work.display()
+                ));
             }
             for layer in lower_layers.iter().chain([upper, work]) {
                 let text = layer.to_string_lossy();

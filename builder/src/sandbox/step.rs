@@ -8,13 +8,11 @@
 
 use std::ffi::{CStr, CString};
 use std::fmt;
+use std::os::fd::RawFd;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::Mode;
-
-/// `CAP_SYS_ADMIN` (linux/capability.h): mount, remount, pivot_root and friends.
-pub(crate) const CAP_SYS_ADMIN: u32 = 21;
 
 /// One prepared system call (or a tightly bound pair, named as such).
 #[derive(Debug)]
@@ -64,8 +62,27 @@ pub(crate) enum Step {
     SetGid { gid: u32 },
     /// `setresuid(uid, uid, uid)`.
     SetUid { uid: u32 },
-    /// `prctl(PR_CAPBSET_DROP, cap)` + `capset` without `cap`, and no ambient capabilities.
-    DropCapability { cap: u32 },
+    /// `prctl(PR_CAPBSET_DROP, n)` for every capability `n` not in `keep` (bit `n`), then
+    /// `prctl(PR_CAP_AMBIENT_CLEAR_ALL)`. Made while the process still has `CAP_SETPCAP`.
+    LimitBoundingSet { keep: u64 },
+    /// `capset`: effective and permitted become `keep` (of what is still permitted),
+    /// inheritable becomes empty.
+    SetCapabilities { keep: u64 },
+    /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
+    NoNewPrivileges,
+    /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`, again after a change of ids (which clears it).
+    ParentDeathSignal,
+    /// `prctl(PR_SET_DUMPABLE, 0)`: the process's `/proc` files belong to root and no one
+    /// without `CAP_SYS_PTRACE` may ptrace it.
+    NotDumpable,
+    /// `seccomp(SECCOMP_SET_MODE_FILTER, 0, program)`; `name` says which filter it is.
+    Seccomp {
+        name: &'static str,
+        program: Vec<seccompiler::sock_filter>,
+    },
+    /// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)` + `close(fd)`: attach a
+    /// detached mount inherited from the parent.
+    MoveMount { fd: RawFd, target: CString },
     /// `umask(mask)`.
     Umask { mask: u32 },
     /// `unshare(CLONE_NEWCGROUP)`: a cgroup namespace rooted at the build's own group.
@@ -125,9 +142,26 @@ impl fmt::Display for Step {
             Step::ClearGroups => write!(f, "setgroups(0, NULL)"),
             Step::SetGid { gid } => write!(f, "setresgid({gid}, {gid}, {gid})"),
             Step::SetUid { uid } => write!(f, "setresuid({uid}, {uid}, {uid})"),
-            Step::DropCapability { cap } => {
-                write!(f, "prctl(PR_CAPBSET_DROP, {cap}) + capset(without {cap})")
+            Step::LimitBoundingSet { keep } => write!(
+                f,
+                "prctl(PR_CAPBSET_DROP, every capability but {keep:#x}) + prctl(PR_CAP_AMBIENT_CLEAR_ALL)"
+            ),
+            Step::SetCapabilities { keep } => {
+                write!(f, "capset(effective = permitted = {keep:#x}, inheritable = 0)")
             }
+            Step::NoNewPrivileges => write!(f, "prctl(PR_SET_NO_NEW_PRIVS, 1)"),
+            Step::ParentDeathSignal => write!(f, "prctl(PR_SET_PDEATHSIG, SIGKILL)"),
+            Step::NotDumpable => write!(f, "prctl(PR_SET_DUMPABLE, 0)"),
+            Step::Seccomp { name, program } => write!(
+                f,
+                "seccomp(SECCOMP_SET_MODE_FILTER, 0, {name}: {} instructions)",
+                program.len()
+            ),
+            Step::MoveMount { fd, target } => write!(
+                f,
+                "move_mount({fd}, \"\", AT_FDCWD, {}, MOVE_MOUNT_F_EMPTY_PATH)",
+                show(target)
+            ),
             Step::Umask { mask } => write!(f, "umask({mask:#o})"),
             Step::UnshareCgroupNamespace => write!(f, "unshare(CLONE_NEWCGROUP)"),
         }
@@ -253,7 +287,48 @@ impl Step {
                 // SAFETY: integer arguments only.
                 unsafe { libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid) }
             }),
-            Step::DropCapability { cap } => drop_capability(*cap),
+            Step::LimitBoundingSet { keep } => limit_bounding_set(*keep),
+            Step::SetCapabilities { keep } => set_capabilities(*keep),
+            Step::NoNewPrivileges => {
+                // SAFETY: plain prctl with integer arguments.
+                check(unsafe {
+                    libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0)
+                })
+            }
+            Step::ParentDeathSignal => {
+                // SAFETY: plain prctl with integer arguments.
+                check(unsafe {
+                    libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGKILL as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    )
+                })
+            }
+            Step::NotDumpable => {
+                // SAFETY: plain prctl with integer arguments.
+                check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) })
+            }
+            Step::Seccomp { program, .. } => install_seccomp(program),
+            Step::MoveMount { fd, target } => {
+                // SAFETY: `fd` is a detached mount this process inherited; `target` and the
+                // empty path are valid NUL-terminated strings.
+                let moved = raw_syscall(|| unsafe {
+                    libc::syscall(
+                        libc::SYS_move_mount,
+                        *fd,
+                        c"".as_ptr(),
+                        libc::AT_FDCWD,
+                        target.as_ptr(),
+                        libc::MOVE_MOUNT_F_EMPTY_PATH,
+                    )
+                });
+                // SAFETY: the descriptor is ours and no longer needed.
+                unsafe { libc::close(*fd) };
+                moved
+            }
             Step::Umask { mask } => {
                 nix::sys::stat::umask(mode(*mask));
                 Ok(())
@@ -348,9 +423,21 @@ fn reset_signals() -> Result<(), Errno> {
     Ok(())
 }
 
-fn drop_capability(cap: u32) -> Result<(), Errno> {
-    // SAFETY: plain prctl calls with integer arguments.
-    check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) })?;
+fn limit_bounding_set(keep: u64) -> Result<(), Errno> {
+    for cap in 0..64u32 {
+        if keep & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: plain prctl with integer arguments.
+        let dropped = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if dropped < 0 {
+            match Errno::last() {
+                // Past the kernel's last capability.
+                Errno::EINVAL => break,
+                errno => return Err(errno),
+            }
+        }
+    }
     // SAFETY: as above.
     check(unsafe {
         libc::prctl(
@@ -360,7 +447,10 @@ fn drop_capability(cap: u32) -> Result<(), Errno> {
             0,
             0,
         )
-    })?;
+    })
+}
+
+fn set_capabilities(keep: u64) -> Result<(), Errno> {
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
         pid: 0,
@@ -373,16 +463,42 @@ fn drop_capability(cap: u32) -> Result<(), Errno> {
     // SAFETY: header and a two-element data array as the v3 ABI requires.
     let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
     Errno::result(got)?;
-    let word = (cap / 32) as usize;
-    let bit = 1u32 << (cap % 32);
-    if let Some(entry) = data.get_mut(word) {
-        entry.effective &= !bit;
-        entry.permitted &= !bit;
-        entry.inheritable &= !bit;
+    for (word, entry) in data.iter_mut().enumerate() {
+        // Splitting the 64-bit set into the two 32-bit words of the ABI.
+        let wanted = (keep >> (32 * word)) as u32;
+        entry.permitted &= wanted;
+        entry.effective = entry.permitted;
+        entry.inheritable = 0;
     }
     // SAFETY: as above.
     let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
     Errno::result(set).map(drop)
+}
+
+/// `struct sock_fprog` (linux/filter.h).
+#[repr(C)]
+struct SockFprog {
+    len: libc::c_ushort,
+    filter: *const seccompiler::sock_filter,
+}
+
+fn install_seccomp(program: &[seccompiler::sock_filter]) -> Result<(), Errno> {
+    let prog = SockFprog {
+        // The compiler refuses programs longer than BPF_MAXINSNS (4096).
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr(),
+    };
+    raw_syscall(|| {
+        // SAFETY: `prog` describes `program`, which outlives the call; the kernel copies it.
+        unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0usize,
+                &prog as *const SockFprog,
+            )
+        }
+    })
 }
 
 #[cfg(test)]
