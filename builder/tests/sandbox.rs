@@ -668,12 +668,21 @@ fn overlay_root_shows_the_layers_and_keeps_them_unchanged() {
 
 /// The probe binary, run as another user or killed mid-build.
 fn probe_command(fixture: &Fixture, script: &str) -> Command {
+    probe_command_with_inputs(fixture, &[], script)
+}
+
+/// [`probe_command`] with more inputs (`host=logical` pairs).
+fn probe_command_with_inputs(fixture: &Fixture, inputs: &[String], script: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kiln-sandbox-probe"));
     command
         .arg("--store-dir")
         .arg(STORE)
         .arg("--build-dir")
-        .arg(&fixture.build_dir)
+        .arg(&fixture.build_dir);
+    for input in inputs {
+        command.arg("--input").arg(input);
+    }
+    command
         .arg("--input")
         .arg(format!(
             "{}={}",
@@ -1061,4 +1070,45 @@ fn a_symlinked_or_missing_overlay_layer_is_refused() {
             other => panic!("layer {} accepted: {other:?}", layer.display()),
         }
     }
+}
+
+#[test]
+fn attacks_from_a_rootless_build_are_blocked() {
+    // kiln run by an unprivileged user (65534, switched to with setpriv, so the test needs
+    // root): the builder is nixbld mapped to that user, and the same attacks fail.
+    let Some(probe) = attack_setup() else {
+        return;
+    };
+    let fixture = Fixture::new();
+    for dir in [&fixture.host_store, &fixture.build_dir] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    let probe_dir = fixture.host_store.join(PROBE_NAME);
+    std::fs::create_dir(&probe_dir).expect("probe input");
+    std::fs::copy(probe, probe_dir.join("probe")).expect("copy probe");
+    std::fs::set_permissions(&probe_dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let command = probe_command_with_inputs(
+        &fixture,
+        &[format!("{}={STORE}/{PROBE_NAME}", probe_dir.display())],
+        &format!("PROBE={STORE}/{PROBE_NAME}/probe\n{ATTACKS}; mkdir $out"),
+    );
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(command.get_program())
+        .args(command.get_args())
+        .output()
+        .expect("run setpriv");
+    let log = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}\n{log}");
+    assert!(stderr.contains("mapping: Nixbld"), "{stderr}");
+    assert_blocked(&log, &ATTACK_NAMES);
+    assert!(log.contains("clone3: ENOSYS\n"), "{log}");
+    assert_eq!(status_field(&log, "NoNewPrivs"), "1", "{log}");
+    assert_eq!(status_field(&log, "Seccomp"), "2", "{log}");
+    for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+        assert_eq!(status_field(&log, set), "0000000000000000", "{set}: {log}");
+    }
+    let map: Vec<&str> = status_field(&log, "uid_map").split_whitespace().collect();
+    assert_eq!(map, ["1000", "65534", "1"], "{log}");
 }
