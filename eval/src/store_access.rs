@@ -1,7 +1,8 @@
-//! The evaluator's only window on the store (DESIGN §1): compute or add text files, sources and
-//! `.drv` files. `kiln eval` runs with an implementation that only computes paths; `kiln
-//! instantiate` with one that also writes them under the physical store root. Store paths cross
-//! this boundary as absolute logical path strings (`/nix/store/<hash>-<name>`).
+//! The evaluator's only window on the store (docs/architecture.md, "Crates"): compute or add
+//! text files, sources and `.drv` files. `kiln eval` runs with an implementation that only
+//! computes paths; `kiln instantiate` with one that also writes them under the physical store
+//! root. Store paths cross this boundary as absolute logical path strings
+//! (`/nix/store/<hash>-<name>`).
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -145,8 +146,9 @@ pub struct FetchedPath {
     pub sha256: [u8; 32],
 }
 
-/// Downloads at evaluation time into a writable store (DESIGN §1: the evaluator knows no HTTP;
-/// the command line injects an implementation through `EvalOptions::fetcher`).
+/// Downloads at evaluation time into a writable store (the evaluator knows no HTTP:
+/// docs/architecture.md, "Crates"; the command line injects an implementation through
+/// `EvalOptions::fetcher`).
 pub trait EvalFetcher {
     /// Fetches `spec` and adds it to the store under the path its content hash gives. With
     /// `expected_sha256` set and the pinned path already valid, nothing is downloaded. The

@@ -7,8 +7,8 @@
 //! (written by some other tool) is registered, with its input derivations, before the build so
 //! that GC and `path-info` see it.
 //!
-//! Output: the physical paths of the wanted outputs, one per line (DESIGN §4: what the host
-//! user is handed opens on the host), and unless `--no-out-link` a `result` symlink per output
+//! Output: the physical paths of the wanted outputs, one per line (what the host user is handed
+//! opens on the host: docs/architecture.md, "Stores: logical and physical"), and unless `--no-out-link` a `result` symlink per output
 //! named as `nix-build` names them (`result`, `result-dev`, `result-2`, …), each registered as
 //! an indirect GC root. Failures exit 1, naming each failed derivation with the tail of its log.
 use std::collections::BTreeSet;
