@@ -23,9 +23,9 @@ use kiln_builder::builtin_builders::{
     UnpackOptions, UrlRewrite,
 };
 use kiln_eval::store_access::{EvalFetcher, FetchKind, FetchSpec, FetchedPath, StoreAccessError};
+use kiln_local_store::store_files::{commit_copy, stage_copy, StoreFilesError};
+use kiln_local_store::{LocalStore, LocalStoreError};
 use kiln_store::hash::{Hash, HashAlgo};
-use kiln_store::local_store::{LocalStore, LocalStoreError};
-use kiln_store::store_files::{commit_copy, stage_copy, StoreFilesError};
 use kiln_store::store_path::{ContentAddressMethod, StorePath, StorePathError};
 
 use crate::cli::GlobalOptions;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use kiln_eval::store_access::EvalStore;
 use kiln_eval::{AutoArg, EvalOptions, Evaluator, SourceInput, Value};
-use kiln_store::local_store::LocalStore;
+use kiln_local_store::LocalStore;
 
 use crate::cli::{Failure, GlobalOptions};
 use crate::eval_fetch::StoreFetcher;

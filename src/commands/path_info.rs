@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use kiln_store::local_store::LocalStore;
+use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 use serde_json::{json, Value};
 

@@ -27,7 +27,7 @@ use kiln_builder::log::{printable, tail_lines, BuildLog};
 use kiln_builder::plan::{read_derivation, BuildPlan, BuildTarget};
 use kiln_builder::sandbox::ResourceLimits;
 use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions};
-use kiln_store::local_store::LocalStore;
+use kiln_local_store::LocalStore;
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use super::input::{self, InputArgs, SelectionArgs};
@@ -153,7 +153,7 @@ fn ensure_registered(store: &LocalStore, drv: &StorePath) -> anyhow::Result<()> 
     let outputs = kiln_builder::plan::output_paths(store, drv, &parsed)?;
     let contents = std::fs::read(store.physical_path(drv))
         .with_context(|| format!("cannot read {}", store.store_dir().print(drv)))?;
-    kiln_store::store_files::add_text(store, drv, &contents, &parsed.references(), outputs)
+    kiln_local_store::store_files::add_text(store, drv, &contents, &parsed.references(), outputs)
         .with_context(|| format!("cannot register {}", store.store_dir().print(drv)))?;
     Ok(())
 }

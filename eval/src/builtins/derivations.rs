@@ -963,7 +963,7 @@ mod tests {
     #[test]
     fn inputs_from_earlier_evaluations_are_read_from_the_store() {
         use crate::store_impls::LocalEvalStore;
-        use kiln_store::local_store::LocalStore;
+        use kiln_local_store::LocalStore;
         let temp = tempfile::tempdir().unwrap();
         let root = temp.path().to_owned();
         let result = crate::with_eval_stack(move || {

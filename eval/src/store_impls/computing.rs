@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::rc::Rc;
 
-use kiln_store::store_files::content_hash;
+use kiln_store::content_address::content_hash;
 use kiln_store::store_path::StoreDir;
 
 use super::{
@@ -120,7 +120,7 @@ impl EvalStore for ComputingStore {
                 }
                 None => content_hash(source, method_ca, None),
             }
-            .map_err(add_path_error)?;
+            .map_err(|error| add_path_error(error.into()))?;
             let path = source_path(&self.dir, name, method_ca, &hash)?;
             Ok(self.dir.print(&path))
         })?;

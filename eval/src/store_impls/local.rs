@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_store::local_store::LocalStore;
-use kiln_store::store_files::{commit_copy, content_hash, stage_copy, StoreFilesError, TextBatch};
+use kiln_local_store::store_files::{commit_copy, stage_copy, StoreFilesError, TextBatch};
+use kiln_local_store::LocalStore;
+use kiln_store::content_address::content_hash;
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use super::{
@@ -174,7 +175,8 @@ impl EvalStore for LocalEvalStore {
                     path
                 }
                 None => {
-                    let hash = content_hash(source, method_ca, None).map_err(add_path_error)?;
+                    let hash = content_hash(source, method_ca, None)
+                        .map_err(|error| add_path_error(error.into()))?;
                     let path = source_path(&self.dir, name, method_ca, &hash)?;
                     if !self.store.is_valid(&path).map_err(access_error)? {
                         let staged = stage_copy(&self.store, name, source, method_ca, None)

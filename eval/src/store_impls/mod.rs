@@ -1,7 +1,7 @@
 //! The two implementations of [`EvalStore`](crate::store_access::EvalStore):
 //! [`ComputingStore`] only computes store paths and writes nothing (`kiln eval`), and
 //! [`LocalEvalStore`] also writes text files, `.drv` files and copies of sources into a
-//! [`LocalStore`](kiln_store::local_store::LocalStore) and registers them (`kiln instantiate`).
+//! [`LocalStore`](kiln_local_store::LocalStore) and registers them (`kiln instantiate`).
 //! Both cache unfiltered source copies by (source, name, method), so a path literal used many
 //! times is hashed once.
 pub mod computing;
@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 pub use computing::ComputingStore;
 pub use local::{LocalEvalStore, TEXT_BATCH_SIZE};
 
+use kiln_local_store::store_files::StoreFilesError;
 use kiln_store::hash::{Hash, HashAlgo};
 use kiln_store::nar::NarError;
-use kiln_store::store_files::StoreFilesError;
 use kiln_store::store_path::{ContentAddressMethod, StoreDir, StorePath};
 
 use crate::store_access::{

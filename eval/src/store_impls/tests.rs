@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::sync::Arc;
 
-use kiln_store::local_store::LocalStore;
+use kiln_local_store::LocalStore;
 
 use super::*;
 use crate::store_access::EvalStore;

@@ -20,7 +20,7 @@ use super::error::{LocalStoreError, Result};
 use super::fs_tree;
 use super::lock::{GcLock, LockMode};
 use super::{LocalStore, OutputLock};
-use crate::store_path::StorePath;
+use kiln_store::store_path::StorePath;
 
 /// What a collection does.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -26,7 +26,7 @@ pub enum LocalStoreError {
     Nar {
         path: PathBuf,
         #[source]
-        source: crate::nar::NarError,
+        source: kiln_store::nar::NarError,
     },
     /// The operation needs a valid path and the database does not list it.
     #[error("path `{0}` is not valid in the store")]

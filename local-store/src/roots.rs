@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::error::{LocalStoreError, Result};
 use super::lock::{lock_file, GcLock, LockMode};
 use super::LocalStore;
-use crate::store_path::StorePath;
+use kiln_store::store_path::StorePath;
 
 /// One GC root: a symlink and the store path it keeps alive.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

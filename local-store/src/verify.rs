@@ -5,9 +5,9 @@ use std::io;
 
 use super::error::{LocalStoreError, Result};
 use super::LocalStore;
-use crate::hash::Hash;
-use crate::nar::{self, HashingSink};
-use crate::store_path::StorePath;
+use kiln_store::hash::Hash;
+use kiln_store::nar::{self, HashingSink};
+use kiln_store::store_path::StorePath;
 
 /// A valid path whose contents no longer match the database.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use kiln_store::hash::Hash;
-use kiln_store::local_store::{
+use kiln_local_store::{
     GcOptions, LocalStore, LocalStoreError, OutputClaim, OutputLock, ValidPathInfo,
 };
+use kiln_store::hash::Hash;
 use kiln_store::nar;
 use kiln_store::store_path::{StoreDir, StorePath};
 

@@ -19,7 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::error::{LocalStoreError, Result};
 use super::LocalStore;
-use crate::store_path::StorePath;
+use kiln_store::store_path::StorePath;
 
 /// Whether a lock is taken for exclusive or shared use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! `ValidPathInfo`: what the database records about one valid store path.
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::hash::Hash;
-use crate::store_path::StorePath;
+use kiln_store::hash::Hash;
+use kiln_store::store_path::StorePath;
 
 /// The metadata of a valid store path, as registered at the end of a build and as read back.
 ///

@@ -12,10 +12,12 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::hash::{Hash, HashAlgo, HashEncoding, Hasher};
-use crate::local_store::{LocalStore, LocalStoreError, OutputLock, ValidPathInfo};
-use crate::nar::{self, NarError, NarFilter};
-use crate::store_path::{ContentAddressMethod, StorePath, StorePathError};
+use kiln_store::content_address::{content_hash, render_content_address, ContentHashError};
+use kiln_store::hash::{Hash, HashAlgo};
+use kiln_store::nar::{self, NarError, NarFilter};
+use kiln_store::store_path::{ContentAddressMethod, StorePath, StorePathError};
+
+use crate::{LocalStore, LocalStoreError, OutputLock, ValidPathInfo};
 
 /// Why a store object could not be added.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,24 @@ pub enum StoreFilesError {
     },
 }
 
+impl From<ContentHashError> for StoreFilesError {
+    fn from(error: ContentHashError) -> StoreFilesError {
+        match error {
+            ContentHashError::Nar(error) => StoreFilesError::Nar(error),
+            ContentHashError::Io {
+                action,
+                path,
+                source,
+            } => StoreFilesError::Io {
+                action,
+                path,
+                source,
+            },
+            ContentHashError::NotARegularFile(path) => StoreFilesError::NotARegularFile(path),
+        }
+    }
+}
+
 fn io_error<'a>(
     action: &'static str,
     path: &'a Path,
@@ -50,17 +70,6 @@ fn io_error<'a>(
         action,
         path: path.to_owned(),
         source,
-    }
-}
-
-/// The content address Nix records for a path: `text:sha256:<nixbase32>` or
-/// `fixed:[r:]<algo>:<nixbase32>`.
-pub fn render_content_address(method: ContentAddressMethod, hash: &Hash) -> String {
-    let hash = hash.encode(HashEncoding::Nixbase32, true);
-    match method {
-        ContentAddressMethod::Text => format!("text:{hash}"),
-        ContentAddressMethod::Flat => format!("fixed:{hash}"),
-        ContentAddressMethod::Recursive => format!("fixed:r:{hash}"),
     }
 }
 
@@ -232,30 +241,6 @@ fn register(store: &LocalStore, info: ValidPathInfo) -> Result<(), StoreFilesErr
 fn register_batch(store: &LocalStore, infos: &[ValidPathInfo]) -> Result<(), StoreFilesError> {
     store.register_valid_paths(infos)?;
     Ok(())
-}
-
-/// The content hash of a host file or tree as `method` sees it: the sha256 of the bytes (flat)
-/// or of the NAR (recursive, with the filter applied).
-pub fn content_hash(
-    source: &Path,
-    method: ContentAddressMethod,
-    filter: Option<NarFilter<'_>>,
-) -> Result<Hash, StoreFilesError> {
-    match method {
-        ContentAddressMethod::Recursive | ContentAddressMethod::Text => {
-            Ok(nar::hash_path_filtered(source, filter)?.0)
-        }
-        ContentAddressMethod::Flat => {
-            let metadata = fs::metadata(source).map_err(io_error("cannot stat", source))?;
-            if !metadata.is_file() {
-                return Err(StoreFilesError::NotARegularFile(source.to_owned()));
-            }
-            let mut file = fs::File::open(source).map_err(io_error("cannot open", source))?;
-            let mut hasher = Hasher::new(HashAlgo::Sha256);
-            io::copy(&mut file, &mut hasher).map_err(io_error("cannot read", source))?;
-            Ok(hasher.finish())
-        }
-    }
 }
 
 /// A copy of a host tree made under a temporary name in the store, not yet at its final path.
@@ -472,7 +457,7 @@ fn copy_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store_path::StoreDir;
+    use kiln_store::store_path::StoreDir;
 
     fn open_store(root: &Path) -> LocalStore {
         LocalStore::open(root, StoreDir::new("/nix/store")).unwrap()

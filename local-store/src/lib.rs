@@ -1,4 +1,4 @@
-//! The local store: store objects under a physical root, the SQLite database that says which of
+//! kiln-local-store: the store on this machine — store objects under a physical root, the SQLite database that says which of
 //! them are valid, per-output locks, GC roots and garbage collection.
 //!
 //! Layout under the physical root (default `$XDG_DATA_HOME/kiln`, i.e. `~/.local/share/kiln`):
@@ -18,6 +18,8 @@
 //! object really lives. Anything under `store/` that the database does not list is
 //! garbage: [`LocalStore::prepare_path_for_write`] removes it before its name is reused, and the
 //! collector removes it when nobody holds its lock.
+pub mod store_files;
+
 mod db;
 mod error;
 mod fs_tree;
@@ -38,8 +40,8 @@ pub use path_info::ValidPathInfo;
 pub use roots::GcRoot;
 pub use verify::{HashMismatch, VerifyReport};
 
-use crate::store_path::{StoreDir, StorePath};
 use db::StoreDb;
+use kiln_store::store_path::{StoreDir, StorePath};
 use roots::TempRootsFile;
 
 /// A store on the local file system (see the module doc for its layout).

@@ -15,8 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::error::{LocalStoreError, Result};
 use super::path_info::ValidPathInfo;
-use crate::hash::{Hash, HashEncoding};
-use crate::store_path::{StoreDir, StorePath};
+use kiln_store::hash::{Hash, HashEncoding};
+use kiln_store::store_path::{StoreDir, StorePath};
 
 /// The schema version this code writes and understands.
 const SCHEMA_VERSION: i64 = 1;
