@@ -2,7 +2,5 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod eval_fetch;
 pub mod progress;
 pub mod stdlib;
-pub mod store_io;

@@ -11,7 +11,6 @@ pub mod eval;
 pub mod io;
 pub mod print;
 pub mod store_access;
-pub mod store_impls;
 pub mod value;
 
 pub use error::{ErrorKind, EvalError, EvalResult, TraceFrame};

@@ -457,7 +457,7 @@ fn shown_path(path: &Path) -> String {
 
 pub fn run(global: &GlobalOptions, args: LockArgs) -> Result<(), Failure> {
     let store = Arc::new(realise::open_store(global)?);
-    let eval_store = Rc::new(kiln_eval::store_impls::LocalEvalStore::new(store.clone()));
+    let eval_store = Rc::new(kiln_glue::LocalEvalStore::new(store.clone()));
     let evaluator = input::evaluator(global, eval_store.clone());
     let values = input::evaluate(&evaluator, &args.input)?;
     let [value] = values.as_slice() else {

@@ -171,7 +171,7 @@ fn instantiate(
         file: args.paths.first().cloned(),
         selection: args.selection.clone(),
     };
-    let eval_store = Rc::new(kiln_eval::store_impls::LocalEvalStore::new(store.clone()));
+    let eval_store = Rc::new(kiln_glue::LocalEvalStore::new(store.clone()));
     let evaluator = input::evaluator_over(global, eval_store.clone(), store.clone());
     let mut targets = Vec::new();
     let values = input::evaluate(&evaluator, &input_args)?;

@@ -871,7 +871,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use crate::store_impls::ComputingStore;
+    use crate::store_access::ComputingStore;
     use crate::EvalOptions;
 
     fn eval_json(source: &str) -> String {
@@ -958,45 +958,6 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-    }
-
-    #[test]
-    fn inputs_from_earlier_evaluations_are_read_from_the_store() {
-        use crate::store_impls::LocalEvalStore;
-        use kiln_local_store::LocalStore;
-        let temp = tempfile::tempdir().unwrap();
-        let root = temp.path().to_owned();
-        let result = crate::with_eval_stack(move || {
-            let open = || {
-                let local = LocalStore::open(&root, StoreDir::new("/nix/store")).unwrap();
-                Rc::new(LocalEvalStore::new(std::sync::Arc::new(local)))
-            };
-            let base = r#"derivation { name = "base"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ (builtins.toFile "a" "b") ]; }"#;
-            let first = open();
-            let ev = Evaluator::new(EvalOptions::new(first.clone()));
-            let value = ev
-                .eval_string(&format!("({base}).drvPath"), Path::new("/"))
-                .unwrap();
-            let base_drv = ev.to_json(&value).unwrap();
-            first.flush().unwrap();
-            drop(ev);
-            KNOWN.with(|known| *known.borrow_mut() = KnownPaths::default());
-            // A fresh evaluation refers to the .drv only through its path and context.
-            let ev = Evaluator::new(EvalOptions::new(open()));
-            let source = format!(
-                r#"let drv = builtins.appendContext {base_drv} {{ {base_drv} = {{ allOutputs = true; outputs = [ "out" ]; }}; }}; in (derivation {{ name = "whole"; system = "x86_64-linux"; builder = "/bin/sh"; d = drv; }}).drvPath"#
-            );
-            let value = ev
-                .eval_string(&source, Path::new("/"))
-                .map_err(|e| e.message().to_owned())?;
-            ev.to_json(&value).map_err(|e| e.message().to_owned())
-        });
-        // Same as the "whole derivation context" case: `=drv` pulls in the closure, the
-        // output context adds `out`.
-        assert_eq!(
-            result.unwrap(),
-            r#""/nix/store/gm4glf2r9b1x7k6dgljh0rh1fhjfx3yj-whole.drv""#
-        );
     }
 
     #[test]

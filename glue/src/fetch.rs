@@ -9,9 +9,10 @@
 //! tree, the names Nix gives), registered and protected by a temporary root for the rest of
 //! the process. A pinned path that the store already holds is returned without any download.
 //!
-//! On a terminal a download shows a byte bar (see `crate::progress`); elsewhere nothing.
-//! The store is opened on the first fetch, so `kiln eval` stays read-only unless an expression
-//! downloads something; a store that cannot be opened for writing is a clear error then.
+//! A download may be shown (the command line shows a byte bar on a terminal) through a
+//! [`DownloadDisplay`]; without one nothing is shown. The store is opened on the first fetch,
+//! so `kiln eval` stays read-only unless an expression downloads something; a store that
+//! cannot be opened for writing is a clear error then.
 use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,16 +20,14 @@ use std::sync::Arc;
 
 use kiln_builder::build_dirs::ScratchDir;
 use kiln_builder::builtin_builders::{
-    fetch, unpack_archive, FetchError, FetchOptions, FetchRequest, OutputHashMode, UnpackError,
-    UnpackOptions, UrlRewrite,
+    fetch, unpack_archive, FetchError, FetchOptions, FetchRequest, OutputHashMode,
+    ProgressCallback, UnpackError, UnpackOptions,
 };
 use kiln_eval::store_access::{EvalFetcher, FetchKind, FetchSpec, FetchedPath, StoreAccessError};
 use kiln_local_store::store_files::{commit_copy, stage_copy, StoreFilesError};
 use kiln_local_store::{LocalStore, LocalStoreError};
 use kiln_store::hash::{Hash, HashAlgo};
 use kiln_store::store_path::{ContentAddressMethod, StorePath, StorePathError};
-
-use crate::cli::GlobalOptions;
 
 /// Why an evaluation-time fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,64 +69,67 @@ pub enum EvalFetchError {
     StorePath(#[from] StorePathError),
 }
 
+/// Opens the store on the first download; the error says why it cannot be opened.
+pub type StoreOpener = Box<dyn Fn() -> Result<LocalStore, String>>;
+
 /// How the store is reached: opened on first use, or handed over by a command that has it open.
 enum StoreSource {
     Lazy {
-        open: Box<dyn Fn() -> anyhow::Result<LocalStore>>,
+        open: StoreOpener,
         store: OnceCell<Result<Arc<LocalStore>, String>>,
     },
     Open(Arc<LocalStore>),
 }
 
+/// A download being shown: `progress` receives the byte counts, `finish` clears the display.
+pub struct DownloadBar {
+    pub progress: ProgressCallback,
+    pub finish: Box<dyn FnOnce()>,
+}
+
+/// Starts showing the download of the named store object, or shows nothing (`None`).
+pub type DownloadDisplay = Box<dyn Fn(&str) -> Option<DownloadBar>>;
+
 /// Downloads into the local store for the evaluator (see the module doc).
 pub struct StoreFetcher {
     source: StoreSource,
     options: FetchOptions,
-}
-
-/// The fetch options the global options give: the configuration's rewrite rules.
-fn fetch_options(global: &GlobalOptions) -> FetchOptions {
-    FetchOptions {
-        rewrites: global
-            .config
-            .rewrite
-            .iter()
-            .map(|rule| UrlRewrite::new(&rule.from, &rule.to))
-            .collect(),
-        ..FetchOptions::default()
-    }
+    display: Option<DownloadDisplay>,
 }
 
 impl StoreFetcher {
-    /// A fetcher that opens the store the global options name when it first downloads.
-    pub fn lazy(global: &GlobalOptions) -> StoreFetcher {
-        let global_for_open = global.clone();
+    /// A fetcher that opens the store with `open` when it first downloads.
+    pub fn lazy(open: StoreOpener, options: FetchOptions) -> StoreFetcher {
         StoreFetcher {
             source: StoreSource::Lazy {
-                open: Box::new(move || crate::commands::realise::open_store(&global_for_open)),
+                open,
                 store: OnceCell::new(),
             },
-            options: fetch_options(global),
+            options,
+            display: None,
         }
     }
 
     /// A fetcher over a store the command already has open.
-    pub fn over(store: Arc<LocalStore>, global: &GlobalOptions) -> StoreFetcher {
+    pub fn over(store: Arc<LocalStore>, options: FetchOptions) -> StoreFetcher {
         StoreFetcher {
             source: StoreSource::Open(store),
-            options: fetch_options(global),
+            options,
+            display: None,
         }
+    }
+
+    /// Shows each download through `display`.
+    pub fn with_display(mut self, display: DownloadDisplay) -> StoreFetcher {
+        self.display = Some(display);
+        self
     }
 
     fn store(&self, url: &str) -> Result<&Arc<LocalStore>, EvalFetchError> {
         match &self.source {
             StoreSource::Open(store) => Ok(store),
             StoreSource::Lazy { open, store } => store
-                .get_or_init(|| {
-                    open()
-                        .map(Arc::new)
-                        .map_err(|error| format!("{error}: {}", error.root_cause()))
-                })
+                .get_or_init(|| open().map(Arc::new))
                 .as_ref()
                 .map_err(|reason| EvalFetchError::NoStore {
                     url: url.to_owned(),
@@ -172,13 +174,14 @@ impl StoreFetcher {
             unpack: false,
         };
         let mut options = self.options.clone();
-        let bar = crate::progress::eval_download_bar(spec.name).map(|(bar, callback)| {
-            options.progress = Some(callback);
-            bar
+        let bar = self.display.as_ref().and_then(|display| display(spec.name));
+        let finish = bar.map(|bar| {
+            options.progress = Some(bar.progress);
+            bar.finish
         });
         let fetched = fetch(&request, &download, &options);
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
+        if let Some(finish) = finish {
+            finish();
         }
         fetched.map_err(|error| EvalFetchError::Download {
             url: spec.url.to_owned(),

@@ -1,21 +1,13 @@
-//! The two implementations of [`EvalStore`](crate::store_access::EvalStore):
-//! [`ComputingStore`] only computes store paths and writes nothing (`kiln eval`), and
-//! [`LocalEvalStore`] also writes text files, `.drv` files and copies of sources into a
-//! [`LocalStore`](kiln_local_store::LocalStore) and registers them (`kiln instantiate`).
-//! Both cache unfiltered source copies by (source, name, method), so a path literal used many
-//! times is hashed once.
-pub mod computing;
-pub mod local;
-
+//! What every [`EvalStore`](super::EvalStore) shares to ingest sources (path literals,
+//! `builtins.path`, `filterSource`): the cache of unfiltered source copies by (source, name,
+//! method), so a path literal used many times is hashed once; the store path a content hash
+//! gives; the adaptation of the evaluator's filter to the NAR filter; and the errors Nix gives.
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use computing::ComputingStore;
-pub use local::{LocalEvalStore, TEXT_BATCH_SIZE};
-
-use kiln_local_store::store_files::StoreFilesError;
+use kiln_store::content_address::ContentHashError;
 use kiln_store::hash::{Hash, HashAlgo};
 use kiln_store::nar::NarError;
 use kiln_store::store_path::{ContentAddressMethod, StoreDir, StorePath};
@@ -24,33 +16,33 @@ use crate::store_access::{
     AddPathError, EntryKind, FilterAborted, IngestionMethod, PathFilter, StoreAccessError,
 };
 
-/// What an unfiltered source copy is cached by.
-type SourceKey = (PathBuf, String, IngestionMethod);
+/// What an unfiltered source copy is cached by: source, name, method.
+pub type SourceKey = (PathBuf, String, IngestionMethod);
 
 /// Cache of unfiltered source copies: key → printed store path.
 #[derive(Default)]
-struct SourceCache {
+pub struct SourceCache {
     paths: RefCell<HashMap<SourceKey, String>>,
 }
 
 impl SourceCache {
-    fn get(&self, key: &SourceKey) -> Option<String> {
+    pub fn get(&self, key: &SourceKey) -> Option<String> {
         self.paths.borrow().get(key).cloned()
     }
 
-    fn insert(&self, key: SourceKey, path: String) {
+    pub fn insert(&self, key: SourceKey, path: String) {
         self.paths.borrow_mut().insert(key, path);
     }
 }
 
-fn content_address_method(method: IngestionMethod) -> ContentAddressMethod {
+pub fn content_address_method(method: IngestionMethod) -> ContentAddressMethod {
     match method {
         IngestionMethod::Flat => ContentAddressMethod::Flat,
         IngestionMethod::Recursive => ContentAddressMethod::Recursive,
     }
 }
 
-fn entry_kind(metadata: &fs::Metadata) -> EntryKind {
+pub fn entry_kind(metadata: &fs::Metadata) -> EntryKind {
     let file_type = metadata.file_type();
     if file_type.is_file() {
         EntryKind::Regular
@@ -64,26 +56,26 @@ fn entry_kind(metadata: &fs::Metadata) -> EntryKind {
 }
 
 /// Adapts the evaluator's filter to the store's NAR filter.
-fn nar_filter<'f>(
+pub fn nar_filter<'f>(
     filter: &'f mut dyn FnMut(&Path, EntryKind) -> Result<bool, FilterAborted>,
 ) -> impl FnMut(&Path, &fs::Metadata) -> Result<bool, ()> + 'f {
     move |path, metadata| filter(path, entry_kind(metadata)).map_err(|FilterAborted| ())
 }
 
-fn access_error(error: impl std::fmt::Display) -> StoreAccessError {
+pub fn access_error(error: impl std::fmt::Display) -> StoreAccessError {
     StoreAccessError(error.to_string())
 }
 
-/// Maps a store error, telling a stopped filter apart from real failures.
-fn add_path_error(error: StoreFilesError) -> AddPathError {
+/// Maps a content-hash error, telling a stopped filter apart from real failures.
+pub fn content_hash_error(error: ContentHashError) -> AddPathError {
     match error {
-        StoreFilesError::Nar(NarError::FilterFailed(_)) => AddPathError::FilterAborted,
+        ContentHashError::Nar(NarError::FilterFailed(_)) => AddPathError::FilterAborted,
         other => AddPathError::Store(access_error(other)),
     }
 }
 
 /// Parses the references handed to `add_text`.
-fn parse_references(
+pub fn parse_references(
     dir: &StoreDir,
     references: &BTreeSet<String>,
 ) -> Result<BTreeSet<StorePath>, StoreAccessError> {
@@ -94,7 +86,7 @@ fn parse_references(
 }
 
 /// The path of a source with content hash `hash` ingested by `method`.
-fn source_path(
+pub fn source_path(
     dir: &StoreDir,
     name: &str,
     method: ContentAddressMethod,
@@ -105,7 +97,7 @@ fn source_path(
 }
 
 /// The store path an expected sha256 (from `builtins.path { sha256 = …; }`) stands for.
-fn expected_path(
+pub fn expected_path(
     dir: &StoreDir,
     name: &str,
     method: ContentAddressMethod,
@@ -121,7 +113,7 @@ fn expected_path(
 }
 
 /// Nix's error when the added contents do not match the expected hash.
-fn mismatch_error(source: &Path) -> AddPathError {
+pub fn mismatch_error(source: &Path) -> AddPathError {
     AddPathError::Store(StoreAccessError(format!(
         "store path mismatch in (possibly filtered) path added from '{}'",
         source.display()
@@ -129,7 +121,7 @@ fn mismatch_error(source: &Path) -> AddPathError {
 }
 
 /// Runs `add` for an unfiltered, cacheable request or directly for a filtered one.
-fn with_source_cache(
+pub fn with_source_cache(
     cache: &SourceCache,
     name: &str,
     source: &Path,
@@ -148,6 +140,3 @@ fn with_source_cache(
     cache.insert(key, path.clone());
     Ok(path)
 }
-
-#[cfg(test)]
-mod tests;

@@ -3,6 +3,13 @@
 //! computes paths; `kiln instantiate` with one that also writes them under the physical store
 //! root. Store paths cross this boundary as absolute logical path strings
 //! (`/nix/store/<hash>-<name>`).
+//!
+//! [`ComputingStore`] (in `computing`) is the implementation that writes nothing; the one
+//! that writes into the local store lives in `kiln-glue`. Both build on `source_ingestion`.
+pub mod computing;
+pub mod source_ingestion;
+
+pub use computing::ComputingStore;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

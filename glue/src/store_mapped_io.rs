@@ -1,8 +1,9 @@
 //! [`StoreMappedIo`]: the evaluator's file access with the logical store directory mapped to
 //! where the store physically is (docs/architecture.md, "Stores: logical and physical"), so
 //! that what an evaluation put into the store — `builtins.fetchTarball`'s tree,
-//! `builtins.fetchurl`'s file — can be imported and read as Nix reads its own store (`import (builtins.fetchTarball url)`). Paths outside the logical
-//! store directory are read as they are; messages name the logical path.
+//! `builtins.fetchurl`'s file — can be imported and read as Nix reads its own store
+//! (`import (builtins.fetchTarball url)`). Paths outside the logical store directory are read
+//! as they are; messages name the logical path.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -8,16 +8,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use kiln_eval::store_access::source_ingestion::{
+    access_error, content_address_method, content_hash_error, expected_path, mismatch_error,
+    nar_filter, parse_references, source_path, with_source_cache, SourceCache,
+};
+use kiln_eval::store_access::{
+    AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError,
+};
 use kiln_local_store::store_files::{commit_copy, stage_copy, StoreFilesError, TextBatch};
 use kiln_local_store::LocalStore;
 use kiln_store::content_address::content_hash;
+use kiln_store::nar::NarError;
 use kiln_store::store_path::{StoreDir, StorePath};
 
-use super::{
-    access_error, add_path_error, content_address_method, expected_path, mismatch_error,
-    nar_filter, parse_references, source_path, with_source_cache, SourceCache,
-};
-use crate::store_access::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError};
+/// Maps a store error, telling a stopped filter apart from real failures.
+fn add_path_error(error: StoreFilesError) -> AddPathError {
+    match error {
+        StoreFilesError::Nar(NarError::FilterFailed(_)) => AddPathError::FilterAborted,
+        other => AddPathError::Store(access_error(other)),
+    }
+}
 
 /// How many texts are registered per transaction.
 pub const TEXT_BATCH_SIZE: usize = 4096;
@@ -175,8 +185,7 @@ impl EvalStore for LocalEvalStore {
                     path
                 }
                 None => {
-                    let hash = content_hash(source, method_ca, None)
-                        .map_err(|error| add_path_error(error.into()))?;
+                    let hash = content_hash(source, method_ca, None).map_err(content_hash_error)?;
                     let path = source_path(&self.dir, name, method_ca, &hash)?;
                     if !self.store.is_valid(&path).map_err(access_error)? {
                         let staged = stage_copy(&self.store, name, source, method_ca, None)
@@ -210,3 +219,6 @@ impl Drop for LocalEvalStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,11 +8,11 @@ use std::rc::Rc;
 use kiln_store::content_address::content_hash;
 use kiln_store::store_path::StoreDir;
 
-use super::{
-    access_error, add_path_error, content_address_method, expected_path, mismatch_error,
+use super::source_ingestion::{
+    access_error, content_address_method, content_hash_error, expected_path, mismatch_error,
     nar_filter, parse_references, source_path, with_source_cache, SourceCache,
 };
-use crate::store_access::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError};
+use super::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError};
 
 /// Computes store paths for the logical store directory; never touches a store. The texts
 /// of `builtins.toFile` are kept in memory, so that the evaluation can read and import what
@@ -120,7 +120,7 @@ impl EvalStore for ComputingStore {
                 }
                 None => content_hash(source, method_ca, None),
             }
-            .map_err(|error| add_path_error(error.into()))?;
+            .map_err(content_hash_error)?;
             let path = source_path(&self.dir, name, method_ca, &hash)?;
             Ok(self.dir.print(&path))
         })?;

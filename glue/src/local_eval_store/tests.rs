@@ -2,13 +2,17 @@
 //! `NIX_STORE_DIR=/nix/store`) for a tree made here; the writing store must agree with the
 //! computing one and leave valid, registered copies.
 use std::collections::BTreeSet;
+use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
+use std::rc::Rc;
 use std::sync::Arc;
 
+use kiln_eval::store_access::{ComputingStore, EntryKind, EvalStore, FilterAborted};
+use kiln_eval::{with_eval_stack, EvalOptions, Evaluator};
 use kiln_local_store::LocalStore;
+use kiln_store::hash::Hash;
 
 use super::*;
-use crate::store_access::EvalStore;
 
 /// The same tree as the store crate's NAR golden test.
 fn make_tree(root: &Path) {
@@ -182,4 +186,44 @@ fn local_store_reads_store_paths_physically() {
         )
         .unwrap();
     assert_eq!(copied, direct);
+}
+
+#[test]
+fn inputs_from_earlier_evaluations_are_read_from_the_store() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().to_owned();
+    let open = |root: &Path| {
+        let local = LocalStore::open(root, StoreDir::new("/nix/store")).unwrap();
+        Rc::new(LocalEvalStore::new(Arc::new(local)))
+    };
+    let first_root = root.clone();
+    let base_drv = with_eval_stack(move || {
+        let base = r#"derivation { name = "base"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ (builtins.toFile "a" "b") ]; }"#;
+        let first = open(&first_root);
+        let ev = Evaluator::new(EvalOptions::new(first.clone()));
+        let value = ev
+            .eval_string(&format!("({base}).drvPath"), Path::new("/"))
+            .unwrap();
+        let base_drv = ev.to_json(&value).unwrap();
+        first.flush().unwrap();
+        base_drv
+    });
+    // A fresh evaluation (on a fresh thread, so with nothing known from the first) refers
+    // to the .drv only through its path and context.
+    let result = with_eval_stack(move || {
+        let ev = Evaluator::new(EvalOptions::new(open(&root)));
+        let source = format!(
+            r#"let drv = builtins.appendContext {base_drv} {{ {base_drv} = {{ allOutputs = true; outputs = [ "out" ]; }}; }}; in (derivation {{ name = "whole"; system = "x86_64-linux"; builder = "/bin/sh"; d = drv; }}).drvPath"#
+        );
+        let value = ev
+            .eval_string(&source, Path::new("/"))
+            .map_err(|e| e.message().to_owned())?;
+        ev.to_json(&value).map_err(|e| e.message().to_owned())
+    });
+    // Same as the "whole derivation context" case: `=drv` pulls in the closure, the
+    // output context adds `out`.
+    assert_eq!(
+        result.unwrap(),
+        r#""/nix/store/gm4glf2r9b1x7k6dgljh0rh1fhjfx3yj-whole.drv""#
+    );
 }
