@@ -3,4 +3,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod progress;
+pub mod rpm_lock;
+pub mod session;
 pub mod stdlib;

@@ -3,8 +3,8 @@
 use clap::Args;
 use kiln_local_store::GcOptions;
 
-use super::realise::open_store;
 use crate::cli::{Failure, GlobalOptions};
+use crate::session::open_store;
 
 #[derive(Args, Debug)]
 pub struct GcArgs {

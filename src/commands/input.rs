@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use kiln_builder::builtin_builders::{FetchOptions, UrlRewrite};
 use kiln_eval::store_access::EvalStore;
 use kiln_eval::{AutoArg, EvalOptions, Evaluator, SourceInput, Value};
 use kiln_glue::{DownloadBar, StoreFetcher, StoreMappedIo};
 use kiln_local_store::LocalStore;
 
 use crate::cli::{Failure, GlobalOptions};
+use crate::session;
 
 /// What to evaluate and how to narrow it: a file (or `-E`), then `-A`/`--arg`/`--argstr`.
 /// Used by `eval` and `instantiate`; `realise` takes `SelectionArgs` beside its own paths.
@@ -99,13 +99,12 @@ pub fn implicit_search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPath
 pub fn evaluator(global: &GlobalOptions, store: Rc<dyn EvalStore>) -> Evaluator {
     let for_open = global.clone();
     let open = Box::new(move || {
-        crate::commands::realise::open_store(&for_open)
-            .map_err(|error| format!("{error}: {}", error.root_cause()))
+        session::open_store(&for_open).map_err(|error| format!("{error}: {}", error.root_cause()))
     });
     evaluator_with_fetcher(
         global,
         store,
-        StoreFetcher::lazy(open, fetch_options(global)),
+        StoreFetcher::lazy(open, session::fetch_options(global)),
     )
 }
 
@@ -118,21 +117,8 @@ pub fn evaluator_over(
     evaluator_with_fetcher(
         global,
         store,
-        StoreFetcher::over(local, fetch_options(global)),
+        StoreFetcher::over(local, session::fetch_options(global)),
     )
-}
-
-/// The fetch options the global options give: the configuration's rewrite rules.
-fn fetch_options(global: &GlobalOptions) -> FetchOptions {
-    FetchOptions {
-        rewrites: global
-            .config
-            .rewrite
-            .iter()
-            .map(|rule| UrlRewrite::new(&rule.from, &rule.to))
-            .collect(),
-        ..FetchOptions::default()
-    }
 }
 
 fn evaluator_with_fetcher(
