@@ -1,4 +1,5 @@
 //! The kiln command-line program as a library, so integration tests can drive it.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -9,6 +9,8 @@
 //! - [`StoreFetcher`]: `builtins.fetchurl` and `builtins.fetchTarball` into the local store;
 //! - [`StoreMappedIo`]: file access that reads the logical store directory where the store
 //!   physically is, so an expression can import what evaluation fetched.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![forbid(unsafe_code)]
 pub mod fetch;
 pub mod local_eval_store;
 pub mod store_mapped_io;

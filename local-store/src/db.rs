@@ -137,30 +137,48 @@ impl StoreDb {
 
     fn migrate(&mut self) -> Result<()> {
         let file = self.file.clone();
-        let wrap = |source| LocalStoreError::Database {
+        self.write_transaction(|tx, wrap| {
+            let version: i64 = tx
+                .query_row("PRAGMA user_version", [], |row| row.get(0))
+                .map_err(wrap)?;
+            if version > SCHEMA_VERSION {
+                return Err(LocalStoreError::SchemaTooNew {
+                    db: file,
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            if version < SCHEMA_VERSION {
+                tx.execute_batch(SCHEMA_V1).map_err(wrap)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(wrap)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `body` in one immediate (write-locking) transaction, committed when `body`
+    /// succeeds and rolled back when it fails; `body` gets the transaction and the function
+    /// that names this database in SQLite errors.
+    fn write_transaction<T>(
+        &mut self,
+        body: impl FnOnce(
+            &rusqlite::Transaction<'_>,
+            &dyn Fn(rusqlite::Error) -> LocalStoreError,
+        ) -> Result<T>,
+    ) -> Result<T> {
+        let file = self.file.clone();
+        let wrap = move |source| LocalStoreError::Database {
             db: file.clone(),
             source,
         };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(wrap)?;
-        let version: i64 = tx
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(wrap)?;
-        if version > SCHEMA_VERSION {
-            return Err(LocalStoreError::SchemaTooNew {
-                db: file.clone(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if version < SCHEMA_VERSION {
-            tx.execute_batch(SCHEMA_V1).map_err(wrap)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(wrap)?;
-        }
-        tx.commit().map_err(wrap)
+            .map_err(&wrap)?;
+        let value = body(&tx, &wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(value)
     }
 
     /// The schema version recorded in the database.
@@ -314,150 +332,136 @@ impl StoreDb {
 
     /// Registers every path of `infos` in one transaction: either all become valid or none.
     pub(crate) fn register_valid_paths(&mut self, infos: &[ValidPathInfo]) -> Result<()> {
-        let file = self.file.clone();
         let store_dir = self.store_dir.clone();
-        let wrap = |source| LocalStoreError::Database {
-            db: file.clone(),
-            source,
-        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(wrap)?;
-        let mut ids = BTreeMap::new();
-        for info in infos {
-            let path = store_dir.print(&info.path);
-            let deriver = info.deriver.as_ref().map(|d| store_dir.print(d));
-            let hash = info.nar_hash.encode(HashEncoding::Base16, true);
-            let nar_size = i64::try_from(info.nar_size).unwrap_or(i64::MAX);
-            let time = info.registration_time.unwrap_or(now);
-            let existing: Option<i64> = tx
-                .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
-                .and_then(|mut s| s.query_row([&path], |r| r.get(0)).optional())
-                .map_err(wrap)?;
-            let id = match existing {
-                Some(id) => {
-                    tx.prepare_cached(
-                        "UPDATE ValidPaths SET hash = ?2, narSize = ?3, ca = ?4, \
-                         deriver = coalesce(?5, deriver) WHERE id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![id, hash, nar_size, info.ca, deriver]))
+        self.write_transaction(|tx, wrap| {
+            let mut ids = BTreeMap::new();
+            for info in infos {
+                let path = store_dir.print(&info.path);
+                let deriver = info.deriver.as_ref().map(|d| store_dir.print(d));
+                let hash = info.nar_hash.encode(HashEncoding::Base16, true);
+                let nar_size = i64::try_from(info.nar_size).unwrap_or(i64::MAX);
+                let time = info.registration_time.unwrap_or(now);
+                let existing: Option<i64> = tx
+                    .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
+                    .and_then(|mut s| s.query_row([&path], |r| r.get(0)).optional())
                     .map_err(wrap)?;
-                    tx.prepare_cached("DELETE FROM Refs WHERE referrer = ?1")
-                        .and_then(|mut s| s.execute([id]))
+                let id = match existing {
+                    Some(id) => {
+                        tx.prepare_cached(
+                            "UPDATE ValidPaths SET hash = ?2, narSize = ?3, ca = ?4, \
+                             deriver = coalesce(?5, deriver) WHERE id = ?1",
+                        )
+                        .and_then(|mut s| s.execute(params![id, hash, nar_size, info.ca, deriver]))
                         .map_err(wrap)?;
-                    id
-                }
-                None => {
-                    tx.prepare_cached(
-                        "INSERT INTO ValidPaths \
-                         (path, hash, registrationTime, deriver, narSize, ca) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![path, hash, time, deriver, nar_size, info.ca])
-                    })
-                    .map_err(wrap)?;
-                    tx.last_insert_rowid()
-                }
-            };
-            for (output_name, output_path) in &info.derivation_outputs {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO DerivationOutputs (drv, id, path) VALUES (?1, ?2, ?3)",
-                )
-                .and_then(|mut s| s.execute(params![id, output_name, store_dir.print(output_path)]))
-                .map_err(wrap)?;
-            }
-            ids.insert(&info.path, id);
-        }
-        for info in infos {
-            // Every path of the batch was given an id in the loop above.
-            let referrer = ids[&info.path];
-            for reference in &info.references {
-                let reference_id = match ids.get(reference) {
-                    Some(id) => *id,
-                    None => tx
-                        .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
+                        tx.prepare_cached("DELETE FROM Refs WHERE referrer = ?1")
+                            .and_then(|mut s| s.execute([id]))
+                            .map_err(wrap)?;
+                        id
+                    }
+                    None => {
+                        tx.prepare_cached(
+                            "INSERT INTO ValidPaths \
+                             (path, hash, registrationTime, deriver, narSize, ca) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )
                         .and_then(|mut s| {
-                            s.query_row([store_dir.print(reference)], |r| r.get(0))
-                                .optional()
+                            s.execute(params![path, hash, time, deriver, nar_size, info.ca])
                         })
-                        .map_err(wrap)?
-                        .ok_or_else(|| LocalStoreError::InvalidReference {
-                            path: store_dir.print(&info.path),
-                            reference: store_dir.print(reference),
-                        })?,
+                        .map_err(wrap)?;
+                        tx.last_insert_rowid()
+                    }
                 };
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO Refs (referrer, reference) VALUES (?1, ?2)",
-                )
-                .and_then(|mut s| s.execute([referrer, reference_id]))
-                .map_err(wrap)?;
+                for (output_name, output_path) in &info.derivation_outputs {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO DerivationOutputs (drv, id, path) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![id, output_name, store_dir.print(output_path)]))
+                    .map_err(wrap)?;
+                }
+                ids.insert(&info.path, id);
             }
-        }
-        tx.commit().map_err(wrap)
+            for info in infos {
+                // Every path of the batch was given an id in the loop above.
+                let referrer = ids[&info.path];
+                for reference in &info.references {
+                    let reference_id = match ids.get(reference) {
+                        Some(id) => *id,
+                        None => tx
+                            .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
+                            .and_then(|mut s| {
+                                s.query_row([store_dir.print(reference)], |r| r.get(0))
+                                    .optional()
+                            })
+                            .map_err(wrap)?
+                            .ok_or_else(|| LocalStoreError::InvalidReference {
+                                path: store_dir.print(&info.path),
+                                reference: store_dir.print(reference),
+                            })?,
+                    };
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO Refs (referrer, reference) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute([referrer, reference_id]))
+                    .map_err(wrap)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Makes `paths` invalid in one transaction. Fails, changing nothing, if a path outside the
     /// set still refers to one of them. Paths that are already invalid are skipped.
     pub(crate) fn invalidate(&mut self, paths: &[StorePath]) -> Result<()> {
-        let file = self.file.clone();
         let store_dir = self.store_dir.clone();
-        let wrap = |source| LocalStoreError::Database {
-            db: file.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(wrap)?;
-        let mut ids = BTreeMap::new();
-        for path in paths {
-            let text = store_dir.print(path);
-            let id: Option<i64> = tx
-                .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
-                .and_then(|mut s| s.query_row([&text], |r| r.get(0)).optional())
-                .map_err(wrap)?;
-            if let Some(id) = id {
-                ids.insert(id, text);
-            }
-        }
-        for (&id, path) in &ids {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT r.referrer, v.path FROM Refs r \
-                     JOIN ValidPaths v ON r.referrer = v.id WHERE r.reference = ?1",
-                )
-                .map_err(wrap)?;
-            let referrers = stmt
-                .query_map([id], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                })
-                .map_err(wrap)?;
-            for referrer in referrers {
-                let (referrer_id, referrer_path) = referrer.map_err(wrap)?;
-                if !ids.contains_key(&referrer_id) {
-                    return Err(LocalStoreError::PathInUse {
-                        path: path.clone(),
-                        referrer: referrer_path,
-                    });
+        self.write_transaction(|tx, wrap| {
+            let mut ids = BTreeMap::new();
+            for path in paths {
+                let text = store_dir.print(path);
+                let id: Option<i64> = tx
+                    .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
+                    .and_then(|mut s| s.query_row([&text], |r| r.get(0)).optional())
+                    .map_err(wrap)?;
+                if let Some(id) = id {
+                    ids.insert(id, text);
                 }
             }
-        }
-        for &id in ids.keys() {
-            tx.prepare_cached("DELETE FROM Refs WHERE referrer = ?1")
-                .and_then(|mut s| s.execute([id]))
-                .map_err(wrap)?;
-        }
-        for &id in ids.keys() {
-            tx.prepare_cached("DELETE FROM ValidPaths WHERE id = ?1")
-                .and_then(|mut s| s.execute([id]))
-                .map_err(wrap)?;
-        }
-        tx.commit().map_err(wrap)
+            for (&id, path) in &ids {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT r.referrer, v.path FROM Refs r \
+                         JOIN ValidPaths v ON r.referrer = v.id WHERE r.reference = ?1",
+                    )
+                    .map_err(wrap)?;
+                let referrers = stmt
+                    .query_map([id], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .map_err(wrap)?;
+                for referrer in referrers {
+                    let (referrer_id, referrer_path) = referrer.map_err(wrap)?;
+                    if !ids.contains_key(&referrer_id) {
+                        return Err(LocalStoreError::PathInUse {
+                            path: path.clone(),
+                            referrer: referrer_path,
+                        });
+                    }
+                }
+            }
+            for &id in ids.keys() {
+                tx.prepare_cached("DELETE FROM Refs WHERE referrer = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(wrap)?;
+            }
+            for &id in ids.keys() {
+                tx.prepare_cached("DELETE FROM ValidPaths WHERE id = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(wrap)?;
+            }
+            Ok(())
+        })
     }
 }

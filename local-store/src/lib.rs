@@ -18,6 +18,8 @@
 //! object really lives. Anything under `store/` that the database does not list is
 //! garbage: [`LocalStore::prepare_path_for_write`] removes it before its name is reused, and the
 //! collector removes it when nobody holds its lock.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![forbid(unsafe_code)]
 pub mod store_files;
 
 mod db;

@@ -18,25 +18,6 @@ pub(super) struct CollectedAttrs {
     pub(super) context: Context,
 }
 
-/// Appends `text` as a JSON string.
-pub(super) fn push_json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 pub(super) const ENV_COERCION: CoerceMode = CoerceMode {
     more: true,
     copy_to_store: true,
@@ -163,7 +144,7 @@ pub(super) fn collect_attrs(
             if index > 0 {
                 json.push(',');
             }
-            push_json_string(&mut json, key);
+            crate::print::json_string(key, &mut json);
             json.push(':');
             json.push_str(value);
         }
