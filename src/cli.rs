@@ -115,11 +115,9 @@ impl GlobalOptions {
         if let Some(root) = self.store_root.as_ref().or(self.config.store.as_ref()) {
             return root.clone();
         }
-        if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-            return PathBuf::from(data).join("kiln");
-        }
-        let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
-        PathBuf::from(home).join(".local/share/kiln")
+        // Without HOME either, the root of the file system stands for it.
+        kiln_local_store::LocalStore::default_root()
+            .unwrap_or_else(|| PathBuf::from("/.local/share/kiln"))
     }
 }
 

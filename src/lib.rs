@@ -1,8 +1,9 @@
 //! The kiln command-line program as a library, so integration tests can drive it.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod eval_fetch;
 pub mod progress;
+pub mod rpm_lock;
+pub mod session;
 pub mod stdlib;
-pub mod store_io;

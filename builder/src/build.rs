@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kiln_local_store::{LocalStore, LocalStoreError, OutputClaim, ValidPathInfo};
+use kiln_store::content_address::render_content_address;
 use kiln_store::hash::Hash;
-use kiln_store::local_store::{LocalStore, LocalStoreError, OutputClaim, ValidPathInfo};
 use kiln_store::nixbase32;
-use kiln_store::store_files::render_content_address;
 use kiln_store::store_path::StorePath;
 use rayon::prelude::*;
 

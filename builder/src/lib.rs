@@ -1,5 +1,6 @@
 //! kiln-builder: turns `.drv` files into outputs: the build plan (a DAG), the scheduler, the
 //! Linux sandbox and the builtin builders.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 pub mod build;
 pub mod build_dirs;
 pub mod builtin_builders;

@@ -18,8 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use kiln_local_store::{LocalStore, LocalStoreError};
 use kiln_store::derivation::{Derivation, DerivationError, DrvHashCache};
-use kiln_store::local_store::{LocalStore, LocalStoreError};
 use kiln_store::store_path::StorePath;
 
 /// Why the plan could not be made.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::build::{build_derivation, BuildError, BuildEvents, BuildOutcome, BuildSettings};
 use crate::plan::BuildPlan;
-use kiln_store::local_store::LocalStore;
+use kiln_local_store::LocalStore;
 
 /// How a plan is run.
 #[derive(Debug, Clone)]

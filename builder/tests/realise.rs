@@ -16,10 +16,10 @@ use kiln_builder::builtin_builders::{BuiltinOptions, FetchOptions, FetchProgress
 use kiln_builder::log::BuildLog;
 use kiln_builder::plan::{BuildPlan, BuildReason, BuildTarget};
 use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions, ScheduleReport};
+use kiln_local_store::store_files::{add_text, commit_copy, stage_copy};
+use kiln_local_store::LocalStore;
 use kiln_store::derivation::{Derivation, DerivationOutput, DrvHashCache, FixedOutputHash};
 use kiln_store::hash::Hash;
-use kiln_store::local_store::LocalStore;
-use kiln_store::store_files::{add_text, commit_copy, stage_copy};
 use kiln_store::store_path::{ContentAddressMethod, StoreDir, StorePath};
 
 const BUSYBOX: &str = "/bin/busybox";

@@ -4,6 +4,8 @@
 //! This file holds the public entry points the CLI uses (`Evaluator::new`, `eval_file`,
 //! `eval_string`, `auto_call`, `select_attr_path`, `print_value`, `to_json`,
 //! `derivations_of`, `render_error`) and the options (`EvalOptions`, search path parsing).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![forbid(unsafe_code)]
 
 pub mod builtins;
 pub mod error;
@@ -11,7 +13,6 @@ pub mod eval;
 pub mod io;
 pub mod print;
 pub mod store_access;
-pub mod store_impls;
 pub mod value;
 
 pub use error::{ErrorKind, EvalError, EvalResult, TraceFrame};

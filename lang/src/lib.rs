@@ -1,5 +1,7 @@
 //! kiln-lang: the front end. Owns source text (`SourceMap`, `Span`), parsing with rnix and
 //! lowering the rnix AST into the scope-resolved IR that the evaluator runs.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod ir;

@@ -34,7 +34,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(global: &GlobalOptions, args: EvalArgs) -> Result<(), Failure> {
-    let store = kiln_eval::store_impls::ComputingStore::new(StoreDir::new(&global.store_dir));
+    let store = kiln_eval::store_access::ComputingStore::new(StoreDir::new(&global.store_dir));
     let evaluator = input::evaluator(global, Rc::new(store));
     if args.parse {
         return input::parse_only(&evaluator, &args.input);

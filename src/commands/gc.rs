@@ -1,10 +1,10 @@
 //! `kiln gc [--dry-run] [--max-freed BYTES]`: delete the store paths no GC root reaches
 //! (`result` links, `var/gcroots`, running builds and kiln processes), printing each one.
 use clap::Args;
-use kiln_store::local_store::GcOptions;
+use kiln_local_store::GcOptions;
 
-use super::realise::open_store;
 use crate::cli::{Failure, GlobalOptions};
+use crate::session::open_store;
 
 #[derive(Args, Debug)]
 pub struct GcArgs {

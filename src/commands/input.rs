@@ -9,11 +9,11 @@ use anyhow::Context;
 use clap::Args;
 use kiln_eval::store_access::EvalStore;
 use kiln_eval::{AutoArg, EvalOptions, Evaluator, SourceInput, Value};
-use kiln_store::local_store::LocalStore;
+use kiln_glue::{DownloadBar, StoreFetcher, StoreMappedIo};
+use kiln_local_store::LocalStore;
 
 use crate::cli::{Failure, GlobalOptions};
-use crate::eval_fetch::StoreFetcher;
-use crate::store_io::StoreMappedIo;
+use crate::session;
 
 /// What to evaluate and how to narrow it: a file (or `-E`), then `-A`/`--arg`/`--argstr`.
 /// Used by `eval` and `instantiate`; `realise` takes `SelectionArgs` beside its own paths.
@@ -97,7 +97,15 @@ pub fn implicit_search_path(global: &GlobalOptions) -> Vec<kiln_eval::SearchPath
 /// An evaluator over the given store access; `builtins.fetchurl`/`fetchTarball` open the
 /// store the global options name when they first download.
 pub fn evaluator(global: &GlobalOptions, store: Rc<dyn EvalStore>) -> Evaluator {
-    evaluator_with_fetcher(global, store, StoreFetcher::lazy(global))
+    let for_open = global.clone();
+    let open = Box::new(move || {
+        session::open_store(&for_open).map_err(|error| format!("{error}: {}", error.root_cause()))
+    });
+    evaluator_with_fetcher(
+        global,
+        store,
+        StoreFetcher::lazy(open, session::fetch_options(global)),
+    )
 }
 
 /// An evaluator that writes into `local` (through `store`) and downloads into it too.
@@ -106,7 +114,11 @@ pub fn evaluator_over(
     store: Rc<dyn EvalStore>,
     local: Arc<LocalStore>,
 ) -> Evaluator {
-    evaluator_with_fetcher(global, store, StoreFetcher::over(local, global))
+    evaluator_with_fetcher(
+        global,
+        store,
+        StoreFetcher::over(local, session::fetch_options(global)),
+    )
 }
 
 fn evaluator_with_fetcher(
@@ -120,6 +132,13 @@ fn evaluator_with_fetcher(
     options.show_trace = global.show_trace;
     options.abort_on_warn = global.abort_on_warn;
     options.pure = global.pure_eval;
+    // On a terminal a download shows a byte bar (see `crate::progress`).
+    let fetcher = fetcher.with_display(Box::new(|name: &str| {
+        crate::progress::eval_download_bar(name).map(|(bar, progress)| DownloadBar {
+            progress,
+            finish: Box::new(move || bar.finish_and_clear()),
+        })
+    }));
     options.fetcher = Some(Rc::new(fetcher));
     // Store paths (fetched trees, sources) are read where the store physically is.
     let root = global.store_root();

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use kiln_eval::store_impls::LocalEvalStore;
-use kiln_store::local_store::LocalStore;
+use kiln_glue::LocalEvalStore;
+use kiln_local_store::LocalStore;
 use kiln_store::store_path::StoreDir;
 
 use super::input::{self, InputArgs};

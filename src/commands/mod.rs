@@ -1,9 +1,11 @@
-//! One module per verb of the command line, plus `input`: what an evaluating verb evaluates.
+//! One module per verb of the command line, plus two that verbs share: `input` (what an
+//! evaluating verb evaluates) and `lock_advice` (the `kiln lock` command a stale lock asks for).
 pub mod eval;
 pub mod gc;
 pub mod input;
 pub mod instantiate;
 pub mod lock;
+pub mod lock_advice;
 pub mod log;
 pub mod path_info;
 pub mod realise;

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use kiln_store::local_store::LocalStore;
+use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 use serde_json::{json, Value};
 
-use super::realise::{open_store, store_path_arg};
 use crate::cli::{Failure, GlobalOptions};
+use crate::session::{open_store, store_path_arg};
 
 #[derive(Args, Debug)]
 pub struct PathInfoArgs {

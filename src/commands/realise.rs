@@ -7,8 +7,8 @@
 //! (written by some other tool) is registered, with its input derivations, before the build so
 //! that GC and `path-info` see it.
 //!
-//! Output: the physical paths of the wanted outputs, one per line (DESIGN §4: what the host
-//! user is handed opens on the host), and unless `--no-out-link` a `result` symlink per output
+//! Output: the physical paths of the wanted outputs, one per line (what the host user is handed
+//! opens on the host: docs/architecture.md, "Stores: logical and physical"), and unless `--no-out-link` a `result` symlink per output
 //! named as `nix-build` names them (`result`, `result-dev`, `result-2`, …), each registered as
 //! an indirect GC root. Failures exit 1, naming each failed derivation with the tail of its log.
 use std::collections::BTreeSet;
@@ -20,23 +20,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use kiln_builder::build::{BuildEvents, BuildOutcome, BuildSettings};
-use kiln_builder::builtin_builders::fetchurl::{FetchOptions, UrlRewrite};
-use kiln_builder::builtin_builders::{BuiltinOptions, UnpackOptions};
-use kiln_builder::log::{printable, tail_lines, BuildLog};
 use kiln_builder::plan::{read_derivation, BuildPlan, BuildTarget};
-use kiln_builder::sandbox::ResourceLimits;
-use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions};
-use kiln_store::local_store::LocalStore;
-use kiln_store::store_path::{StoreDir, StorePath};
+use kiln_builder::scheduler::ScheduleOptions;
+use kiln_local_store::LocalStore;
+use kiln_store::store_path::StorePath;
 
 use super::input::{self, InputArgs, SelectionArgs};
 use crate::cli::{Failure, GlobalOptions};
-use crate::config::{ByteSize, Config};
-use crate::progress::Progress;
-
-/// How many log lines a failure report shows.
-const LOG_TAIL_LINES: usize = 25;
+use crate::config::ByteSize;
+use crate::session::{build_settings, open_store, run_builds, store_path_arg};
 
 #[derive(Args, Debug)]
 pub struct RealiseArgs {
@@ -81,38 +73,6 @@ pub struct RealiseArgs {
     pub allow_network: bool,
 }
 
-/// Opens the store the global options name.
-pub fn open_store(global: &GlobalOptions) -> anyhow::Result<LocalStore> {
-    let root = global.store_root();
-    // Roots, links and prefixes are compared as absolute paths.
-    let root = std::path::absolute(&root)
-        .with_context(|| format!("cannot make {} absolute", root.display()))?;
-    LocalStore::open(&root, StoreDir::new(&global.store_dir))
-        .with_context(|| format!("cannot open the store at {}", root.display()))
-}
-
-/// The store path a command-line argument names: a logical or physical store path, or a link
-/// (such as `./result`) into the store; anything below a store object names that object.
-pub fn store_path_arg(store: &LocalStore, arg: &Path) -> anyhow::Result<StorePath> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let absolute = cwd.join(arg);
-    if let Some(path) = store.store_path_of(&absolute) {
-        return Ok(path);
-    }
-    let resolved = std::fs::canonicalize(&absolute)
-        .with_context(|| format!("`{}` is not in the store", arg.display()))?;
-    let physical_root = std::fs::canonicalize(store.physical_store_dir())
-        .unwrap_or_else(|_| store.physical_store_dir());
-    resolved
-        .strip_prefix(&physical_root)
-        .ok()
-        .and_then(|inside| inside.components().next())
-        .and_then(|first| first.as_os_str().to_str())
-        .and_then(|base| StorePath::from_base_name(base).ok())
-        .or_else(|| store.store_path_of(&resolved))
-        .ok_or_else(|| anyhow!("`{}` is not in the store", arg.display()))
-}
-
 /// Whether an argument names a `.drv` (possibly with `!outputs`) rather than a file to evaluate.
 fn is_drv_arg(arg: &Path) -> bool {
     let text = arg.to_string_lossy();
@@ -153,7 +113,7 @@ fn ensure_registered(store: &LocalStore, drv: &StorePath) -> anyhow::Result<()> 
     let outputs = kiln_builder::plan::output_paths(store, drv, &parsed)?;
     let contents = std::fs::read(store.physical_path(drv))
         .with_context(|| format!("cannot read {}", store.store_dir().print(drv)))?;
-    kiln_store::store_files::add_text(store, drv, &contents, &parsed.references(), outputs)
+    kiln_local_store::store_files::add_text(store, drv, &contents, &parsed.references(), outputs)
         .with_context(|| format!("cannot register {}", store.store_dir().print(drv)))?;
     Ok(())
 }
@@ -171,7 +131,7 @@ fn instantiate(
         file: args.paths.first().cloned(),
         selection: args.selection.clone(),
     };
-    let eval_store = Rc::new(kiln_eval::store_impls::LocalEvalStore::new(store.clone()));
+    let eval_store = Rc::new(kiln_glue::LocalEvalStore::new(store.clone()));
     let evaluator = input::evaluator_over(global, eval_store.clone(), store.clone());
     let mut targets = Vec::new();
     let values = input::evaluate(&evaluator, &input_args)?;
@@ -179,7 +139,7 @@ fn instantiate(
         // A value carrying `kilnLock` (an AlmaLinux root) whose lock is missing or stale
         // fails here, naming the `kiln lock` command that fixes it.
         let attr = args.selection.attr.get(index).map(String::as_str);
-        if let Some(text) = super::lock::lock_problem(
+        if let Some(text) = super::lock_advice::lock_problem(
             global,
             &evaluator,
             value,
@@ -195,7 +155,7 @@ fn instantiate(
             // A build that uses an AlmaLinux root with a missing or stale lock (as its
             // `rootfs`, say) fails here: name the `kiln lock` command for that root.
             let attr = args.selection.attr.get(index).map(String::as_str);
-            super::lock::nested_lock_problem(
+            super::lock_advice::nested_lock_problem(
                 global,
                 &evaluator,
                 &value,
@@ -344,131 +304,6 @@ fn build(
 
 /// The default of `--max-silent-time`: a build silent for an hour is taken to hang.
 pub const DEFAULT_MAX_SILENT_TIME_SECS: u64 = 3600;
-
-/// The environment variable in which network builds receive the `[[rewrite]]` rules: one
-/// `FROM TO` pair per line, in the configuration's order (first match wins). Builders that
-/// download by themselves (dnf in the stdlib's RPM lock step) apply them; it is not a
-/// derivation attribute, so no .drv or output path depends on the rules.
-pub const URL_REWRITES_ENV: &str = "KILN_URL_REWRITES";
-
-/// The settings of builds started from the command line: the configuration's rewrite rules,
-/// applied by the builtin fetcher and handed to builds that have the network in
-/// [`URL_REWRITES_ENV`].
-pub fn build_settings(global: &GlobalOptions, allow_network: bool) -> BuildSettings {
-    let rules = &global.config.rewrite;
-    let mut network_env = std::collections::BTreeMap::new();
-    if !rules.is_empty() {
-        let lines: Vec<String> = rules
-            .iter()
-            .map(|rule| format!("{} {}", rule.from, rule.to))
-            .collect();
-        network_env.insert(URL_REWRITES_ENV.to_owned(), lines.join("\n"));
-    }
-    BuildSettings {
-        build_cores: 0,
-        allow_network,
-        network_env,
-        builtin: BuiltinOptions {
-            fetch: FetchOptions {
-                rewrites: rules
-                    .iter()
-                    .map(|rule| UrlRewrite::new(&rule.from, &rule.to))
-                    .collect(),
-                ..FetchOptions::default()
-            },
-            unpack: UnpackOptions {
-                max_unpacked_size: global.config.max_unpack_size,
-                ..UnpackOptions::default()
-            },
-        },
-        limits: build_limits(&global.config),
-        ..BuildSettings::default()
-    }
-}
-
-/// The resource limits of each build: the configuration's, else the documented defaults
-/// ([`ResourceLimits::defaults`]); 0 turns a limit off.
-fn build_limits(config: &Config) -> ResourceLimits {
-    let defaults = ResourceLimits::defaults();
-    ResourceLimits {
-        memory_bytes: match config.max_build_memory {
-            Some(ByteSize(bytes)) => Some(bytes).filter(|&b| b > 0),
-            None => defaults.memory_bytes,
-        },
-        pids: match config.max_build_pids {
-            Some(count) => Some(count).filter(|&c| c > 0),
-            None => defaults.pids,
-        },
-    }
-}
-
-/// Runs a build plan with the progress display; on failure, the report names each failed
-/// derivation with the tail of its log.
-pub fn run_builds(
-    store: &Arc<LocalStore>,
-    plan: &BuildPlan,
-    options: &ScheduleOptions,
-) -> Result<(), Failure> {
-    // Build directories that a killed kiln left behind (their lock is free) go first.
-    if let Err(error) = kiln_builder::build_dirs::remove_stale(store.root()) {
-        eprintln!("warning: cannot remove stale build directories: {error}");
-    }
-    let progress = Arc::new(Progress::new(store.store_dir().clone(), plan.builds.len()));
-    let events: Arc<dyn BuildEvents> = progress.clone();
-    let report = run_plan(store, plan, options, &events);
-    progress.finish();
-
-    let dir = store.store_dir();
-    for (build, status) in plan.builds.iter().zip(&report.statuses) {
-        if let BuildStatus::Succeeded(BuildOutcome::Built { impure: true, .. }) = status {
-            eprintln!(
-                "warning: {} used the network (impure; allowed by --allow-network, or by `kiln lock` for its lock step)",
-                dir.print(&build.drv_path)
-            );
-        }
-    }
-    if report.success() {
-        return Ok(());
-    }
-    let mut text = String::new();
-    let mut failed = 0;
-    for (build, status) in plan.builds.iter().zip(&report.statuses) {
-        let drv = dir.print(&build.drv_path);
-        match status {
-            BuildStatus::Failed(error) => {
-                failed += 1;
-                text.push_str(&format!(
-                    "error: build of '{drv}' failed: {}\n",
-                    printable(&error.to_string())
-                ));
-                let log = BuildLog::of(&store.log_dir(), &build.drv_path);
-                if let Ok(Some(attempt)) = log.latest_attempt() {
-                    let attempt = printable(&attempt);
-                    let tail = tail_lines(&attempt, LOG_TAIL_LINES);
-                    if !tail.is_empty() {
-                        text.push_str(&format!("  last {} log lines:\n", tail.len()));
-                        for line in tail {
-                            text.push_str(&format!("  > {line}\n"));
-                        }
-                    }
-                }
-                text.push_str(&format!("  full log: kiln log {drv}\n"));
-            }
-            BuildStatus::DependencyFailed(dependency) => {
-                text.push_str(&format!(
-                    "error: cannot build '{drv}': its dependency '{}' failed\n",
-                    dir.print(&plan.builds[*dependency].drv_path)
-                ));
-            }
-            BuildStatus::NotStarted | BuildStatus::Succeeded(_) => {}
-        }
-    }
-    text.push_str(&format!(
-        "error: {failed} build{} failed\n",
-        if failed == 1 { "" } else { "s" }
-    ));
-    Err(Failure::Reported(text))
-}
 
 /// `nix-build`'s result link names: `result`, `result-dev`; for later targets `result-2`,
 /// `result-2-dev`, ….

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
+use kiln_local_store::LocalStore;
 use kiln_store::derivation::Derivation;
-use kiln_store::local_store::LocalStore;
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use crate::cli::{Failure, GlobalOptions};

@@ -3,8 +3,8 @@
 //! exits 1 if anything is wrong.
 use clap::Args;
 
-use super::realise::open_store;
 use crate::cli::{Failure, GlobalOptions};
+use crate::session::open_store;
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {

@@ -56,8 +56,7 @@ impl<W: Write> NarSink<'_, W> {
     }
 
     fn padding(&mut self, len: u64) -> io::Result<()> {
-        let pad = (8 - len % 8) % 8;
-        self.out.write_all(&[0u8; 8][..pad as usize])
+        self.out.write_all(&[0u8; 8][..padding_len(len)])
     }
 
     fn file_contents(&mut self, path: &Path, len: u64) -> Result<(), NarError> {
@@ -174,18 +173,48 @@ fn dump_node<W: Write>(
 
 /// Writes the NAR of a single regular file with the given contents.
 pub fn dump_bytes(contents: &[u8], executable: bool, out: &mut impl Write) -> Result<(), NarError> {
-    let mut sink = NarSink { out };
-    sink.str(MAGIC)?;
-    sink.str("(")?;
-    sink.str("type")?;
-    sink.str("regular")?;
-    if executable {
-        sink.str("executable")?;
-        sink.str("")?;
+    let len = contents.len() as u64;
+    out.write_all(&file_prefix(executable, len))
+        .and_then(|()| out.write_all(contents))
+        .and_then(|()| out.write_all(&file_suffix(len)))
+        .map_err(NarError::Sink)
+}
+
+/// The bytes of a single regular file's NAR before its `size` content bytes
+/// (`nix-archive-1 ( type regular [executable ""] contents <size>`): with [`file_suffix`],
+/// the framing that lets a file be NAR-hashed while it streams in.
+pub fn file_prefix(executable: bool, size: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for token in [MAGIC, "(", "type", "regular"] {
+        push_string(&mut out, token.as_bytes());
     }
-    sink.str("contents")?;
-    sink.bytes(contents)?;
-    sink.str(")")
+    if executable {
+        push_string(&mut out, b"executable");
+        push_string(&mut out, b"");
+    }
+    push_string(&mut out, b"contents");
+    out.extend_from_slice(&size.to_le_bytes());
+    out
+}
+
+/// The bytes of a single regular file's NAR after its `size` content bytes: the padding and
+/// the closing `)`.
+pub fn file_suffix(size: u64) -> Vec<u8> {
+    let mut out = vec![0u8; padding_len(size)];
+    push_string(&mut out, b")");
+    out
+}
+
+/// Appends a NAR string: its length, its bytes, zero padding to 8 bytes.
+fn push_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+    out.resize(out.len() + padding_len(bytes.len() as u64), 0);
+}
+
+/// How many zero bytes pad `len` bytes to a multiple of 8.
+fn padding_len(len: u64) -> usize {
+    ((8 - len % 8) % 8) as usize
 }
 
 /// A sink that hashes and counts what is written to it.
@@ -398,6 +427,36 @@ fn restore_node<R: Read>(source: &mut NarSource<R>, dest: &Path) -> Result<(), N
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn single_file_framing_matches_nix_hash_path() {
+        // `nix hash path --base32` (Nix 2.8) of a file holding "hello\n", plain and executable.
+        for (executable, expected) in [
+            (
+                false,
+                "04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw",
+            ),
+            (true, "1yhh619m3cy1mird7f0l7zsmiv9rayqn075zinda2g7rscwn0hv5"),
+        ] {
+            let mut framed = Hasher::new(HashAlgo::Sha256);
+            framed.update(&file_prefix(executable, 6));
+            framed.update(b"hello\n");
+            framed.update(&file_suffix(6));
+            let framed = framed.finish();
+            assert_eq!(framed.to_nixbase32(), expected);
+
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("f");
+            fs::write(&file, "hello\n").unwrap();
+            let mode = if executable { 0o755 } else { 0o644 };
+            fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(
+                hash_path(&file).unwrap().0,
+                framed,
+                "the streaming dump agrees"
+            );
+        }
+    }
 
     const GOLDEN_TREE_SHA256: &str =
         "c27f8793d78f781eafe77d1997074b776ed2d6e3e6c13099dffb3d5c6d60ca9a";

@@ -38,7 +38,6 @@ use kiln_store::hash::{Hash, HashAlgo, HashEncoding, HashError, Hasher};
 use kiln_store::nar::{self, HashingSink};
 use reqwest::StatusCode;
 
-use super::nar_framing::{nar_file_prefix, nar_file_suffix};
 use super::unpack::compression::decompressing_reader;
 
 /// A configured URL rewrite: a URL starting with `from_prefix` is fetched from `to_prefix`
@@ -497,7 +496,7 @@ fn download_once(
         (OutputHashMode::Flat, _) => StreamingHash::Flat(Hasher::new(algo)),
         (OutputHashMode::Recursive, Some(size)) => {
             let mut hasher = Hasher::new(algo);
-            nar_file_prefix(&mut hasher, request.executable, size);
+            hasher.update(&nar::file_prefix(request.executable, size));
             StreamingHash::NarOfFile {
                 hasher,
                 announced_size: size,
@@ -552,12 +551,12 @@ fn download_once(
             mut hasher,
             announced_size,
         } => {
-            nar_file_suffix(&mut hasher, announced_size);
+            hasher.update(&nar::file_suffix(announced_size));
             hasher.finish()
         }
         StreamingHash::NarAfterwards => {
             let mut hasher = Hasher::new(algo);
-            nar_file_prefix(&mut hasher, request.executable, bytes);
+            hasher.update(&nar::file_prefix(request.executable, bytes));
             let mut written = File::open(out).map_err(output_error)?;
             loop {
                 let read = written.read(&mut buffer).map_err(output_error)?;
@@ -566,7 +565,7 @@ fn download_once(
                 }
                 hasher.update(&buffer[..read]);
             }
-            nar_file_suffix(&mut hasher, bytes);
+            hasher.update(&nar::file_suffix(bytes));
             hasher.finish()
         }
     };

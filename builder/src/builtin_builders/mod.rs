@@ -6,7 +6,6 @@
 //! function returns, and registration stays with the scheduler.
 
 pub mod fetchurl;
-pub mod nar_framing;
 pub mod unpack;
 
 use std::collections::BTreeMap;

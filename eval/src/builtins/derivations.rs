@@ -1,7 +1,8 @@
 //! Derivations and store-writing builtins: `derivationStrict` (collects the environment,
 //! coerces values as Nix does, turns string contexts into input derivations and sources,
 //! computes output paths and writes the `.drv`), `derivation` (the Nix-source wrapper in
-//! `derivation.nix`), `placeholder`, `toFile`, `path`, `filterSource` and `storeDir`.
+//! `derivation.nix`), `placeholder`, `toFile`, `path`, `filterSource` and `storeDir`. The
+//! collection of the environment is in `collect`, the source-copying builtins in `sources`.
 //!
 //! Hashes modulo of the derivations instantiated so far (and the references of every `.drv`
 //! and `toFile` text, for `=drv` contexts that need a closure) live in a per-thread table
@@ -26,6 +27,14 @@ use crate::error::{EvalError, EvalResult};
 use crate::eval::{sym, CoerceMode, Evaluator};
 use crate::store_access::{AddPathError, EntryKind, FilterAborted, IngestionMethod};
 use crate::value::{Attrs, Context, ContextElem, LazyCall, NixString, Thunk, Value};
+
+mod collect;
+mod sources;
+
+use collect::collect_attrs;
+use sources::filter_source;
+use sources::path;
+use sources::to_file;
 
 pub const BUILTINS: &[Builtin] = &[
     Builtin { name: "derivationStrict", arity: 1, top_level: true, doc: "Instantiate a derivation: write its .drv and return { drvPath, <output> = path; … }.", func: derivation_strict },
@@ -229,379 +238,6 @@ fn placeholder(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
     let output = force_string_no_context(ev, arg(args, 0), span)?;
     let hash = Hash::sha256(format!("nix-output:{output}").as_bytes());
     Ok(Value::string(format!("/{}", hash.to_nixbase32())))
-}
-
-/// A string holding a store path, with that path as its context.
-fn store_path_string(path: String) -> Value {
-    let context = Context::from([ContextElem::Plain(path.clone())]);
-    Value::String(NixString::with_context(path, context))
-}
-
-fn to_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let name = force_string_no_context(ev, arg(args, 0), span)?;
-    let contents = ev.force_string(arg(args, 1), span)?;
-    let mut references = BTreeSet::new();
-    for elem in contents.context() {
-        match elem {
-            ContextElem::Plain(path) => {
-                references.insert(path.clone());
-            }
-            other => {
-                return Err(error(
-                    format!(
-                        "in 'toFile': the file named '{name}' must not contain a reference to a derivation but contains ({})",
-                        other.encode()
-                    ),
-                    span,
-                ))
-            }
-        }
-    }
-    let path = ev
-        .store()
-        .add_text(&name, contents.as_str().as_bytes(), &references)
-        .map_err(|e| error(e.to_string(), span))?;
-    KNOWN.with(|known| {
-        known
-            .borrow_mut()
-            .references
-            .insert(path.clone(), references.into_iter().collect());
-    });
-    Ok(store_path_string(path))
-}
-
-/// What `builtins.path` and `filterSource` were asked to add.
-struct AddPathRequest<'a> {
-    name: String,
-    source: std::path::PathBuf,
-    filter: Option<&'a Value>,
-    method: IngestionMethod,
-    expected_sha256: Option<[u8; 32]>,
-}
-
-fn base_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Adds a host path to the store, calling the Nix filter function for each entry.
-fn add_path(ev: &Evaluator, request: AddPathRequest<'_>, span: Span) -> EvalResult<Value> {
-    let mut filter_error: Option<EvalError> = None;
-    let result = match request.filter {
-        Some(filter) => {
-            let mut call_filter = |path: &Path, kind: EntryKind| -> Result<bool, FilterAborted> {
-                let args = [
-                    Value::string(path.to_string_lossy().into_owned()),
-                    Value::string(kind.as_nix_str()),
-                ];
-                let verdict = ev
-                    .call_n(filter, &args, span)
-                    .and_then(|v| ev.force_bool(&v, span));
-                verdict.map_err(|e| {
-                    filter_error = Some(e);
-                    FilterAborted
-                })
-            };
-            ev.store().add_path(
-                &request.name,
-                &request.source,
-                request.method,
-                Some(&mut call_filter),
-                request.expected_sha256,
-            )
-        }
-        None => ev.store().add_path(
-            &request.name,
-            &request.source,
-            request.method,
-            None,
-            request.expected_sha256,
-        ),
-    };
-    let trace = format!("while adding path '{}'", request.source.display());
-    match result {
-        Ok(path) => Ok(store_path_string(path)),
-        Err(AddPathError::FilterAborted) => Err(filter_error
-            .unwrap_or_else(|| error("the path filter failed", span))
-            .add_trace(trace, Some(span))),
-        Err(AddPathError::Store(e)) => Err(error(e.to_string(), span).add_trace(trace, Some(span))),
-    }
-}
-
-fn path(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let attrs = ev.force_attrs(arg(args, 0), span)?;
-    let mut source = None;
-    let mut name = String::new();
-    let mut filter = None;
-    let mut method = IngestionMethod::Recursive;
-    let mut expected_sha256 = None;
-    for (key, value) in attrs.iter() {
-        match key.as_str() {
-            "path" => source = Some(ev.coerce_to_path(value, span)?),
-            "name" => name = force_string_no_context(ev, value, span)?,
-            "filter" => filter = Some(ev.force(value, span)?),
-            "recursive" => {
-                method = if ev.force_bool(value, span)? {
-                    IngestionMethod::Recursive
-                } else {
-                    IngestionMethod::Flat
-                }
-            }
-            "sha256" => {
-                let text = force_string_no_context(ev, value, span)?;
-                let hash = Hash::parse_allow_empty(&text, Some(HashAlgo::Sha256))
-                    .map_err(|e| error(e.to_string(), span))?;
-                let mut digest = [0u8; 32];
-                digest.copy_from_slice(hash.as_bytes());
-                expected_sha256 = Some(digest);
-            }
-            other => {
-                return Err(error(
-                    format!("unsupported argument '{other}' to 'addPath'"),
-                    span,
-                ))
-            }
-        }
-    }
-    let source = source.ok_or_else(|| error("'path' required", span))?;
-    if name.is_empty() {
-        name = base_name(&source);
-    }
-    let request = AddPathRequest {
-        name,
-        source,
-        filter: filter.as_ref(),
-        method,
-        expected_sha256,
-    };
-    add_path(ev, request, span)
-}
-
-fn filter_source(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let source = ev.coerce_to_path(arg(args, 1), span)?;
-    let filter = ev.force(arg(args, 0), span)?;
-    if !filter.is_function() {
-        return Err(EvalError::type_mismatch("a function", &filter).at(span));
-    }
-    let request = AddPathRequest {
-        name: base_name(&source),
-        source,
-        filter: Some(&filter),
-        method: IngestionMethod::Recursive,
-        expected_sha256: None,
-    };
-    add_path(ev, request, span)
-}
-
-/// The attributes of a derivation as `derivationStrict` collects them.
-#[derive(Default)]
-struct CollectedAttrs {
-    env: BTreeMap<String, String>,
-    args: Vec<String>,
-    builder: String,
-    platform: String,
-    output_hash: Option<String>,
-    output_hash_algo: String,
-    ingestion: Option<ContentAddressMethod>,
-    outputs: Vec<String>,
-    context: Context,
-}
-
-impl CollectedAttrs {
-    fn set_hash_mode(&mut self, mode: &str, span: Span) -> EvalResult<()> {
-        self.ingestion = Some(match mode {
-            "recursive" => ContentAddressMethod::Recursive,
-            "flat" => ContentAddressMethod::Flat,
-            other => {
-                return Err(error(
-                    format!("invalid value '{other}' for 'outputHashMode' attribute"),
-                    span,
-                ))
-            }
-        });
-        Ok(())
-    }
-
-    fn set_outputs(&mut self, names: Vec<String>, span: Span) -> EvalResult<()> {
-        let mut seen = BTreeSet::new();
-        for name in &names {
-            if !seen.insert(name.as_str()) {
-                return Err(error(format!("duplicate derivation output '{name}'"), span));
-            }
-            // `drvPath` would collide with the attribute of that name (Nix 2.8 returned a set
-            // holding it twice; current Nix refuses it).
-            if name == "drv" || name == "drvPath" {
-                return Err(error(
-                    format!("invalid derivation output name '{name}'"),
-                    span,
-                ));
-            }
-        }
-        if names.is_empty() {
-            return Err(error(
-                "derivation cannot have an empty set of outputs",
-                span,
-            ));
-        }
-        self.outputs = names;
-        Ok(())
-    }
-}
-
-/// Appends `text` as a JSON string.
-fn push_json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-const ENV_COERCION: CoerceMode = CoerceMode {
-    more: true,
-    copy_to_store: true,
-};
-
-fn collect_attrs(
-    ev: &Evaluator,
-    attrs: &Attrs,
-    drv_name: &str,
-    span: Span,
-) -> EvalResult<CollectedAttrs> {
-    let structured = match attrs.get(sym("__structuredAttrs")) {
-        Some(v) => ev.force_bool(v, span)?,
-        None => false,
-    };
-    let ignore_nulls = match attrs.get(sym("__ignoreNulls")) {
-        Some(v) => ev.force_bool(v, span)?,
-        None => false,
-    };
-    let mut collected = CollectedAttrs {
-        outputs: vec!["out".to_owned()],
-        ..CollectedAttrs::default()
-    };
-    let mut json_entries: Vec<(String, String)> = Vec::new();
-    for (key, value) in attrs.iter() {
-        let key = key.as_str();
-        if key == "__ignoreNulls" {
-            continue;
-        }
-        let step = (|| -> EvalResult<()> {
-            if ignore_nulls && matches!(ev.force(value, span)?, Value::Null) {
-                return Ok(());
-            }
-            match key {
-                "__contentAddressed" | "__impure" => {
-                    if ev.force_bool(value, span)? {
-                        let feature = if key == "__impure" {
-                            "impure-derivations"
-                        } else {
-                            "ca-derivations"
-                        };
-                        return Err(error(
-                            format!("experimental Nix feature '{feature}' is disabled"),
-                            span,
-                        ));
-                    }
-                }
-                "args" => {
-                    for item in ev.force_list(value, span)?.iter() {
-                        let s = ev.coerce_to_string(item, span, ENV_COERCION)?;
-                        collected.context.extend(s.context().iter().cloned());
-                        collected.args.push(s.as_str().to_owned());
-                    }
-                }
-                _ if structured => {
-                    if key == "__structuredAttrs" {
-                        return Ok(());
-                    }
-                    let (json, context) = ev.to_json_with_context(value, span)?;
-                    collected.context.extend(context);
-                    json_entries.push((key.to_owned(), json));
-                    match key {
-                        "builder" => {
-                            let s = ev.force_string(value, span)?;
-                            collected.context.extend(s.context().iter().cloned());
-                            collected.builder = s.as_str().to_owned();
-                        }
-                        "system" => collected.platform = force_string_no_context(ev, value, span)?,
-                        "outputHash" => {
-                            collected.output_hash = Some(force_string_no_context(ev, value, span)?)
-                        }
-                        "outputHashAlgo" => {
-                            collected.output_hash_algo = force_string_no_context(ev, value, span)?
-                        }
-                        "outputHashMode" => {
-                            let mode = force_string_no_context(ev, value, span)?;
-                            collected.set_hash_mode(&mode, span)?;
-                        }
-                        "outputs" => {
-                            let mut names = Vec::new();
-                            for item in ev.force_list(value, span)?.iter() {
-                                names.push(force_string_no_context(ev, item, span)?);
-                            }
-                            collected.set_outputs(names, span)?;
-                        }
-                        _ => {}
-                    }
-                }
-                _ => {
-                    let s = ev.coerce_to_string(value, span, ENV_COERCION)?;
-                    collected.context.extend(s.context().iter().cloned());
-                    let text = s.as_str().to_owned();
-                    match key {
-                        "builder" => collected.builder = text.clone(),
-                        "system" => collected.platform = text.clone(),
-                        "outputHash" => collected.output_hash = Some(text.clone()),
-                        "outputHashAlgo" => collected.output_hash_algo = text.clone(),
-                        "outputHashMode" => collected.set_hash_mode(&text, span)?,
-                        "outputs" => {
-                            let names = text
-                                .split([' ', '\t', '\n', '\r'])
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect();
-                            collected.set_outputs(names, span)?;
-                        }
-                        _ => {}
-                    }
-                    collected.env.insert(key.to_owned(), text);
-                }
-            }
-            Ok(())
-        })();
-        step.map_err(|e| {
-            e.add_trace(
-                format!("while evaluating the attribute '{key}' of the derivation '{drv_name}'"),
-                Some(span),
-            )
-        })?;
-    }
-    if structured {
-        let mut json = String::from("{");
-        for (index, (key, value)) in json_entries.iter().enumerate() {
-            if index > 0 {
-                json.push(',');
-            }
-            push_json_string(&mut json, key);
-            json.push(':');
-            json.push_str(value);
-        }
-        json.push('}');
-        collected.env.insert("__json".to_owned(), json);
-    }
-    Ok(collected)
 }
 
 /// The store paths reachable from `root` through the references known on this thread (a
@@ -871,7 +507,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use crate::store_impls::ComputingStore;
+    use crate::store_access::ComputingStore;
     use crate::EvalOptions;
 
     fn eval_json(source: &str) -> String {
@@ -958,45 +594,6 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-    }
-
-    #[test]
-    fn inputs_from_earlier_evaluations_are_read_from_the_store() {
-        use crate::store_impls::LocalEvalStore;
-        use kiln_store::local_store::LocalStore;
-        let temp = tempfile::tempdir().unwrap();
-        let root = temp.path().to_owned();
-        let result = crate::with_eval_stack(move || {
-            let open = || {
-                let local = LocalStore::open(&root, StoreDir::new("/nix/store")).unwrap();
-                Rc::new(LocalEvalStore::new(std::sync::Arc::new(local)))
-            };
-            let base = r#"derivation { name = "base"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ (builtins.toFile "a" "b") ]; }"#;
-            let first = open();
-            let ev = Evaluator::new(EvalOptions::new(first.clone()));
-            let value = ev
-                .eval_string(&format!("({base}).drvPath"), Path::new("/"))
-                .unwrap();
-            let base_drv = ev.to_json(&value).unwrap();
-            first.flush().unwrap();
-            drop(ev);
-            KNOWN.with(|known| *known.borrow_mut() = KnownPaths::default());
-            // A fresh evaluation refers to the .drv only through its path and context.
-            let ev = Evaluator::new(EvalOptions::new(open()));
-            let source = format!(
-                r#"let drv = builtins.appendContext {base_drv} {{ {base_drv} = {{ allOutputs = true; outputs = [ "out" ]; }}; }}; in (derivation {{ name = "whole"; system = "x86_64-linux"; builder = "/bin/sh"; d = drv; }}).drvPath"#
-            );
-            let value = ev
-                .eval_string(&source, Path::new("/"))
-                .map_err(|e| e.message().to_owned())?;
-            ev.to_json(&value).map_err(|e| e.message().to_owned())
-        });
-        // Same as the "whole derivation context" case: `=drv` pulls in the closure, the
-        // output context adds `out`.
-        assert_eq!(
-            result.unwrap(),
-            r#""/nix/store/gm4glf2r9b1x7k6dgljh0rh1fhjfx3yj-whole.drv""#
-        );
     }
 
     #[test]

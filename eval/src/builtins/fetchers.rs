@@ -7,7 +7,7 @@
 //! with Nix's wording. A download with another hash fails with Nix's "hash mismatch in file
 //! downloaded from ..." text, at the call's position.
 //!
-//! The download itself is not the evaluator's business (DESIGN §1): it goes through the
+//! The download itself is not the evaluator's business (docs/architecture.md, "Crates"): it goes through the
 //! [`EvalFetcher`](crate::store_access::EvalFetcher) in `EvalOptions::fetcher`, which the command
 //! line builds over the local store and the builder's fetch and unpack code.
 use kiln_lang::Span;

@@ -507,7 +507,7 @@ fn generic_closure(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
 pub(crate) fn run_nix(src: &str) -> String {
     let src = src.to_owned();
     crate::with_eval_stack(move || {
-        let store = crate::store_impls::computing::ComputingStore::new(
+        let store = crate::store_access::ComputingStore::new(
             kiln_store::store_path::StoreDir::new("/nix/store"),
         );
         let opts = crate::EvalOptions::new(Rc::new(store));

@@ -1,0 +1,132 @@
+//! [`ComputingStore`]: an [`EvalStore`] that computes every path exactly as Nix would but
+//! writes nothing, for `kiln eval` and read-only evaluation.
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::rc::Rc;
+
+use kiln_store::content_address::content_hash;
+use kiln_store::store_path::StoreDir;
+
+use super::source_ingestion::{
+    access_error, content_address_method, content_hash_error, expected_path, mismatch_error,
+    nar_filter, parse_references, source_path, with_source_cache, SourceCache,
+};
+use super::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError};
+
+/// Computes store paths for the logical store directory; never touches a store. The texts
+/// of `builtins.toFile` are kept in memory, so that the evaluation can read and import what
+/// it "wrote" (as Nix can after writing them).
+pub struct ComputingStore {
+    dir: StoreDir,
+    sources: SourceCache,
+    texts: RefCell<HashMap<String, Rc<[u8]>>>,
+    /// The references of the texts that have any.
+    text_references: RefCell<HashMap<String, BTreeSet<String>>>,
+}
+
+impl ComputingStore {
+    pub fn new(dir: StoreDir) -> ComputingStore {
+        ComputingStore {
+            dir,
+            sources: SourceCache::default(),
+            texts: RefCell::new(HashMap::new()),
+            text_references: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn text_path(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+    ) -> Result<String, StoreAccessError> {
+        let references = parse_references(&self.dir, references)?;
+        let path = self
+            .dir
+            .make_text_path(name, contents, &references)
+            .map_err(access_error)?;
+        Ok(self.dir.print(&path))
+    }
+}
+
+impl EvalStore for ComputingStore {
+    fn store_dir(&self) -> &str {
+        self.dir.as_str()
+    }
+
+    fn add_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+    ) -> Result<String, StoreAccessError> {
+        let path = self.text_path(name, contents, references)?;
+        self.texts
+            .borrow_mut()
+            .entry(path.clone())
+            .or_insert_with(|| Rc::from(contents));
+        if !references.is_empty() {
+            self.text_references
+                .borrow_mut()
+                .insert(path.clone(), references.clone());
+        }
+        Ok(path)
+    }
+
+    /// `.drv` texts are not kept: there can be many, and nothing reads them back.
+    fn add_derivation(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+        _outputs: &BTreeMap<String, String>,
+    ) -> Result<String, StoreAccessError> {
+        self.text_path(name, contents, references)
+    }
+
+    fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
+        self.texts.borrow().get(path).map(|text| text.to_vec())
+    }
+
+    fn references(&self, path: &str) -> Option<BTreeSet<String>> {
+        if !self.texts.borrow().contains_key(path) {
+            return None;
+        }
+        Some(
+            self.text_references
+                .borrow()
+                .get(path)
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+
+    fn add_path(
+        &self,
+        name: &str,
+        source: &Path,
+        method: IngestionMethod,
+        filter: Option<PathFilter<'_>>,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<String, AddPathError> {
+        let method_ca = content_address_method(method);
+        let expected = expected_path(&self.dir, name, method_ca, expected_sha256)?;
+        let path = with_source_cache(&self.sources, name, source, method, filter, |filter| {
+            let hash = match filter {
+                Some(filter) => {
+                    let mut adapted = nar_filter(filter);
+                    content_hash(source, method_ca, Some(&mut adapted))
+                }
+                None => content_hash(source, method_ca, None),
+            }
+            .map_err(content_hash_error)?;
+            let path = source_path(&self.dir, name, method_ca, &hash)?;
+            Ok(self.dir.print(&path))
+        })?;
+        match expected {
+            Some(expected) if self.dir.print(&expected) != path => Err(mismatch_error(source)),
+            _ => Ok(path),
+        }
+    }
+}

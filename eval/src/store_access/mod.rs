@@ -1,0 +1,164 @@
+//! The evaluator's only window on the store (docs/architecture.md, "Crates"): compute or add
+//! text files, sources and `.drv` files. `kiln eval` runs with an implementation that only
+//! computes paths; `kiln instantiate` with one that also writes them under the physical store
+//! root. Store paths cross this boundary as absolute logical path strings
+//! (`/nix/store/<hash>-<name>`).
+//!
+//! [`ComputingStore`] (in `computing`) is the implementation that writes nothing; the one
+//! that writes into the local store lives in `kiln-glue`. Both build on `source_ingestion`.
+pub mod computing;
+pub mod source_ingestion;
+
+pub use computing::ComputingStore;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// How a host path is ingested into the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IngestionMethod {
+    /// The file's bytes (`outputHashMode = "flat"`); only for regular files.
+    Flat,
+    /// The NAR serialisation of the file tree (path literals, `builtins.path` by default).
+    Recursive,
+}
+
+/// The kind of a directory entry, as `builtins.filterSource`'s filter sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Regular,
+    Directory,
+    Symlink,
+    Unknown,
+}
+
+impl EntryKind {
+    /// The string Nix passes to a filter function: "regular", "directory", "symlink", "unknown".
+    pub fn as_nix_str(self) -> &'static str {
+        match self {
+            EntryKind::Regular => "regular",
+            EntryKind::Directory => "directory",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// An error from the store side, already phrased for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreAccessError(pub String);
+
+/// Returned by a filter to stop the walk; the filter keeps the reason (an evaluation error
+/// inside a Nix filter function) itself and reports it once `add_path` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterAborted;
+
+/// A filter deciding, for each entry below the root being added, whether it is kept.
+pub type PathFilter<'a> = &'a mut dyn FnMut(&Path, EntryKind) -> Result<bool, FilterAborted>;
+
+/// Why `add_path` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AddPathError {
+    #[error(transparent)]
+    Store(#[from] StoreAccessError),
+    #[error("the path filter stopped the copy")]
+    FilterAborted,
+}
+
+/// What the evaluator needs from a store. Object safe: the evaluator holds an `Rc<dyn EvalStore>`.
+pub trait EvalStore {
+    /// The logical store directory hashed into paths, e.g. `/nix/store`.
+    fn store_dir(&self) -> &str;
+
+    /// A text file in the store (`builtins.toFile`, `.drv` files): computes its path from the
+    /// name, contents and references, writes it unless read-only, and returns the path.
+    fn add_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+    ) -> Result<String, StoreAccessError>;
+
+    /// A `.drv` file: like `add_text`, and a writing store also records `outputs` (output
+    /// name → output path) for the derivation.
+    fn add_derivation(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+        outputs: &BTreeMap<String, String>,
+    ) -> Result<String, StoreAccessError> {
+        let _ = outputs;
+        self.add_text(name, contents, references)
+    }
+
+    /// The contents of the store file at `path` (an absolute logical path) if this store holds
+    /// it — `.drv` files of earlier evaluations that an expression refers to. Stores that only
+    /// compute paths hold nothing.
+    fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
+        let _ = path;
+        None
+    }
+
+    /// The references of the store object `path` (an absolute logical store path) when this
+    /// store knows it: `readFile` of a store file has them as its context, as in Nix, so a
+    /// build that uses what it read also gets what that refers to.
+    fn references(&self, path: &str) -> Option<BTreeSet<String>> {
+        let _ = path;
+        None
+    }
+
+    /// Copies `source` into the store under `name` (path literals, `builtins.path`,
+    /// `filterSource`), keeping only entries the filter accepts; with `expected_sha256`
+    /// (raw 32 bytes) the content hash must match. Returns the store path. Implementations
+    /// cache unfiltered copies by source path, so a path literal used many times is hashed once.
+    fn add_path(
+        &self,
+        name: &str,
+        source: &Path,
+        method: IngestionMethod,
+        filter: Option<PathFilter<'_>>,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<String, AddPathError>;
+}
+
+/// What `builtins.fetchurl` and `builtins.fetchTarball` download.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchKind {
+    /// A file, added flat (`builtins.fetchurl`).
+    File,
+    /// A tarball, unpacked; its single top-level directory is added recursively
+    /// (`builtins.fetchTarball`).
+    Tarball,
+}
+
+/// One evaluation-time download.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchSpec<'a> {
+    pub kind: FetchKind,
+    pub url: &'a str,
+    /// The store path's name.
+    pub name: &'a str,
+    /// The pinned sha256 (raw 32 bytes): flat for a file, of the NAR for a tarball.
+    pub expected_sha256: Option<[u8; 32]>,
+}
+
+/// A download that is in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedPath {
+    /// The absolute logical store path.
+    pub path: String,
+    /// The sha256 of what was added (flat for a file, of the NAR for a tarball). When the
+    /// pinned path was valid already, this is the pinned hash and nothing was downloaded.
+    pub sha256: [u8; 32],
+}
+
+/// Downloads at evaluation time into a writable store (the evaluator knows no HTTP:
+/// docs/architecture.md, "Crates"; the command line injects an implementation through
+/// `EvalOptions::fetcher`).
+pub trait EvalFetcher {
+    /// Fetches `spec` and adds it to the store under the path its content hash gives. With
+    /// `expected_sha256` set and the pinned path already valid, nothing is downloaded. The
+    /// caller compares `sha256` with the pinned hash.
+    fn fetch(&self, spec: &FetchSpec<'_>) -> Result<FetchedPath, StoreAccessError>;
+}

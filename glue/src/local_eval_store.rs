@@ -1,0 +1,224 @@
+//! [`LocalEvalStore`]: an [`EvalStore`] that writes what evaluation creates — `toFile` texts,
+//! `.drv` files, copies of sources — into a [`LocalStore`] and registers them as valid.
+//! Copies of sources are registered at once; texts are written at once and registered in
+//! batches (see [`TextBatch`]): every [`TEXT_BATCH_SIZE`] texts, on [`LocalEvalStore::flush`],
+//! and when the store is dropped. Call `flush` before handing out the paths, to see errors.
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_eval::store_access::source_ingestion::{
+    access_error, content_address_method, content_hash_error, expected_path, mismatch_error,
+    nar_filter, parse_references, source_path, with_source_cache, SourceCache,
+};
+use kiln_eval::store_access::{
+    AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError,
+};
+use kiln_local_store::store_files::{commit_copy, stage_copy, StoreFilesError, TextBatch};
+use kiln_local_store::LocalStore;
+use kiln_store::content_address::content_hash;
+use kiln_store::nar::NarError;
+use kiln_store::store_path::{StoreDir, StorePath};
+
+/// Maps a store error, telling a stopped filter apart from real failures.
+fn add_path_error(error: StoreFilesError) -> AddPathError {
+    match error {
+        StoreFilesError::Nar(NarError::FilterFailed(_)) => AddPathError::FilterAborted,
+        other => AddPathError::Store(access_error(other)),
+    }
+}
+
+/// How many texts are registered per transaction.
+pub const TEXT_BATCH_SIZE: usize = 4096;
+
+/// Writes into a local store under its physical root.
+pub struct LocalEvalStore {
+    store: Arc<LocalStore>,
+    dir: StoreDir,
+    sources: SourceCache,
+    texts: RefCell<TextBatch>,
+}
+
+impl LocalEvalStore {
+    pub fn new(store: Arc<LocalStore>) -> LocalEvalStore {
+        let dir = store.store_dir().clone();
+        LocalEvalStore {
+            store,
+            dir,
+            sources: SourceCache::default(),
+            texts: RefCell::new(TextBatch::new()),
+        }
+    }
+
+    /// Where a path inside the logical store directory physically is (`None` for host paths).
+    fn physical_location(&self, source: &Path) -> Option<std::path::PathBuf> {
+        let (store_path, rest) = self.dir.parse_prefix(source.to_str()?).ok()?;
+        let object = self.store.physical_path(&store_path);
+        let rest = rest.trim_start_matches('/');
+        Some(if rest.is_empty() {
+            object
+        } else {
+            object.join(rest)
+        })
+    }
+
+    /// Registers the texts written since the last flush.
+    pub fn flush(&self) -> Result<(), StoreAccessError> {
+        self.texts
+            .borrow_mut()
+            .flush(&self.store)
+            .map_err(access_error)
+    }
+
+    /// The store written to.
+    pub fn local_store(&self) -> &Arc<LocalStore> {
+        &self.store
+    }
+
+    fn write_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+        derivation_outputs: BTreeMap<String, StorePath>,
+    ) -> Result<String, StoreAccessError> {
+        let references = parse_references(&self.dir, references)?;
+        let path = self
+            .dir
+            .make_text_path(name, contents, &references)
+            .map_err(access_error)?;
+        let mut texts = self.texts.borrow_mut();
+        texts
+            .add(
+                &self.store,
+                &path,
+                contents,
+                &references,
+                derivation_outputs,
+            )
+            .map_err(access_error)?;
+        if texts.len() >= TEXT_BATCH_SIZE {
+            texts.flush(&self.store).map_err(access_error)?;
+        }
+        Ok(self.dir.print(&path))
+    }
+}
+
+impl EvalStore for LocalEvalStore {
+    fn store_dir(&self) -> &str {
+        self.dir.as_str()
+    }
+
+    fn add_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+    ) -> Result<String, StoreAccessError> {
+        self.write_text(name, contents, references, BTreeMap::new())
+    }
+
+    fn add_derivation(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<String>,
+        outputs: &BTreeMap<String, String>,
+    ) -> Result<String, StoreAccessError> {
+        let outputs = outputs
+            .iter()
+            .map(|(output, path)| Ok((output.clone(), self.dir.parse(path).map_err(access_error)?)))
+            .collect::<Result<_, StoreAccessError>>()?;
+        self.write_text(name, contents, references, outputs)
+    }
+
+    fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
+        let store_path = self.dir.parse(path).ok()?;
+        let known =
+            self.texts.borrow().contains(&store_path) || self.store.is_valid(&store_path).ok()?;
+        if !known {
+            return None;
+        }
+        std::fs::read(self.store.physical_path(&store_path)).ok()
+    }
+
+    fn references(&self, path: &str) -> Option<BTreeSet<String>> {
+        let store_path = self.dir.parse(path).ok()?;
+        let references = match self.texts.borrow().references(&store_path) {
+            Some(pending) => pending.clone(),
+            None if self.store.is_valid(&store_path).ok()? => {
+                self.store.references(&store_path).ok()?
+            }
+            None => return None,
+        };
+        Some(references.iter().map(|r| self.dir.print(r)).collect())
+    }
+
+    fn add_path(
+        &self,
+        name: &str,
+        source: &Path,
+        method: IngestionMethod,
+        filter: Option<PathFilter<'_>>,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<String, AddPathError> {
+        // A source inside the logical store directory is read where it physically lives.
+        let physical_source = self.physical_location(source);
+        let source = physical_source.as_deref().unwrap_or(source);
+        let method_ca = content_address_method(method);
+        let expected = expected_path(&self.dir, name, method_ca, expected_sha256)?;
+        if let Some(expected) = &expected {
+            if self.store.is_valid(expected).map_err(access_error)? {
+                return Ok(self.dir.print(expected));
+            }
+        }
+        let path = with_source_cache(&self.sources, name, source, method, filter, |filter| {
+            let path = match filter {
+                Some(filter) => {
+                    let mut adapted = nar_filter(filter);
+                    let staged =
+                        stage_copy(&self.store, name, source, method_ca, Some(&mut adapted))
+                            .map_err(add_path_error)?;
+                    let path = source_path(&self.dir, name, method_ca, &staged.content_hash)?;
+                    commit_copy(&self.store, staged, &path, method_ca).map_err(add_path_error)?;
+                    path
+                }
+                None => {
+                    let hash = content_hash(source, method_ca, None).map_err(content_hash_error)?;
+                    let path = source_path(&self.dir, name, method_ca, &hash)?;
+                    if !self.store.is_valid(&path).map_err(access_error)? {
+                        let staged = stage_copy(&self.store, name, source, method_ca, None)
+                            .map_err(add_path_error)?;
+                        if staged.content_hash != hash {
+                            return Err(add_path_error(StoreFilesError::SourceChanged {
+                                path: source.to_owned(),
+                                expected: hash.to_sri(),
+                                actual: staged.content_hash.to_sri(),
+                            }));
+                        }
+                        commit_copy(&self.store, staged, &path, method_ca)
+                            .map_err(add_path_error)?;
+                    }
+                    path
+                }
+            };
+            Ok(self.dir.print(&path))
+        })?;
+        match expected {
+            Some(expected) if self.dir.print(&expected) != path => Err(mismatch_error(source)),
+            _ => Ok(path),
+        }
+    }
+}
+
+impl Drop for LocalEvalStore {
+    fn drop(&mut self) {
+        if let Err(error) = self.flush() {
+            eprintln!("error: cannot register the texts written by evaluation: {error}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

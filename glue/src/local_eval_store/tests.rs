@@ -1,0 +1,229 @@
+//! Paths of sources and texts checked against Nix 2.8 (`builtins.path`, `builtins.toFile` with
+//! `NIX_STORE_DIR=/nix/store`) for a tree made here; the writing store must agree with the
+//! computing one and leave valid, registered copies.
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kiln_eval::store_access::{ComputingStore, EntryKind, EvalStore, FilterAborted};
+use kiln_eval::{with_eval_stack, EvalOptions, Evaluator};
+use kiln_local_store::LocalStore;
+use kiln_store::hash::Hash;
+
+use super::*;
+
+/// The same tree as the store crate's NAR golden test.
+fn make_tree(root: &Path) {
+    fs::create_dir(root).unwrap();
+    fs::write(root.join("hello.txt"), "hello\n").unwrap();
+    fs::write(root.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir(root.join("sub")).unwrap();
+    fs::write(root.join("sub/B"), "").unwrap();
+    fs::write(root.join("sub/a"), vec![7u8; 100_000]).unwrap();
+    fs::create_dir(root.join("sub/empty")).unwrap();
+    symlink("../hello.txt", root.join("sub/link")).unwrap();
+}
+
+const TREE: &str = "/nix/store/4zki4lhm030dqclcha05y8qjagn71csf-tree";
+const FILE_FLAT: &str = "/nix/store/4c6wsvi6cnq8h7ibg70pv68bi43y92xs-f";
+const FILE_RECURSIVE: &str = "/nix/store/664yy119pds2n905bls61j77r67z57cw-f";
+const FILTERED_NO_SUB: &str = "/nix/store/25j26mgbi28w0q2ql1ij44w9la2q4q99-filtered";
+const FILTERED_REGULAR_ONLY: &str = "/nix/store/8lsqyidqzmv7w4msqcnnn8rapi1256gm-tree";
+
+fn check_store(store: &dyn EvalStore, temp: &Path) {
+    let tree = temp.join("tree");
+    let file = temp.join("f");
+    let recursive = IngestionMethod::Recursive;
+    assert_eq!(
+        store
+            .add_path("tree", &tree, recursive, None, None)
+            .unwrap(),
+        TREE
+    );
+    assert_eq!(
+        store
+            .add_path("f", &file, IngestionMethod::Flat, None, None)
+            .unwrap(),
+        FILE_FLAT
+    );
+    assert_eq!(
+        store.add_path("f", &file, recursive, None, None).unwrap(),
+        FILE_RECURSIVE
+    );
+    let mut no_sub = |path: &Path, _: EntryKind| Ok(!path.ends_with("sub"));
+    assert_eq!(
+        store
+            .add_path("filtered", &tree, recursive, Some(&mut no_sub), None)
+            .unwrap(),
+        FILTERED_NO_SUB
+    );
+    let mut regular_only =
+        |_: &Path, kind: EntryKind| Ok(kind != EntryKind::Symlink && kind != EntryKind::Directory);
+    assert_eq!(
+        store
+            .add_path("tree", &tree, recursive, Some(&mut regular_only), None)
+            .unwrap(),
+        FILTERED_REGULAR_ONLY
+    );
+    let mut stop = |_: &Path, _: EntryKind| Err(FilterAborted);
+    assert!(matches!(
+        store.add_path("tree", &tree, recursive, Some(&mut stop), None),
+        Err(AddPathError::FilterAborted)
+    ));
+    // The flat hash of `f` as expected hash, then a hash that does not match.
+    let flat_hash = Hash::sha256(b"hello");
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(flat_hash.as_bytes());
+    assert_eq!(
+        store
+            .add_path("f", &file, IngestionMethod::Flat, None, Some(digest))
+            .unwrap(),
+        FILE_FLAT
+    );
+    assert!(store
+        .add_path("f", &file, IngestionMethod::Flat, None, Some([1u8; 32]))
+        .is_err());
+    // builtins.toFile "foo" "hello"
+    assert_eq!(
+        store.add_text("foo", b"hello", &BTreeSet::new()).unwrap(),
+        "/nix/store/310sbjjj0kkf5zpszk81r054z76hsrww-foo"
+    );
+    assert!(store.add_text("a b", b"x", &BTreeSet::new()).is_err());
+}
+
+fn setup() -> tempfile::TempDir {
+    let temp = tempfile::tempdir().unwrap();
+    make_tree(&temp.path().join("tree"));
+    fs::write(temp.path().join("f"), "hello").unwrap();
+    temp
+}
+
+#[test]
+fn computing_store_matches_nix() {
+    let temp = setup();
+    let store = ComputingStore::new(StoreDir::new("/nix/store"));
+    assert_eq!(store.store_dir(), "/nix/store");
+    check_store(&store, temp.path());
+}
+
+#[test]
+fn local_store_matches_nix_and_writes() {
+    let temp = setup();
+    let local =
+        Arc::new(LocalStore::open(temp.path().join("root"), StoreDir::new("/nix/store")).unwrap());
+    let store = LocalEvalStore::new(local.clone());
+    check_store(&store, temp.path());
+    store.flush().unwrap();
+    for written in [
+        TREE,
+        FILE_FLAT,
+        FILE_RECURSIVE,
+        FILTERED_NO_SUB,
+        FILTERED_REGULAR_ONLY,
+    ] {
+        let path = local.store_dir().parse(written).unwrap();
+        assert!(local.is_valid(&path).unwrap(), "{written}");
+        assert!(local.physical_path(&path).exists(), "{written}");
+    }
+    let tree = local.store_dir().parse(TREE).unwrap();
+    let copied = local.physical_path(&tree);
+    assert_eq!(
+        fs::read_link(copied.join("sub/link")).unwrap(),
+        Path::new("../hello.txt")
+    );
+    assert_eq!(
+        kiln_store::nar::hash_path(&copied).unwrap(),
+        kiln_store::nar::hash_path(&temp.path().join("tree")).unwrap()
+    );
+}
+
+#[test]
+fn local_store_records_derivation_outputs() {
+    let temp = setup();
+    let local =
+        Arc::new(LocalStore::open(temp.path().join("root"), StoreDir::new("/nix/store")).unwrap());
+    let store = LocalEvalStore::new(local.clone());
+    let out = "/nix/store/mi5jw73wj50rdlzdiy7176r98bb4745m-base".to_owned();
+    let outputs = std::collections::BTreeMap::from([("out".to_owned(), out.clone())]);
+    let drv = store
+        .add_derivation("base.drv", b"Derive([])", &BTreeSet::new(), &outputs)
+        .unwrap();
+    let drv = local.store_dir().parse(&drv).unwrap();
+    assert!(
+        !local.is_valid(&drv).unwrap(),
+        "texts are registered in batches"
+    );
+    store.flush().unwrap();
+    assert!(local.is_valid(&drv).unwrap());
+    let recorded = local.derivation_outputs(&drv).unwrap();
+    assert_eq!(
+        recorded.get("out").map(|p| local.store_dir().print(p)),
+        Some(out)
+    );
+}
+
+#[test]
+fn local_store_reads_store_paths_physically() {
+    let temp = setup();
+    let local =
+        Arc::new(LocalStore::open(temp.path().join("root"), StoreDir::new("/kiln/store")).unwrap());
+    let store = LocalEvalStore::new(local.clone());
+    let text = store.add_text("f", b"hello", &BTreeSet::new()).unwrap();
+    store.flush().unwrap();
+    let copied = store
+        .add_path("f", Path::new(&text), IngestionMethod::Flat, None, None)
+        .unwrap();
+    let direct = ComputingStore::new(StoreDir::new("/kiln/store"))
+        .add_path(
+            "f",
+            &temp.path().join("f"),
+            IngestionMethod::Flat,
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(copied, direct);
+}
+
+#[test]
+fn inputs_from_earlier_evaluations_are_read_from_the_store() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().to_owned();
+    let open = |root: &Path| {
+        let local = LocalStore::open(root, StoreDir::new("/nix/store")).unwrap();
+        Rc::new(LocalEvalStore::new(Arc::new(local)))
+    };
+    let first_root = root.clone();
+    let base_drv = with_eval_stack(move || {
+        let base = r#"derivation { name = "base"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ (builtins.toFile "a" "b") ]; }"#;
+        let first = open(&first_root);
+        let ev = Evaluator::new(EvalOptions::new(first.clone()));
+        let value = ev
+            .eval_string(&format!("({base}).drvPath"), Path::new("/"))
+            .unwrap();
+        let base_drv = ev.to_json(&value).unwrap();
+        first.flush().unwrap();
+        base_drv
+    });
+    // A fresh evaluation (on a fresh thread, so with nothing known from the first) refers
+    // to the .drv only through its path and context.
+    let result = with_eval_stack(move || {
+        let ev = Evaluator::new(EvalOptions::new(open(&root)));
+        let source = format!(
+            r#"let drv = builtins.appendContext {base_drv} {{ {base_drv} = {{ allOutputs = true; outputs = [ "out" ]; }}; }}; in (derivation {{ name = "whole"; system = "x86_64-linux"; builder = "/bin/sh"; d = drv; }}).drvPath"#
+        );
+        let value = ev
+            .eval_string(&source, Path::new("/"))
+            .map_err(|e| e.message().to_owned())?;
+        ev.to_json(&value).map_err(|e| e.message().to_owned())
+    });
+    // Same as the "whole derivation context" case: `=drv` pulls in the closure, the
+    // output context adds `out`.
+    assert_eq!(
+        result.unwrap(),
+        r#""/nix/store/gm4glf2r9b1x7k6dgljh0rh1fhjfx3yj-whole.drv""#
+    );
+}

@@ -1,0 +1,168 @@
+//! Syntax errors as Nix 2.8 words them: rnix's parse errors turned into Bison-style messages
+//! (`syntax error, unexpected ID, expecting ';'`) with the token names Nix's grammar uses, and
+//! the check that source text is UTF-8.
+use super::*;
+
+/// Nix refuses source that is not valid UTF-8; returns the text or the error at the first bad byte.
+pub fn check_utf8(bytes: &[u8], file: FileId) -> Result<&str, SyntaxError> {
+    std::str::from_utf8(bytes).map_err(|error| {
+        let at = error.valid_up_to() as u32;
+        SyntaxError {
+            message: "invalid UTF-8 in source".into(),
+            span: Span::new(file, at, at + 1),
+            suggestion: None,
+        }
+    })
+}
+
+pub(super) fn token_name(kind: SyntaxKind) -> String {
+    use SyntaxKind::*;
+    match kind {
+        TOKEN_IDENT => "ID".into(),
+        TOKEN_INTEGER => "INT".into(),
+        TOKEN_FLOAT => "FLOAT".into(),
+        TOKEN_OR => "OR_KW".into(),
+        TOKEN_INTERPOL_START => "DOLLAR_CURLY".into(),
+        TOKEN_STRING_START => "'\"'".into(),
+        TOKEN_L_PAREN => "'('".into(),
+        TOKEN_R_PAREN => "')'".into(),
+        TOKEN_L_BRACE => "'{'".into(),
+        TOKEN_R_BRACE => "'}'".into(),
+        TOKEN_L_BRACK => "'['".into(),
+        TOKEN_R_BRACK => "']'".into(),
+        TOKEN_SEMICOLON => "';'".into(),
+        TOKEN_COLON => "':'".into(),
+        TOKEN_ASSIGN => "'='".into(),
+        TOKEN_COMMA => "','".into(),
+        TOKEN_IN => "IN".into(),
+        TOKEN_THEN => "THEN".into(),
+        TOKEN_ELSE => "ELSE".into(),
+        other => format!("{other:?}")
+            .trim_start_matches("TOKEN_")
+            .trim_start_matches("NODE_")
+            .to_string(),
+    }
+}
+
+/// The name Nix's Bison grammar gives the token `text` starts with (`EQ` for `==`, `'<'`
+/// for `<`, …).
+pub(super) fn bison_token(text: &str) -> String {
+    const NAMED: &[(&str, &str)] = &[
+        ("==", "EQ"),
+        ("!=", "NEQ"),
+        ("<=", "LEQ"),
+        (">=", "GEQ"),
+        ("&&", "AND"),
+        ("||", "OR"),
+        ("->", "IMPL"),
+        ("//", "UPDATE"),
+        ("++", "CONCAT"),
+    ];
+    for (op, name) in NAMED {
+        if text.starts_with(op) {
+            return (*name).to_string();
+        }
+    }
+    match text.chars().next() {
+        Some(c) => format!("'{c}'"),
+        None => "end of file".to_string(),
+    }
+}
+
+pub(super) fn syntax_error(error: &rnix::ParseError, source: &str, file: FileId) -> SyntaxError {
+    use rnix::ParseError as E;
+    let range_span =
+        |range: &TextRange| Span::new(file, u32::from(range.start()), u32::from(range.end()));
+    let eof = Span::new(file, source.len() as u32, source.len() as u32);
+    let expecting = |kinds: &[SyntaxKind]| {
+        let names: Vec<String> = kinds.iter().map(|k| token_name(*k)).collect();
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(", expecting {}", names.join(" or "))
+        }
+    };
+    let (message, span) = match error {
+        E::UnexpectedExtra(range) => {
+            let text = source[usize::from(range.start())..usize::from(range.end())].trim_start();
+            let token = bison_token(text);
+            // A second comparison in a row (`a < b < c`) is where Nix's grammar has no
+            // continuation at all, so Bison lists no expected tokens.
+            let non_associative = ["<", ">", "<=", ">=", "==", "!="]
+                .iter()
+                .any(|op| text.starts_with(op));
+            let message = if non_associative {
+                format!("syntax error, unexpected {token}")
+            } else {
+                format!("syntax error, unexpected {token}, expecting end of file")
+            };
+            (message, range_span(range))
+        }
+        E::UnexpectedWanted(_, range, wanted)
+            if wanted.contains(&SyntaxKind::TOKEN_STRING_END)
+                && usize::from(range.end()) >= source.trim_end().len() =>
+        {
+            (
+                "syntax error, unexpected end of file, expecting '\"'".to_string(),
+                eof,
+            )
+        }
+        E::UnexpectedWanted(got, range, wanted) if wanted.contains(&SyntaxKind::TOKEN_IDENT) => {
+            let got_text = source[usize::from(range.start())..usize::from(range.end())]
+                .trim()
+                .chars()
+                .next()
+                .map(String::from)
+                .unwrap_or_default();
+            let got = match got {
+                SyntaxKind::TOKEN_ASSIGN
+                | SyntaxKind::TOKEN_SEMICOLON
+                | SyntaxKind::TOKEN_R_BRACE
+                | SyntaxKind::TOKEN_R_PAREN
+                | SyntaxKind::TOKEN_DOT => format!("'{got_text}'"),
+                other => token_name(*other),
+            };
+            (
+                format!(
+                    "syntax error, unexpected {got}, expecting ID or OR_KW or DOLLAR_CURLY or '\"'"
+                ),
+                range_span(range),
+            )
+        }
+        E::Unexpected(range) => {
+            let text = &source[usize::from(range.start())..usize::from(range.end())];
+            (
+                format!("syntax error, unexpected '{}'", text.trim()),
+                range_span(range),
+            )
+        }
+        E::UnexpectedWanted(got, range, wanted) => (
+            format!(
+                "syntax error, unexpected {}{}",
+                token_name(*got),
+                expecting(wanted)
+            ),
+            range_span(range),
+        ),
+        E::UnexpectedDoubleBind(range) => (
+            "syntax error, unexpected '@'".to_string(),
+            range_span(range),
+        ),
+        E::UnexpectedEOF => ("syntax error, unexpected end of file".to_string(), eof),
+        E::UnexpectedEOFWanted(wanted) => (
+            format!("syntax error, unexpected end of file{}", expecting(wanted)),
+            eof,
+        ),
+        E::DuplicatedArgs(range, name) => (
+            format!("duplicate formal function argument '{name}'"),
+            range_span(range),
+        ),
+        E::RecursionLimitExceeded => ("expression nested too deeply".to_string(), eof),
+        other => (format!("syntax error: {other}"), eof),
+    };
+    SyntaxError {
+        message,
+        span,
+        suggestion: None,
+    }
+}

@@ -1,0 +1,467 @@
+//! The store database (`var/kiln/db.sqlite`): the schema, its version, and every query on it.
+//!
+//! The schema follows Nix's: `ValidPaths` (one row per valid path: NAR hash as
+//! `sha256:<base16>`, registration time, deriver, NAR size, content address), `Refs` (the
+//! reference graph between valid paths; a referenced path cannot be deleted while a referrer
+//! exists) and `DerivationOutputs` (the outputs of each valid `.drv`). The schema version is kept
+//! in SQLite's `user_version`. Connections use WAL so that readers never block the writer, a busy
+//! timeout so that concurrent kiln processes wait for each other instead of failing, and
+//! `BEGIN IMMEDIATE` for every write so that two writers never deadlock on a lock upgrade.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::error::{LocalStoreError, Result};
+use super::path_info::ValidPathInfo;
+use kiln_store::hash::{Hash, HashEncoding};
+use kiln_store::store_path::{StoreDir, StorePath};
+
+/// The schema version this code writes and understands.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS ValidPaths (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    path             TEXT UNIQUE NOT NULL,
+    hash             TEXT NOT NULL,
+    registrationTime INTEGER NOT NULL,
+    deriver          TEXT,
+    narSize          INTEGER,
+    ca               TEXT
+);
+CREATE TABLE IF NOT EXISTS Refs (
+    referrer  INTEGER NOT NULL,
+    reference INTEGER NOT NULL,
+    PRIMARY KEY (referrer, reference),
+    FOREIGN KEY (referrer) REFERENCES ValidPaths(id) ON DELETE CASCADE,
+    FOREIGN KEY (reference) REFERENCES ValidPaths(id) ON DELETE RESTRICT
+);
+CREATE INDEX IF NOT EXISTS IndexReferrer ON Refs(referrer);
+CREATE INDEX IF NOT EXISTS IndexReference ON Refs(reference);
+-- A self-reference must not stop its own path from being deleted.
+CREATE TRIGGER IF NOT EXISTS DeleteSelfRefs BEFORE DELETE ON ValidPaths
+BEGIN
+    DELETE FROM Refs WHERE referrer = old.id AND reference = old.id;
+END;
+CREATE TABLE IF NOT EXISTS DerivationOutputs (
+    drv  INTEGER NOT NULL,
+    id   TEXT NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (drv, id),
+    FOREIGN KEY (drv) REFERENCES ValidPaths(id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS IndexDerivationOutputs ON DerivationOutputs(path);
+";
+
+/// One open connection to the store database.
+pub(crate) struct StoreDb {
+    conn: Connection,
+    file: PathBuf,
+    store_dir: StoreDir,
+}
+
+impl StoreDb {
+    /// Opens (creating if needed) the database at `file` and brings its schema up to date.
+    pub(crate) fn open(file: &Path, store_dir: StoreDir) -> Result<Self> {
+        let conn = Connection::open(file).map_err(|source| LocalStoreError::Database {
+            db: file.to_path_buf(),
+            source,
+        })?;
+        let mut db = StoreDb {
+            conn,
+            file: file.to_path_buf(),
+            store_dir,
+        };
+        db.configure().map_err(|e| db.wrap(e))?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn wrap(&self, source: rusqlite::Error) -> LocalStoreError {
+        LocalStoreError::Database {
+            db: self.file.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, detail: String) -> LocalStoreError {
+        LocalStoreError::Corrupt {
+            db: self.file.clone(),
+            detail,
+        }
+    }
+
+    /// Parses a path read from the database.
+    fn parse_path(&self, text: &str) -> Result<StorePath> {
+        self.store_dir
+            .parse(text)
+            .map_err(|e| self.corrupt(format!("row path: {e}")))
+    }
+
+    fn parse_paths<C: FromIterator<StorePath>>(&self, texts: Vec<String>) -> Result<C> {
+        texts.iter().map(|text| self.parse_path(text)).collect()
+    }
+
+    /// Runs `sql` with one parameter and returns the first column of every row.
+    fn strings(&self, sql: &str, param: impl rusqlite::ToSql) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([param], |row| row.get::<_, String>(0))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        self.conn.pragma_update(None, "foreign_keys", true)?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            self.conn
+                .pragma_update_and_check(None, "journal_mode", "wal", |row| {
+                    row.get::<_, String>(0)
+                })?;
+        }
+        // With WAL, NORMAL keeps the database consistent across crashes; a commit lost to a
+        // power failure only makes its paths invalid again, and invalid paths are rebuilt.
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let file = self.file.clone();
+        self.write_transaction(|tx, wrap| {
+            let version: i64 = tx
+                .query_row("PRAGMA user_version", [], |row| row.get(0))
+                .map_err(wrap)?;
+            if version > SCHEMA_VERSION {
+                return Err(LocalStoreError::SchemaTooNew {
+                    db: file,
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            if version < SCHEMA_VERSION {
+                tx.execute_batch(SCHEMA_V1).map_err(wrap)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(wrap)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `body` in one immediate (write-locking) transaction, committed when `body`
+    /// succeeds and rolled back when it fails; `body` gets the transaction and the function
+    /// that names this database in SQLite errors.
+    fn write_transaction<T>(
+        &mut self,
+        body: impl FnOnce(
+            &rusqlite::Transaction<'_>,
+            &dyn Fn(rusqlite::Error) -> LocalStoreError,
+        ) -> Result<T>,
+    ) -> Result<T> {
+        let file = self.file.clone();
+        let wrap = move |source| LocalStoreError::Database {
+            db: file.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&wrap)?;
+        let value = body(&tx, &wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(value)
+    }
+
+    /// The schema version recorded in the database.
+    pub(crate) fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn path_id(&self, path: &StorePath) -> Result<Option<i64>> {
+        let text = self.store_dir.print(path);
+        self.conn
+            .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
+            .and_then(|mut stmt| stmt.query_row([text], |row| row.get(0)).optional())
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn require_id(&self, path: &StorePath) -> Result<i64> {
+        self.path_id(path)?
+            .ok_or_else(|| LocalStoreError::InvalidPath(self.store_dir.print(path)))
+    }
+
+    pub(crate) fn is_valid(&self, path: &StorePath) -> Result<bool> {
+        Ok(self.path_id(path)?.is_some())
+    }
+
+    /// Every valid path.
+    pub(crate) fn valid_paths(&self) -> Result<BTreeSet<StorePath>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path FROM ValidPaths")
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|e| self.wrap(e))?;
+        let texts = rows
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.wrap(e))?;
+        self.parse_paths(texts)
+    }
+
+    pub(crate) fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>> {
+        type Row = (
+            i64,
+            String,
+            i64,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
+        let text = self.store_dir.print(path);
+        let row: Option<Row> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, hash, registrationTime, deriver, narSize, ca \
+                 FROM ValidPaths WHERE path = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([&text], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| self.wrap(e))?;
+        let Some((id, hash, registration_time, deriver, nar_size, ca)) = row else {
+            return Ok(None);
+        };
+        let nar_hash = Hash::parse_prefixed(&hash)
+            .map_err(|e| self.corrupt(format!("`{text}` has the NAR hash `{hash}`: {e}")))?;
+        let nar_size = u64::try_from(nar_size.unwrap_or(0))
+            .map_err(|_| self.corrupt(format!("`{text}` has a negative NAR size")))?;
+        let deriver = deriver.map(|d| self.parse_path(&d)).transpose()?;
+        Ok(Some(ValidPathInfo {
+            path: path.clone(),
+            nar_hash,
+            nar_size,
+            references: self.references_of_id(id)?,
+            deriver,
+            registration_time: Some(registration_time),
+            ca,
+            derivation_outputs: self.outputs_of_id(id)?,
+        }))
+    }
+
+    fn references_of_id(&self, id: i64) -> Result<BTreeSet<StorePath>> {
+        let texts = self.strings(
+            "SELECT v.path FROM Refs r JOIN ValidPaths v ON r.reference = v.id \
+             WHERE r.referrer = ?1",
+            id,
+        )?;
+        self.parse_paths(texts)
+    }
+
+    fn outputs_of_id(&self, id: i64) -> Result<BTreeMap<String, StorePath>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, path FROM DerivationOutputs WHERE drv = ?1")
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([id], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.wrap(e))?;
+        let pairs = rows
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.wrap(e))?;
+        pairs
+            .into_iter()
+            .map(|(name, path)| Ok((name, self.parse_path(&path)?)))
+            .collect()
+    }
+
+    pub(crate) fn references(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
+        let id = self.require_id(path)?;
+        self.references_of_id(id)
+    }
+
+    pub(crate) fn referrers(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
+        let id = self.require_id(path)?;
+        let texts = self.strings(
+            "SELECT v.path FROM Refs r JOIN ValidPaths v ON r.referrer = v.id \
+             WHERE r.reference = ?1",
+            id,
+        )?;
+        self.parse_paths(texts)
+    }
+
+    pub(crate) fn derivation_outputs(
+        &self,
+        drv: &StorePath,
+    ) -> Result<BTreeMap<String, StorePath>> {
+        let id = self.require_id(drv)?;
+        self.outputs_of_id(id)
+    }
+
+    pub(crate) fn valid_derivers(&self, output: &StorePath) -> Result<BTreeSet<StorePath>> {
+        let texts = self.strings(
+            "SELECT v.path FROM DerivationOutputs d JOIN ValidPaths v ON d.drv = v.id \
+             WHERE d.path = ?1",
+            self.store_dir.print(output),
+        )?;
+        self.parse_paths(texts)
+    }
+
+    /// Registers every path of `infos` in one transaction: either all become valid or none.
+    pub(crate) fn register_valid_paths(&mut self, infos: &[ValidPathInfo]) -> Result<()> {
+        let store_dir = self.store_dir.clone();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        self.write_transaction(|tx, wrap| {
+            let mut ids = BTreeMap::new();
+            for info in infos {
+                let path = store_dir.print(&info.path);
+                let deriver = info.deriver.as_ref().map(|d| store_dir.print(d));
+                let hash = info.nar_hash.encode(HashEncoding::Base16, true);
+                let nar_size = i64::try_from(info.nar_size).unwrap_or(i64::MAX);
+                let time = info.registration_time.unwrap_or(now);
+                let existing: Option<i64> = tx
+                    .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
+                    .and_then(|mut s| s.query_row([&path], |r| r.get(0)).optional())
+                    .map_err(wrap)?;
+                let id = match existing {
+                    Some(id) => {
+                        tx.prepare_cached(
+                            "UPDATE ValidPaths SET hash = ?2, narSize = ?3, ca = ?4, \
+                             deriver = coalesce(?5, deriver) WHERE id = ?1",
+                        )
+                        .and_then(|mut s| s.execute(params![id, hash, nar_size, info.ca, deriver]))
+                        .map_err(wrap)?;
+                        tx.prepare_cached("DELETE FROM Refs WHERE referrer = ?1")
+                            .and_then(|mut s| s.execute([id]))
+                            .map_err(wrap)?;
+                        id
+                    }
+                    None => {
+                        tx.prepare_cached(
+                            "INSERT INTO ValidPaths \
+                             (path, hash, registrationTime, deriver, narSize, ca) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![path, hash, time, deriver, nar_size, info.ca])
+                        })
+                        .map_err(wrap)?;
+                        tx.last_insert_rowid()
+                    }
+                };
+                for (output_name, output_path) in &info.derivation_outputs {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO DerivationOutputs (drv, id, path) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![id, output_name, store_dir.print(output_path)]))
+                    .map_err(wrap)?;
+                }
+                ids.insert(&info.path, id);
+            }
+            for info in infos {
+                // Every path of the batch was given an id in the loop above.
+                let referrer = ids[&info.path];
+                for reference in &info.references {
+                    let reference_id = match ids.get(reference) {
+                        Some(id) => *id,
+                        None => tx
+                            .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
+                            .and_then(|mut s| {
+                                s.query_row([store_dir.print(reference)], |r| r.get(0))
+                                    .optional()
+                            })
+                            .map_err(wrap)?
+                            .ok_or_else(|| LocalStoreError::InvalidReference {
+                                path: store_dir.print(&info.path),
+                                reference: store_dir.print(reference),
+                            })?,
+                    };
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO Refs (referrer, reference) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute([referrer, reference_id]))
+                    .map_err(wrap)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes `paths` invalid in one transaction. Fails, changing nothing, if a path outside the
+    /// set still refers to one of them. Paths that are already invalid are skipped.
+    pub(crate) fn invalidate(&mut self, paths: &[StorePath]) -> Result<()> {
+        let store_dir = self.store_dir.clone();
+        self.write_transaction(|tx, wrap| {
+            let mut ids = BTreeMap::new();
+            for path in paths {
+                let text = store_dir.print(path);
+                let id: Option<i64> = tx
+                    .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
+                    .and_then(|mut s| s.query_row([&text], |r| r.get(0)).optional())
+                    .map_err(wrap)?;
+                if let Some(id) = id {
+                    ids.insert(id, text);
+                }
+            }
+            for (&id, path) in &ids {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT r.referrer, v.path FROM Refs r \
+                         JOIN ValidPaths v ON r.referrer = v.id WHERE r.reference = ?1",
+                    )
+                    .map_err(wrap)?;
+                let referrers = stmt
+                    .query_map([id], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .map_err(wrap)?;
+                for referrer in referrers {
+                    let (referrer_id, referrer_path) = referrer.map_err(wrap)?;
+                    if !ids.contains_key(&referrer_id) {
+                        return Err(LocalStoreError::PathInUse {
+                            path: path.clone(),
+                            referrer: referrer_path,
+                        });
+                    }
+                }
+            }
+            for &id in ids.keys() {
+                tx.prepare_cached("DELETE FROM Refs WHERE referrer = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(wrap)?;
+            }
+            for &id in ids.keys() {
+                tx.prepare_cached("DELETE FROM ValidPaths WHERE id = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(wrap)?;
+            }
+            Ok(())
+        })
+    }
+}
