@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::drvgen::{write_fixtures, Gen, Program};
-use common::{diff, oracle_available, worker_count, OracleHome};
+use common::{diff, env_number, on_workers, oracle_available, worker_count, OracleHome};
 use kiln_store::derivation::Derivation;
 use kiln_store::nar;
 use kiln_store::store_path::{StoreDir, StorePath};
@@ -231,13 +231,6 @@ fn first_line(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn generated_derivation_programs_agree_with_nix() {
     if !oracle_available("generated_derivation_programs_agree_with_nix") {
@@ -246,36 +239,26 @@ fn generated_derivation_programs_agree_with_nix() {
     let count = env_number("KILN_DIFF_PROGRAMS", 300);
     let seed = env_number("KILN_DIFF_SEED", 1);
     let workers = worker_count() as u64;
-    let results: Vec<(Vec<String>, u64, u64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|worker_index| {
-                scope.spawn(move || {
-                    let worker = Worker::new();
-                    let mut reports = Vec::new();
-                    let mut index = worker_index;
-                    while index < count {
-                        let program = Gen::new(seed.wrapping_mul(1_000_003) ^ index).program();
-                        if let Some(divergence) = worker.divergence(&program) {
-                            let (minimal, divergence) = worker.shrink(program, divergence);
-                            reports.push(format!(
-                                "program #{index} (seed {seed}), shrunk:\n{}{divergence}\n",
-                                minimal.render()
-                            ));
-                        }
-                        index += workers;
-                    }
-                    (
-                        reports,
-                        worker.both_succeeded.get(),
-                        worker.both_failed.get(),
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| handle.join().expect("a worker panicked"))
-            .collect()
+    let results: Vec<(Vec<String>, u64, u64)> = on_workers(workers, |worker_index| {
+        let worker = Worker::new();
+        let mut reports = Vec::new();
+        let mut index = worker_index;
+        while index < count {
+            let program = Gen::new(seed.wrapping_mul(1_000_003) ^ index).program();
+            if let Some(divergence) = worker.divergence(&program) {
+                let (minimal, divergence) = worker.shrink(program, divergence);
+                reports.push(format!(
+                    "program #{index} (seed {seed}), shrunk:\n{}{divergence}\n",
+                    minimal.render()
+                ));
+            }
+            index += workers;
+        }
+        (
+            reports,
+            worker.both_succeeded.get(),
+            worker.both_failed.get(),
+        )
     });
     let succeeded: u64 = results.iter().map(|r| r.1).sum();
     let failed: u64 = results.iter().map(|r| r.2).sum();

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::exprgen::{ExprGen, Node, Ty};
-use common::{oracle_available, worker_count, OracleHome};
+use common::{env_number, on_workers, oracle_available, worker_count, OracleHome};
 
 struct Worker {
     home: OracleHome,
@@ -121,13 +121,6 @@ fn error_line(output: &Output) -> String {
         .to_owned()
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn generated_expressions_agree_with_nix() {
     if !oracle_available("generated_expressions_agree_with_nix") {
@@ -136,38 +129,27 @@ fn generated_expressions_agree_with_nix() {
     let count = env_number("KILN_EXPR_PROGRAMS", 1000);
     let seed = env_number("KILN_EXPR_SEED", 1);
     let workers = worker_count() as u64;
-    let results: Vec<(Vec<String>, u64, u64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|worker_index| {
-                scope.spawn(move || {
-                    let worker = Worker::new();
-                    let (mut reports, mut newer, mut bytes) = (Vec::new(), 0, 0);
-                    let mut index = worker_index;
-                    while index < count {
-                        let expr = ExprGen::new(seed.wrapping_mul(1_000_003) ^ index)
-                            .expr(Ty::Any, 4);
-                        match worker.verdict(&expr) {
-                            Verdict::Agree => {}
-                            Verdict::NewerNix => newer += 1,
-                            Verdict::ByteStrings => bytes += 1,
-                            Verdict::Diverge(divergence) => {
-                                let (minimal, divergence) = worker.shrink(expr, divergence);
-                                reports.push(format!(
-                                    "expression #{index} (seed {seed}), shrunk:\n  {}\n{divergence}\n",
-                                    minimal.render()
-                                ));
-                            }
-                        }
-                        index += workers;
-                    }
-                    (reports, newer, bytes)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| handle.join().expect("a worker panicked"))
-            .collect()
+    let results: Vec<(Vec<String>, u64, u64)> = on_workers(workers, |worker_index| {
+        let worker = Worker::new();
+        let (mut reports, mut newer, mut bytes) = (Vec::new(), 0, 0);
+        let mut index = worker_index;
+        while index < count {
+            let expr = ExprGen::new(seed.wrapping_mul(1_000_003) ^ index).expr(Ty::Any, 4);
+            match worker.verdict(&expr) {
+                Verdict::Agree => {}
+                Verdict::NewerNix => newer += 1,
+                Verdict::ByteStrings => bytes += 1,
+                Verdict::Diverge(divergence) => {
+                    let (minimal, divergence) = worker.shrink(expr, divergence);
+                    reports.push(format!(
+                        "expression #{index} (seed {seed}), shrunk:\n  {}\n{divergence}\n",
+                        minimal.render()
+                    ));
+                }
+            }
+            index += workers;
+        }
+        (reports, newer, bytes)
     });
     let newer: u64 = results.iter().map(|r| r.1).sum();
     let bytes: u64 = results.iter().map(|r| r.2).sum();

@@ -367,3 +367,27 @@ pub fn error_message(line: &str) -> &str {
         .strip_prefix("error: ")
         .unwrap_or(line)
 }
+
+/// Runs `work(index)` on `workers` threads at once (index 0 to workers-1) and returns what each
+/// returned, in order: the generated-program tests give each worker its own oracle home and
+/// stores, and every `workers`-th program.
+pub fn on_workers<R: Send>(workers: u64, work: impl Fn(u64) -> R + Sync) -> Vec<R> {
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|index| scope.spawn(move || work(index)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a worker panicked"))
+            .collect()
+    })
+}
+
+/// A number from the environment variable `name`, or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
