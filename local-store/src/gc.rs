@@ -4,8 +4,9 @@
 //! processes, and every output whose lock a running build holds. The live set is their closure
 //! over references; with `keep_derivations` (Nix's default) a live path also keeps its valid
 //! deriver, and with `keep_outputs` (off by default, as in Nix) a live derivation keeps its
-//! valid outputs. Everything else is dead: valid paths outside the live set, and anything in the
-//! physical store directory that the database does not list (leftovers of crashed builds).
+//! valid outputs. Everything else is dead: valid paths outside the live set, anything in the
+//! physical store directory that the database does not list (leftovers of crashed builds), and
+//! the temporaries a killed kiln left there (see [`abandoned_temporary`]).
 //!
 //! The collector holds the GC lock exclusively for the whole run, so no root can be added
 //! meanwhile. Each dead path is deleted under its output lock, taken without waiting: a path a
@@ -51,6 +52,8 @@ impl Default for GcOptions {
 pub struct GcReport {
     /// The store paths deleted, in deletion order.
     pub deleted: Vec<StorePath>,
+    /// Abandoned temporaries deleted from the physical store directory (their file names).
+    pub temporaries: Vec<String>,
     /// Bytes freed (apparent size of the files whose last link was removed).
     pub bytes_freed: u64,
 }
@@ -175,6 +178,8 @@ impl LocalStore {
             self.delete_locked(&lock, options.dry_run, &mut report)?;
         }
 
+        self.delete_abandoned_temporaries(options.dry_run, &mut report)?;
+
         let (order, referrers) = self.referrers_first(&dead)?;
         let mut kept = BTreeSet::new();
         for path in order {
@@ -225,6 +230,44 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Deletes what killed kiln processes left in the physical store directory (see
+    /// [`abandoned_temporary`]); a staging directory is deleted under its output's lock.
+    fn delete_abandoned_temporaries(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
+        let dir = self.physical_store_dir();
+        let entries = fs::read_dir(&dir)
+            .map_err(|e| LocalStoreError::io("cannot read store directory", &dir, e))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| LocalStoreError::io("cannot read store directory", &dir, e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let _lock = match abandoned_temporary(&name) {
+                Some(Abandoned::ProcessGone) => None,
+                Some(Abandoned::IfOutputUnlocked(base)) => {
+                    let Ok(path) = StorePath::from_base_name(base) else {
+                        continue;
+                    };
+                    match OutputLock::try_acquire(self, &path)? {
+                        Some(lock) => Some(lock),
+                        None => continue,
+                    }
+                }
+                None => continue,
+            };
+            let location = entry.path();
+            let bytes = if dry_run {
+                fs_tree::tree_size(&location)
+            } else {
+                fs_tree::delete_tree(&location)
+            }
+            .map_err(|e| LocalStoreError::io("cannot delete", &location, e))?;
+            report.bytes_freed += bytes;
+            report.temporaries.push(name);
+        }
+        Ok(())
+    }
+
     /// `dead` ordered so that every path comes after all of its referrers in `dead`, and the
     /// referrers of each path within `dead` (self-references left out).
     #[allow(clippy::type_complexity)]
@@ -262,5 +305,61 @@ impl LocalStore {
             }
         }
         Ok((order, referrers))
+    }
+}
+
+/// When a temporary in the physical store directory is abandoned.
+#[derive(Debug, PartialEq, Eq)]
+enum Abandoned<'a> {
+    /// The process that made it is gone.
+    ProcessGone,
+    /// Nobody holds the output lock of this store path (base name).
+    IfOutputUnlocked(&'a str),
+}
+
+/// Whether `name` is a temporary that a kiln process left behind: `.tmp-PID-…` (a source being
+/// added), `.kiln-fresh-PID-…` (an output being copied to fresh inodes) and `.kiln-check-PID-…`
+/// (a `--check` rebuild) of a process that no longer runs, or `.kiln-sandbox-BASE` (a build's
+/// staging directory), abandoned once the output lock of `BASE` is free. A pid reused since is
+/// taken as alive: the temporary then waits for a later collection.
+fn abandoned_temporary(name: &str) -> Option<Abandoned<'_>> {
+    if let Some(base) = name.strip_prefix(".kiln-sandbox-") {
+        return Some(Abandoned::IfOutputUnlocked(base));
+    }
+    let rest = [".tmp-", ".kiln-fresh-", ".kiln-check-"]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))?;
+    let pid: i32 = rest.split('-').next()?.parse().ok()?;
+    let alive = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno != nix::errno::Errno::ESRCH,
+    };
+    (!alive).then_some(Abandoned::ProcessGone)
+}
+
+#[cfg(test)]
+mod temporary_tests {
+    use super::{abandoned_temporary, Abandoned};
+
+    #[test]
+    fn temporaries_of_gone_processes_and_unlocked_staging_are_abandoned() {
+        let own = std::process::id();
+        assert_eq!(abandoned_temporary(&format!(".tmp-{own}-3-src")), None);
+        assert_eq!(abandoned_temporary(&format!(".kiln-fresh-{own}-x")), None);
+        // Pid numbers are below 2^22 on Linux: this one never runs.
+        assert_eq!(
+            abandoned_temporary(".kiln-fresh-2147483647-abc-name"),
+            Some(Abandoned::ProcessGone)
+        );
+        assert_eq!(
+            abandoned_temporary(".kiln-check-2147483647-0-abc-name"),
+            Some(Abandoned::ProcessGone)
+        );
+        assert_eq!(
+            abandoned_temporary(".kiln-sandbox-abc-name"),
+            Some(Abandoned::IfOutputUnlocked("abc-name"))
+        );
+        assert_eq!(abandoned_temporary("abc-name"), None);
+        assert_eq!(abandoned_temporary(".tmp-notapid-x"), None);
     }
 }

@@ -925,3 +925,51 @@ fn many_processes_open_a_fresh_store_at_once() {
 fn child_open_store() {
     open(Path::new(&env_var("KILN_TEST_ROOT")));
 }
+
+#[test]
+fn gc_removes_the_temporaries_of_killed_processes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let physical_dir = store.physical_store_dir();
+    let make = |name: &str| {
+        let path = physical_dir.join(name);
+        std::fs::create_dir_all(path.join("sub")).unwrap();
+        std::fs::write(path.join("sub/file"), b"partial").unwrap();
+        std::fs::set_permissions(path.join("sub"), std::fs::Permissions::from_mode(0o555)).unwrap();
+        path
+    };
+    // Pid numbers stay below 2^22 on Linux: this process never runs.
+    let gone_fresh = make(".kiln-fresh-2147483647-aaaa-out");
+    let gone_check = make(".kiln-check-2147483647-0-aaaa-out");
+    let own_source = make(&format!(".tmp-{}-0-src", std::process::id()));
+    let free = store_path(7, "free");
+    let held = store_path(8, "held");
+    let free_staging = make(&format!(".kiln-sandbox-{}", free.base_name()));
+    let held_staging = make(&format!(".kiln-sandbox-{}", held.base_name()));
+    let _lock = OutputLock::try_acquire(&store, &held).unwrap().unwrap();
+
+    let dry = store
+        .gc(&GcOptions {
+            dry_run: true,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    assert_eq!(dry.temporaries.len(), 3, "{dry:?}");
+    assert!(gone_fresh.exists());
+
+    let report = store.gc(&GcOptions::default()).unwrap();
+    let mut removed = report.temporaries.clone();
+    removed.sort();
+    let mut expected: Vec<String> = [&gone_check, &gone_fresh, &free_staging]
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(report.bytes_freed > 0);
+    for gone in [&gone_fresh, &gone_check, &free_staging] {
+        assert!(!gone.exists(), "{}", gone.display());
+    }
+    // A running process's copy and a staging directory whose build holds its lock stay.
+    assert!(own_source.exists() && held_staging.exists());
+}

@@ -33,6 +33,12 @@ pub fn run(global: &GlobalOptions, args: GcArgs) -> Result<(), Failure> {
     for path in &report.deleted {
         eprintln!("{verb} '{}'", store.store_dir().print(path));
     }
+    for name in &report.temporaries {
+        eprintln!(
+            "{verb} '{}' (left by a killed kiln)",
+            store.physical_store_dir().join(name).display()
+        );
+    }
     eprintln!(
         "{} store paths {}, {:.2} MiB freed",
         report.deleted.len(),
