@@ -7,7 +7,7 @@
 //!
 //! The normal run checks 300 programs. The long run is the same test with more:
 //! `KILN_DIFF_PROGRAMS=50000 cargo test --release --test drv_differential -- --nocapture`
-//! (`KILN_DIFF_SEED` picks another sequence of programs). Without `nix-instantiate` the test
+//! (`KILN_DIFF_SEED` picks another sequence of programs, `KILN_DIFF_KILN` another kiln binary). Without `nix-instantiate` the test
 //! fails under `CI=true` and is skipped otherwise.
 mod common;
 
@@ -64,7 +64,11 @@ impl Worker {
     }
 
     fn kiln(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        // A long run may pin another kiln binary (a release build, or a copy that later builds
+        // of the workspace do not replace mid-run).
+        let binary =
+            std::env::var_os("KILN_DIFF_KILN").unwrap_or_else(|| env!("CARGO_BIN_EXE_kiln").into());
+        let mut command = Command::new(binary);
         command
             .arg("--store-dir")
             .arg(&self.store_dir)
@@ -253,6 +257,14 @@ fn generated_derivation_programs_agree_with_nix() {
                 ));
             }
             index += workers;
+            // Long runs say how far they got.
+            if (index / workers).is_multiple_of(2500) {
+                eprintln!(
+                    "worker {worker_index}: {} programs checked, {} divergent",
+                    index / workers,
+                    reports.len()
+                );
+            }
         }
         (
             reports,
