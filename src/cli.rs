@@ -143,6 +143,12 @@ pub enum Command {
     Gc(commands::gc::GcArgs),
     /// Check that valid paths exist and (optionally) still have their recorded hashes.
     Verify(commands::verify::VerifyArgs),
+    /// Push store paths and their closures to a Nix binary cache.
+    Copy(commands::copy::CopyArgs),
+    /// Make and show Nix-format signing keys for binary caches.
+    Key(commands::key::KeyArgs),
+    /// Sign valid store paths with a secret key.
+    Sign(commands::sign::SignArgs),
 }
 
 /// How a command ended, when not successfully.
@@ -205,5 +211,8 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::PathInfo(args) => commands::path_info::run(&cli.global, args),
         Command::Gc(args) => commands::gc::run(&cli.global, args),
         Command::Verify(args) => commands::verify::run(&cli.global, args),
+        Command::Copy(args) => commands::copy::run(&cli.global, args),
+        Command::Key(args) => commands::key::run(&cli.global, args),
+        Command::Sign(args) => commands::sign::run(&cli.global, args),
     }
 }

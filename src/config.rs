@@ -15,6 +15,7 @@
 //! max-build-pids = 4096             # processes of one build at once (default 4096; 0: no limit)
 //! max-silent-time = 3600            # kill a build silent this long, in s (default 3600; 0: never)
 //! timeout = 0                       # kill a build running this long, in s (default 0: never)
+//! secret-key-files = ["/etc/kiln/cache-key.sec"]  # sign what `kiln copy --to` pushes
 //!
 //! [[rewrite]]                       # applied at fetch time: no .drv or output path changes
 //! from = "https://cloud.centos.org/"
@@ -49,6 +50,9 @@ pub struct Config {
     pub max_silent_time: Option<u64>,
     /// Default of `realise --timeout`, in seconds (0: never).
     pub timeout: Option<u64>,
+    /// Secret keys (`NAME:base64` files) that sign what is pushed to binary caches.
+    #[serde(default)]
+    pub secret_key_files: Vec<PathBuf>,
     /// URL prefix rewrites for fetches, first match wins.
     #[serde(default)]
     pub rewrite: Vec<RewriteRule>,
@@ -171,6 +175,7 @@ mod tests {
             max-build-pids = 64
             max-silent-time = 60
             timeout = 0
+            secret-key-files = ["/k1", "/k2"]
             [[rewrite]]
             from = "https://a.example/"
             to = "http://127.0.0.1:8080/a/"
@@ -189,6 +194,10 @@ mod tests {
         assert_eq!(config.max_build_pids, Some(64));
         assert_eq!(config.max_silent_time, Some(60));
         assert_eq!(config.timeout, Some(0));
+        assert_eq!(
+            config.secret_key_files,
+            [Path::new("/k1"), Path::new("/k2")]
+        );
         assert_eq!(config.rewrite.len(), 2);
         assert_eq!(config.rewrite[1].to, "http://127.0.0.1:8080/b/");
     }
