@@ -16,6 +16,10 @@
 //! max-silent-time = 3600            # kill a build silent this long, in s (default 3600; 0: never)
 //! timeout = 0                       # kill a build running this long, in s (default 0: never)
 //! secret-key-files = ["/etc/kiln/cache-key.sec"]  # sign what `kiln copy --to` pushes
+//! substituters = ["https://cache.example.org"]    # binary caches `realise` fetches from
+//! trusted-public-keys = ["cache.example.org-1:…"] # whose signatures are accepted
+//! require-sigs = true               # refuse unsigned narinfos (default true)
+//! stalled-download-timeout = 300    # give up on a cache silent this long, in s
 //!
 //! [[rewrite]]                       # applied at fetch time: no .drv or output path changes
 //! from = "https://cloud.centos.org/"
@@ -53,6 +57,15 @@ pub struct Config {
     /// Secret keys (`NAME:base64` files) that sign what is pushed to binary caches.
     #[serde(default)]
     pub secret_key_files: Vec<PathBuf>,
+    /// Binary caches to substitute from, in order (`file:///DIR`, `http(s)://…`).
+    pub substituters: Option<Vec<String>>,
+    /// Public keys (`NAME:base64`) whose signatures make a narinfo trusted.
+    #[serde(default)]
+    pub trusted_public_keys: Vec<String>,
+    /// Whether narinfos need a trusted signature (default true).
+    pub require_sigs: Option<bool>,
+    /// Seconds a binary cache may send nothing before the request fails.
+    pub stalled_download_timeout: Option<u64>,
     /// URL prefix rewrites for fetches, first match wins.
     #[serde(default)]
     pub rewrite: Vec<RewriteRule>,
@@ -176,6 +189,10 @@ mod tests {
             max-silent-time = 60
             timeout = 0
             secret-key-files = ["/k1", "/k2"]
+            substituters = ["file:///c1", "http://127.0.0.1:1/c2"]
+            trusted-public-keys = ["k-1:AAAA"]
+            require-sigs = false
+            stalled-download-timeout = 5
             [[rewrite]]
             from = "https://a.example/"
             to = "http://127.0.0.1:8080/a/"
@@ -198,6 +215,13 @@ mod tests {
             config.secret_key_files,
             [Path::new("/k1"), Path::new("/k2")]
         );
+        assert_eq!(
+            config.substituters.as_deref(),
+            Some(&["file:///c1".to_owned(), "http://127.0.0.1:1/c2".to_owned()][..])
+        );
+        assert_eq!(config.trusted_public_keys, ["k-1:AAAA"]);
+        assert_eq!(config.require_sigs, Some(false));
+        assert_eq!(config.stalled_download_timeout, Some(5));
         assert_eq!(config.rewrite.len(), 2);
         assert_eq!(config.rewrite[1].to, "http://127.0.0.1:8080/b/");
     }

@@ -6,3 +6,4 @@ pub mod eval_fetch;
 pub mod progress;
 pub mod stdlib;
 pub mod store_io;
+pub mod substitution;

@@ -79,6 +79,13 @@ pub struct RealiseArgs {
     /// Let derivations with `__network = true` use the network (reported as impure).
     #[arg(long)]
     pub allow_network: bool,
+    /// Binary caches to substitute from (space-separated URLs), instead of the
+    /// configuration's `substituters`.
+    #[arg(long, value_name = "URLS")]
+    pub substituters: Vec<String>,
+    /// Fetch nothing from binary caches; build what is missing.
+    #[arg(long)]
+    pub no_substitute: bool,
 }
 
 /// Opens the store the global options name.
@@ -242,6 +249,24 @@ pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
         store
             .add_temp_root(&target.drv_path)
             .map_err(anyhow::Error::from)?;
+    }
+    if !args.check {
+        let jobs = args
+            .jobs
+            .or(global.config.jobs)
+            .unwrap_or_else(ScheduleOptions::default_jobs);
+        let dry_run_printed = crate::substitution::substitute_missing(
+            global,
+            &store,
+            &targets,
+            &args.substituters,
+            args.no_substitute,
+            jobs,
+            args.dry_run,
+        )?;
+        if dry_run_printed {
+            return Ok(());
+        }
     }
     let plan = BuildPlan::load(&store, &targets, args.check).map_err(anyhow::Error::from)?;
 
