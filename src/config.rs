@@ -20,6 +20,7 @@
 //! trusted-public-keys = ["cache.example.org-1:…"] # whose signatures are accepted
 //! require-sigs = true               # refuse unsigned narinfos (default true)
 //! stalled-download-timeout = 300    # give up on a cache silent this long, in s
+//! push-to = "file:///srv/cache"     # `realise` uploads what it builds there
 //!
 //! [[rewrite]]                       # applied at fetch time: no .drv or output path changes
 //! from = "https://cloud.centos.org/"
@@ -66,6 +67,8 @@ pub struct Config {
     pub require_sigs: Option<bool>,
     /// Seconds a binary cache may send nothing before the request fails.
     pub stalled_download_timeout: Option<u64>,
+    /// A binary cache every path `realise` builds is pushed to.
+    pub push_to: Option<String>,
     /// URL prefix rewrites for fetches, first match wins.
     #[serde(default)]
     pub rewrite: Vec<RewriteRule>,
@@ -193,6 +196,7 @@ mod tests {
             trusted-public-keys = ["k-1:AAAA"]
             require-sigs = false
             stalled-download-timeout = 5
+            push-to = "file:///c3"
             [[rewrite]]
             from = "https://a.example/"
             to = "http://127.0.0.1:8080/a/"
@@ -222,6 +226,7 @@ mod tests {
         assert_eq!(config.trusted_public_keys, ["k-1:AAAA"]);
         assert_eq!(config.require_sigs, Some(false));
         assert_eq!(config.stalled_download_timeout, Some(5));
+        assert_eq!(config.push_to.as_deref(), Some("file:///c3"));
         assert_eq!(config.rewrite.len(), 2);
         assert_eq!(config.rewrite[1].to, "http://127.0.0.1:8080/b/");
     }

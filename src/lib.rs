@@ -1,4 +1,5 @@
 //! The kiln command-line program as a library, so integration tests can drive it.
+pub mod cache_push;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -707,6 +707,66 @@ fn kiln_substitutes_a_closure_that_nix_put_in_a_cache() {
     assert_eq!(copier.closure_info(&output), nix_info);
 }
 
+#[test]
+fn push_to_uploads_what_realise_builds_and_verify_sigs_reports_untrusted_paths() {
+    if !sandbox_ready() {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", cache.path().display());
+    let ci = Kiln::new();
+    let (secret, public) = ci.generate_key("ci-1");
+    std::fs::write(ci.work().join("two.nix"), TWO_LEVEL).unwrap();
+    std::fs::write(
+        ci.work().join("config.toml"),
+        format!("secret-key-files = [{secret:?}]\ntrusted-public-keys = [{public:?}]\n"),
+    )
+    .unwrap();
+    let run = ci.kiln(&["realise", "--no-out-link", "--push-to", &url, "two.nix"]);
+    let printed = ok(&run);
+    let report = String::from_utf8_lossy(&run.stderr);
+    // Both outputs built, with the closure of each: stage, top, the text and busybox.
+    assert!(report.contains("pushed 4 paths"), "{report}");
+    let narinfos = walk(cache.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "narinfo"))
+        .count();
+    assert_eq!(narinfos, 4);
+    let output = format!(
+        "{NIX_STORE}/{}",
+        Path::new(printed.trim())
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+
+    // The builder's own store holds the outputs unsigned: verify --sigs names them.
+    let unsigned = failed(&ci.kiln(&["verify", "--sigs"]));
+    assert!(
+        unsigned.contains("-top' has no signature by a trusted key"),
+        "{unsigned}"
+    );
+    assert!(
+        unsigned.contains("-stage' has no signature by a trusted key"),
+        "{unsigned}"
+    );
+    ok(&ci.kiln(&["sign", "--key-file", &secret, &output]));
+    let unsigned = failed(&ci.kiln(&["verify", "--sigs"]));
+    assert!(!unsigned.contains("-top'"), "{unsigned}");
+    assert!(unsigned.contains("-stage'"), "{unsigned}");
+
+    // A store that substituted from the cache holds signed paths only.
+    let user = Kiln::new();
+    user.realise_two_level(&substituting_config(&url, &public));
+    assert_eq!(user.builds_run(), 0);
+    ok(&user.kiln(&["verify", "--sigs"]));
+    // With no trusted key, the substituted output is untrusted.
+    std::fs::write(user.work().join("config.toml"), "").unwrap();
+    let untrusted = failed(&user.kiln(&["verify", "--sigs"]));
+    assert!(untrusted.contains("-top' has no signature"), "{untrusted}");
+}
+
 /// A small HTTP/1.1 file server on 127.0.0.1 for a directory: GET, HEAD and PUT.
 pub struct TestServer {
     dir: tempfile::TempDir,

@@ -86,6 +86,9 @@ pub struct RealiseArgs {
     /// Fetch nothing from binary caches; build what is missing.
     #[arg(long)]
     pub no_substitute: bool,
+    /// Upload every path built to this binary cache (default: the configuration's `push-to`).
+    #[arg(long, value_name = "URL")]
+    pub push_to: Option<String>,
 }
 
 /// Opens the store the global options name.
@@ -277,6 +280,9 @@ pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
 
     if !plan.is_empty() {
         build(global, &store, &plan, &args)?;
+        if let Some(url) = args.push_to.as_ref().or(global.config.push_to.as_ref()) {
+            crate::cache_push::push_built(global, &store, &plan, url)?;
+        }
     }
 
     let mut stdout_text = String::new();
