@@ -143,7 +143,20 @@ pub fn report_event(store_dir: &kiln_store::store_path::StoreDir, event: Substit
                 mib(nar_size)
             );
         }
-        SubstituteEvent::Fetched { .. } => {}
+        SubstituteEvent::Fetched {
+            path,
+            cache,
+            bytes,
+            elapsed,
+        } => {
+            let seconds = elapsed.as_secs_f64().max(0.001);
+            eprintln!(
+                "fetched '{}' from '{cache}': {:.2} MiB in {seconds:.1} s ({:.1} MiB/s)",
+                store_dir.print(path),
+                mib(bytes),
+                mib(bytes) / seconds
+            );
+        }
     }
 }
 
@@ -167,6 +180,10 @@ pub fn substitute_missing(
     let Some(settings) = settings(global, flag_urls, no_substitute, jobs)? else {
         return Ok(false);
     };
+    if all_targets_valid(store, targets)? {
+        // A no-op realise asks no cache.
+        return Ok(false);
+    }
     let store_dir = store.store_dir().clone();
     let on_event = |event: SubstituteEvent<'_>| report_event(&store_dir, event);
     let substituters = Substituters::open(&settings, &store_dir, &on_event);
@@ -174,6 +191,10 @@ pub fn substitute_missing(
         return Ok(false);
     }
     let plan = plan(store, targets, &substituters, &on_event)?;
+    if dry_run && plan.fetch.is_empty() {
+        // Nothing to fetch: `realise` lists the builds with their reasons.
+        return Ok(false);
+    }
     if dry_run {
         print_dry_run(store, &plan);
         return Ok(true);
@@ -199,6 +220,20 @@ pub fn substitute_missing(
         );
     }
     Ok(false)
+}
+
+/// Whether every wanted output of every target is valid already.
+fn all_targets_valid(store: &LocalStore, targets: &[BuildTarget]) -> anyhow::Result<bool> {
+    for target in targets {
+        let drv = read_derivation(store, &target.drv_path)?;
+        for (name, path) in output_paths(store, &target.drv_path, &drv)? {
+            let wanted = target.outputs.is_empty() || target.outputs.contains(&name);
+            if wanted && !store.is_valid(&path)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 fn print_dry_run(store: &LocalStore, plan: &SubstitutionPlan) {

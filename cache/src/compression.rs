@@ -16,8 +16,8 @@ pub enum Compression {
 const XZ_PRESET: u32 = 6;
 /// zstd's default level, as Nix's default.
 const ZSTD_LEVEL: i32 = 3;
-/// Memory the threaded xz decoder may use before it falls back to fewer threads.
-const XZ_DECODER_MEMORY: u64 = 64 << 20;
+/// The largest zstd window accepted: 2^27 bytes, zstd's own default limit.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 impl Compression {
     /// The compression a narinfo's `Compression:` names (`none`, `xz`, `zstd`, `bzip2`).
@@ -59,21 +59,13 @@ impl Compression {
         let buffered = BufReader::with_capacity(1 << 16, input);
         Ok(match self {
             Compression::None => Box::new(buffered),
-            Compression::Xz => {
-                let threads = std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(1);
-                let stream = liblzma::stream::MtStreamBuilder::new()
-                    .threads(threads)
-                    .memlimit_threading(XZ_DECODER_MEMORY)
-                    .memlimit_stop(u64::MAX)
-                    .decoder()
-                    .map_err(io::Error::other)?;
-                Box::new(liblzma::bufread::XzDecoder::new_stream(buffered, stream))
-            }
+            // One thread, in a few MiB (the dictionary): substitution decompresses on a thread
+            // of its own already, and liblzma's threaded decoder holds whole blocks in memory.
+            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(buffered)),
             Compression::Zstd => {
                 let mut decoder = zstd::stream::read::Decoder::with_buffer(buffered)?;
-                decoder.window_log_max(31)?;
+                // Bounds the decoder's window (memory) at 128 MiB whatever the cache sends.
+                decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
                 Box::new(decoder)
             }
             Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)),

@@ -16,7 +16,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use kiln_store::hash::{Hash, HashAlgo, Hasher};
@@ -27,6 +27,9 @@ use kiln_store::store_path::{StoreDir, StorePath};
 use crate::binary_cache::{check_store_dir, BinaryCache, CacheError};
 use crate::narinfo::NarInfo;
 use crate::signing::TrustedKeys;
+
+/// How many narinfo queries run at once (they are small; downloads are bounded by `jobs`).
+pub const QUERY_THREADS: usize = 16;
 
 /// How substitution is configured.
 #[derive(Clone, Debug)]
@@ -39,7 +42,7 @@ pub struct SubstituterSettings {
     pub require_sigs: bool,
     /// How long to wait for a cache that sends nothing.
     pub stall_timeout: Duration,
-    /// How many narinfo queries and downloads run at once.
+    /// How many downloads run at once.
     pub jobs: usize,
 }
 
@@ -54,8 +57,13 @@ pub enum SubstituteEvent<'a> {
         download_size: Option<u64>,
         nar_size: u64,
     },
-    /// A path was fetched and registered.
-    Fetched { path: &'a StorePath, bytes: u64 },
+    /// A path was fetched and registered: bytes downloaded, and how long it took.
+    Fetched {
+        path: &'a StorePath,
+        cache: &'a str,
+        bytes: u64,
+        elapsed: Duration,
+    },
 }
 
 /// A narinfo found in a cache (index into the substituters' caches).
@@ -157,7 +165,8 @@ impl Substituters {
         None
     }
 
-    /// Looks `paths` up (in parallel, at most `jobs` at once; each path once per run).
+    /// Looks `paths` up (in parallel, at most [`QUERY_THREADS`] at once; each path once per
+    /// run).
     pub fn query(
         &self,
         paths: &BTreeSet<StorePath>,
@@ -170,7 +179,7 @@ impl Substituters {
         if !pending.is_empty() && !self.caches.is_empty() {
             let next = AtomicUsize::new(0);
             std::thread::scope(|scope| {
-                for _ in 0..self.jobs.min(pending.len()) {
+                for _ in 0..QUERY_THREADS.min(pending.len()) {
                     scope.spawn(|| loop {
                         let index = next.fetch_add(1, Ordering::SeqCst);
                         let Some(path) = pending.get(index) else {
@@ -328,6 +337,7 @@ impl Substituters {
             OutputClaim::AllValid => return Ok(()),
             OutputClaim::Locked(locks) => locks,
         };
+        let started = std::time::Instant::now();
         on_event(SubstituteEvent::Started {
             path: &info.path,
             cache: cache.url(),
@@ -342,34 +352,42 @@ impl Substituters {
             count: Arc::new(AtomicUsize::new(0)),
         };
         let downloaded = counted.count.clone();
-        let decoded = info
-            .compression
-            .decoder(counted)
-            .map_err(|e| path_error(format!("cannot decompress the NAR: {e}")))?;
-        let mut hashing = HashingReader {
-            inner: decoded,
-            hasher: Hasher::new(HashAlgo::Sha256),
-            size: 0,
-            limit: info.nar_size,
-        };
         let destination = store.physical_path(&info.path);
-        let unpacked = nar::restore(&mut hashing, &destination)
-            .map_err(|e| path_error(format!("invalid NAR: {e}")))
-            .and_then(|()| {
-                // Whatever follows the archive still counts towards its hash and size.
-                io::copy(&mut hashing, &mut io::sink())
-                    .map(drop)
-                    .map_err(|e| path_error(format!("invalid NAR: {e}")))
-            })
-            .and_then(|()| {
-                let (hash, size) = (hashing.hasher.finish(), hashing.size);
-                check_nar(info, &hash, size).map_err(path_error)
-            })
-            .and_then(|()| {
-                canonicalise(&destination).map_err(|e| {
-                    path_error(format!("cannot set the modes of the unpacked files: {e}"))
+        // Decompression runs on its own thread, ahead of hashing and unpacking by at most
+        // PIPELINE_CHUNKS chunks: both cores work and memory stays bounded.
+        let (sender, receiver) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_CHUNKS);
+        let compression = info.compression;
+        let unpacked = std::thread::scope(|scope| {
+            scope.spawn(move || decompress_into(compression, counted, &sender));
+            let mut hashing = HashingReader {
+                inner: ChannelReader {
+                    receiver,
+                    chunk: Vec::new(),
+                    position: 0,
+                },
+                hasher: Hasher::new(HashAlgo::Sha256),
+                size: 0,
+                limit: info.nar_size,
+            };
+            // `hashing` (and the receiver) is dropped when this returns, which stops the
+            // decompressing thread if it is still sending.
+            nar::restore(&mut hashing, &destination)
+                .map_err(|e| path_error(format!("invalid NAR: {e}")))
+                .and_then(|()| {
+                    // Whatever follows the archive still counts towards its hash and size.
+                    io::copy(&mut hashing, &mut io::sink())
+                        .map(drop)
+                        .map_err(|e| path_error(format!("invalid NAR: {e}")))
                 })
-            });
+                .and_then(|()| {
+                    let (hash, size) = (hashing.hasher.finish(), hashing.size);
+                    check_nar(info, &hash, size).map_err(path_error)
+                })
+        })
+        .and_then(|()| {
+            canonicalise(&destination)
+                .map_err(|e| path_error(format!("cannot set the modes of the unpacked files: {e}")))
+        });
         if let Err(error) = unpacked {
             if let Err(removal) = remove_tree(&destination) {
                 on_event(SubstituteEvent::Warning(format!(
@@ -391,7 +409,9 @@ impl Substituters {
         drop(locks);
         on_event(SubstituteEvent::Fetched {
             path: &info.path,
+            cache: cache.url(),
             bytes: downloaded.load(Ordering::SeqCst) as u64,
+            elapsed: started.elapsed(),
         });
         Ok(())
     }
@@ -413,6 +433,76 @@ fn check_nar(info: &NarInfo, hash: &Hash, size: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// How many decompressed chunks may wait for the unpacking thread.
+const PIPELINE_CHUNKS: usize = 4;
+/// The size of one decompressed chunk.
+const CHUNK_SIZE: usize = 1 << 20;
+
+/// Decompresses `input` and sends it on in chunks; an error is sent as the last message.
+fn decompress_into<R: Read + Send>(
+    compression: crate::compression::Compression,
+    input: R,
+    sender: &mpsc::SyncSender<io::Result<Vec<u8>>>,
+) {
+    let mut decoded = match compression.decoder(input) {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            let _ = sender.send(Err(error));
+            return;
+        }
+    };
+    loop {
+        let mut chunk = vec![0u8; CHUNK_SIZE];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match decoded.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    let _ = sender.send(Err(error));
+                    return;
+                }
+            }
+        }
+        if filled == 0 {
+            return;
+        }
+        chunk.truncate(filled);
+        // A closed channel means the unpacking side gave up: stop.
+        if sender.send(Ok(chunk)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads the chunks another thread sends.
+struct ChannelReader {
+    receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    position: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.chunk.len() {
+            match self.receiver.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.position = 0;
+                }
+                Ok(Err(error)) => return Err(error),
+                // The sender finished: the end of the stream.
+                Err(mpsc::RecvError) => return Ok(0),
+            }
+        }
+        let count = buf.len().min(self.chunk.len() - self.position);
+        buf[..count].copy_from_slice(&self.chunk[self.position..self.position + count]);
+        self.position += count;
+        Ok(count)
+    }
 }
 
 /// Counts the bytes read.
