@@ -55,8 +55,9 @@ pub struct GlobalOptions {
     /// Pure evaluation: no `getEnv`, `currentTime`, `storePath` or unpinned fetches.
     #[arg(long = "pure-eval", global = true)]
     pub pure_eval: bool,
-    /// Set an evaluation setting, as Nix's `--option NAME VALUE`: `abort-on-warn`,
-    /// `pure-eval`, `show-trace` (each `true` or `false`).
+    /// Set a setting, as Nix's `--option NAME VALUE`: `abort-on-warn`, `pure-eval`,
+    /// `show-trace`, `require-sigs` (each `true` or `false`); `substituters`,
+    /// `trusted-public-keys`, `secret-key-files` (space-separated lists).
     #[arg(long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"])]
     pub option: Vec<String>,
     /// `builtins.warn` fails instead of going on (set by `--option abort-on-warn true`).
@@ -82,6 +83,21 @@ impl GlobalOptions {
             let [name, value] = pair else {
                 anyhow::bail!("--option needs a name and a value");
             };
+            let words = || value.split_whitespace().map(str::to_owned);
+            match name.as_str() {
+                "substituters" => self.config.substituters = Some(words().collect()),
+                "trusted-public-keys" => self.config.trusted_public_keys = words().collect(),
+                "secret-key-files" => {
+                    self.config.secret_key_files = words().map(PathBuf::from).collect()
+                }
+                _ => {}
+            }
+            if matches!(
+                name.as_str(),
+                "substituters" | "trusted-public-keys" | "secret-key-files"
+            ) {
+                continue;
+            }
             let enabled = match value.as_str() {
                 "true" => true,
                 "false" => false,
@@ -91,8 +107,9 @@ impl GlobalOptions {
                 "abort-on-warn" => self.abort_on_warn = enabled,
                 "pure-eval" => self.pure_eval = enabled,
                 "show-trace" => self.show_trace = enabled,
+                "require-sigs" => self.config.require_sigs = Some(enabled),
                 other => anyhow::bail!(
-                    "unknown setting '{other}' (kiln knows abort-on-warn, pure-eval, show-trace)"
+                    "unknown setting '{other}' (kiln knows abort-on-warn, pure-eval, show-trace, require-sigs, substituters, trusted-public-keys, secret-key-files)"
                 ),
             }
         }
@@ -141,6 +158,12 @@ pub enum Command {
     Gc(commands::gc::GcArgs),
     /// Check that valid paths exist and (optionally) still have their recorded hashes.
     Verify(commands::verify::VerifyArgs),
+    /// Push store paths and their closures to a Nix binary cache.
+    Copy(commands::copy::CopyArgs),
+    /// Make and show Nix-format signing keys for binary caches.
+    Key(commands::key::KeyArgs),
+    /// Sign valid store paths with a secret key.
+    Sign(commands::sign::SignArgs),
 }
 
 /// How a command ended, when not successfully.
@@ -203,5 +226,8 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::PathInfo(args) => commands::path_info::run(&cli.global, args),
         Command::Gc(args) => commands::gc::run(&cli.global, args),
         Command::Verify(args) => commands::verify::run(&cli.global, args),
+        Command::Copy(args) => commands::copy::run(&cli.global, args),
+        Command::Key(args) => commands::key::run(&cli.global, args),
+        Command::Sign(args) => commands::sign::run(&cli.global, args),
     }
 }

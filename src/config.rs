@@ -15,6 +15,12 @@
 //! max-build-pids = 4096             # processes of one build at once (default 4096; 0: no limit)
 //! max-silent-time = 3600            # kill a build silent this long, in s (default 3600; 0: never)
 //! timeout = 0                       # kill a build running this long, in s (default 0: never)
+//! secret-key-files = ["/etc/kiln/cache-key.sec"]  # sign what `kiln copy --to` pushes
+//! substituters = ["https://cache.example.org"]    # binary caches `realise` fetches from
+//! trusted-public-keys = ["cache.example.org-1:…"] # whose signatures are accepted
+//! require-sigs = true               # refuse unsigned narinfos (default true)
+//! stalled-download-timeout = 300    # give up on a cache silent this long, in s
+//! push-to = "file:///srv/cache"     # `realise` uploads what it builds there
 //!
 //! [[rewrite]]                       # applied at fetch time: no .drv or output path changes
 //! from = "https://cloud.centos.org/"
@@ -49,6 +55,20 @@ pub struct Config {
     pub max_silent_time: Option<u64>,
     /// Default of `realise --timeout`, in seconds (0: never).
     pub timeout: Option<u64>,
+    /// Secret keys (`NAME:base64` files) that sign what is pushed to binary caches.
+    #[serde(default)]
+    pub secret_key_files: Vec<PathBuf>,
+    /// Binary caches to substitute from, in order (`file:///DIR`, `http(s)://…`).
+    pub substituters: Option<Vec<String>>,
+    /// Public keys (`NAME:base64`) whose signatures make a narinfo trusted.
+    #[serde(default)]
+    pub trusted_public_keys: Vec<String>,
+    /// Whether narinfos need a trusted signature (default true).
+    pub require_sigs: Option<bool>,
+    /// Seconds a binary cache may send nothing before the request fails.
+    pub stalled_download_timeout: Option<u64>,
+    /// A binary cache every path `realise` builds is pushed to.
+    pub push_to: Option<String>,
     /// URL prefix rewrites for fetches, first match wins.
     #[serde(default)]
     pub rewrite: Vec<RewriteRule>,
@@ -171,6 +191,12 @@ mod tests {
             max-build-pids = 64
             max-silent-time = 60
             timeout = 0
+            secret-key-files = ["/k1", "/k2"]
+            substituters = ["file:///c1", "http://127.0.0.1:1/c2"]
+            trusted-public-keys = ["k-1:AAAA"]
+            require-sigs = false
+            stalled-download-timeout = 5
+            push-to = "file:///c3"
             [[rewrite]]
             from = "https://a.example/"
             to = "http://127.0.0.1:8080/a/"
@@ -189,6 +215,18 @@ mod tests {
         assert_eq!(config.max_build_pids, Some(64));
         assert_eq!(config.max_silent_time, Some(60));
         assert_eq!(config.timeout, Some(0));
+        assert_eq!(
+            config.secret_key_files,
+            [Path::new("/k1"), Path::new("/k2")]
+        );
+        assert_eq!(
+            config.substituters.as_deref(),
+            Some(&["file:///c1".to_owned(), "http://127.0.0.1:1/c2".to_owned()][..])
+        );
+        assert_eq!(config.trusted_public_keys, ["k-1:AAAA"]);
+        assert_eq!(config.require_sigs, Some(false));
+        assert_eq!(config.stalled_download_timeout, Some(5));
+        assert_eq!(config.push_to.as_deref(), Some("file:///c3"));
         assert_eq!(config.rewrite.len(), 2);
         assert_eq!(config.rewrite[1].to, "http://127.0.0.1:8080/b/");
     }

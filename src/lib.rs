@@ -1,5 +1,6 @@
 //! The kiln command-line program as a library, so integration tests can drive it.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+pub mod cache_push;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -7,3 +8,4 @@ pub mod progress;
 pub mod rpm_lock;
 pub mod session;
 pub mod stdlib;
+pub mod substitution;

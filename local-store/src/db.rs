@@ -1,7 +1,7 @@
 //! The store database (`var/kiln/db.sqlite`): the schema, its version, and every query on it.
 //!
 //! The schema follows Nix's: `ValidPaths` (one row per valid path: NAR hash as
-//! `sha256:<base16>`, registration time, deriver, NAR size, content address), `Refs` (the
+//! `sha256:<base16>`, registration time, deriver, NAR size, content address, signatures), `Refs` (the
 //! reference graph between valid paths; a referenced path cannot be deleted while a referrer
 //! exists) and `DerivationOutputs` (the outputs of each valid `.drv`). The schema version is kept
 //! in SQLite's `user_version`. Connections use WAL so that readers never block the writer, a busy
@@ -19,7 +19,7 @@ use kiln_store::hash::{Hash, HashEncoding};
 use kiln_store::store_path::{StoreDir, StorePath};
 
 /// The schema version this code writes and understands.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -57,6 +57,9 @@ CREATE TABLE IF NOT EXISTS DerivationOutputs (
 );
 CREATE INDEX IF NOT EXISTS IndexDerivationOutputs ON DerivationOutputs(path);
 ";
+
+/// Version 2: the signatures of a path (`NAME:base64`, space-separated, as Nix keeps them).
+const SCHEMA_V2: &str = "ALTER TABLE ValidPaths ADD COLUMN sigs TEXT;";
 
 /// One open connection to the store database.
 pub(crate) struct StoreDb {
@@ -148,8 +151,13 @@ impl StoreDb {
                     supported: SCHEMA_VERSION,
                 });
             }
-            if version < SCHEMA_VERSION {
+            if version < 1 {
                 tx.execute_batch(SCHEMA_V1).map_err(wrap)?;
+            }
+            if version < 2 {
+                tx.execute_batch(SCHEMA_V2).map_err(wrap)?;
+            }
+            if version < SCHEMA_VERSION {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(wrap)?;
             }
@@ -228,12 +236,13 @@ impl StoreDb {
             Option<String>,
             Option<i64>,
             Option<String>,
+            Option<String>,
         );
         let text = self.store_dir.print(path);
         let row: Option<Row> = self
             .conn
             .prepare_cached(
-                "SELECT id, hash, registrationTime, deriver, narSize, ca \
+                "SELECT id, hash, registrationTime, deriver, narSize, ca, sigs \
                  FROM ValidPaths WHERE path = ?1",
             )
             .and_then(|mut stmt| {
@@ -245,12 +254,13 @@ impl StoreDb {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 })
                 .optional()
             })
             .map_err(|e| self.wrap(e))?;
-        let Some((id, hash, registration_time, deriver, nar_size, ca)) = row else {
+        let Some((id, hash, registration_time, deriver, nar_size, ca, sigs)) = row else {
             return Ok(None);
         };
         let nar_hash = Hash::parse_prefixed(&hash)
@@ -267,6 +277,7 @@ impl StoreDb {
             registration_time: Some(registration_time),
             ca,
             derivation_outputs: self.outputs_of_id(id)?,
+            signatures: split_signatures(sigs.as_deref()),
         }))
     }
 
@@ -345,6 +356,7 @@ impl StoreDb {
                 let hash = info.nar_hash.encode(HashEncoding::Base16, true);
                 let nar_size = i64::try_from(info.nar_size).unwrap_or(i64::MAX);
                 let time = info.registration_time.unwrap_or(now);
+                let sigs = join_signatures(&info.signatures);
                 let existing: Option<i64> = tx
                     .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
                     .and_then(|mut s| s.query_row([&path], |r| r.get(0)).optional())
@@ -353,9 +365,10 @@ impl StoreDb {
                     Some(id) => {
                         tx.prepare_cached(
                             "UPDATE ValidPaths SET hash = ?2, narSize = ?3, ca = ?4, \
-                             deriver = coalesce(?5, deriver) WHERE id = ?1",
+                             deriver = coalesce(?5, deriver), sigs = coalesce(?6, sigs) \
+                             WHERE id = ?1",
                         )
-                        .and_then(|mut s| s.execute(params![id, hash, nar_size, info.ca, deriver]))
+                        .and_then(|mut s| s.execute(params![id, hash, nar_size, info.ca, deriver, sigs]))
                         .map_err(wrap)?;
                         tx.prepare_cached("DELETE FROM Refs WHERE referrer = ?1")
                             .and_then(|mut s| s.execute([id]))
@@ -365,11 +378,11 @@ impl StoreDb {
                     None => {
                         tx.prepare_cached(
                             "INSERT INTO ValidPaths \
-                             (path, hash, registrationTime, deriver, narSize, ca) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                             (path, hash, registrationTime, deriver, narSize, ca, sigs) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                         )
                         .and_then(|mut s| {
-                            s.execute(params![path, hash, time, deriver, nar_size, info.ca])
+                            s.execute(params![path, hash, time, deriver, nar_size, info.ca, sigs])
                         })
                         .map_err(wrap)?;
                         tx.last_insert_rowid()
@@ -411,6 +424,27 @@ impl StoreDb {
             }
             Ok(())
         })
+    }
+
+    /// Adds `signatures` to those of the valid `path`.
+    pub(crate) fn add_signatures(
+        &mut self,
+        path: &StorePath,
+        signatures: &BTreeSet<String>,
+    ) -> Result<()> {
+        let id = self.require_id(path)?;
+        let existing: Option<String> = self
+            .conn
+            .prepare_cached("SELECT sigs FROM ValidPaths WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+            .map_err(|e| self.wrap(e))?;
+        let mut all = split_signatures(existing.as_deref());
+        all.extend(signatures.iter().cloned());
+        self.conn
+            .prepare_cached("UPDATE ValidPaths SET sigs = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, join_signatures(&all)]))
+            .map_err(|e| self.wrap(e))?;
+        Ok(())
     }
 
     /// Makes `paths` invalid in one transaction. Fails, changing nothing, if a path outside the
@@ -464,4 +498,23 @@ impl StoreDb {
             Ok(())
         })
     }
+}
+
+/// The `sigs` column's text: `None` for no signature.
+fn join_signatures(signatures: &BTreeSet<String>) -> Option<String> {
+    (!signatures.is_empty()).then(|| {
+        signatures
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+fn split_signatures(text: Option<&str>) -> BTreeSet<String> {
+    text.unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }

@@ -204,6 +204,11 @@ impl LocalStore {
         self.db().register_valid_paths(infos)
     }
 
+    /// Adds signatures (`NAME:base64`) to the valid `path`.
+    pub fn add_signatures(&self, path: &StorePath, signatures: &BTreeSet<String>) -> Result<()> {
+        self.db().add_signatures(path, signatures)
+    }
+
     /// The paths `path` refers to; fails if `path` is not valid.
     pub fn references(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
         self.db().references(path)

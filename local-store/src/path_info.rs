@@ -30,6 +30,9 @@ pub struct ValidPathInfo {
     /// For a `.drv` path: its output names and the output paths they map to, recorded in the
     /// `DerivationOutputs` table. Empty for every other path.
     pub derivation_outputs: BTreeMap<String, StorePath>,
+    /// Signatures `NAME:base64` over the path's fingerprint (from a binary cache or
+    /// `kiln sign`).
+    pub signatures: BTreeSet<String>,
 }
 
 impl ValidPathInfo {
@@ -44,6 +47,7 @@ impl ValidPathInfo {
             registration_time: None,
             ca: None,
             derivation_outputs: BTreeMap::new(),
+            signatures: BTreeSet::new(),
         }
     }
 }

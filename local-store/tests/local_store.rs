@@ -79,7 +79,7 @@ fn creates_layout_and_schema() {
     for sub in ["store", "var/kiln/db.sqlite", "var/gcroots", "var/log"] {
         assert!(dir.path().join(sub).exists(), "{sub} missing");
     }
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(store.store_dir().as_str(), STORE_DIR);
     let a = store_path(1, "a");
     assert_eq!(
@@ -97,7 +97,55 @@ fn creates_layout_and_schema() {
     assert_eq!(store.store_path_of(Path::new("/elsewhere/x")), None);
     // Reopening an existing store keeps its schema.
     drop(store);
-    assert_eq!(open(dir.path()).schema_version().unwrap(), 1);
+    assert_eq!(open(dir.path()).schema_version().unwrap(), 2);
+}
+
+#[test]
+fn signatures_are_kept_and_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (store_path(1, "a"), store_path(2, "b"));
+    let mut info_a = write_object(&store, &a, b"a");
+    info_a.signatures = ["k1:c2ln".to_owned()].into();
+    let info_b = write_object(&store, &b, b"b");
+    store.register_valid_paths(&[info_a, info_b]).unwrap();
+    let signatures = |path| store.query_path_info(path).unwrap().unwrap().signatures;
+    assert_eq!(signatures(&a), ["k1:c2ln".to_owned()].into());
+    assert!(signatures(&b).is_empty());
+    store
+        .add_signatures(&a, &["k0:AAAA".to_owned(), "k1:c2ln".to_owned()].into())
+        .unwrap();
+    assert_eq!(
+        signatures(&a),
+        ["k0:AAAA".to_owned(), "k1:c2ln".to_owned()].into()
+    );
+    assert!(store
+        .add_signatures(&store_path(3, "c"), &["k:x".to_owned()].into())
+        .is_err());
+}
+
+#[test]
+fn a_version_1_database_gains_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = store_path(1, "a");
+    let info = write_object(&store, &a, b"a");
+    store.register_valid_paths(&[info]).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("var/kiln/db.sqlite")).unwrap();
+    conn.execute_batch("ALTER TABLE ValidPaths DROP COLUMN sigs; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let store = open(dir.path());
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert!(store.is_valid(&a).unwrap());
+    store
+        .add_signatures(&a, &["k:x".to_owned()].into())
+        .unwrap();
+    assert_eq!(
+        store.query_path_info(&a).unwrap().unwrap().signatures,
+        ["k:x".to_owned()].into()
+    );
 }
 
 #[test]

@@ -83,6 +83,9 @@ pub fn run(global: &GlobalOptions, args: PathInfoArgs) -> Result<(), Failure> {
             if let Some(ca) = &info.ca {
                 object["ca"] = Value::from(ca.clone());
             }
+            if !info.signatures.is_empty() {
+                object["signatures"] = Value::from_iter(info.signatures.iter().cloned());
+            }
             if let Some(size) = size {
                 object["closureSize"] = Value::from(size);
             }

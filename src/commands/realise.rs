@@ -71,6 +71,16 @@ pub struct RealiseArgs {
     /// Let derivations with `__network = true` use the network (reported as impure).
     #[arg(long)]
     pub allow_network: bool,
+    /// Binary caches to substitute from (space-separated URLs), instead of the
+    /// configuration's `substituters`.
+    #[arg(long, value_name = "URLS")]
+    pub substituters: Vec<String>,
+    /// Fetch nothing from binary caches; build what is missing.
+    #[arg(long)]
+    pub no_substitute: bool,
+    /// Upload every path built to this binary cache (default: the configuration's `push-to`).
+    #[arg(long, value_name = "URL")]
+    pub push_to: Option<String>,
 }
 
 /// Whether an argument names a `.drv` (possibly with `!outputs`) rather than a file to evaluate.
@@ -203,6 +213,24 @@ pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
             .add_temp_root(&target.drv_path)
             .map_err(anyhow::Error::from)?;
     }
+    if !args.check {
+        let jobs = args
+            .jobs
+            .or(global.config.jobs)
+            .unwrap_or_else(ScheduleOptions::default_jobs);
+        let dry_run_printed = crate::substitution::substitute_missing(
+            global,
+            &store,
+            &targets,
+            &args.substituters,
+            args.no_substitute,
+            jobs,
+            args.dry_run,
+        )?;
+        if dry_run_printed {
+            return Ok(());
+        }
+    }
     let plan = BuildPlan::load(&store, &targets, args.check).map_err(anyhow::Error::from)?;
 
     if args.dry_run {
@@ -212,6 +240,9 @@ pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
 
     if !plan.is_empty() {
         build(global, &store, &plan, &args)?;
+        if let Some(url) = args.push_to.as_ref().or(global.config.push_to.as_ref()) {
+            crate::cache_push::push_built(global, &store, &plan, url)?;
+        }
     }
 
     let mut stdout_text = String::new();

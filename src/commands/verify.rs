@@ -1,6 +1,7 @@
-//! `kiln verify [--check-contents]`: check that every valid path exists and, with
-//! `--check-contents`, still has the NAR hash recorded when it was registered. Reports only;
-//! exits 1 if anything is wrong.
+//! `kiln verify [--check-contents] [--sigs]`: check that every valid path exists and, with
+//! `--check-contents`, still has the NAR hash recorded when it was registered; with `--sigs`,
+//! that every path that is not content-addressed carries a signature by one of the
+//! configuration's `trusted-public-keys`. Reports only; exits 1 if anything is wrong.
 use clap::Args;
 
 use crate::cli::{Failure, GlobalOptions};
@@ -11,6 +12,9 @@ pub struct VerifyArgs {
     /// Also rehash every valid path and compare with the database.
     #[arg(long)]
     pub check_contents: bool,
+    /// Also report paths without a signature by a trusted key (`trusted-public-keys`).
+    #[arg(long)]
+    pub sigs: bool,
 }
 
 pub fn run(global: &GlobalOptions, args: VerifyArgs) -> Result<(), Failure> {
@@ -30,6 +34,33 @@ pub fn run(global: &GlobalOptions, args: VerifyArgs) -> Result<(), Failure> {
             mismatch.expected_hash.to_sri(),
             mismatch.actual_hash.to_sri()
         ));
+    }
+    if args.sigs {
+        let trusted = kiln_cache::signing::TrustedKeys::parse(
+            global.config.trusted_public_keys.iter().map(String::as_str),
+        )
+        .map_err(anyhow::Error::from)?;
+        for path in store.valid_paths().map_err(anyhow::Error::from)? {
+            let Some(info) = store.query_path_info(&path).map_err(anyhow::Error::from)? else {
+                continue;
+            };
+            if info.ca.is_some() {
+                continue;
+            }
+            let fingerprint = kiln_cache::narinfo::fingerprint(
+                dir,
+                &path,
+                &info.nar_hash,
+                info.nar_size,
+                &info.references,
+            );
+            if !trusted.any_valid(&fingerprint, &info.signatures) {
+                problems.push_str(&format!(
+                    "error: path '{}' has no signature by a trusted key\n",
+                    dir.print(&path)
+                ));
+            }
+        }
     }
     if !problems.is_empty() {
         return Err(Failure::Reported(problems));

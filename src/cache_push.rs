@@ -1,0 +1,52 @@
+//! Pushing what `realise` built to a binary cache (`--push-to URL` or the configuration's
+//! `push-to`): after the builds, the closure of every output built in this run is uploaded,
+//! signed with the configuration's `secret-key-files`, skipping what the cache has.
+use anyhow::Context;
+use kiln_builder::plan::BuildPlan;
+use kiln_cache::binary_cache::{BinaryCache, Pushed};
+use kiln_cache::compression::Compression;
+use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
+use kiln_local_store::LocalStore;
+use kiln_store::store_path::StorePath;
+
+use crate::cli::GlobalOptions;
+use crate::commands::key::read_secret_key;
+
+/// Uploads the closures of the outputs of `plan`'s builds that are valid now to `url`.
+pub fn push_built(
+    global: &GlobalOptions,
+    store: &LocalStore,
+    plan: &BuildPlan,
+    url: &str,
+) -> anyhow::Result<()> {
+    let mut built: Vec<StorePath> = Vec::new();
+    for build in &plan.builds {
+        for path in build.outputs.values() {
+            if store.is_valid(path)? {
+                built.push(path.clone());
+            }
+        }
+    }
+    if built.is_empty() {
+        return Ok(());
+    }
+    let keys = global
+        .config
+        .secret_key_files
+        .iter()
+        .map(|file| read_secret_key(file))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cache = BinaryCache::open(url, DEFAULT_STALL_TIMEOUT)?;
+    let dir = store.store_dir();
+    let mut uploaded = 0;
+    cache
+        .push_closure(store, &built, Compression::Xz, &keys, |path, pushed| {
+            if let Pushed::Uploaded { .. } = pushed {
+                uploaded += 1;
+                eprintln!("pushed '{}' to '{}'", dir.print(path), cache.url());
+            }
+        })
+        .with_context(|| format!("cannot push the built paths to '{url}'"))?;
+    eprintln!("pushed {uploaded} paths to '{url}'");
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! What `realise` fetches from binary caches before it builds: the settings (`substituters`,
+//! `trusted-public-keys`, `require-sigs`, `stalled-download-timeout` from the configuration,
+//! `--substituters` and `--no-substitute` from the command line), and the walk of the
+//! derivation graph that decides, with Nix's semantics, what is fetched: from the targets
+//! down, a derivation whose missing outputs (with the closure of their references) are all in
+//! a cache is fetched and its inputs are not looked at; otherwise it will be built and the
+//! same question is asked of its input derivations. Whatever fails to fetch is left invalid,
+//! so the build plan made afterwards builds it (Nix's `--fallback`, always on).
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::Context;
+use kiln_builder::plan::{output_paths, read_derivation, BuildTarget};
+use kiln_cache::signing::TrustedKeys;
+use kiln_cache::substitute::{Found, SubstituteEvent, SubstituterSettings, Substituters};
+use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
+use kiln_local_store::LocalStore;
+use kiln_store::store_path::StorePath;
+
+use crate::cli::GlobalOptions;
+
+/// The substitution settings in force, `None` when there is no cache to ask.
+pub fn settings(
+    global: &GlobalOptions,
+    flag_urls: &[String],
+    no_substitute: bool,
+    jobs: usize,
+) -> anyhow::Result<Option<SubstituterSettings>> {
+    if no_substitute {
+        return Ok(None);
+    }
+    let config = &global.config;
+    let urls: Vec<String> = if flag_urls.is_empty() {
+        config.substituters.clone().unwrap_or_default()
+    } else {
+        flag_urls
+            .iter()
+            .flat_map(|urls| urls.split_whitespace())
+            .map(str::to_owned)
+            .collect()
+    };
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let trusted_keys = TrustedKeys::parse(config.trusted_public_keys.iter().map(String::as_str))
+        .context("invalid trusted-public-keys")?;
+    Ok(Some(SubstituterSettings {
+        urls,
+        trusted_keys,
+        require_sigs: config.require_sigs.unwrap_or(true),
+        stall_timeout: config
+            .stalled_download_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_STALL_TIMEOUT),
+        jobs,
+    }))
+}
+
+/// What the walk decided.
+#[derive(Default)]
+pub struct SubstitutionPlan {
+    /// Paths to fetch, each with the cache that has it.
+    pub fetch: BTreeMap<StorePath, Found>,
+    /// Derivations that will be built because some missing output is in no cache.
+    pub build: BTreeSet<StorePath>,
+}
+
+/// Walks the graph of `targets` (see the module doc).
+pub fn plan(
+    store: &LocalStore,
+    targets: &[BuildTarget],
+    substituters: &Substituters,
+    on_event: &(dyn Fn(SubstituteEvent<'_>) + Sync),
+) -> anyhow::Result<SubstitutionPlan> {
+    let mut result = SubstitutionPlan::default();
+    let mut level: BTreeMap<StorePath, BTreeSet<String>> = BTreeMap::new();
+    for target in targets {
+        level
+            .entry(target.drv_path.clone())
+            .or_default()
+            .extend(target.outputs.iter().cloned());
+    }
+    let mut seen: BTreeSet<(StorePath, String)> = BTreeSet::new();
+    while !level.is_empty() {
+        let mut examined = Vec::new();
+        let mut asked = BTreeSet::new();
+        for (drv_path, wanted) in std::mem::take(&mut level) {
+            let drv = read_derivation(store, &drv_path)?;
+            let outputs = output_paths(store, &drv_path, &drv)?;
+            let mut missing = BTreeSet::new();
+            for (name, path) in &outputs {
+                let is_wanted = wanted.is_empty() || wanted.contains(name);
+                if !is_wanted || !seen.insert((drv_path.clone(), name.clone())) {
+                    continue;
+                }
+                if !result.fetch.contains_key(path) && !store.is_valid(path)? {
+                    missing.insert(path.clone());
+                }
+            }
+            asked.extend(missing.iter().cloned());
+            examined.push((drv_path, drv, missing));
+        }
+        // One parallel round of queries for the whole level.
+        substituters.query(&asked, on_event);
+        for (drv_path, drv, missing) in examined {
+            if missing.is_empty() {
+                continue;
+            }
+            match substituters.closure_to_fetch(store, &missing, on_event)? {
+                Some(closure) => result.fetch.extend(closure),
+                None => {
+                    result.build.insert(drv_path);
+                    for (input, used) in &drv.input_drvs {
+                        level
+                            .entry(input.clone())
+                            .or_default()
+                            .extend(used.iter().cloned());
+                    }
+                }
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// Prints an event of substitution to standard error.
+pub fn report_event(store_dir: &kiln_store::store_path::StoreDir, event: SubstituteEvent<'_>) {
+    match event {
+        SubstituteEvent::Warning(text) => eprintln!("warning: {text}"),
+        SubstituteEvent::Started {
+            path,
+            cache,
+            download_size,
+            nar_size,
+        } => {
+            let size = match download_size {
+                Some(bytes) => format!("{:.2} MiB download, ", mib(bytes)),
+                None => String::new(),
+            };
+            eprintln!(
+                "copying path '{}' from '{cache}' ({size}{:.2} MiB unpacked)...",
+                store_dir.print(path),
+                mib(nar_size)
+            );
+        }
+        SubstituteEvent::Fetched {
+            path,
+            cache,
+            bytes,
+            elapsed,
+        } => {
+            let seconds = elapsed.as_secs_f64().max(0.001);
+            eprintln!(
+                "fetched '{}' from '{cache}': {:.2} MiB in {seconds:.1} s ({:.1} MiB/s)",
+                store_dir.print(path),
+                mib(bytes),
+                mib(bytes) / seconds
+            );
+        }
+    }
+}
+
+/// Bytes in MiB.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Before `realise` plans its builds: fetches what the caches have of the targets' graph.
+/// With `dry_run`, prints what would be fetched and built instead and returns true (nothing
+/// else is to be printed); returns false when substitution is off or when it has fetched.
+pub fn substitute_missing(
+    global: &GlobalOptions,
+    store: &LocalStore,
+    targets: &[BuildTarget],
+    flag_urls: &[String],
+    no_substitute: bool,
+    jobs: usize,
+    dry_run: bool,
+) -> anyhow::Result<bool> {
+    let Some(settings) = settings(global, flag_urls, no_substitute, jobs)? else {
+        return Ok(false);
+    };
+    if all_targets_valid(store, targets)? {
+        // A no-op realise asks no cache.
+        return Ok(false);
+    }
+    let store_dir = store.store_dir().clone();
+    let on_event = |event: SubstituteEvent<'_>| report_event(&store_dir, event);
+    let substituters = Substituters::open(&settings, &store_dir, &on_event);
+    if substituters.is_empty() {
+        return Ok(false);
+    }
+    let plan = plan(store, targets, &substituters, &on_event)?;
+    if dry_run && plan.fetch.is_empty() {
+        // Nothing to fetch: `realise` lists the builds with their reasons.
+        return Ok(false);
+    }
+    if dry_run {
+        print_dry_run(store, &plan);
+        return Ok(true);
+    }
+    if !plan.fetch.is_empty() {
+        let failed = substituters.fetch_all(store, &plan.fetch, &on_event);
+        let fetched = plan.fetch.len() - failed.len();
+        let bytes: u64 = plan
+            .fetch
+            .iter()
+            .filter(|(path, _)| !failed.contains(*path))
+            .map(|(_, found)| found.info.file_size.unwrap_or(found.info.nar_size))
+            .sum();
+        eprintln!(
+            "fetched {fetched} path{} ({:.1} MiB) from binary caches{}",
+            if fetched == 1 { "" } else { "s" },
+            mib(bytes),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!("; {} will be built instead", failed.len())
+            }
+        );
+    }
+    Ok(false)
+}
+
+/// Whether every wanted output of every target is valid already.
+fn all_targets_valid(store: &LocalStore, targets: &[BuildTarget]) -> anyhow::Result<bool> {
+    for target in targets {
+        let drv = read_derivation(store, &target.drv_path)?;
+        for (name, path) in output_paths(store, &target.drv_path, &drv)? {
+            let wanted = target.outputs.is_empty() || target.outputs.contains(&name);
+            if wanted && !store.is_valid(&path)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn print_dry_run(store: &LocalStore, plan: &SubstitutionPlan) {
+    let dir = store.store_dir();
+    if !plan.fetch.is_empty() {
+        let download: u64 = plan
+            .fetch
+            .values()
+            .map(|found| found.info.file_size.unwrap_or(found.info.nar_size))
+            .sum();
+        let unpacked: u64 = plan.fetch.values().map(|found| found.info.nar_size).sum();
+        eprintln!(
+            "{} path{} will be fetched ({:.2} MiB download, {:.2} MiB unpacked):",
+            plan.fetch.len(),
+            if plan.fetch.len() == 1 { "" } else { "s" },
+            mib(download),
+            mib(unpacked)
+        );
+        for path in plan.fetch.keys() {
+            eprintln!("  {}", dir.print(path));
+        }
+    }
+    if plan.build.is_empty() {
+        if plan.fetch.is_empty() {
+            eprintln!("nothing to build: every output is valid");
+        }
+        return;
+    }
+    eprintln!(
+        "{} derivation{} will be built:",
+        plan.build.len(),
+        if plan.build.len() == 1 { "" } else { "s" }
+    );
+    for drv in &plan.build {
+        eprintln!("  {}", dir.print(drv));
+    }
+}
