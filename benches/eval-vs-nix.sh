@@ -11,8 +11,9 @@
 #
 # The machines are shared and noisy, so the two tools run alternately, one run each per round,
 # and every run's wall time, user+system CPU time and peak RSS are taken from wait4. The table
-# shows medians; `noise` is the larger of the two tools' relative interquartile ranges of CPU
-# time. Ratios are kiln/Nix, with their geometric means on the last lines.
+# shows medians of the times, the highest peak RSS of the runs, and `noise`: the larger of the
+# two tools' relative interquartile ranges of CPU time. Ratios are kiln/Nix, with their
+# geometric means on the last line.
 #
 #   benches/eval-vs-nix.sh [WORKLOAD...]      # e.g. fib modules
 #   RUNS=9 NIXPKGS_LIB=/path/to/nixpkgs.lib benches/eval-vs-nix.sh
@@ -84,7 +85,7 @@ def spread(xs):
     return (q[2] - q[0]) / q[1]
 
 print(f"{'workload':<14} {'kiln_cpu':>9} {'nix_cpu':>9} {'cpu':>6} {'kiln_wall':>9} {'nix_wall':>9}"
-      f" {'wall':>6} {'kiln_rss':>9} {'nix_rss':>9} {'noise':>6}   (ms, KiB; medians of {runs})")
+      f" {'wall':>6} {'kiln_rss':>9} {'nix_rss':>9} {'noise':>6}   (ms: medians of {runs}; KiB: highest peak)")
 cpu_ratios, wall_ratios = [], []
 for name, folder, search in workloads:
     path = f"{folder}/{name}.nix"
