@@ -10,8 +10,9 @@
 //! evaluated (that value is shared; nothing that could fail is done early). Two deliberate
 //! shortcuts: such selections, and an integer operation on already-evaluated variables that
 //! cannot fail (`n - 1`), computed at once instead of suspended; the result is the same, but
-//! non-strict printing shows such values where Nix would show `<CODE>`. The same holds for `map`/`genList` elements and `sort`/`foldl'` steps
-//! whose function is such an operation on its parameters (`apply_lazily`, `call_n`).
+//! non-strict printing shows such values where Nix would show `<CODE>`. The same holds for
+//! `map`/`genList` elements and `sort`/`foldl'` steps whose function is such an operation on
+//! its parameters (`apply_lazily`, `call_n`).
 use crate::builtins::{self, Builtin};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::io::{EvalIo, FileType};
@@ -196,8 +197,8 @@ impl Evaluator {
         )
     }
 
-    /// A value for a lazy position: literals, variables and lambdas directly, anything else
-    /// as a thunk.
+    /// A value for a lazy position: literals, variables, lambdas and already-evaluated
+    /// selections directly, anything else as a thunk.
     #[inline]
     pub(crate) fn delay(&self, expr: &ExprRef, env: &Env) -> Value {
         match &expr.kind {
