@@ -6,11 +6,13 @@
 //! the search path) and `speculation` (the integer shortcut below).
 //!
 //! Laziness: arguments, list elements, bindings and attribute values become thunks unless
-//! they are literals, variables or lambdas. One deliberate shortcut: an integer operation
-//! on already-evaluated variables that cannot fail (`n - 1`) is computed at once instead of
-//! suspended; the result is the same, but non-strict printing shows such values where Nix
-//! would show `<CODE>`. The same holds for `map`/`genList` elements and `sort`/`foldl'` steps
-//! whose function is such an operation on its parameters (`apply_lazily`, `call_n`).
+//! they are literals, variables, lambdas or selections `x.a.b` whose every step is already
+//! evaluated (that value is shared; nothing that could fail is done early). Two deliberate
+//! shortcuts: such selections, and an integer operation on already-evaluated variables that
+//! cannot fail (`n - 1`), computed at once instead of suspended; the result is the same, but
+//! non-strict printing shows such values where Nix would show `<CODE>`. The same holds for
+//! `map`/`genList` elements and `sort`/`foldl'` steps whose function is such an operation on
+//! its parameters (`apply_lazily`, `call_n`).
 use crate::builtins::{self, Builtin};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::io::{EvalIo, FileType};
@@ -101,6 +103,9 @@ pub struct Evaluator {
     pub(crate) globals: Globals,
     pub(crate) global_values: Vec<Value>,
     pub(crate) import_cache: RefCell<HashMap<PathBuf, Value>>,
+    /// The string value of each attribute name handed out as a string (`attrNames`,
+    /// `mapAttrs`, `zipAttrsWith`), made once per name and then shared.
+    symbol_strings: RefCell<HashMap<Symbol, NixString, kiln_lang::symbol::BuildFxHasher>>,
     pub(crate) root_env: Env,
     call_depth: Cell<usize>,
     stack_floor: usize,
@@ -130,6 +135,7 @@ impl Evaluator {
             globals,
             global_values,
             import_cache: RefCell::new(HashMap::new()),
+            symbol_strings: RefCell::new(HashMap::default()),
             root_env: Env::new(Vec::new(), None),
             call_depth: Cell::new(0),
             stack_floor,
@@ -180,8 +186,19 @@ impl Evaluator {
         }
     }
 
-    /// A value for a lazy position: literals, variables and lambdas directly, anything else
-    /// as a thunk.
+    /// An attribute name as a string value, shared by every use of the name.
+    pub fn symbol_string(&self, name: Symbol) -> Value {
+        let mut strings = self.symbol_strings.borrow_mut();
+        Value::String(
+            strings
+                .entry(name)
+                .or_insert_with(|| NixString::new(name.as_str()))
+                .clone(),
+        )
+    }
+
+    /// A value for a lazy position: literals, variables, lambdas and already-evaluated
+    /// selections directly, anything else as a thunk.
     #[inline]
     pub(crate) fn delay(&self, expr: &ExprRef, env: &Env) -> Value {
         match &expr.kind {
@@ -200,7 +217,44 @@ impl Evaluator {
                 Some(value) => value,
                 None => Value::Thunk(Thunk::suspended(expr.clone(), env.clone())),
             },
+            ExprKind::Select { subject, path, .. } => {
+                match self.evaluated_select(subject, path, env) {
+                    Some(value) => value,
+                    None => Value::Thunk(Thunk::suspended(expr.clone(), env.clone())),
+                }
+            }
             _ => Value::Thunk(Thunk::suspended(expr.clone(), env.clone())),
+        }
+    }
+
+    /// `x.a.b` in a lazy position when every step is already evaluated (`lib.mkOption`,
+    /// `types.str` once forced, `cfg.enable` of a forced configuration): its value, shared,
+    /// instead of a thunk that would find the same value. Anything not yet evaluated (and so
+    /// anything that could fail) stays suspended.
+    #[inline(never)]
+    fn evaluated_select(&self, subject: &ExprRef, path: &[AttrName], env: &Env) -> Option<Value> {
+        let mut value = match &subject.kind {
+            ExprKind::Local { depth, slot, .. } => env.get(*depth, *slot),
+            ExprKind::Global { slot, .. } => self.global_values[*slot as usize].clone(),
+            _ => return None,
+        };
+        for name in path {
+            let AttrName::Static(name) = name else {
+                return None;
+            };
+            let next = match &value {
+                Value::Attrs(attrs) => attrs.get(*name)?.clone(),
+                Value::Thunk(thunk) => match thunk.value()? {
+                    Value::Attrs(attrs) => attrs.get(*name)?.clone(),
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            value = next;
+        }
+        match value {
+            Value::Thunk(thunk) => thunk.value(),
+            value => Some(value),
         }
     }
 

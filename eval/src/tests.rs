@@ -257,6 +257,32 @@ fn speculated_integer_lambdas_match_nix() {
     );
 }
 
+/// Selections in lazy positions share values already evaluated and stay suspended otherwise;
+/// lookups in small sets (by symbol) and big ones (by name) agree. Expectations from Nix 2.8.
+#[test]
+fn evaluated_selections_and_lookups_match_nix() {
+    assert_eq!(
+        run("let x = { a = 1; }; y = [ x.b x.a ]; in builtins.elemAt y 1"),
+        "1"
+    );
+    assert_eq!(
+        run("let x = { a = 1; }; l = builtins.seq x [ x.c ]; in builtins.length l"),
+        "1"
+    );
+    assert_eq!(
+        run("let x = { a = 1; }; in builtins.seq x [ x.c ]"),
+        "error: attribute 'c' missing"
+    );
+    assert_eq!(
+        run("let x = { a = { b = 2; }; }; in builtins.seq x.a.b [ x.a.b (x.a.c or 3) x.a ]"),
+        "[ 2 3 { b = 2; } ]"
+    );
+    assert_eq!(
+        run("let s = builtins.listToAttrs (builtins.genList (i: { name = \"n${toString i}\"; value = i; }) 20); in [ s.n13 (s ? n20) ({ a = 1; } ? b) ({ a = 1; b = 2; }.b) ]"),
+        "[ 13 false false 2 ]"
+    );
+}
+
 #[test]
 fn laziness() {
     assert_eq!(run("let x = throw \"no\"; in 1"), "1");

@@ -326,9 +326,14 @@ impl Thunk {
         self.0.replace(state)
     }
 
-    /// Sets the state (dropping the previous one).
+    /// Sets the state, dropping the previous one. The previous state is almost always the
+    /// blackhole a reader left (which owns nothing), so its drop is skipped inline.
+    #[inline]
     pub(crate) fn set_state(&self, state: ThunkState) {
-        self.0.set(state);
+        let previous = self.0.replace(state);
+        if let ThunkState::Blackhole(_) = previous {
+            std::mem::forget(previous);
+        }
     }
 
     /// Sets the value of the thunk (used to close the `builtins.builtins` loop).

@@ -3,13 +3,12 @@
 //! the sets' byte order of names, so most are linear merges over sorted entries; values stay
 //! lazy wherever Nix leaves them lazy (`mapAttrs`, `zipAttrsWith`, `listToAttrs`).
 use super::lists::required_attr;
-use super::strings::force_string_no_context;
+use super::strings::{force_attr_name, force_string_no_context};
 use super::{arg, Builtin};
 use crate::error::EvalResult;
-use crate::eval::{sym, Evaluator};
+use crate::eval::Evaluator;
 use crate::value::{Attrs, LazyCall, Thunk, Value};
 use kiln_lang::{Span, Symbol};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 pub const BUILTINS: &[Builtin] = &[
@@ -88,10 +87,7 @@ pub const BUILTINS: &[Builtin] = &[
 fn attr_names(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let attrs = ev.force_attrs(arg(args, 0), span)?;
     Ok(Value::list(
-        attrs
-            .names()
-            .map(|name| Value::string(name.as_str()))
-            .collect(),
+        attrs.names().map(|name| ev.symbol_string(name)).collect(),
     ))
 }
 
@@ -101,9 +97,9 @@ fn attr_values(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
 }
 
 fn has_attr(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let name = force_string_no_context(ev, arg(args, 0), span)?;
+    let name = force_attr_name(ev, arg(args, 0), span)?;
     let attrs = ev.force_attrs(arg(args, 1), span)?;
-    Ok(Value::Bool(attrs.contains(sym(&name))))
+    Ok(Value::Bool(attrs.contains(name)))
 }
 
 fn get_attr(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
@@ -119,9 +115,9 @@ fn list_to_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value
     for item in list.iter() {
         let pair = ev.force_attrs(item, span)?;
         let name = required_attr(&pair, "name", "listToAttrs", span)?;
-        let name = force_string_no_context(ev, &name, span)?;
+        let name = force_attr_name(ev, &name, span)?;
         let value = required_attr(&pair, "value", "listToAttrs", span)?;
-        entries.push((sym(&name), value));
+        entries.push((name, value));
     }
     Ok(Value::attrs(Attrs::from_unsorted(entries)))
 }
@@ -140,7 +136,7 @@ fn map_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let entries = attrs
         .iter()
         .map(|(name, value)| {
-            let mapped = lazy_call2(&call, Value::string(name.as_str()), value.clone());
+            let mapped = lazy_call2(&call, ev.symbol_string(name), value.clone());
             (name, mapped)
         })
         .collect();
@@ -153,7 +149,7 @@ fn remove_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value>
     let names = ev.force_list(arg(args, 1), span)?;
     let mut removed: Vec<Symbol> = Vec::with_capacity(names.len());
     for name in names.iter() {
-        removed.push(sym(&force_string_no_context(ev, name, span)?));
+        removed.push(force_attr_name(ev, name, span)?);
     }
     if removed.iter().all(|name| !attrs.contains(*name)) {
         return Ok(Value::Attrs(attrs));
@@ -169,20 +165,25 @@ fn remove_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value>
 fn intersect_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let first = ev.force_attrs(arg(args, 0), span)?;
     let second = ev.force_attrs(arg(args, 1), span)?;
-    // Both are sorted by name: walk them together.
-    let mut entries = Vec::with_capacity(first.len().min(second.len()));
-    let mut left = first.iter().peekable();
-    for (name, value) in second.iter() {
-        while left.next_if(|(k, _)| *k < name).is_some() {}
-        if left.next_if(|(k, _)| *k == name).is_some() {
-            entries.push((name, value.clone()));
-        }
-    }
+    // `callPackage` intersects a function's few formals with a whole package set: look the
+    // smaller set's names up in the bigger one (binary searches) instead of walking both.
+    let entries = if first.len() <= second.len() {
+        first
+            .names()
+            .filter_map(|name| second.get(name).map(|value| (name, value.clone())))
+            .collect()
+    } else {
+        second
+            .iter()
+            .filter(|(name, _)| first.contains(*name))
+            .map(|(name, value)| (name, value.clone()))
+            .collect()
+    };
     Ok(Value::attrs(Attrs::from_sorted(entries)))
 }
 
 fn cat_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let name = sym(&force_string_no_context(ev, arg(args, 0), span)?);
+    let name = force_attr_name(ev, arg(args, 0), span)?;
     let list = ev.force_list(arg(args, 1), span)?;
     let mut values = Vec::with_capacity(list.len());
     for item in list.iter() {
@@ -200,21 +201,25 @@ fn zip_attrs_with(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Valu
         span,
     });
     let list = ev.force_list(arg(args, 1), span)?;
-    let mut collected: HashMap<Symbol, Vec<Value>> = HashMap::new();
+    // Every (name, value) of every set in list order; a stable sort by name then groups each
+    // name's values in list order (the sets are small and few: no hash table needed).
+    let mut all: Vec<(Symbol, Value)> = Vec::new();
     for item in list.iter() {
         let attrs = ev.force_attrs(item, span)?;
-        for (name, value) in attrs.iter() {
-            collected.entry(name).or_default().push(value.clone());
-        }
+        all.extend(attrs.iter().map(|(name, value)| (name, value.clone())));
     }
-    let entries = collected
-        .into_iter()
-        .map(|(name, values)| {
-            let zipped = lazy_call2(&call, Value::string(name.as_str()), Value::list(values));
-            (name, zipped)
-        })
-        .collect();
-    Ok(Value::attrs(Attrs::from_unsorted(entries)))
+    all.sort_by_key(|entry| entry.0);
+    let mut entries = Vec::new();
+    let mut rest = all.into_iter().peekable();
+    while let Some((name, first)) = rest.next() {
+        let mut values = vec![first];
+        while let Some((_, value)) = rest.next_if(|entry| entry.0 == name) {
+            values.push(value);
+        }
+        let zipped = lazy_call2(&call, ev.symbol_string(name), Value::list(values));
+        entries.push((name, zipped));
+    }
+    Ok(Value::attrs(Attrs::from_sorted(entries)))
 }
 
 #[cfg(test)]
@@ -267,6 +272,19 @@ mod tests {
                 "{ a = 1; c = 3; }",
             ),
             (r#"builtins.catAttrs "a" [{a=1;} {b=2;} {a=3;}]"#, "[ 1 3 ]"),
+            // The first set bigger than the second, and smaller.
+            (
+                "builtins.intersectAttrs { a = 0; b = 0; c = 0; d = 0; } { b = 1; d = 2; e = 3; }",
+                "{ b = 1; d = 2; }",
+            ),
+            (
+                "builtins.intersectAttrs { b = 0; } { a = 1; b = 2; c = 3; }",
+                "{ b = 2; }",
+            ),
+            (
+                "builtins.zipAttrsWith (n: v: v) [{b=1; a=1;} {c=2; b=2;} {b=3;}]",
+                "{ a = [ 1 ]; b = [ 1 2 3 ]; c = [ 2 ]; }",
+            ),
             (
                 "builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ]",
                 "{ b = 2; }",

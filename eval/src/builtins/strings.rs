@@ -8,7 +8,7 @@ use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{CoerceMode, Evaluator};
 use crate::value::{Context, ContextElem, NixString, Value};
-use kiln_lang::Span;
+use kiln_lang::{Span, Symbol};
 
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -61,6 +61,25 @@ pub(crate) fn force_string_no_context(
     value: &Value,
     span: Span,
 ) -> EvalResult<String> {
+    Ok(force_shared_string_no_context(ev, value, span)?
+        .as_str()
+        .to_owned())
+}
+
+/// An attribute name given as a string without context (`listToAttrs`, `hasAttr`, …),
+/// interned without copying the text first.
+pub(crate) fn force_attr_name(ev: &Evaluator, value: &Value, span: Span) -> EvalResult<Symbol> {
+    Ok(Symbol::intern(
+        force_shared_string_no_context(ev, value, span)?.as_str(),
+    ))
+}
+
+/// A string without context, as the shared value.
+fn force_shared_string_no_context(
+    ev: &Evaluator,
+    value: &Value,
+    span: Span,
+) -> EvalResult<NixString> {
     let s = ev.force_string(value, span)?;
     if let Some(first) = s.context().iter().next() {
         return Err(EvalError::eval(format!(
@@ -70,7 +89,7 @@ pub(crate) fn force_string_no_context(
         ))
         .at(span));
     }
-    Ok(s.as_str().to_owned())
+    Ok(s)
 }
 
 /// Text from bytes that came out of byte-wise string operations.

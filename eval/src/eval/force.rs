@@ -26,7 +26,9 @@ impl Evaluator {
     }
 
     pub fn force_thunk(&self, thunk: &Thunk, span: Span) -> EvalResult<Value> {
-        let state = thunk.replace_state(ThunkState::Blackhole(span));
+        // A constant placeholder (written with immediates); the states that stay blackholed
+        // while they are evaluated get their real position below.
+        let state = thunk.replace_state(ThunkState::Blackhole(Span::default()));
         // The common cases stay in this small frame (it is on the stack once per level of
         // lazy recursion); the others are in `force_other_thunk`.
         let (expr, env) = match state {
@@ -86,6 +88,7 @@ impl Evaluator {
             )
             .at(at));
         }
+        thunk.set_state(ThunkState::Blackhole(span));
         self.check_stack(span).inspect_err(|_| {
             thunk.set_state(ThunkState::Blackhole(span));
         })?;

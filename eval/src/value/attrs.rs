@@ -49,8 +49,16 @@ pub enum AttrsOrigin {
     Formals(Rc<Lambda>),
 }
 
-/// Binary search of sorted entries.
+/// Sets up to this size are searched by comparing symbols (pointers), not names.
+const LINEAR_SEARCH_MAX: usize = 8;
+
+/// The value of `name` in sorted entries: a scan comparing symbols for small sets (most sets:
+/// option declarations, function arguments, `{ name, value }` pairs), a binary search comparing
+/// names for the others.
 pub(super) fn find(entries: &[(Symbol, Value)], name: Symbol) -> Option<&Value> {
+    if entries.len() <= LINEAR_SEARCH_MAX {
+        return entries.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+    }
     entries
         .binary_search_by(|(k, _)| k.cmp(&name))
         .ok()
