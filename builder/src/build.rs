@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kiln_local_store::fs_tree::delete_tree;
 use kiln_local_store::{LocalStore, LocalStoreError, OutputClaim, ValidPathInfo};
 use kiln_store::content_address::render_content_address;
 use kiln_store::hash::Hash;
@@ -232,7 +233,7 @@ pub fn build_derivation(
     let result = run_and_register(store, build, settings, events, &slots, check);
     for slot in &slots {
         if slot.valid_before || result.is_err() {
-            remove_tree(&slot.host_path);
+            let _ = delete_tree(&slot.host_path);
         }
     }
     let impure = result?;
@@ -758,29 +759,4 @@ fn check_reference_rules(
         }
     }
     Ok(())
-}
-
-/// Deletes whatever is at `path`, making directories writable first; missing is fine. Errors
-/// are ignored: leftovers in the store are invalid, and the next build of the path (under its
-/// lock) or the collector removes them.
-pub fn remove_tree(path: &Path) {
-    let Ok(metadata) = fs::symlink_metadata(path) else {
-        return;
-    };
-    if metadata.is_dir() {
-        if metadata.permissions().mode() & 0o700 != 0o700 {
-            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
-        }
-        if fs::remove_dir_all(path).is_ok() {
-            return;
-        }
-        if let Ok(entries) = fs::read_dir(path) {
-            for entry in entries.flatten() {
-                remove_tree(&entry.path());
-            }
-        }
-        let _ = fs::remove_dir(path);
-    } else {
-        let _ = fs::remove_file(path);
-    }
 }

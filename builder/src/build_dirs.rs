@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::build::remove_tree;
+use kiln_local_store::fs_tree::delete_tree;
 
 /// The directory holding the scratch directories of a store rooted at `store_root`.
 pub fn builds_dir(store_root: &Path) -> PathBuf {
@@ -61,7 +61,7 @@ impl ScratchDir {
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, errno)| io::Error::from(errno))?;
         // A leftover of an earlier process with the same pid: ours now that we hold the lock.
-        remove_tree(&path);
+        let _ = delete_tree(&path);
         fs::DirBuilder::new().mode(0o700).create(&path)?;
         Ok(ScratchDir { path, _lock: lock })
     }
@@ -73,7 +73,7 @@ impl ScratchDir {
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        remove_tree(&self.path);
+        let _ = delete_tree(&self.path);
         // Removed while still locked, so nobody else can take the name's lock in between.
         let _ = fs::remove_file(lock_file_of(&self.path));
     }
@@ -110,7 +110,7 @@ pub fn remove_stale(store_root: &Path) -> io::Result<usize> {
             try_lock_created(&lock_path)?
         };
         if let Some(_lock) = lock {
-            remove_tree(&path);
+            let _ = delete_tree(&path);
             let _ = fs::remove_file(&lock_path);
             removed += 1;
         }

@@ -253,15 +253,15 @@ pub fn refresh_inodes(root: &Path) -> Result<(), OutputError> {
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     let copy = parent.join(format!(".kiln-fresh-{}-{base}", std::process::id()));
-    crate::build::remove_tree(&copy);
+    let _ = kiln_local_store::fs_tree::delete_tree(&copy);
     let copied = copy_tree(root, &copy);
     if let Err(error) = copied {
-        crate::build::remove_tree(&copy);
+        let _ = kiln_local_store::fs_tree::delete_tree(&copy);
         return Err(error);
     }
-    crate::build::remove_tree(root);
+    let _ = kiln_local_store::fs_tree::delete_tree(root);
     if fs::symlink_metadata(root).is_ok() {
-        crate::build::remove_tree(&copy);
+        let _ = kiln_local_store::fs_tree::delete_tree(&copy);
         return Err(OutputError::Io {
             action: "cannot delete the original of",
             path: root.to_owned(),

@@ -1,7 +1,7 @@
 //! Removing and measuring file trees in the physical store. Store objects are often read-only
 //! (outputs are made so after a build, and root filesystems have read-only directories), so
 //! deletion first gives the owner write permission on each directory. Symlinks are never
-//! followed.
+//! followed. Builds, substitutions and the sandbox delete their partial trees with it too.
 //!
 //! "Bytes freed" counts the apparent size of every regular file and symlink whose last link is
 //! removed, as Nix's collector does; directories count nothing.
@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// Recursively deletes `path` (a file, symlink or directory), returning the bytes freed.
 /// A path that does not exist frees nothing.
-pub(crate) fn delete_tree(path: &Path) -> io::Result<u64> {
+pub fn delete_tree(path: &Path) -> io::Result<u64> {
     let metadata = match fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),

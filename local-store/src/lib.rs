@@ -24,7 +24,7 @@ pub mod store_files;
 
 mod db;
 mod error;
-mod fs_tree;
+pub mod fs_tree;
 mod gc;
 mod lock;
 mod path_info;

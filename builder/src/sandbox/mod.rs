@@ -54,6 +54,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kiln_local_store::fs_tree::delete_tree;
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, Pid};
 
@@ -127,7 +128,8 @@ impl Staging {
         let name = first.file_name().unwrap_or_default().to_string_lossy();
         let dir = parent.join(format!(".kiln-sandbox-{name}"));
         if std::fs::symlink_metadata(&dir).is_ok() {
-            remove_tree(&dir)?;
+            delete_tree(&dir)
+                .map_err(|err| SandboxError::io(format!("removing {}", dir.display()), err))?;
         }
         let staging = Staging {
             store: dir.join(plan::STAGING_STORE),
@@ -174,7 +176,7 @@ impl Drop for Staging {
     fn drop(&mut self) {
         // Best effort: a leftover staging directory is removed by the next build of the
         // same output, which holds the same lock.
-        let _ = remove_tree(&self.dir);
+        let _ = delete_tree(&self.dir);
     }
 }
 
@@ -202,29 +204,6 @@ fn move_path(from: &Path, to: &Path, metadata: &std::fs::Metadata) -> Result<(),
     chmod(from, metadata.mode() | 0o200)?;
     rename()?;
     chmod(to, metadata.mode())
-}
-
-/// Deletes a tree, making directories writable first (builders may leave read-only ones).
-fn remove_tree(path: &Path) -> Result<(), SandboxError> {
-    let metadata = std::fs::symlink_metadata(path)
-        .map_err(|err| SandboxError::io(format!("inspecting {}", path.display()), err))?;
-    if metadata.is_dir() {
-        if metadata.mode() & 0o700 != 0o700 {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-                .map_err(|err| SandboxError::io(format!("chmod {}", path.display()), err))?;
-        }
-        let entries = std::fs::read_dir(path)
-            .map_err(|err| SandboxError::io(format!("listing {}", path.display()), err))?;
-        for entry in entries {
-            let entry = entry
-                .map_err(|err| SandboxError::io(format!("listing {}", path.display()), err))?;
-            remove_tree(&entry.path())?;
-        }
-        std::fs::remove_dir(path)
-    } else {
-        std::fs::remove_file(path)
-    }
-    .map_err(|err| SandboxError::io(format!("removing {}", path.display()), err))
 }
 
 fn open_sink(log: LogSink) -> Result<Box<dyn Write + Send>, SandboxError> {
