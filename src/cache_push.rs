@@ -1,6 +1,8 @@
 //! Pushing what `realise` built to a binary cache (`--push-to URL` or the configuration's
 //! `push-to`): after the builds, the closure of every output built in this run is uploaded,
 //! signed with the configuration's `secret-key-files`, skipping what the cache has.
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use anyhow::Context;
 use kiln_builder::plan::BuildPlan;
 use kiln_cache::binary_cache::{BinaryCache, Pushed};
@@ -9,8 +11,8 @@ use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
 use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 
-use crate::cli::GlobalOptions;
-use crate::commands::key::read_secret_key;
+use crate::config::read_secret_key;
+use crate::session::GlobalOptions;
 
 /// Uploads the closures of the outputs of `plan`'s builds that are valid now to `url`.
 pub fn push_built(
@@ -18,6 +20,7 @@ pub fn push_built(
     store: &LocalStore,
     plan: &BuildPlan,
     url: &str,
+    jobs: usize,
 ) -> anyhow::Result<()> {
     let mut built: Vec<StorePath> = Vec::new();
     for build in &plan.builds {
@@ -38,15 +41,22 @@ pub fn push_built(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cache = BinaryCache::open(url, DEFAULT_STALL_TIMEOUT)?;
     let dir = store.store_dir();
-    let mut uploaded = 0;
+    let uploaded = AtomicUsize::new(0);
     cache
-        .push_closure(store, &built, Compression::Xz, &keys, |path, pushed| {
-            if let Pushed::Uploaded { .. } = pushed {
-                uploaded += 1;
-                eprintln!("pushed '{}' to '{}'", dir.print(path), cache.url());
-            }
-        })
+        .push_closure(
+            store,
+            &built,
+            Compression::Xz,
+            &keys,
+            jobs,
+            &|path, pushed| {
+                if let Pushed::Uploaded { .. } = pushed {
+                    uploaded.fetch_add(1, Ordering::SeqCst);
+                    eprintln!("pushed '{}' to '{}'", dir.print(path), cache.url());
+                }
+            },
+        )
         .with_context(|| format!("cannot push the built paths to '{url}'"))?;
-    eprintln!("pushed {uploaded} paths to '{url}'");
+    eprintln!("pushed {} paths to '{url}'", uploaded.into_inner());
     Ok(())
 }

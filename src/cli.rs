@@ -1,12 +1,11 @@
-//! Command-line definition (clap) and dispatch to `commands::<verb>`. Owns the global options
-//! (store locations, search path), the large-stack thread every command runs on (the evaluator's `with_eval_stack`), and the
-//! mapping of outcomes to exit codes: 0 ok, 1 evaluation or build failure, 2 usage, 3 internal.
-use std::path::PathBuf;
+//! Command-line definition (clap) and dispatch to `commands::<verb>`. Owns the large-stack
+//! thread every command runs on (the evaluator's `with_eval_stack`), and the mapping of
+//! outcomes to exit codes: 0 ok, 1 evaluation or build failure, 2 usage, 3 internal.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::commands;
-use crate::config::Config;
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,122 +19,6 @@ pub struct Cli {
     pub global: GlobalOptions,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Options every command understands. After parsing, [`GlobalOptions::resolve`] reads the
-/// configuration file and settles the values the flags left open.
-#[derive(Args, Debug, Clone)]
-pub struct GlobalOptions {
-    /// The logical store directory hashed into every store path [default: /kiln/store].
-    #[arg(
-        long = "store-dir",
-        global = true,
-        env = "KILN_STORE_DIR",
-        value_name = "DIR"
-    )]
-    store_dir_option: Option<String>,
-    /// Where the store lives on this machine (holds `store/` and `var/`);
-    /// default `$XDG_DATA_HOME/kiln`.
-    #[arg(long = "store", global = true, env = "KILN_STORE", value_name = "ROOT")]
-    pub store_root: Option<PathBuf>,
-    /// Add a search path entry (`NAME=PATH` or `PATH`), searched before `KILN_PATH`.
-    #[arg(short = 'I', global = true, value_name = "[NAME=]PATH")]
-    pub include: Vec<String>,
-    /// Read the configuration from this file instead of `$XDG_CONFIG_HOME/kiln/config.toml`.
-    #[arg(
-        long = "config",
-        global = true,
-        env = "KILN_CONFIG",
-        value_name = "FILE"
-    )]
-    pub config_file: Option<PathBuf>,
-    /// Show every frame of an evaluation error's trace, not only the first few.
-    #[arg(long = "show-trace", global = true)]
-    pub show_trace: bool,
-    /// Pure evaluation: no `getEnv`, `currentTime`, `storePath` or unpinned fetches.
-    #[arg(long = "pure-eval", global = true)]
-    pub pure_eval: bool,
-    /// Set a setting, as Nix's `--option NAME VALUE`: `abort-on-warn`, `pure-eval`,
-    /// `show-trace`, `require-sigs` (each `true` or `false`); `substituters`,
-    /// `trusted-public-keys`, `secret-key-files` (space-separated lists).
-    #[arg(long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"])]
-    pub option: Vec<String>,
-    /// `builtins.warn` fails instead of going on (set by `--option abort-on-warn true`).
-    #[arg(skip)]
-    pub abort_on_warn: bool,
-    /// The configuration file's settings (loaded by `resolve`).
-    #[arg(skip)]
-    pub config: Config,
-    /// The logical store directory in force: the flag, else the configuration, else
-    /// `/kiln/store` (set by `resolve`).
-    #[arg(skip)]
-    pub store_dir: String,
-}
-
-/// The logical store directory when neither a flag nor the configuration names one.
-const DEFAULT_STORE_DIR: &str = "/kiln/store";
-
-impl GlobalOptions {
-    /// Loads the configuration file and settles the store directory.
-    pub fn resolve(&mut self) -> anyhow::Result<()> {
-        self.config = Config::load(self.config_file.as_deref())?;
-        for pair in self.option.chunks(2) {
-            let [name, value] = pair else {
-                anyhow::bail!("--option needs a name and a value");
-            };
-            let words = || value.split_whitespace().map(str::to_owned);
-            match name.as_str() {
-                "substituters" => self.config.substituters = Some(words().collect()),
-                "trusted-public-keys" => self.config.trusted_public_keys = words().collect(),
-                "secret-key-files" => {
-                    self.config.secret_key_files = words().map(PathBuf::from).collect()
-                }
-                _ => {}
-            }
-            if matches!(
-                name.as_str(),
-                "substituters" | "trusted-public-keys" | "secret-key-files"
-            ) {
-                continue;
-            }
-            let enabled = match value.as_str() {
-                "true" => true,
-                "false" => false,
-                other => anyhow::bail!("--option {name}: expected true or false, not '{other}'"),
-            };
-            match name.as_str() {
-                "abort-on-warn" => self.abort_on_warn = enabled,
-                "pure-eval" => self.pure_eval = enabled,
-                "show-trace" => self.show_trace = enabled,
-                "require-sigs" => self.config.require_sigs = Some(enabled),
-                other => anyhow::bail!(
-                    "unknown setting '{other}' (kiln knows abort-on-warn, pure-eval, show-trace, require-sigs, substituters, trusted-public-keys, secret-key-files)"
-                ),
-            }
-        }
-        self.store_dir = self
-            .store_dir_option
-            .clone()
-            .or_else(|| self.config.store_dir.clone())
-            .unwrap_or_else(|| DEFAULT_STORE_DIR.to_string());
-        Ok(())
-    }
-
-    /// The logical store directory given by `--store-dir` or `KILN_STORE_DIR`, if any.
-    pub fn store_dir_flag(&self) -> Option<&str> {
-        self.store_dir_option.as_deref()
-    }
-
-    /// The physical store root: `--store`, else the configuration's `store`, else
-    /// `$XDG_DATA_HOME/kiln`, else `~/.local/share/kiln`.
-    pub fn store_root(&self) -> PathBuf {
-        if let Some(root) = self.store_root.as_ref().or(self.config.store.as_ref()) {
-            return root.clone();
-        }
-        // Without HOME either, the root of the file system stands for it.
-        kiln_local_store::LocalStore::default_root()
-            .unwrap_or_else(|| PathBuf::from("/.local/share/kiln"))
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,21 +47,6 @@ pub enum Command {
     Key(commands::key::KeyArgs),
     /// Sign valid store paths with a secret key.
     Sign(commands::sign::SignArgs),
-}
-
-/// How a command ended, when not successfully.
-#[derive(Debug)]
-pub enum Failure {
-    /// Evaluation or build failed; the message is already rendered for the terminal.
-    Reported(String),
-    /// Any other error the user can act on (missing file, bad store path, …).
-    Error(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Error(e)
-    }
 }
 
 /// Parses the arguments, runs the command on a large-stack thread, and returns the exit code.

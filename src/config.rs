@@ -31,6 +31,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use kiln_cache::signing::SecretKey;
 use serde::Deserialize;
 
 /// The settings a configuration file may hold; `None` where it says nothing.
@@ -172,6 +173,13 @@ fn default_location() -> Option<PathBuf> {
     }
     let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
     Some(PathBuf::from(home).join(".config/kiln/config.toml"))
+}
+
+/// Reads a secret key file (`NAME:base64`).
+pub fn read_secret_key(file: &Path) -> anyhow::Result<SecretKey> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the secret key file '{}'", file.display()))?;
+    SecretKey::parse(&text).with_context(|| format!("invalid secret key file '{}'", file.display()))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod progress;
+pub mod realisation;
 pub mod rpm_lock;
 pub mod session;
 pub mod stdlib;

@@ -8,6 +8,9 @@
 //! in 1.2 s`, failures, and lock waits; builder output and download progress stay out of them
 //! (the log files name what was fetched). Evaluation-time downloads (`builtins.fetchurl`) get
 //! the same byte bar on a terminal ([`eval_download_bar`]) and print nothing elsewhere.
+//! Substitutions from binary caches ([`SubstitutionProgress`]) get a byte bar per download
+//! (bytes of the compressed size, rate, time left) on a terminal, and a line when each starts
+//! and ends elsewhere.
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -19,6 +22,7 @@ use indicatif::{
 use kiln_builder::build::{BuildError, BuildEvents, BuildOutcome};
 use kiln_builder::builtin_builders::{FetchProgress, ProgressCallback};
 use kiln_builder::plan::PlannedBuild;
+use kiln_cache::substitute::SubstituteEvent;
 use kiln_store::store_path::{StoreDir, StorePath};
 
 /// Reports builds as they start, print and end.
@@ -233,6 +237,120 @@ impl BuildEvents for Progress {
                 "failed '{drv}': {}",
                 kiln_builder::log::printable(&error.to_string())
             )),
+        }
+    }
+}
+
+/// The byte bar of a substitution whose download size the narinfo gives.
+const SUBSTITUTION_TEMPLATE: &str =
+    "  {spinner} {prefix} [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}";
+/// The byte counter of a substitution of unknown download size.
+const SUBSTITUTION_TEMPLATE_NO_SIZE: &str = "  {spinner} {prefix} {bytes} {bytes_per_sec}";
+
+/// Reports downloads from binary caches: bars on a terminal, lines elsewhere.
+pub struct SubstitutionProgress {
+    dir: StoreDir,
+    bars: Option<(MultiProgress, Mutex<HashMap<StorePath, ProgressBar>>)>,
+}
+
+impl SubstitutionProgress {
+    /// A display for the substitutions of a store of `dir`.
+    pub fn new(dir: StoreDir) -> SubstitutionProgress {
+        let bars = std::io::stderr().is_terminal().then(|| {
+            (
+                MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                Mutex::new(HashMap::new()),
+            )
+        });
+        SubstitutionProgress { dir, bars }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bars {
+            Some((multi, _)) => multi.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// Shows one event.
+    pub fn event(&self, event: SubstituteEvent<'_>) {
+        match event {
+            SubstituteEvent::Warning(text) => self.line(&format!("warning: {text}")),
+            SubstituteEvent::Started {
+                path,
+                cache,
+                download_size,
+                nar_size,
+            } => {
+                if let Some((multi, running)) = &self.bars {
+                    let bar = multi.add(ProgressBar::new(download_size.unwrap_or(0)));
+                    let template = match download_size {
+                        Some(_) => SUBSTITUTION_TEMPLATE,
+                        None => SUBSTITUTION_TEMPLATE_NO_SIZE,
+                    };
+                    bar.set_style(
+                        ProgressStyle::with_template(template)
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                    );
+                    bar.set_prefix(path.name().to_owned());
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(path.clone(), bar);
+                    return;
+                }
+                let size = match download_size {
+                    Some(bytes) => format!("{} download, ", HumanBytes(bytes)),
+                    None => String::new(),
+                };
+                eprintln!(
+                    "copying path '{}' from '{cache}' ({size}{} unpacked)...",
+                    self.dir.print(path),
+                    HumanBytes(nar_size)
+                );
+            }
+            SubstituteEvent::Progress { path, bytes, .. } => {
+                if let Some((_, running)) = &self.bars {
+                    let running = running.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(bar) = running.get(path) {
+                        // A new attempt starts again from zero.
+                        bar.set_position(bytes);
+                    }
+                }
+            }
+            SubstituteEvent::Fetched {
+                path,
+                cache,
+                bytes,
+                elapsed,
+            } => {
+                if let Some((multi, running)) = &self.bars {
+                    let bar = running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(path);
+                    if let Some(bar) = bar {
+                        bar.finish_and_clear();
+                        multi.remove(&bar);
+                    }
+                }
+                let seconds = elapsed.as_secs_f64().max(0.001);
+                self.line(&format!(
+                    "fetched '{}' from '{cache}': {} in {seconds:.1} s ({}/s)",
+                    self.dir.print(path),
+                    HumanBytes(bytes),
+                    HumanBytes((bytes as f64 / seconds) as u64)
+                ));
+            }
+        }
+    }
+
+    /// Clears the bars.
+    pub fn finish(&self) {
+        if let Some((multi, _)) = &self.bars {
+            let _ = multi.clear();
         }
     }
 }

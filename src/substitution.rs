@@ -17,7 +17,8 @@ use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
 use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 
-use crate::cli::GlobalOptions;
+use crate::progress::SubstitutionProgress;
+use crate::session::GlobalOptions;
 
 /// The substitution settings in force, `None` when there is no cache to ask.
 pub fn settings(
@@ -123,43 +124,6 @@ pub fn plan(
     Ok(result)
 }
 
-/// Prints an event of substitution to standard error.
-pub fn report_event(store_dir: &kiln_store::store_path::StoreDir, event: SubstituteEvent<'_>) {
-    match event {
-        SubstituteEvent::Warning(text) => eprintln!("warning: {text}"),
-        SubstituteEvent::Started {
-            path,
-            cache,
-            download_size,
-            nar_size,
-        } => {
-            let size = match download_size {
-                Some(bytes) => format!("{:.2} MiB download, ", mib(bytes)),
-                None => String::new(),
-            };
-            eprintln!(
-                "copying path '{}' from '{cache}' ({size}{:.2} MiB unpacked)...",
-                store_dir.print(path),
-                mib(nar_size)
-            );
-        }
-        SubstituteEvent::Fetched {
-            path,
-            cache,
-            bytes,
-            elapsed,
-        } => {
-            let seconds = elapsed.as_secs_f64().max(0.001);
-            eprintln!(
-                "fetched '{}' from '{cache}': {:.2} MiB in {seconds:.1} s ({:.1} MiB/s)",
-                store_dir.print(path),
-                mib(bytes),
-                mib(bytes) / seconds
-            );
-        }
-    }
-}
-
 /// Bytes in MiB.
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -185,7 +149,8 @@ pub fn substitute_missing(
         return Ok(false);
     }
     let store_dir = store.store_dir().clone();
-    let on_event = |event: SubstituteEvent<'_>| report_event(&store_dir, event);
+    let progress = SubstitutionProgress::new(store_dir.clone());
+    let on_event = |event: SubstituteEvent<'_>| progress.event(event);
     let substituters = Substituters::open(&settings, &store_dir, &on_event);
     if substituters.is_empty() {
         return Ok(false);
@@ -201,6 +166,7 @@ pub fn substitute_missing(
     }
     if !plan.fetch.is_empty() {
         let failed = substituters.fetch_all(store, &plan.fetch, &on_event);
+        progress.finish();
         let fetched = plan.fetch.len() - failed.len();
         let bytes: u64 = plan
             .fetch

@@ -207,7 +207,21 @@ fn nix_accepts_a_cache_kiln_pushed(url: &str, cache_dir: &Path, compression: &st
         ),
     )
     .unwrap();
-    let pushed = kiln.kiln(&["copy", "--to", url, "--compression", compression, &output]);
+    // The zstd runs push the expression (realised first: nothing to build, it is valid), the
+    // others the store path.
+    let installable = if compression == "zstd" {
+        "closure.nix"
+    } else {
+        &output
+    };
+    let pushed = kiln.kiln(&[
+        "copy",
+        "--to",
+        url,
+        "--compression",
+        compression,
+        installable,
+    ]);
     ok(&pushed);
     let report = String::from_utf8_lossy(&pushed.stderr);
     assert!(report.contains("copied 3 paths"), "{report}");
@@ -228,11 +242,12 @@ fn nix_accepts_a_cache_kiln_pushed(url: &str, cache_dir: &Path, compression: &st
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // A second push finds everything there.
-    let again = kiln.kiln(&["copy", "--to", url, &output]);
+    // A second push, of the expression's outputs, finds everything there.
+    let again = kiln.kiln(&["copy", "--to", url, "-j", "4", "closure.nix"]);
     ok(&again);
     assert!(
-        String::from_utf8_lossy(&again.stderr).contains("copied 0 paths"),
+        String::from_utf8_lossy(&again.stderr).contains("copied 0 paths")
+            && String::from_utf8_lossy(&again.stderr).contains("3 were there already"),
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
@@ -525,6 +540,57 @@ fn a_realise_whose_graph_is_in_a_cache_runs_no_builder() {
     .unwrap();
     ok(&offline.kiln(&["realise", "--no-out-link", "--no-substitute", "two.nix"]));
     assert_eq!(offline.builds_run(), 2);
+}
+
+#[test]
+fn inputs_of_a_build_are_fetched_and_the_dry_run_says_so() {
+    if !sandbox_ready() {
+        return;
+    }
+    // A cache holding only the build-time input (`stage`), not the top output.
+    let first = tempfile::tempdir().unwrap();
+    let (builder, _, public) = build_and_push(&format!("file://{}", first.path().display()), "xz");
+    let stage = std::fs::read_dir(builder.root().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| name.ends_with("-stage"))
+        .expect("the stage output");
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", cache.path().display());
+    ok(&builder.kiln(&["copy", "--to", &url, &format!("{NIX_STORE}/{stage}")]));
+
+    let user = Kiln::new();
+    std::fs::write(user.work().join("two.nix"), TWO_LEVEL).unwrap();
+    std::fs::write(
+        user.work().join("config.toml"),
+        substituting_config(&url, &public),
+    )
+    .unwrap();
+    let dry = user.kiln(&["realise", "--dry-run", "two.nix"]);
+    let listed = ok_stderr(&dry);
+    assert!(
+        listed.contains("1 path will be fetched (") && listed.contains(&format!("{stage}\n")),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("1 derivation will be built:") && listed.contains("-top.drv\n"),
+        "{listed}"
+    );
+    assert_eq!(user.builds_run(), 0, "a dry run builds nothing");
+    let (_, run) = user.realise_two_level(&substituting_config(&url, &public));
+    assert_eq!(
+        user.builds_run(),
+        1,
+        "only the top is built: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(user.root().join("store").join(&stage).exists());
+}
+
+/// Standard error of a command that succeeded.
+fn ok_stderr(output: &Output) -> String {
+    ok(output);
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! store paths to it (`copy --to`): each path's NAR is dumped, hashed, compressed and hashed
 //! again in one streaming pass into a staging file, then stored as `nar/<FileHash>.nar<ext>`,
 //! and its `.narinfo` written after it (with the path's own signatures and those of the given
-//! secret keys), references before referrers.
-use std::collections::BTreeSet;
+//! secret keys), references before referrers. The cache is asked about the whole closure at
+//! once and the missing paths are uploaded in parallel, `jobs` at a time, a path as soon as
+//! the paths it refers to are in the cache.
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufWriter, Write};
 use std::time::Duration;
 
@@ -34,6 +36,9 @@ pub enum CacheError {
     #[error("the local store: {0}")]
     Store(#[from] kiln_local_store::LocalStoreError),
 }
+
+/// How many narinfo queries run at once while pushing.
+const QUERY_THREADS: usize = 16;
 
 /// The file name of a path's narinfo: `<hash part>.narinfo`.
 pub fn narinfo_file(path: &StorePath) -> String {
@@ -152,24 +157,74 @@ impl BinaryCache {
     }
 
     /// Pushes the closure of `paths` from `store`, references first, skipping what the cache
-    /// has. `on_path` hears about each path of the closure.
+    /// has, at most `jobs` uploads at once. `on_path` hears about each path of the closure.
     pub fn push_closure(
         &self,
         store: &LocalStore,
         paths: &[StorePath],
         compression: Compression,
         keys: &[SecretKey],
-        mut on_path: impl FnMut(&StorePath, &Pushed),
+        jobs: usize,
+        on_path: &(dyn Fn(&StorePath, &Pushed) + Sync),
     ) -> Result<(), CacheError> {
+        use rayon::prelude::*;
         self.prepare_for_upload(store.store_dir())?;
         let closure = store.closure(paths)?;
-        for path in references_first(store, &closure)? {
-            let pushed = if self.has(&path)? {
-                Pushed::Present
-            } else {
-                self.push(store, &path, compression, keys)?
-            };
-            on_path(&path, &pushed);
+        let order = references_first(store, &closure)?;
+        let workers = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs.max(1))
+            .build()
+            .map_err(|e| self.cache_error(format!("cannot start the upload threads: {e}")))?;
+        // Which paths the cache has, asked for all at once (the answers are small).
+        let queries = rayon::ThreadPoolBuilder::new()
+            .num_threads(QUERY_THREADS)
+            .build()
+            .map_err(|e| self.cache_error(format!("cannot start the query threads: {e}")))?;
+        let present: Vec<bool> = queries.install(|| {
+            order
+                .par_iter()
+                .map(|path| self.has(path))
+                .collect::<Result<_, _>>()
+        })?;
+        // Each missing path with the missing paths it refers to.
+        let mut waiting: BTreeMap<StorePath, BTreeSet<StorePath>> = BTreeMap::new();
+        let missing: BTreeSet<&StorePath> = order
+            .iter()
+            .zip(&present)
+            .filter(|(_, present)| !**present)
+            .map(|(path, _)| path)
+            .collect();
+        for (path, present) in order.iter().zip(&present) {
+            if *present {
+                on_path(path, &Pushed::Present);
+                continue;
+            }
+            let references = store
+                .references(path)?
+                .into_iter()
+                .filter(|r| r != path && missing.contains(r))
+                .collect();
+            waiting.insert(path.clone(), references);
+        }
+        while !waiting.is_empty() {
+            let ready: Vec<StorePath> = waiting
+                .iter()
+                .filter(|(_, references)| references.iter().all(|r| !waiting.contains_key(r)))
+                .map(|(path, _)| path.clone())
+                .collect();
+            if ready.is_empty() {
+                return Err(self.cache_error("the paths to push refer to each other in a cycle"));
+            }
+            for path in &ready {
+                waiting.remove(path);
+            }
+            workers.install(|| {
+                ready.par_iter().try_for_each(|path| {
+                    let pushed = self.push(store, path, compression, keys)?;
+                    on_path(path, &pushed);
+                    Ok::<(), CacheError>(())
+                })
+            })?;
         }
         Ok(())
     }

@@ -10,15 +10,18 @@
 //! `NarSize`, gives the files their canonical modes and times, and registers the path with
 //! its references, deriver, content address and signatures. Anything wrong (a broken
 //! download, a hash mismatch, a NAR with `..` or unsorted entries) deletes what was written
-//! and registers nothing; the caller hears a warning naming the cache and the path.
+//! and registers nothing; the caller hears a warning naming the cache and the path. A download
+//! that breaks off (the connection failed mid-stream) is started again, [`NAR_ATTEMPTS`]
+//! attempts in all; a NAR that arrives whole but wrong is not.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
+use kiln_local_store::fs_tree::delete_tree;
 use kiln_local_store::{LocalStore, OutputClaim, ValidPathInfo};
 use kiln_store::hash::{Hash, HashAlgo, Hasher};
 use kiln_store::nar;
@@ -27,6 +30,11 @@ use kiln_store::store_path::{StoreDir, StorePath};
 use crate::binary_cache::{check_store_dir, BinaryCache, CacheError};
 use crate::narinfo::NarInfo;
 use crate::signing::TrustedKeys;
+
+/// How many times a NAR download that breaks off is tried.
+pub const NAR_ATTEMPTS: u32 = 3;
+/// How often a running download reports its progress at most.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How many narinfo queries run at once (they are small; downloads are bounded by `jobs`).
 pub const QUERY_THREADS: usize = 16;
@@ -56,6 +64,13 @@ pub enum SubstituteEvent<'a> {
         cache: &'a str,
         download_size: Option<u64>,
         nar_size: u64,
+    },
+    /// A download goes on: bytes received so far of the compressed size (when known).
+    Progress {
+        path: &'a StorePath,
+        cache: &'a str,
+        bytes: u64,
+        download_size: Option<u64>,
     },
     /// A path was fetched and registered: bytes downloaded, and how long it took.
     Fetched {
@@ -328,31 +343,107 @@ impl Substituters {
     ) -> Result<(), CacheError> {
         let cache = &self.caches[found.cache];
         let info = &found.info;
-        let path_error = |message: String| CacheError::Path {
-            cache: cache.url().to_owned(),
-            path: self.store_dir.print(&info.path),
-            message,
-        };
         let locks = match store.claim_outputs(std::slice::from_ref(&info.path), |_| {})? {
             OutputClaim::AllValid => return Ok(()),
             OutputClaim::Locked(locks) => locks,
         };
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         on_event(SubstituteEvent::Started {
             path: &info.path,
             cache: cache.url(),
             download_size: info.file_size,
             nar_size: info.nar_size,
         });
-        let body = cache.transport().get(&info.url)?.ok_or_else(|| {
-            path_error(format!("the NAR '{}' is missing from the cache", info.url))
+        let destination = store.physical_path(&info.path);
+        let mut attempt = 1;
+        let downloaded = loop {
+            let outcome = self.download(cache, info, &destination, on_event);
+            if outcome.is_err() {
+                if let Err(removal) = delete_tree(&destination) {
+                    on_event(SubstituteEvent::Warning(format!(
+                        "cannot remove the partial '{}': {removal}",
+                        destination.display()
+                    )));
+                }
+            }
+            match outcome {
+                Ok(bytes) => break bytes,
+                Err(failed) if failed.broke_off && attempt < NAR_ATTEMPTS => {
+                    on_event(SubstituteEvent::Warning(format!(
+                        "{}; trying again (attempt {} of {NAR_ATTEMPTS})",
+                        failed.error,
+                        attempt + 1
+                    )));
+                    attempt += 1;
+                }
+                Err(failed) => return Err(failed.error),
+            }
+        };
+        let mut registered = ValidPathInfo::new(info.path.clone(), info.nar_hash, info.nar_size);
+        registered.references = info.references.clone();
+        registered.deriver = info.deriver.clone();
+        registered.ca = info.ca.clone();
+        registered.signatures = info.signatures.clone();
+        if let Err(error) = store.register_valid_paths(&[registered]) {
+            let _ = delete_tree(&destination);
+            return Err(error.into());
+        }
+        drop(locks);
+        on_event(SubstituteEvent::Fetched {
+            path: &info.path,
+            cache: cache.url(),
+            bytes: downloaded,
+            elapsed: started.elapsed(),
+        });
+        Ok(())
+    }
+
+    /// One attempt at downloading and unpacking the NAR of `info` to `destination`: the bytes
+    /// downloaded, or why not (a partial tree may be left for the caller to remove).
+    fn download(
+        &self,
+        cache: &BinaryCache,
+        info: &NarInfo,
+        destination: &Path,
+        on_event: Listener<'_>,
+    ) -> Result<u64, FailedDownload> {
+        let path_error = |message: String| CacheError::Path {
+            cache: cache.url().to_owned(),
+            path: self.store_dir.print(&info.path),
+            message,
+        };
+        let whole = |error: CacheError| FailedDownload {
+            error,
+            broke_off: false,
+        };
+        let body = cache
+            .transport()
+            .get(&info.url)
+            .map_err(|e| whole(e.into()))?;
+        let body = body.ok_or_else(|| {
+            whole(path_error(format!(
+                "the NAR '{}' is missing from the cache",
+                info.url
+            )))
         })?;
+        let downloaded = AtomicU64::new(0);
+        let broke_off = AtomicBool::new(false);
+        let report = |bytes: u64| {
+            on_event(SubstituteEvent::Progress {
+                path: &info.path,
+                cache: cache.url(),
+                bytes,
+                download_size: info.file_size,
+            })
+        };
         let counted = CountingReader {
             inner: body,
-            count: Arc::new(AtomicUsize::new(0)),
+            count: 0,
+            total: &downloaded,
+            broke_off: &broke_off,
+            last_report: Instant::now(),
+            report: &report,
         };
-        let downloaded = counted.count.clone();
-        let destination = store.physical_path(&info.path);
         // Decompression runs on its own thread, ahead of hashing and unpacking by at most
         // PIPELINE_CHUNKS chunks: both cores work and memory stays bounded.
         let (sender, receiver) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_CHUNKS);
@@ -371,7 +462,7 @@ impl Substituters {
             };
             // `hashing` (and the receiver) is dropped when this returns, which stops the
             // decompressing thread if it is still sending.
-            nar::restore(&mut hashing, &destination)
+            nar::restore(&mut hashing, destination)
                 .map_err(|e| path_error(format!("invalid NAR: {e}")))
                 .and_then(|()| {
                     // Whatever follows the archive still counts towards its hash and size.
@@ -385,36 +476,23 @@ impl Substituters {
                 })
         })
         .and_then(|()| {
-            canonicalise(&destination)
+            canonicalise(destination)
                 .map_err(|e| path_error(format!("cannot set the modes of the unpacked files: {e}")))
         });
-        if let Err(error) = unpacked {
-            if let Err(removal) = remove_tree(&destination) {
-                on_event(SubstituteEvent::Warning(format!(
-                    "cannot remove the partial '{}': {removal}",
-                    destination.display()
-                )));
-            }
-            return Err(error);
+        match unpacked {
+            Ok(()) => Ok(downloaded.load(Ordering::SeqCst)),
+            Err(error) => Err(FailedDownload {
+                error,
+                broke_off: broke_off.load(Ordering::SeqCst),
+            }),
         }
-        let mut registered = ValidPathInfo::new(info.path.clone(), info.nar_hash, info.nar_size);
-        registered.references = info.references.clone();
-        registered.deriver = info.deriver.clone();
-        registered.ca = info.ca.clone();
-        registered.signatures = info.signatures.clone();
-        if let Err(error) = store.register_valid_paths(&[registered]) {
-            let _ = remove_tree(&destination);
-            return Err(error.into());
-        }
-        drop(locks);
-        on_event(SubstituteEvent::Fetched {
-            path: &info.path,
-            cache: cache.url(),
-            bytes: downloaded.load(Ordering::SeqCst) as u64,
-            elapsed: started.elapsed(),
-        });
-        Ok(())
     }
+}
+
+/// Why one download attempt failed, and whether the connection broke off (worth another try).
+struct FailedDownload {
+    error: CacheError,
+    broke_off: bool,
 }
 
 /// Checks the NAR's hash and size against the narinfo's.
@@ -505,16 +583,33 @@ impl Read for ChannelReader {
     }
 }
 
-/// Counts the bytes read.
-struct CountingReader<R> {
+/// Counts the bytes read, reports them now and then, and notes a read that failed.
+struct CountingReader<'a, R> {
     inner: R,
-    count: Arc<AtomicUsize>,
+    count: u64,
+    total: &'a AtomicU64,
+    broke_off: &'a AtomicBool,
+    last_report: Instant,
+    report: &'a (dyn Fn(u64) + Sync),
 }
 
-impl<R: Read> Read for CountingReader<R> {
+impl<R: Read> Read for CountingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.count.fetch_add(read, Ordering::SeqCst);
+        let read = match self.inner.read(buf) {
+            Ok(read) => read,
+            Err(error) => {
+                if error.kind() != io::ErrorKind::Interrupted {
+                    self.broke_off.store(true, Ordering::SeqCst);
+                }
+                return Err(error);
+            }
+        };
+        self.count += read as u64;
+        self.total.store(self.count, Ordering::SeqCst);
+        if read == 0 || self.last_report.elapsed() >= PROGRESS_INTERVAL {
+            self.last_report = Instant::now();
+            (self.report)(self.count);
+        }
         Ok(read)
     }
 }
@@ -565,23 +660,4 @@ fn canonicalise(path: &Path) -> io::Result<()> {
         path,
         fs::Permissions::from_mode(if executable { 0o555 } else { 0o444 }),
     )
-}
-
-/// Deletes a partial tree (made writable first); a missing tree is fine.
-fn remove_tree(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let metadata = match fs::symlink_metadata(path) {
-        Ok(metadata) => metadata,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if metadata.is_dir() {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
-        for entry in fs::read_dir(path)? {
-            remove_tree(&entry?.path())?;
-        }
-        fs::remove_dir(path)
-    } else {
-        fs::remove_file(path)
-    }
 }

@@ -2,7 +2,10 @@
 //! `file:///DIR` (writes go to a temporary file in the same directory, then are renamed into
 //! place, so a reader never sees half a file) and `http(s)://HOST/PREFIX` (GET, HEAD, and PUT
 //! as Nix's HTTP binary cache store uploads). A missing file is `Ok(None)`, any other failure
-//! an error naming the cache.
+//! an error naming the cache. HTTP requests that fail for a passing reason (a refused or
+//! reset connection, a 5xx or 429 answer) are retried, [`HTTP_ATTEMPTS`] attempts in all with
+//! a growing pause, as Nix's `download-attempts`; a server that stalls past the timeout is not
+//! retried (it would multiply the wait).
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +24,11 @@ pub enum TransportError {
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long an upload may take at most.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+/// How many times an HTTP request is tried before its failure counts (Nix's
+/// `download-attempts` default).
+pub const HTTP_ATTEMPTS: u32 = 5;
+/// The pause before the second attempt; it doubles for each further one.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// The largest small file (narinfo, nix-cache-info) read whole.
 const SMALL_FILE_LIMIT: u64 = 1 << 20;
 
@@ -101,6 +109,31 @@ impl Transport {
         format!("{base}/{relative}")
     }
 
+    /// Sends the request `build` makes (anew for each attempt), retrying passing failures
+    /// (see the module doc).
+    fn send(
+        &self,
+        relative: &str,
+        build: impl Fn() -> Result<reqwest::blocking::RequestBuilder, TransportError>,
+    ) -> Result<reqwest::blocking::Response, TransportError> {
+        let mut attempt = 1;
+        loop {
+            let outcome = build()?.send();
+            let passing = match &outcome {
+                Ok(response) => {
+                    let status = response.status();
+                    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(error) => is_passing(error),
+            };
+            if !passing || attempt >= HTTP_ATTEMPTS {
+                return outcome.map_err(|e| self.failed(relative, error_chain(&e)));
+            }
+            std::thread::sleep(FIRST_RETRY_PAUSE * 2u32.pow(attempt - 1));
+            attempt += 1;
+        }
+    }
+
     /// A reader of the file, `None` if the cache does not have it.
     pub fn get(&self, relative: &str) -> Result<Option<Box<dyn Read + Send>>, TransportError> {
         match self {
@@ -113,10 +146,8 @@ impl Transport {
                 }
             }
             Transport::Http { base, client } => {
-                let response = client
-                    .get(Self::http_url(base, relative))
-                    .send()
-                    .map_err(|e| self.failed(relative, error_chain(&e)))?;
+                let response =
+                    self.send(relative, || Ok(client.get(Self::http_url(base, relative))))?;
                 let status = response.status();
                 if status == reqwest::StatusCode::NOT_FOUND
                     || status == reqwest::StatusCode::FORBIDDEN
@@ -159,10 +190,8 @@ impl Transport {
                 }
             }
             Transport::Http { base, client } => {
-                let response = client
-                    .head(Self::http_url(base, relative))
-                    .send()
-                    .map_err(|e| self.failed(relative, error_chain(&e)))?;
+                let response =
+                    self.send(relative, || Ok(client.head(Self::http_url(base, relative))))?;
                 let status = response.status();
                 if status.is_success() {
                     Ok(true)
@@ -190,12 +219,12 @@ impl Transport {
                 self.write_atomically(&path, relative, |file| file.write_all(data))
             }
             Transport::Http { base, client } => {
-                let response = client
-                    .put(Self::http_url(base, relative))
-                    .header(reqwest::header::CONTENT_TYPE, content_type)
-                    .body(data.to_vec())
-                    .send()
-                    .map_err(|e| self.failed(relative, error_chain(&e)))?;
+                let response = self.send(relative, || {
+                    Ok(client
+                        .put(Self::http_url(base, relative))
+                        .header(reqwest::header::CONTENT_TYPE, content_type)
+                        .body(data.to_vec()))
+                })?;
                 self.check_put(relative, response.status())
             }
         }
@@ -223,15 +252,15 @@ impl Transport {
                 })
             }
             Transport::Http { base, client } => {
-                let file = fs::File::open(source).map_err(|e| self.failed(relative, e))?;
-                let len = file.metadata().map_err(|e| self.failed(relative, e))?.len();
-                let response = client
-                    .put(Self::http_url(base, relative))
-                    .header(reqwest::header::CONTENT_TYPE, content_type)
-                    .timeout(UPLOAD_TIMEOUT)
-                    .body(reqwest::blocking::Body::sized(file, len))
-                    .send()
-                    .map_err(|e| self.failed(relative, error_chain(&e)))?;
+                let response = self.send(relative, || {
+                    let file = fs::File::open(source).map_err(|e| self.failed(relative, e))?;
+                    let len = file.metadata().map_err(|e| self.failed(relative, e))?.len();
+                    Ok(client
+                        .put(Self::http_url(base, relative))
+                        .header(reqwest::header::CONTENT_TYPE, content_type)
+                        .timeout(UPLOAD_TIMEOUT)
+                        .body(reqwest::blocking::Body::sized(file, len)))
+                })?;
                 self.check_put(relative, response.status())
             }
         }
@@ -289,6 +318,12 @@ impl Transport {
 pub(crate) fn set_readable(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+}
+
+/// Whether a request's failure may pass if it is tried again: the connection was refused or
+/// broke, but the server did not stall past the timeout.
+fn is_passing(error: &reqwest::Error) -> bool {
+    !error.is_timeout() && (error.is_connect() || error.is_request() || error.is_body())
 }
 
 /// An error with its causes, `a: b: c`.

@@ -312,6 +312,9 @@ enum NarService {
     Truncated,
     /// Never answers.
     Hangs,
+    /// Answers the first request for each file with a 503, and breaks off the first whole
+    /// answer for a NAR halfway; then serves well.
+    FailsOnce,
 }
 
 /// Serves the file cache of `setup` over HTTP, except NARs, served as `service` says.
@@ -319,9 +322,11 @@ fn serve(setup: &Setup, service: NarService) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let root = setup.cache();
+    let requests: std::sync::Arc<Mutex<Vec<String>>> = Default::default();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let root = root.clone();
+            let requests = requests.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut request = String::new();
@@ -341,7 +346,25 @@ fn serve(setup: &Setup, service: NarService) -> String {
                     return;
                 };
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                if !relative.starts_with("nar/") {
+                let seen_before = {
+                    let mut requests = requests.lock().unwrap();
+                    requests.push(relative.to_owned());
+                    requests.iter().filter(|r| *r == relative).count() - 1
+                };
+                if let NarService::FailsOnce = service {
+                    if seen_before == 0 {
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+                        );
+                        return;
+                    }
+                    if seen_before == 1 && relative.starts_with("nar/") {
+                        let _ = stream.write_all(head.as_bytes());
+                        let _ = stream.write_all(&body[..body.len() / 2]);
+                        return;
+                    }
+                }
+                if !relative.starts_with("nar/") || matches!(service, NarService::FailsOnce) {
                     let _ = stream.write_all(head.as_bytes());
                     let _ = stream.write_all(&body);
                     return;
@@ -355,6 +378,7 @@ fn serve(setup: &Setup, service: NarService) -> String {
                         let mut rest = Vec::new();
                         let _ = reader.read_to_end(&mut rest);
                     }
+                    NarService::FailsOnce => {}
                 }
             });
         }
@@ -382,6 +406,47 @@ fn a_truncated_download_and_a_hanging_cache_are_refused() {
     assert!(
         warnings.contains("timed out") || warnings.contains("timeout"),
         "{warnings}"
+    );
+}
+
+#[test]
+fn server_errors_and_a_download_that_breaks_off_are_tried_again() {
+    let setup = Setup::new();
+    let nar = good_nar();
+    let info = setup.narinfo(&nar, |_| {});
+    setup.publish(Some(&nar), &info.to_text(&setup.store_dir));
+    let url = serve(&setup, NarService::FailsOnce);
+    let store = LocalStore::open(setup.dir.path().join("store"), setup.store_dir.clone()).unwrap();
+    let events = Mutex::new(Vec::new());
+    let on_event = |event: SubstituteEvent<'_>| match event {
+        SubstituteEvent::Warning(text) => events.lock().unwrap().push(text),
+        SubstituteEvent::Progress { bytes, .. } => {
+            events.lock().unwrap().push(format!("progress {bytes}"))
+        }
+        _ => {}
+    };
+    let substituters = Substituters::open(
+        &setup.settings(&url, Duration::from_secs(5)),
+        &setup.store_dir,
+        &on_event,
+    );
+    assert!(!substituters.is_empty(), "{:?}", events.lock().unwrap());
+    let wanted: BTreeSet<StorePath> = [setup.path()].into();
+    let closure = substituters
+        .closure_to_fetch(&store, &wanted, &on_event)
+        .unwrap()
+        .expect("the narinfo is found after a 503");
+    let failed = substituters.fetch_all(&store, &closure, &on_event);
+    let events = events.into_inner().unwrap().join("\n");
+    assert!(failed.is_empty(), "{events}");
+    assert!(store.is_valid(&setup.path()).unwrap());
+    assert!(
+        events.contains("trying again (attempt 2 of 3)"),
+        "the broken-off download is reported and retried: {events}"
+    );
+    assert!(
+        events.contains(&format!("progress {}", nar.len())),
+        "the download reports its bytes: {events}"
     );
 }
 

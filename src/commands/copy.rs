@@ -1,12 +1,14 @@
-//! `kiln copy --to URL PATHS…`: push the closure of store paths (or links into the store, such
-//! as `./result`) to a Nix binary cache, `file:///DIR` or `http(s)://…` (HTTP PUT), skipping
-//! what the cache already has. NARs are compressed with xz (default), zstd, bzip2 or not at
+//! `kiln copy --to URL INSTALLABLES…`: push the closure of store paths (or links into the
+//! store, such as `./result`), or of the outputs of an expression (a FILE, `-E`, `-A`, realised
+//! first as `realise` would, substituting and building what is missing), to a Nix binary
+//! cache, `file:///DIR` or `http(s)://…` (HTTP PUT), skipping what the cache already has;
+//! `-j` uploads run at once. NARs are compressed with xz (default), zstd, bzip2 or not at
 //! all; narinfos carry the paths' own signatures and those of the configuration's
 //! `secret-key-files`. `kiln copy --from URL PATHS…` fetches store paths with their closures
 //! from a cache into the local store, checking signatures as substitution does.
-use std::path::PathBuf;
-
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use clap::Args;
@@ -16,10 +18,13 @@ use kiln_cache::substitute::{SubstituteEvent, Substituters};
 use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
 use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
+use std::sync::Arc;
 
-use super::key::read_secret_key;
-use crate::cli::{Failure, GlobalOptions};
+use super::input::SelectionArgs;
+use crate::config::read_secret_key;
+use crate::realisation::{realise, BuildOptions};
 use crate::session::{open_store, store_path_arg};
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
@@ -37,27 +42,32 @@ pub struct CopyArgs {
     /// How NARs are compressed: xz, zstd, bzip2 or none.
     #[arg(long, value_name = "METHOD", default_value = "xz")]
     pub compression: Compression,
-    /// Store paths (or links into the store) whose closures are pushed.
-    #[arg(value_name = "PATH", required = true)]
+    /// Upload (or download) at most N paths at once (default: the number of CPUs).
+    #[arg(short = 'j', long = "max-jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Store paths (or links into the store) whose closures are copied; or, with `--to`, a
+    /// FILE to evaluate (with `-A`/`-E`) whose outputs are realised and pushed.
+    #[arg(value_name = "INSTALLABLE")]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
 }
 
 pub fn run(global: &GlobalOptions, args: CopyArgs) -> Result<(), Failure> {
-    let store = open_store(global)?;
+    let jobs = args
+        .jobs
+        .or(global.config.jobs)
+        .unwrap_or_else(kiln_builder::scheduler::ScheduleOptions::default_jobs);
     let to = match (&args.to, &args.from) {
         (Some(to), _) => to.clone(),
-        (None, Some(from)) => return copy_from(global, &store, from, &args.paths),
+        (None, Some(from)) => {
+            let store = open_store(global)?;
+            return copy_from(global, &store, from, &args.paths, jobs);
+        }
         (None, None) => return Err(anyhow::anyhow!("give --to URL or --from URL").into()),
     };
+    let (store, paths) = paths_to_push(global, &args)?;
     let dir = store.store_dir().clone();
-    let mut paths = Vec::new();
-    for arg in &args.paths {
-        let path = store_path_arg(&store, arg)?;
-        if !store.is_valid(&path).map_err(anyhow::Error::from)? {
-            return Err(anyhow::anyhow!("path '{}' is not valid", dir.print(&path)).into());
-        }
-        paths.push(path);
-    }
     let keys = global
         .config
         .secret_key_files
@@ -65,29 +75,78 @@ pub fn run(global: &GlobalOptions, args: CopyArgs) -> Result<(), Failure> {
         .map(|file| read_secret_key(file))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cache = BinaryCache::open(&to, DEFAULT_STALL_TIMEOUT).map_err(anyhow::Error::from)?;
-    let (mut uploaded, mut present, mut bytes) = (0, 0, 0);
+    let (uploaded, present, bytes) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     cache
         .push_closure(
             &store,
             &paths,
             args.compression,
             &keys,
-            |path, pushed| match pushed {
-                Pushed::Present => present += 1,
+            jobs,
+            &|path, pushed| match pushed {
+                Pushed::Present => {
+                    present.fetch_add(1, Ordering::SeqCst);
+                }
                 Pushed::Uploaded { file_size, .. } => {
-                    uploaded += 1;
-                    bytes += file_size;
+                    uploaded.fetch_add(1, Ordering::SeqCst);
+                    bytes.fetch_add(*file_size, Ordering::SeqCst);
                     eprintln!("copied path '{}' to '{}'", dir.print(path), cache.url());
                 }
             },
         )
         .with_context(|| format!("cannot copy to '{to}'"))?;
     eprintln!(
-        "copied {uploaded} paths ({:.1} MiB compressed) to '{}'; {present} were there already",
-        bytes as f64 / (1024.0 * 1024.0),
-        cache.url()
+        "copied {} paths ({:.1} MiB compressed) to '{}'; {} were there already",
+        uploaded.into_inner(),
+        bytes.into_inner() as f64 / (1024.0 * 1024.0),
+        cache.url(),
+        present.into_inner()
     );
     Ok(())
+}
+
+/// The store and the paths `copy --to` pushes the closures of: the arguments when they all
+/// name store paths (and no expression is selected), else the outputs of realising them.
+fn paths_to_push(
+    global: &GlobalOptions,
+    args: &CopyArgs,
+) -> Result<(Arc<LocalStore>, Vec<StorePath>), Failure> {
+    let selection = &args.selection;
+    let selects = selection.expr.is_some() || !selection.attr.is_empty();
+    if !selects && !args.paths.is_empty() {
+        let store = open_store(global)?;
+        let named: Option<Vec<StorePath>> = args
+            .paths
+            .iter()
+            .map(|arg| store_path_arg(&store, arg).ok())
+            .collect();
+        if let Some(paths) = named {
+            let dir = store.store_dir();
+            for path in &paths {
+                if !store.is_valid(path).map_err(anyhow::Error::from)? {
+                    return Err(anyhow::anyhow!("path '{}' is not valid", dir.print(path)).into());
+                }
+            }
+            return Ok((Arc::new(store), paths));
+        }
+    }
+    if args.paths.is_empty() && !selects {
+        return Err(anyhow::anyhow!("give the store paths or the expression to copy").into());
+    }
+    let options = BuildOptions {
+        jobs: args.jobs,
+        ..BuildOptions::default()
+    };
+    let Some(realised) = realise(global, &args.paths, selection, &options)? else {
+        return Err(anyhow::anyhow!("nothing was realised").into());
+    };
+    let paths = realised
+        .targets
+        .into_iter()
+        .flatten()
+        .map(|(_, path)| path)
+        .collect();
+    Ok((realised.store, paths))
 }
 
 /// Fetches `args` (logical store paths) and their closures from the cache at `url`.
@@ -96,6 +155,7 @@ fn copy_from(
     store: &LocalStore,
     url: &str,
     args: &[PathBuf],
+    jobs: usize,
 ) -> Result<(), Failure> {
     let dir = store.store_dir().clone();
     let mut wanted = BTreeSet::new();
@@ -107,15 +167,12 @@ fn copy_from(
             .with_context(|| format!("'{text}' is not a store path of '{}'", dir.as_str()))?;
         wanted.insert(path);
     }
-    let jobs = global
-        .config
-        .jobs
-        .unwrap_or_else(kiln_builder::scheduler::ScheduleOptions::default_jobs);
     let Some(settings) = crate::substitution::settings(global, &[url.to_owned()], false, jobs)?
     else {
         return Err(anyhow::anyhow!("no cache to copy from").into());
     };
-    let on_event = |event: SubstituteEvent<'_>| crate::substitution::report_event(&dir, event);
+    let progress = crate::progress::SubstitutionProgress::new(dir.clone());
+    let on_event = |event: SubstituteEvent<'_>| progress.event(event);
     let substituters = Substituters::open(&settings, &dir, &on_event);
     if substituters.is_empty() {
         return Err(anyhow::anyhow!("cannot use the binary cache '{url}'").into());
@@ -129,6 +186,7 @@ fn copy_from(
             )
         })?;
     let failed = substituters.fetch_all(store, &closure, &on_event);
+    progress.finish();
     if !failed.is_empty() {
         return Err(anyhow::anyhow!(
             "{} of {} paths could not be fetched from '{url}'",

@@ -10,7 +10,7 @@ use clap::Args;
 use kiln_store::store_path::StoreDir;
 
 use super::input::{self, InputArgs};
-use crate::cli::{Failure, GlobalOptions};
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {

@@ -3,8 +3,8 @@
 use clap::Args;
 use kiln_local_store::GcOptions;
 
-use crate::cli::{Failure, GlobalOptions};
 use crate::session::open_store;
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct GcArgs {

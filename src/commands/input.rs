@@ -12,8 +12,8 @@ use kiln_eval::{AutoArg, EvalOptions, Evaluator, SourceInput, Value};
 use kiln_glue::{DownloadBar, StoreFetcher, StoreMappedIo};
 use kiln_local_store::LocalStore;
 
-use crate::cli::{Failure, GlobalOptions};
 use crate::session;
+use crate::session::{Failure, GlobalOptions};
 
 /// What to evaluate and how to narrow it: a file (or `-E`), then `-A`/`--arg`/`--argstr`.
 /// Used by `eval` and `instantiate`; `realise` takes `SelectionArgs` beside its own paths.
@@ -27,7 +27,7 @@ pub struct InputArgs {
 }
 
 /// The expression-selecting arguments every evaluating verb shares.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct SelectionArgs {
     /// Evaluate this expression instead of a file (relative paths resolve against the
     /// current directory).

@@ -12,7 +12,7 @@ use kiln_local_store::LocalStore;
 use kiln_store::store_path::StoreDir;
 
 use super::input::{self, InputArgs};
-use crate::cli::{Failure, GlobalOptions};
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct InstantiateArgs {

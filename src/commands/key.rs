@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use kiln_cache::signing::SecretKey;
 
-use crate::cli::{Failure, GlobalOptions};
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct KeyArgs {
@@ -34,13 +34,6 @@ pub enum KeyAction {
         #[arg(value_name = "FILE")]
         secret_key_file: Option<PathBuf>,
     },
-}
-
-/// Reads a secret key file (`NAME:base64`).
-pub fn read_secret_key(file: &std::path::Path) -> anyhow::Result<SecretKey> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the secret key file '{}'", file.display()))?;
-    SecretKey::parse(&text).with_context(|| format!("invalid secret key file '{}'", file.display()))
 }
 
 fn write_new(file: &std::path::Path, text: &str, mode: u32) -> anyhow::Result<()> {
@@ -83,7 +76,7 @@ pub fn run(_global: &GlobalOptions, args: KeyArgs) -> Result<(), Failure> {
         }
         KeyAction::Public { secret_key_file } => {
             let key = match secret_key_file {
-                Some(file) => read_secret_key(&file)?,
+                Some(file) => crate::config::read_secret_key(&file)?,
                 None => {
                     let mut text = String::new();
                     std::io::stdin()

@@ -23,9 +23,9 @@ use kiln_builder::scheduler::ScheduleOptions;
 
 use super::input::{self, InputArgs};
 use super::lock_advice::target_failure;
-use crate::cli::{Failure, GlobalOptions};
 use crate::rpm_lock::{lock_target, package_diff, parse_packages, write_atomically, PackageChange};
 use crate::session;
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct LockArgs {

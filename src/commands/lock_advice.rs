@@ -9,10 +9,10 @@ use anyhow::anyhow;
 use kiln_eval::{Evaluator, Value};
 
 use super::input::{self, SelectionArgs};
-use crate::cli::{Failure, GlobalOptions};
 use crate::rpm_lock::{
     lock_target, search_lock_problem, LockTarget, LockTargetError, SEARCH_DEPTH,
 };
+use crate::session::{Failure, GlobalOptions};
 
 /// A `kilnLock` that could not be read, as the command's failure.
 pub fn target_failure(evaluator: &Evaluator, error: LockTargetError) -> Failure {

@@ -8,8 +8,8 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use kiln_builder::log::{printable, BuildLog};
 
-use crate::cli::{Failure, GlobalOptions};
 use crate::session::{open_store, store_path_arg};
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct LogArgs {

@@ -12,8 +12,8 @@ use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 use serde_json::{json, Value};
 
-use crate::cli::{Failure, GlobalOptions};
 use crate::session::{open_store, store_path_arg};
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct PathInfoArgs {

@@ -10,7 +10,7 @@ use kiln_local_store::LocalStore;
 use kiln_store::derivation::Derivation;
 use kiln_store::store_path::{StoreDir, StorePath};
 
-use crate::cli::{Failure, GlobalOptions};
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct ShowDerivationArgs {

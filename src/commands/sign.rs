@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use clap::Args;
 use kiln_cache::narinfo::fingerprint;
 
-use super::key::read_secret_key;
-use crate::cli::{Failure, GlobalOptions};
+use crate::config::read_secret_key;
 use crate::session::{open_store, store_path_arg};
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct SignArgs {

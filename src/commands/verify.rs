@@ -4,8 +4,8 @@
 //! configuration's `trusted-public-keys`. Reports only; exits 1 if anything is wrong.
 use clap::Args;
 
-use crate::cli::{Failure, GlobalOptions};
 use crate::session::open_store;
+use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
