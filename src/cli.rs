@@ -164,6 +164,10 @@ pub enum Command {
     Key(commands::key::KeyArgs),
     /// Sign valid store paths with a secret key.
     Sign(commands::sign::SignArgs),
+    /// Print the shell completion script of bash, zsh, fish, elvish or powershell.
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per verb into a directory.
+    Manpage(commands::manpage::ManpageArgs),
 }
 
 /// How a command ended, when not successfully.
@@ -229,5 +233,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Copy(args) => commands::copy::run(&cli.global, args),
         Command::Key(args) => commands::key::run(&cli.global, args),
         Command::Sign(args) => commands::sign::run(&cli.global, args),
+        Command::Completions(args) => commands::completions::run(&cli.global, args),
+        Command::Manpage(args) => commands::manpage::run(&cli.global, args),
     }
 }
