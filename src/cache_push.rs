@@ -9,8 +9,11 @@ use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
 use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 
+use serde_json::json;
+
 use crate::cli::GlobalOptions;
 use crate::commands::key::read_secret_key;
+use crate::log_events::{self, Activity, JsonLog};
 
 /// Uploads the closures of the outputs of `plan`'s builds that are valid now to `url`.
 pub fn push_built(
@@ -41,12 +44,34 @@ pub fn push_built(
     let mut uploaded = 0;
     cache
         .push_closure(store, &built, Compression::Xz, &keys, |path, pushed| {
-            if let Pushed::Uploaded { .. } = pushed {
+            if let Pushed::Uploaded { file_size, .. } = pushed {
                 uploaded += 1;
-                eprintln!("pushed '{}' to '{}'", dir.print(path), cache.url());
+                report_upload(
+                    &format!("pushed '{}' to '{}'", dir.print(path), cache.url()),
+                    &dir.print(path),
+                    cache.url(),
+                    *file_size,
+                );
             }
         })
         .with_context(|| format!("cannot push the built paths to '{url}'"))?;
-    eprintln!("pushed {uploaded} paths to '{url}'");
+    log_events::info(&format!("pushed {uploaded} paths to '{url}'"));
     Ok(())
+}
+
+/// Reports one path uploaded to a binary cache: `text` on a line, or in JSON a `copy`
+/// activity (started, its `copied` result and stopped at once: the upload is reported when
+/// it is done).
+pub fn report_upload(text: &str, path: &str, to: &str, file_size: u64) {
+    if !log_events::is_json() {
+        return log_events::info(text);
+    }
+    let id = JsonLog.start(Activity::Copy, 0, text, json!({ "path": path, "to": to }));
+    JsonLog.result(
+        id,
+        Activity::Copy,
+        "copied",
+        json!({ "fileSize": file_size }),
+    );
+    JsonLog.stop(id);
 }

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::config::Config;
+use crate::log_events::{self, LogFormat};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,6 +61,16 @@ pub struct GlobalOptions {
     /// `trusted-public-keys`, `secret-key-files` (space-separated lists).
     #[arg(long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"])]
     pub option: Vec<String>,
+    /// How progress and messages are reported on standard error: `bar` (default on a
+    /// terminal), `line` (default elsewhere), `raw` (builder output) or `json` (one event per
+    /// line).
+    #[arg(
+        long = "log-format",
+        global = true,
+        env = "KILN_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<LogFormat>,
     /// `builtins.warn` fails instead of going on (set by `--option abort-on-warn true`).
     #[arg(skip)]
     pub abort_on_warn: bool,
@@ -194,8 +205,9 @@ pub fn run() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    log_events::set_format(cli.global.log_format);
     if let Err(e) = cli.global.resolve() {
-        eprintln!("error: {e:#}");
+        log_events::error(&format!("{e:#}"));
         return 2;
     }
     // Every command runs on the evaluator's large-stack thread, which also sets the stack
@@ -203,6 +215,10 @@ pub fn run() -> i32 {
     let outcome = std::panic::catch_unwind(|| kiln_eval::with_eval_stack(move || dispatch(cli)));
     match outcome {
         Ok(Ok(())) => 0,
+        Ok(Err(Failure::Reported(text))) if log_events::is_json() => {
+            log_events::message(log_events::Level::Error, text.trim_end());
+            1
+        }
         Ok(Err(Failure::Reported(text))) => {
             eprint!("{}", kiln_eval::error::for_stderr(&text));
             if !text.ends_with('\n') {
@@ -211,7 +227,7 @@ pub fn run() -> i32 {
             1
         }
         Ok(Err(Failure::Error(e))) => {
-            eprintln!("error: {e:#}");
+            log_events::error(&format!("{e:#}"));
             1
         }
         // The panic message has already been printed by the panic hook.

@@ -19,6 +19,7 @@ use kiln_store::store_path::{StoreDir, StorePath};
 
 use crate::cli::{Failure, GlobalOptions};
 use crate::config::{ByteSize, Config};
+use crate::log_events;
 use crate::progress::Progress;
 
 /// How many log lines a failure report shows.
@@ -116,7 +117,7 @@ pub fn run_builds(
 ) -> Result<(), Failure> {
     // Build directories that a killed kiln left behind (their lock is free) go first.
     if let Err(error) = kiln_builder::build_dirs::remove_stale(store.root()) {
-        eprintln!("warning: cannot remove stale build directories: {error}");
+        log_events::warn(&format!("cannot remove stale build directories: {error}"));
     }
     let progress = Arc::new(Progress::new(store.store_dir().clone(), plan.builds.len()));
     let events: Arc<dyn BuildEvents> = progress.clone();
@@ -126,10 +127,10 @@ pub fn run_builds(
     let dir = store.store_dir();
     for (build, status) in plan.builds.iter().zip(&report.statuses) {
         if let BuildStatus::Succeeded(BuildOutcome::Built { impure: true, .. }) = status {
-            eprintln!(
-                "warning: {} used the network (impure; allowed by --allow-network, or by `kiln lock` for its lock step)",
+            log_events::warn(&format!(
+                "{} used the network (impure; allowed by --allow-network, or by `kiln lock` for its lock step)",
                 dir.print(&build.drv_path)
-            );
+            ));
         }
     }
     if report.success() {

@@ -19,6 +19,7 @@ use kiln_store::store_path::StorePath;
 
 use super::key::read_secret_key;
 use crate::cli::{Failure, GlobalOptions};
+use crate::log_events;
 use crate::session::{open_store, store_path_arg};
 
 #[derive(Args, Debug)]
@@ -77,16 +78,21 @@ pub fn run(global: &GlobalOptions, args: CopyArgs) -> Result<(), Failure> {
                 Pushed::Uploaded { file_size, .. } => {
                     uploaded += 1;
                     bytes += file_size;
-                    eprintln!("copied path '{}' to '{}'", dir.print(path), cache.url());
+                    crate::cache_push::report_upload(
+                        &format!("copied path '{}' to '{}'", dir.print(path), cache.url()),
+                        &dir.print(path),
+                        cache.url(),
+                        *file_size,
+                    );
                 }
             },
         )
         .with_context(|| format!("cannot copy to '{to}'"))?;
-    eprintln!(
+    log_events::info(&format!(
         "copied {uploaded} paths ({:.1} MiB compressed) to '{}'; {present} were there already",
         bytes as f64 / (1024.0 * 1024.0),
         cache.url()
-    );
+    ));
     Ok(())
 }
 
@@ -115,7 +121,8 @@ fn copy_from(
     else {
         return Err(anyhow::anyhow!("no cache to copy from").into());
     };
-    let on_event = |event: SubstituteEvent<'_>| crate::substitution::report_event(&dir, event);
+    let log = crate::substitution::SubstitutionLog::new(dir.clone());
+    let on_event = |event: SubstituteEvent<'_>| log.event(event);
     let substituters = Substituters::open(&settings, &dir, &on_event);
     if substituters.is_empty() {
         return Err(anyhow::anyhow!("cannot use the binary cache '{url}'").into());
@@ -137,6 +144,6 @@ fn copy_from(
         )
         .into());
     }
-    eprintln!("copied {} paths from '{url}'", closure.len());
+    log_events::info(&format!("copied {} paths from '{url}'", closure.len()));
     Ok(())
 }

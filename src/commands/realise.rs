@@ -28,6 +28,7 @@ use kiln_store::store_path::StorePath;
 use super::input::{self, InputArgs, SelectionArgs};
 use crate::cli::{Failure, GlobalOptions};
 use crate::config::ByteSize;
+use crate::log_events;
 use crate::session::{build_settings, open_store, run_builds, store_path_arg};
 
 #[derive(Args, Debug)]
@@ -281,16 +282,20 @@ pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
 fn print_dry_run(store: &LocalStore, plan: &BuildPlan) {
     let dir = store.store_dir();
     if plan.is_empty() {
-        eprintln!("nothing to build: every output is valid");
+        log_events::info("nothing to build: every output is valid");
         return;
     }
-    eprintln!(
+    log_events::info(&format!(
         "{} derivation{} would be built:",
         plan.builds.len(),
         if plan.builds.len() == 1 { "" } else { "s" }
-    );
+    ));
     for build in &plan.builds {
-        eprintln!("  {} ({})", dir.print(&build.drv_path), build.reason);
+        log_events::info(&format!(
+            "  {} ({})",
+            dir.print(&build.drv_path),
+            build.reason
+        ));
     }
 }
 
