@@ -175,6 +175,8 @@ pub enum Command {
     Key(commands::key::KeyArgs),
     /// Sign valid store paths with a secret key.
     Sign(commands::sign::SignArgs),
+    /// Enter a root file system: an interactive shell, or a command, in a sandbox.
+    Shell(commands::shell::ShellArgs),
     /// Print the shell completion script of bash, zsh, fish, elvish or powershell.
     Completions(commands::completions::CompletionsArgs),
     /// Print the manual page (roff), or write one page per verb into a directory.
@@ -188,6 +190,8 @@ pub enum Failure {
     Reported(String),
     /// Any other error the user can act on (missing file, bad store path, …).
     Error(anyhow::Error),
+    /// Exit with this status, nothing to report (`kiln shell`: the status of its command).
+    Exit(i32),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -230,6 +234,7 @@ pub fn run() -> i32 {
             log_events::error(&format!("{e:#}"));
             1
         }
+        Ok(Err(Failure::Exit(code))) => code,
         // The panic message has already been printed by the panic hook.
         Err(_) => 3,
     }
@@ -249,6 +254,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Copy(args) => commands::copy::run(&cli.global, args),
         Command::Key(args) => commands::key::run(&cli.global, args),
         Command::Sign(args) => commands::sign::run(&cli.global, args),
+        Command::Shell(args) => commands::shell::run(&cli.global, args),
         Command::Completions(args) => commands::completions::run(&cli.global, args),
         Command::Manpage(args) => commands::manpage::run(&cli.global, args),
     }

@@ -22,6 +22,9 @@ use crate::config::{ByteSize, Config};
 use crate::log_events;
 use crate::progress::Progress;
 
+/// The default of `--max-silent-time`: a build silent for an hour is taken to hang.
+pub const DEFAULT_MAX_SILENT_TIME_SECS: u64 = 3600;
+
 /// How many log lines a failure report shows.
 const LOG_TAIL_LINES: usize = 25;
 

@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 /// The verbs a user can type; each must be completed and documented.
-const VERBS: [&str; 15] = [
+const VERBS: [&str; 16] = [
     "eval",
     "instantiate",
     "show-derivation",
@@ -17,6 +17,7 @@ const VERBS: [&str; 15] = [
     "copy",
     "key",
     "sign",
+    "shell",
     "completions",
     "manpage",
     "help",

@@ -13,6 +13,7 @@ pub mod log;
 pub mod manpage;
 pub mod path_info;
 pub mod realise;
+pub mod shell;
 pub mod show_derivation;
 pub mod sign;
 pub mod verify;

@@ -29,7 +29,9 @@ use super::input::{self, InputArgs, SelectionArgs};
 use crate::cli::{Failure, GlobalOptions};
 use crate::config::ByteSize;
 use crate::log_events;
-use crate::session::{build_settings, open_store, run_builds, store_path_arg};
+use crate::session::{
+    build_settings, open_store, run_builds, store_path_arg, DEFAULT_MAX_SILENT_TIME_SECS,
+};
 
 #[derive(Args, Debug)]
 pub struct RealiseArgs {
@@ -337,9 +339,6 @@ fn build(
     };
     run_builds(store, plan, &options)
 }
-
-/// The default of `--max-silent-time`: a build silent for an hour is taken to hang.
-pub const DEFAULT_MAX_SILENT_TIME_SECS: u64 = 3600;
 
 /// `nix-build`'s result link names: `result`, `result-dev`; for later targets `result-2`,
 /// `result-2-dev`, ….
