@@ -492,3 +492,26 @@ fn the_session_cannot_type_into_the_users_terminal() {
     assert!(text.contains("TIOCSTI refused: EPERM"), "{text}");
     assert!(output.status.success(), "{text}");
 }
+
+#[test]
+fn a_list_of_layers_is_entered_with_the_first_on_top() {
+    if !sandbox_ready() {
+        return;
+    }
+    let place = Place::new(false);
+    let layers = r#"
+      let
+        root = import ../root.nix;
+        top = (import <kiln> { }).layer { name = "top"; files."etc/os-release" = "ID=top\n"; };
+      in [ top root ]"#;
+    let output = output_of(&mut place.command(&[
+        "shell",
+        "-E",
+        layers,
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/os-release; ls /bin/busybox",
+    ]));
+    assert_eq!(stdout_of(&output), "ID=top\n/bin/busybox\n");
+}
