@@ -2,19 +2,21 @@
 //! (same terminal session, so its shell can make its own jobs the foreground process group),
 //! so while the session runs kiln ignores `SIGINT` and `SIGQUIT` (a key pressed while kiln's
 //! own group is in the foreground reaches the session's command and not kiln, which reports
-//! how the command ended), and afterwards makes its own process group the terminal's
-//! foreground again (with `SIGTTOU` ignored for the call, since kiln is in the background
-//! then).
+//! how the command ended), and afterwards, if its process group was the terminal's foreground
+//! when the session started, makes it the foreground again (with `SIGTTOU` ignored for the
+//! call, since kiln is in the background then). A kiln started in the background leaves the
+//! terminal alone.
 
 use std::os::fd::BorrowedFd;
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::unistd::{getpgrp, isatty, tcsetpgrp};
+use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp};
 
 /// What [`SessionTerminal::claim`] changed, undone on drop.
 pub(crate) struct SessionTerminal {
     saved: Vec<(Signal, SigAction)>,
-    is_terminal: bool,
+    /// Standard input is a terminal whose foreground process group was kiln's.
+    was_foreground: bool,
 }
 
 fn ignore(signal: Signal) -> Option<SigAction> {
@@ -32,14 +34,14 @@ impl SessionTerminal {
             .collect();
         SessionTerminal {
             saved,
-            is_terminal: isatty(std::io::stdin()).unwrap_or(false),
+            was_foreground: tcgetpgrp(std::io::stdin()).is_ok_and(|group| group == getpgrp()),
         }
     }
 }
 
 impl Drop for SessionTerminal {
     fn drop(&mut self) {
-        if self.is_terminal {
+        if self.was_foreground {
             let previous = ignore(Signal::SIGTTOU);
             // SAFETY: descriptor 0 is open for the life of the process (it was a terminal
             // when the session started).
