@@ -11,7 +11,10 @@ use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
 use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 
+use serde_json::json;
+
 use crate::config::read_secret_key;
+use crate::log_events::{self, Activity, JsonLog};
 use crate::session::GlobalOptions;
 
 /// Uploads the closures of the outputs of `plan`'s builds that are valid now to `url`.
@@ -50,13 +53,38 @@ pub fn push_built(
             &keys,
             jobs,
             &|path, pushed| {
-                if let Pushed::Uploaded { .. } = pushed {
+                if let Pushed::Uploaded { file_size, .. } = pushed {
                     uploaded.fetch_add(1, Ordering::SeqCst);
-                    eprintln!("pushed '{}' to '{}'", dir.print(path), cache.url());
+                    report_upload(
+                        &format!("pushed '{}' to '{}'", dir.print(path), cache.url()),
+                        &dir.print(path),
+                        cache.url(),
+                        *file_size,
+                    );
                 }
             },
         )
         .with_context(|| format!("cannot push the built paths to '{url}'"))?;
-    eprintln!("pushed {} paths to '{url}'", uploaded.into_inner());
+    log_events::info(&format!(
+        "pushed {} paths to '{url}'",
+        uploaded.into_inner()
+    ));
     Ok(())
+}
+
+/// Reports one path uploaded to a binary cache: `text` on a line, or in JSON a `copy`
+/// activity (started, its `copied` result and stopped at once: the upload is reported when
+/// it is done).
+pub fn report_upload(text: &str, path: &str, to: &str, file_size: u64) {
+    if !log_events::is_json() {
+        return log_events::info(text);
+    }
+    let id = JsonLog.start(Activity::Copy, 0, text, json!({ "path": path, "to": to }));
+    JsonLog.result(
+        id,
+        Activity::Copy,
+        "copied",
+        json!({ "fileSize": file_size }),
+    );
+    JsonLog.stop(id);
 }

@@ -1,10 +1,10 @@
 //! Command-line definition (clap) and dispatch to `commands::<verb>`. Owns the large-stack
 //! thread every command runs on (the evaluator's `with_eval_stack`), and the mapping of
 //! outcomes to exit codes: 0 ok, 1 evaluation or build failure, 2 usage, 3 internal.
-
 use clap::{Parser, Subcommand};
 
 use crate::commands;
+use crate::log_events;
 use crate::session::{Failure, GlobalOptions};
 
 #[derive(Parser, Debug)]
@@ -47,6 +47,12 @@ pub enum Command {
     Key(commands::key::KeyArgs),
     /// Sign valid store paths with a secret key.
     Sign(commands::sign::SignArgs),
+    /// Enter a root file system: an interactive shell, or a command, in a sandbox.
+    Shell(commands::shell::ShellArgs),
+    /// Print the shell completion script of bash, zsh, fish, elvish or powershell.
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per verb into a directory.
+    Manpage(commands::manpage::ManpageArgs),
 }
 
 /// Parses the arguments, runs the command on a large-stack thread, and returns the exit code.
@@ -58,8 +64,9 @@ pub fn run() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    log_events::set_format(cli.global.log_format);
     if let Err(e) = cli.global.resolve() {
-        eprintln!("error: {e:#}");
+        log_events::error(&format!("{e:#}"));
         return 2;
     }
     // Every command runs on the evaluator's large-stack thread, which also sets the stack
@@ -67,6 +74,10 @@ pub fn run() -> i32 {
     let outcome = std::panic::catch_unwind(|| kiln_eval::with_eval_stack(move || dispatch(cli)));
     match outcome {
         Ok(Ok(())) => 0,
+        Ok(Err(Failure::Reported(text))) if log_events::is_json() => {
+            log_events::message(log_events::Level::Error, text.trim_end());
+            1
+        }
         Ok(Err(Failure::Reported(text))) => {
             eprint!("{}", kiln_eval::error::for_stderr(&text));
             if !text.ends_with('\n') {
@@ -75,9 +86,10 @@ pub fn run() -> i32 {
             1
         }
         Ok(Err(Failure::Error(e))) => {
-            eprintln!("error: {e:#}");
+            log_events::error(&format!("{e:#}"));
             1
         }
+        Ok(Err(Failure::Exit(code))) => code,
         // The panic message has already been printed by the panic hook.
         Err(_) => 3,
     }
@@ -97,5 +109,8 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Copy(args) => commands::copy::run(&cli.global, args),
         Command::Key(args) => commands::key::run(&cli.global, args),
         Command::Sign(args) => commands::sign::run(&cli.global, args),
+        Command::Shell(args) => commands::shell::run(&cli.global, args),
+        Command::Completions(args) => commands::completions::run(&cli.global, args),
+        Command::Manpage(args) => commands::manpage::run(&cli.global, args),
     }
 }

@@ -4,6 +4,8 @@ pub mod cache_push;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod installable;
+pub mod log_events;
 pub mod progress;
 pub mod realisation;
 pub mod rpm_lock;

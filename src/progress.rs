@@ -1,19 +1,23 @@
-//! The progress display of `kiln realise`.
+//! The progress display of `kiln realise`, in the `--log-format` of the process (see
+//! `crate::log_events`).
 //!
-//! On a terminal (standard error is a tty): an indicatif display with one line per running
+//! `bar` (on a terminal): an indicatif display with one line per running
 //! build (its name, elapsed time and the latest line of its log) under an overall bar
 //! (done/total, elapsed). A `builtin:fetchurl` download turns its build's line into a byte
 //! bar: bytes so far of the announced size, rate and ETA (bytes and rate alone when the server
-//! announces no size). Otherwise plain lines on standard error: `building '…'`, `built '…'
+//! announces no size). `line`: plain lines on standard error: `building '…'`, `built '…'
 //! in 1.2 s`, failures, and lock waits; builder output and download progress stay out of them
-//! (the log files name what was fetched). Evaluation-time downloads (`builtins.fetchurl`) get
-//! the same byte bar on a terminal ([`eval_download_bar`]) and print nothing elsewhere.
-//! Substitutions from binary caches ([`SubstitutionProgress`]) get a byte bar per download
-//! (bytes of the compressed size, rate, time left) on a terminal, and a line when each starts
-//! and ends elsewhere.
+//! (the log files name what was fetched). `raw`: the builders' output as it comes, and
+//! failures. `json`: a `build` activity per build (its log lines as `log` events, a `result`
+//! with its status) and a `download` activity under it per URL a `builtin:fetchurl` build
+//! fetches, with `progress` events. Evaluation-time downloads (`builtins.fetchurl`) get
+//! the same byte bar on a terminal, a `download` activity in JSON ([`eval_download_display`])
+//! and print nothing elsewhere. Substitutions from binary caches get a byte bar per download
+//! on a terminal ([`SubstitutionProgress`]; lines and JSON: `crate::substitution`).
 use std::collections::HashMap;
-use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{
@@ -24,12 +28,9 @@ use kiln_builder::builtin_builders::{FetchProgress, ProgressCallback};
 use kiln_builder::plan::PlannedBuild;
 use kiln_cache::substitute::SubstituteEvent;
 use kiln_store::store_path::{StoreDir, StorePath};
+use serde_json::json;
 
-/// Reports builds as they start, print and end.
-pub struct Progress {
-    dir: StoreDir,
-    display: Option<BarDisplay>,
-}
+use crate::log_events::{self, Activity, JsonLog, Level, LogFormat};
 
 struct BarDisplay {
     multi: MultiProgress,
@@ -89,29 +90,84 @@ fn show_download(bar: &ProgressBar, progress: &FetchProgress) {
     bar.set_message(download_rate(progress));
 }
 
-/// A byte bar for an evaluation-time download of `name` (`builtins.fetchurl`) when standard
-/// error is a terminal: a callback for the fetcher and the bar to clear when it is done.
-pub fn eval_download_bar(name: &str) -> Option<(ProgressBar, ProgressCallback)> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_prefix(name.to_owned());
-    let for_callback = bar.clone();
-    let styled = std::sync::atomic::AtomicBool::new(false);
-    let callback: ProgressCallback = std::sync::Arc::new(move |progress: &FetchProgress| {
-        if !styled.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            set_download_style(&for_callback, progress);
+/// A download shown while it runs: `progress` receives the byte counts, `finish` ends the
+/// display (clears the bar, or stops the JSON activity).
+pub struct DownloadDisplay {
+    pub progress: ProgressCallback,
+    pub finish: Box<dyn FnOnce()>,
+}
+
+/// The display of an evaluation-time download of `name` (`builtins.fetchurl`): a byte bar
+/// in the `bar` format, a `download` activity in `json`, nothing otherwise.
+pub fn eval_download_display(name: &str) -> Option<DownloadDisplay> {
+    match log_events::format() {
+        LogFormat::Bar => {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_prefix(name.to_owned());
+            let for_callback = bar.clone();
+            let styled = AtomicBool::new(false);
+            let progress: ProgressCallback = Arc::new(move |progress: &FetchProgress| {
+                if !styled.swap(true, Ordering::Relaxed) {
+                    set_download_style(&for_callback, progress);
+                }
+                show_download(&for_callback, progress);
+            });
+            Some(DownloadDisplay {
+                progress,
+                finish: Box::new(move || bar.finish_and_clear()),
+            })
         }
-        show_download(&for_callback, progress);
-    });
-    Some((bar, callback))
+        LogFormat::Json => {
+            let log = JsonLog;
+            let id = log.start(
+                Activity::Download,
+                0,
+                &format!("downloading '{name}'"),
+                json!({ "name": name }),
+            );
+            let progress: ProgressCallback = Arc::new(move |progress: &FetchProgress| {
+                log.progress(
+                    id,
+                    progress.bytes,
+                    progress.total,
+                    progress.bytes_per_second,
+                );
+            });
+            Some(DownloadDisplay {
+                progress,
+                finish: Box::new(move || log.stop(id)),
+            })
+        }
+        LogFormat::Line | LogFormat::Raw => None,
+    }
+}
+
+/// The JSON activities of the running builds.
+#[derive(Default)]
+struct JsonBuilds {
+    running: Mutex<HashMap<StorePath, JsonBuild>>,
+}
+
+/// The activity of one running build and of its current download.
+struct JsonBuild {
+    id: u64,
+    /// The `download` activity under the build and its URL.
+    download: Option<(u64, String)>,
+}
+
+/// Reports builds as they start, print and end.
+pub struct Progress {
+    dir: StoreDir,
+    format: LogFormat,
+    display: Option<BarDisplay>,
+    json: JsonBuilds,
 }
 
 impl Progress {
-    /// A display for `total` builds; bars only if standard error is a terminal.
+    /// A display for `total` builds in the process's log format.
     pub fn new(dir: StoreDir, total: usize) -> Progress {
-        let display = std::io::stderr().is_terminal().then(|| {
+        let format = log_events::format();
+        let display = (format == LogFormat::Bar).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let overall = multi.add(ProgressBar::new(total as u64));
             overall.set_style(
@@ -125,7 +181,12 @@ impl Progress {
                 running: Mutex::new(HashMap::new()),
             }
         });
-        Progress { dir, display }
+        Progress {
+            dir,
+            format,
+            display,
+            json: JsonBuilds::default(),
+        }
     }
 
     /// Clears the bars.
@@ -136,11 +197,16 @@ impl Progress {
         }
     }
 
-    fn line(&self, text: &str) {
+    /// A message, above the bars when there are bars.
+    fn message(&self, level: Level, text: &str) {
         match &self.display {
-            Some(display) => display.multi.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
+            Some(display) => display.multi.suspend(|| log_events::message(level, text)),
+            None => log_events::message(level, text),
         }
+    }
+
+    fn json_running(&self) -> std::sync::MutexGuard<'_, HashMap<StorePath, JsonBuild>> {
+        self.json.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -148,11 +214,33 @@ fn seconds(duration: Duration) -> String {
     format!("{:.1} s", duration.as_secs_f64())
 }
 
+/// The `status` and fields of a build's JSON `result`.
+fn json_result(result: &Result<BuildOutcome, BuildError>) -> (&'static str, serde_json::Value) {
+    let millis = |duration: &Duration| duration.as_millis() as u64;
+    match result {
+        Ok(BuildOutcome::Built { duration, impure }) => (
+            "built",
+            json!({ "durationMs": millis(duration), "impure": impure }),
+        ),
+        Ok(BuildOutcome::Checked { duration }) => {
+            ("checked", json!({ "durationMs": millis(duration) }))
+        }
+        Ok(BuildOutcome::AlreadyValid) => ("already-valid", json!({})),
+        Err(error) => (
+            "failed",
+            json!({ "error": kiln_builder::log::printable(&error.to_string()) }),
+        ),
+    }
+}
+
 impl BuildEvents for Progress {
     fn build_started(&self, build: &PlannedBuild) {
         let drv = self.dir.print(&build.drv_path);
-        match &self.display {
-            Some(display) => {
+        match self.format {
+            LogFormat::Bar => {
+                let Some(display) = &self.display else {
+                    return;
+                };
                 let bar = display.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("  {spinner} {prefix} {elapsed} {wide_msg}")
@@ -172,28 +260,87 @@ impl BuildEvents for Progress {
                         },
                     );
             }
-            None => eprintln!("building '{drv}'..."),
-        }
-    }
-
-    fn waiting_for_lock(&self, build: &PlannedBuild, path: &StorePath) {
-        self.line(&format!(
-            "waiting for another kiln to finish '{}' ({})",
-            self.dir.print(path),
-            build.name()
-        ));
-    }
-
-    fn log_line(&self, drv: &StorePath, line: &str) {
-        if let Some(display) = &self.display {
-            let running = display.running.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(running) = running.get(drv) {
-                running.bar.set_message(kiln_builder::log::printable(line));
+            LogFormat::Line => eprintln!("building '{drv}'..."),
+            LogFormat::Raw => {}
+            LogFormat::Json => {
+                let id = JsonLog.start(
+                    Activity::Build,
+                    0,
+                    &format!("building '{drv}'"),
+                    json!({ "drv": drv, "name": build.name() }),
+                );
+                self.json_running()
+                    .insert(build.drv_path.clone(), JsonBuild { id, download: None });
             }
         }
     }
 
+    fn waiting_for_lock(&self, build: &PlannedBuild, path: &StorePath) {
+        self.message(
+            Level::Info,
+            &format!(
+                "waiting for another kiln to finish '{}' ({})",
+                self.dir.print(path),
+                build.name()
+            ),
+        );
+    }
+
+    fn log_line(&self, drv: &StorePath, line: &str) {
+        match self.format {
+            LogFormat::Bar => {
+                if let Some(display) = &self.display {
+                    let running = display.running.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(running) = running.get(drv) {
+                        running.bar.set_message(kiln_builder::log::printable(line));
+                    }
+                }
+            }
+            LogFormat::Raw => {
+                let mut stderr = std::io::stderr().lock();
+                let _ = writeln!(stderr, "{line}");
+            }
+            LogFormat::Json => {
+                let id = self.json_running().get(drv).map(|build| build.id);
+                if let Some(id) = id {
+                    JsonLog.log(id, line);
+                }
+            }
+            LogFormat::Line => {}
+        }
+    }
+
     fn download_progress(&self, drv: &StorePath, progress: &FetchProgress) {
+        if self.format == LogFormat::Json {
+            let mut running = self.json_running();
+            let Some(build) = running.get_mut(drv) else {
+                return;
+            };
+            let id = match &build.download {
+                Some((id, url)) if *url == progress.url => *id,
+                other => {
+                    // A new URL (a mirror, after a failed one): a new download activity.
+                    if let Some((previous, _)) = other {
+                        JsonLog.stop(*previous);
+                    }
+                    let id = JsonLog.start(
+                        Activity::Download,
+                        build.id,
+                        &format!("downloading '{}'", progress.url),
+                        json!({ "url": progress.url }),
+                    );
+                    build.download = Some((id, progress.url.clone()));
+                    id
+                }
+            };
+            JsonLog.progress(
+                id,
+                progress.bytes,
+                progress.total,
+                progress.bytes_per_second,
+            );
+            return;
+        }
         let Some(display) = &self.display else {
             return;
         };
@@ -210,6 +357,18 @@ impl BuildEvents for Progress {
 
     fn build_finished(&self, build: &PlannedBuild, result: &Result<BuildOutcome, BuildError>) {
         let drv = self.dir.print(&build.drv_path);
+        if self.format == LogFormat::Json {
+            let Some(running) = self.json_running().remove(&build.drv_path) else {
+                return;
+            };
+            if let Some((download, _)) = running.download {
+                JsonLog.stop(download);
+            }
+            let (status, fields) = json_result(result);
+            JsonLog.result(running.id, Activity::Build, status, fields);
+            JsonLog.stop(running.id);
+            return;
+        }
         if let Some(display) = &self.display {
             let bar = display
                 .running
@@ -223,20 +382,24 @@ impl BuildEvents for Progress {
             display.overall.inc(1);
         }
         match result {
-            Ok(BuildOutcome::Built { duration, .. }) if self.display.is_none() => {
+            Ok(BuildOutcome::Built { duration, .. }) if self.format == LogFormat::Line => {
                 eprintln!("built '{drv}' in {}", seconds(*duration))
             }
-            Ok(BuildOutcome::Checked { duration }) => {
-                self.line(&format!("checked '{drv}' in {}", seconds(*duration)))
-            }
+            Ok(BuildOutcome::Checked { duration }) => self.message(
+                Level::Info,
+                &format!("checked '{drv}' in {}", seconds(*duration)),
+            ),
             Ok(BuildOutcome::AlreadyValid) => {
-                self.line(&format!("'{drv}' was built by another kiln"))
+                self.message(Level::Info, &format!("'{drv}' was built by another kiln"))
             }
             Ok(BuildOutcome::Built { .. }) => {}
-            Err(error) => self.line(&format!(
-                "failed '{drv}': {}",
-                kiln_builder::log::printable(&error.to_string())
-            )),
+            Err(error) => self.message(
+                Level::Info,
+                &format!(
+                    "failed '{drv}': {}",
+                    kiln_builder::log::printable(&error.to_string())
+                ),
+            ),
         }
     }
 }
@@ -247,77 +410,56 @@ const SUBSTITUTION_TEMPLATE: &str =
 /// The byte counter of a substitution of unknown download size.
 const SUBSTITUTION_TEMPLATE_NO_SIZE: &str = "  {spinner} {prefix} {bytes} {bytes_per_sec}";
 
-/// Reports downloads from binary caches: bars on a terminal, lines elsewhere.
+/// The byte bars of downloads from binary caches (`bar` log format only; lines and JSON are
+/// `crate::substitution`'s).
 pub struct SubstitutionProgress {
     dir: StoreDir,
-    bars: Option<(MultiProgress, Mutex<HashMap<StorePath, ProgressBar>>)>,
+    multi: MultiProgress,
+    running: Mutex<HashMap<StorePath, ProgressBar>>,
 }
 
 impl SubstitutionProgress {
-    /// A display for the substitutions of a store of `dir`.
-    pub fn new(dir: StoreDir) -> SubstitutionProgress {
-        let bars = std::io::stderr().is_terminal().then(|| {
-            (
-                MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                Mutex::new(HashMap::new()),
-            )
-        });
-        SubstitutionProgress { dir, bars }
+    /// The bars for the substitutions of a store of `dir`, `None` unless the log format is
+    /// `bar`.
+    pub fn new(dir: StoreDir) -> Option<SubstitutionProgress> {
+        (log_events::format() == LogFormat::Bar).then(|| SubstitutionProgress {
+            dir,
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            running: Mutex::new(HashMap::new()),
+        })
     }
 
-    fn line(&self, text: &str) {
-        match &self.bars {
-            Some((multi, _)) => multi.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
-        }
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<StorePath, ProgressBar>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Shows one event.
     pub fn event(&self, event: SubstituteEvent<'_>) {
         match event {
-            SubstituteEvent::Warning(text) => self.line(&format!("warning: {text}")),
+            SubstituteEvent::Warning(text) => self.multi.suspend(|| log_events::warn(&text)),
             SubstituteEvent::Started {
                 path,
-                cache,
                 download_size,
-                nar_size,
+                ..
             } => {
-                if let Some((multi, running)) = &self.bars {
-                    let bar = multi.add(ProgressBar::new(download_size.unwrap_or(0)));
-                    let template = match download_size {
-                        Some(_) => SUBSTITUTION_TEMPLATE,
-                        None => SUBSTITUTION_TEMPLATE_NO_SIZE,
-                    };
-                    bar.set_style(
-                        ProgressStyle::with_template(template)
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("=> "),
-                    );
-                    bar.set_prefix(path.name().to_owned());
-                    bar.enable_steady_tick(Duration::from_millis(200));
-                    running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(path.clone(), bar);
-                    return;
-                }
-                let size = match download_size {
-                    Some(bytes) => format!("{} download, ", HumanBytes(bytes)),
-                    None => String::new(),
+                let bar = self.multi.add(ProgressBar::new(download_size.unwrap_or(0)));
+                let template = match download_size {
+                    Some(_) => SUBSTITUTION_TEMPLATE,
+                    None => SUBSTITUTION_TEMPLATE_NO_SIZE,
                 };
-                eprintln!(
-                    "copying path '{}' from '{cache}' ({size}{} unpacked)...",
-                    self.dir.print(path),
-                    HumanBytes(nar_size)
+                bar.set_style(
+                    ProgressStyle::with_template(template)
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
                 );
+                bar.set_prefix(path.name().to_owned());
+                bar.enable_steady_tick(Duration::from_millis(200));
+                self.running().insert(path.clone(), bar);
             }
             SubstituteEvent::Progress { path, bytes, .. } => {
-                if let Some((_, running)) = &self.bars {
-                    let running = running.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(bar) = running.get(path) {
-                        // A new attempt starts again from zero.
-                        bar.set_position(bytes);
-                    }
+                if let Some(bar) = self.running().get(path) {
+                    // A new attempt starts again from zero.
+                    bar.set_position(bytes);
                 }
             }
             SubstituteEvent::Fetched {
@@ -326,32 +468,26 @@ impl SubstitutionProgress {
                 bytes,
                 elapsed,
             } => {
-                if let Some((multi, running)) = &self.bars {
-                    let bar = running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(path);
-                    if let Some(bar) = bar {
-                        bar.finish_and_clear();
-                        multi.remove(&bar);
-                    }
+                let bar = self.running().remove(path);
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
                 }
                 let seconds = elapsed.as_secs_f64().max(0.001);
-                self.line(&format!(
+                let text = format!(
                     "fetched '{}' from '{cache}': {} in {seconds:.1} s ({}/s)",
                     self.dir.print(path),
                     HumanBytes(bytes),
                     HumanBytes((bytes as f64 / seconds) as u64)
-                ));
+                );
+                self.multi.suspend(|| log_events::info(&text));
             }
         }
     }
 
     /// Clears the bars.
     pub fn finish(&self) {
-        if let Some((multi, _)) = &self.bars {
-            let _ = multi.clear();
-        }
+        let _ = self.multi.clear();
     }
 }
 

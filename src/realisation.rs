@@ -19,7 +19,10 @@ use kiln_store::store_path::StorePath;
 
 use crate::commands::input::{self, InputArgs, SelectionArgs};
 use crate::config::ByteSize;
-use crate::session::{build_settings, open_store, run_builds, store_path_arg};
+use crate::log_events;
+use crate::session::{
+    build_settings, open_store, run_builds, store_path_arg, DEFAULT_MAX_SILENT_TIME_SECS,
+};
 use crate::session::{Failure, GlobalOptions};
 
 /// The flags that steer substituting and building (`realise`'s, also taken by verbs that
@@ -274,16 +277,20 @@ pub fn realise(
 fn print_dry_run(store: &LocalStore, plan: &BuildPlan) {
     let dir = store.store_dir();
     if plan.is_empty() {
-        eprintln!("nothing to build: every output is valid");
+        log_events::info("nothing to build: every output is valid");
         return;
     }
-    eprintln!(
+    log_events::info(&format!(
         "{} derivation{} would be built:",
         plan.builds.len(),
         if plan.builds.len() == 1 { "" } else { "s" }
-    );
+    ));
     for build in &plan.builds {
-        eprintln!("  {} ({})", dir.print(&build.drv_path), build.reason);
+        log_events::info(&format!(
+            "  {} ({})",
+            dir.print(&build.drv_path),
+            build.reason
+        ));
     }
 }
 
@@ -325,9 +332,6 @@ fn build(
     };
     run_builds(store, plan, &options)
 }
-
-/// The default of `--max-silent-time`: a build silent for an hour is taken to hang.
-pub const DEFAULT_MAX_SILENT_TIME_SECS: u64 = 3600;
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,7 @@ use kiln_local_store::LocalStore;
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use crate::config::{ByteSize, Config};
+use crate::log_events::{self, LogFormat};
 use crate::progress::Progress;
 
 /// Options every command understands. After parsing, [`GlobalOptions::resolve`] reads the
@@ -59,6 +60,16 @@ pub struct GlobalOptions {
     /// `trusted-public-keys`, `secret-key-files` (space-separated lists).
     #[arg(long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"])]
     pub option: Vec<String>,
+    /// How progress and messages are reported on standard error: `bar` (default on a
+    /// terminal), `line` (default elsewhere), `raw` (builder output) or `json` (one event per
+    /// line).
+    #[arg(
+        long = "log-format",
+        global = true,
+        env = "KILN_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<LogFormat>,
     /// `builtins.warn` fails instead of going on (set by `--option abort-on-warn true`).
     #[arg(skip)]
     pub abort_on_warn: bool,
@@ -144,6 +155,8 @@ pub enum Failure {
     Reported(String),
     /// Any other error the user can act on (missing file, bad store path, …).
     Error(anyhow::Error),
+    /// Exit with this status, nothing to report (`kiln shell`: the status of its command).
+    Exit(i32),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -151,6 +164,9 @@ impl From<anyhow::Error> for Failure {
         Failure::Error(e)
     }
 }
+
+/// The default of `--max-silent-time`: a build silent for an hour is taken to hang.
+pub const DEFAULT_MAX_SILENT_TIME_SECS: u64 = 3600;
 
 /// How many log lines a failure report shows.
 const LOG_TAIL_LINES: usize = 25;
@@ -247,7 +263,7 @@ pub fn run_builds(
 ) -> Result<(), Failure> {
     // Build directories that a killed kiln left behind (their lock is free) go first.
     if let Err(error) = kiln_builder::build_dirs::remove_stale(store.root()) {
-        eprintln!("warning: cannot remove stale build directories: {error}");
+        log_events::warn(&format!("cannot remove stale build directories: {error}"));
     }
     let progress = Arc::new(Progress::new(store.store_dir().clone(), plan.builds.len()));
     let events: Arc<dyn BuildEvents> = progress.clone();
@@ -257,10 +273,10 @@ pub fn run_builds(
     let dir = store.store_dir();
     for (build, status) in plan.builds.iter().zip(&report.statuses) {
         if let BuildStatus::Succeeded(BuildOutcome::Built { impure: true, .. }) = status {
-            eprintln!(
-                "warning: {} used the network (impure; allowed by --allow-network, or by `kiln lock` for its lock step)",
+            log_events::warn(&format!(
+                "{} used the network (impure; allowed by --allow-network, or by `kiln lock` for its lock step)",
                 dir.print(&build.drv_path)
-            );
+            ));
         }
     }
     if report.success() {

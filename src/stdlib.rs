@@ -23,6 +23,7 @@ pub const STDLIB_FILES: &[(&str, &str)] = &[
     ("default.nix", include_str!("../stdlib/default.nix")),
     ("fetch.nix", include_str!("../stdlib/fetch.nix")),
     ("layer.nix", include_str!("../stdlib/layer.nix")),
+    ("oci.nix", include_str!("../stdlib/oci.nix")),
     ("bootstrap.nix", include_str!("../stdlib/bootstrap.nix")),
     ("rpm.nix", include_str!("../stdlib/rpm.nix")),
     (

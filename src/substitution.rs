@@ -7,6 +7,7 @@
 //! same question is asked of its input derivations. Whatever fails to fetch is left invalid,
 //! so the build plan made afterwards builds it (Nix's `--fallback`, always on).
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,8 +16,10 @@ use kiln_cache::signing::TrustedKeys;
 use kiln_cache::substitute::{Found, SubstituteEvent, SubstituterSettings, Substituters};
 use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
 use kiln_local_store::LocalStore;
-use kiln_store::store_path::StorePath;
+use kiln_store::store_path::{StoreDir, StorePath};
+use serde_json::json;
 
+use crate::log_events::{self, Activity, JsonLog};
 use crate::progress::SubstitutionProgress;
 use crate::session::GlobalOptions;
 
@@ -124,6 +127,129 @@ pub fn plan(
     Ok(result)
 }
 
+/// Reports the events of substitution in the process's log format: byte bars (`bar`, see
+/// [`SubstitutionProgress`]), lines (`copying path '…' from '…'`, `fetched '…'`), or in JSON
+/// a `substitute` activity per path with `progress` events and a `result` that says
+/// `fetched`; a path whose fetch failed (a warning, which names no path) gets a `failed`
+/// result when the report ends (on drop), so every `start` has its `stop`.
+pub struct SubstitutionLog {
+    store_dir: StoreDir,
+    bars: Option<SubstitutionProgress>,
+    /// JSON activity id and start of each running download.
+    running: Mutex<BTreeMap<StorePath, (u64, std::time::Instant)>>,
+}
+
+impl SubstitutionLog {
+    pub fn new(store_dir: StoreDir) -> SubstitutionLog {
+        SubstitutionLog {
+            bars: SubstitutionProgress::new(store_dir.clone()),
+            store_dir,
+            running: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<StorePath, (u64, std::time::Instant)>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Clears the bars, if any.
+    pub fn finish(&self) {
+        if let Some(bars) = &self.bars {
+            bars.finish();
+        }
+    }
+
+    /// Reports one event.
+    pub fn event(&self, event: SubstituteEvent<'_>) {
+        if let Some(bars) = &self.bars {
+            return bars.event(event);
+        }
+        let json = log_events::is_json();
+        match event {
+            SubstituteEvent::Progress {
+                path,
+                bytes,
+                download_size,
+                ..
+            } => {
+                if let Some((id, started)) = self.running().get(path) {
+                    let seconds = started.elapsed().as_secs_f64().max(0.001);
+                    JsonLog.progress(*id, bytes, download_size, bytes as f64 / seconds);
+                }
+            }
+            SubstituteEvent::Warning(text) => log_events::warn(&text),
+            SubstituteEvent::Started {
+                path,
+                cache,
+                download_size,
+                nar_size,
+            } => {
+                let size = match download_size {
+                    Some(bytes) => format!("{:.2} MiB download, ", mib(bytes)),
+                    None => String::new(),
+                };
+                let text = format!(
+                    "copying path '{}' from '{cache}' ({size}{:.2} MiB unpacked)...",
+                    self.store_dir.print(path),
+                    mib(nar_size)
+                );
+                if !json {
+                    return log_events::info(&text);
+                }
+                let id = JsonLog.start(
+                    Activity::Substitute,
+                    0,
+                    &text,
+                    json!({
+                        "path": self.store_dir.print(path),
+                        "cache": cache,
+                        "downloadSize": download_size,
+                        "narSize": nar_size,
+                    }),
+                );
+                self.running()
+                    .insert(path.clone(), (id, std::time::Instant::now()));
+            }
+            SubstituteEvent::Fetched {
+                path,
+                cache,
+                bytes,
+                elapsed,
+            } => {
+                if json {
+                    let id = self.running().remove(path);
+                    if let Some((id, _)) = id {
+                        JsonLog.result(
+                            id,
+                            Activity::Substitute,
+                            "fetched",
+                            json!({ "bytes": bytes, "durationMs": elapsed.as_millis() as u64 }),
+                        );
+                        JsonLog.stop(id);
+                    }
+                    return;
+                }
+                let seconds = elapsed.as_secs_f64().max(0.001);
+                log_events::info(&format!(
+                    "fetched '{}' from '{cache}': {:.2} MiB in {seconds:.1} s ({:.1} MiB/s)",
+                    self.store_dir.print(path),
+                    mib(bytes),
+                    mib(bytes) / seconds
+                ));
+            }
+        }
+    }
+}
+
+impl Drop for SubstitutionLog {
+    fn drop(&mut self) {
+        for (_, (id, _)) in std::mem::take(&mut *self.running()) {
+            JsonLog.result(id, Activity::Substitute, "failed", json!({}));
+            JsonLog.stop(id);
+        }
+    }
+}
+
 /// Bytes in MiB.
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -149,8 +275,8 @@ pub fn substitute_missing(
         return Ok(false);
     }
     let store_dir = store.store_dir().clone();
-    let progress = SubstitutionProgress::new(store_dir.clone());
-    let on_event = |event: SubstituteEvent<'_>| progress.event(event);
+    let log = SubstitutionLog::new(store_dir.clone());
+    let on_event = |event: SubstituteEvent<'_>| log.event(event);
     let substituters = Substituters::open(&settings, &store_dir, &on_event);
     if substituters.is_empty() {
         return Ok(false);
@@ -166,7 +292,7 @@ pub fn substitute_missing(
     }
     if !plan.fetch.is_empty() {
         let failed = substituters.fetch_all(store, &plan.fetch, &on_event);
-        progress.finish();
+        log.finish();
         let fetched = plan.fetch.len() - failed.len();
         let bytes: u64 = plan
             .fetch
@@ -174,7 +300,7 @@ pub fn substitute_missing(
             .filter(|(path, _)| !failed.contains(*path))
             .map(|(_, found)| found.info.file_size.unwrap_or(found.info.nar_size))
             .sum();
-        eprintln!(
+        log_events::info(&format!(
             "fetched {fetched} path{} ({:.1} MiB) from binary caches{}",
             if fetched == 1 { "" } else { "s" },
             mib(bytes),
@@ -183,7 +309,7 @@ pub fn substitute_missing(
             } else {
                 format!("; {} will be built instead", failed.len())
             }
-        );
+        ));
     }
     Ok(false)
 }
@@ -211,29 +337,29 @@ fn print_dry_run(store: &LocalStore, plan: &SubstitutionPlan) {
             .map(|found| found.info.file_size.unwrap_or(found.info.nar_size))
             .sum();
         let unpacked: u64 = plan.fetch.values().map(|found| found.info.nar_size).sum();
-        eprintln!(
+        log_events::info(&format!(
             "{} path{} will be fetched ({:.2} MiB download, {:.2} MiB unpacked):",
             plan.fetch.len(),
             if plan.fetch.len() == 1 { "" } else { "s" },
             mib(download),
             mib(unpacked)
-        );
+        ));
         for path in plan.fetch.keys() {
-            eprintln!("  {}", dir.print(path));
+            log_events::info(&format!("  {}", dir.print(path)));
         }
     }
     if plan.build.is_empty() {
         if plan.fetch.is_empty() {
-            eprintln!("nothing to build: every output is valid");
+            log_events::info("nothing to build: every output is valid");
         }
         return;
     }
-    eprintln!(
+    log_events::info(&format!(
         "{} derivation{} will be built:",
         plan.build.len(),
         if plan.build.len() == 1 { "" } else { "s" }
-    );
+    ));
     for drv in &plan.build {
-        eprintln!("  {}", dir.print(drv));
+        log_events::info(&format!("  {}", dir.print(drv)));
     }
 }

@@ -6,6 +6,7 @@
 # Contents (each function is documented above its definition in the file named):
 #   fetchurl, unpack, writeText, runInRoot   fetch.nix
 #   layer                                    layer.nix
+#   oci, dockerArchive                       oci.nix
 #   bootstrap.centosStream9, bootstrap.alma9 bootstrap.nix
 #   rpm.repositories, rpm.lockFile, rpm.lockProblem, rpm.checkLock, rpm.fetchLocked,
 #   rpm.install, rpm.lock                    rpm.nix
@@ -33,6 +34,7 @@ let
     }
     // import ./fetch.nix kiln
     // import ./layer.nix kiln
+    // import ./oci.nix kiln
     // {
       bootstrap = import ./bootstrap.nix kiln;
       rpm = import ./rpm.nix kiln;

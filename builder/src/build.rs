@@ -116,6 +116,8 @@ pub enum BuildError {
     BuilderFailed { how: String },
     #[error("builtin:unpack: refusing the source {src}: {reason}")]
     UnpackSource { src: String, reason: String },
+    #[error("builtin:oci: refusing the layer {layer}: {reason}")]
+    ImageLayer { layer: String, reason: String },
     #[error("builder did not produce the output `{output}` ({path})")]
     MissingOutput { output: String, path: String },
     #[error(transparent)]
@@ -361,8 +363,10 @@ fn run_builtin_builder(
             physical: store.physical_store_dir(),
         });
     }
-    if BuiltinBuilder::from_builder(&build.drv.builder) == Some(BuiltinBuilder::Unpack) {
-        check_unpack_source(store, &build.drv.env)?;
+    match BuiltinBuilder::from_builder(&build.drv.builder) {
+        Some(BuiltinBuilder::Unpack) => check_unpack_source(store, &build.drv.env)?,
+        Some(BuiltinBuilder::Oci) => check_image_layers(store, &build.drv.env)?,
+        _ => {}
     }
     run_builtin(&build.drv.builder, &build.drv.env, &out.host_path, &options)?;
     Ok(())
@@ -388,6 +392,32 @@ fn check_unpack_source(
         .map_err(|_| refused("it is not inside the store"))?;
     if !store.is_valid(&path)? {
         return Err(refused("its store path is not valid"));
+    }
+    Ok(())
+}
+
+/// `builtin:oci`'s `layers` must be valid store paths (the image builder checks that each is a
+/// directory inside the store on disk).
+fn check_image_layers(
+    store: &LocalStore,
+    env: &BTreeMap<String, String>,
+) -> Result<(), BuildError> {
+    let Some(layers) = env.get("layers") else {
+        // The image builder reports the missing attribute.
+        return Ok(());
+    };
+    for layer in layers.split_whitespace() {
+        let refused = |reason: &str| BuildError::ImageLayer {
+            layer: layer.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let path = store
+            .store_dir()
+            .parse(layer)
+            .map_err(|_| refused("it is not a store path"))?;
+        if !store.is_valid(&path)? {
+            return Err(refused("its store path is not valid"));
+        }
     }
     Ok(())
 }

@@ -218,9 +218,13 @@ impl BinaryCache {
             for path in &ready {
                 waiting.remove(path);
             }
+            // The cores are shared between the uploads running at once (each compressor with
+            // its own threads would multiply the threads, and xz's memory, by the uploads).
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = (cores / jobs.max(1).min(ready.len())).max(1) as u32;
             workers.install(|| {
                 ready.par_iter().try_for_each(|path| {
-                    let pushed = self.push(store, path, compression, keys)?;
+                    let pushed = self.push(store, path, compression, keys, threads)?;
                     on_path(path, &pushed);
                     Ok::<(), CacheError>(())
                 })
@@ -229,13 +233,15 @@ impl BinaryCache {
         Ok(())
     }
 
-    /// Uploads one valid path (its references must be in the cache already).
+    /// Uploads one valid path (its references must be in the cache already), compressing on
+    /// `threads` threads.
     pub fn push(
         &self,
         store: &LocalStore,
         path: &StorePath,
         compression: Compression,
         keys: &[SecretKey],
+        threads: u32,
     ) -> Result<Pushed, CacheError> {
         let store_dir = store.store_dir();
         let local = store.query_path_info(path)?.ok_or_else(|| {
@@ -263,7 +269,7 @@ impl BinaryCache {
                 second: BufWriter::with_capacity(1 << 20, file),
             };
             let encoder = compression
-                .encoder(file_sink)
+                .encoder(file_sink, threads)
                 .map_err(|e| self.path_error(store_dir, path, e))?;
             let mut nar_sink = Tee {
                 first: HashingSink::new(HashAlgo::Sha256),

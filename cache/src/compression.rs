@@ -72,11 +72,10 @@ impl Compression {
         })
     }
 
-    /// A writer compressing into `output`; [`Encoder::finish`] ends the stream.
-    pub fn encoder<W: Write>(self, output: W) -> io::Result<Encoder<W>> {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1);
+    /// A writer compressing into `output` on `threads` threads (xz and zstd; at least one);
+    /// [`Encoder::finish`] ends the stream.
+    pub fn encoder<W: Write>(self, output: W, threads: u32) -> io::Result<Encoder<W>> {
+        let threads = threads.max(1);
         Ok(match self {
             Compression::None => Encoder::None(output),
             Compression::Xz => {
@@ -169,7 +168,7 @@ mod tests {
             Compression::Zstd,
             Compression::Bzip2,
         ] {
-            let mut encoder = compression.encoder(Vec::new()).unwrap();
+            let mut encoder = compression.encoder(Vec::new(), 2).unwrap();
             encoder.write_all(&data).unwrap();
             let compressed = encoder.finish().unwrap();
             if compression != Compression::None {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::input::SelectionArgs;
 use crate::config::read_secret_key;
+use crate::log_events;
 use crate::realisation::{realise, BuildOptions};
 use crate::session::{open_store, store_path_arg};
 use crate::session::{Failure, GlobalOptions};
@@ -90,18 +91,23 @@ pub fn run(global: &GlobalOptions, args: CopyArgs) -> Result<(), Failure> {
                 Pushed::Uploaded { file_size, .. } => {
                     uploaded.fetch_add(1, Ordering::SeqCst);
                     bytes.fetch_add(*file_size, Ordering::SeqCst);
-                    eprintln!("copied path '{}' to '{}'", dir.print(path), cache.url());
+                    crate::cache_push::report_upload(
+                        &format!("copied path '{}' to '{}'", dir.print(path), cache.url()),
+                        &dir.print(path),
+                        cache.url(),
+                        *file_size,
+                    );
                 }
             },
         )
         .with_context(|| format!("cannot copy to '{to}'"))?;
-    eprintln!(
+    log_events::info(&format!(
         "copied {} paths ({:.1} MiB compressed) to '{}'; {} were there already",
         uploaded.into_inner(),
         bytes.into_inner() as f64 / (1024.0 * 1024.0),
         cache.url(),
         present.into_inner()
-    );
+    ));
     Ok(())
 }
 
@@ -171,8 +177,8 @@ fn copy_from(
     else {
         return Err(anyhow::anyhow!("no cache to copy from").into());
     };
-    let progress = crate::progress::SubstitutionProgress::new(dir.clone());
-    let on_event = |event: SubstituteEvent<'_>| progress.event(event);
+    let log = crate::substitution::SubstitutionLog::new(dir.clone());
+    let on_event = |event: SubstituteEvent<'_>| log.event(event);
     let substituters = Substituters::open(&settings, &dir, &on_event);
     if substituters.is_empty() {
         return Err(anyhow::anyhow!("cannot use the binary cache '{url}'").into());
@@ -186,7 +192,7 @@ fn copy_from(
             )
         })?;
     let failed = substituters.fetch_all(store, &closure, &on_event);
-    progress.finish();
+    log.finish();
     if !failed.is_empty() {
         return Err(anyhow::anyhow!(
             "{} of {} paths could not be fetched from '{url}'",
@@ -195,6 +201,6 @@ fn copy_from(
         )
         .into());
     }
-    eprintln!("copied {} paths from '{url}'", closure.len());
+    log_events::info(&format!("copied {} paths from '{url}'", closure.len()));
     Ok(())
 }

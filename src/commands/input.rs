@@ -132,11 +132,11 @@ fn evaluator_with_fetcher(
     options.show_trace = global.show_trace;
     options.abort_on_warn = global.abort_on_warn;
     options.pure = global.pure_eval;
-    // On a terminal a download shows a byte bar (see `crate::progress`).
+    // A download shows a byte bar on a terminal, or a JSON activity (see `crate::progress`).
     let fetcher = fetcher.with_display(Box::new(|name: &str| {
-        crate::progress::eval_download_bar(name).map(|(bar, progress)| DownloadBar {
-            progress,
-            finish: Box::new(move || bar.finish_and_clear()),
+        crate::progress::eval_download_display(name).map(|display| DownloadBar {
+            progress: display.progress,
+            finish: display.finish,
         })
     }));
     options.fetcher = Some(Rc::new(fetcher));

@@ -1,5 +1,6 @@
 //! One module per verb of the command line, plus two that verbs share: `input` (what an
 //! evaluating verb evaluates) and `lock_advice` (the `kiln lock` command a stale lock asks for).
+pub mod completions;
 pub mod copy;
 pub mod eval;
 pub mod gc;
@@ -9,8 +10,10 @@ pub mod key;
 pub mod lock;
 pub mod lock_advice;
 pub mod log;
+pub mod manpage;
 pub mod path_info;
 pub mod realise;
+pub mod shell;
 pub mod show_derivation;
 pub mod sign;
 pub mod verify;

@@ -1,11 +1,13 @@
 //! The builders that run inside the kiln process instead of a sandbox: `builtin:fetchurl`
-//! (download a fixed-output file) and `builtin:unpack` (unpack a tar archive into a directory).
+//! (download a fixed-output file), `builtin:unpack` (unpack a tar archive into a directory)
+//! and `builtin:oci` (a reproducible container image of root-file-system layers).
 //!
 //! The scheduler calls [`run_builtin`] with a parsed derivation's environment and the physical
 //! location of the output to create; hash verification of fetched files happens here, before the
 //! function returns, and registration stays with the scheduler.
 
 pub mod fetchurl;
+pub mod oci;
 pub mod unpack;
 
 use std::collections::BTreeMap;
@@ -24,14 +26,17 @@ pub use unpack::{
 pub enum BuiltinBuilder {
     Fetchurl,
     Unpack,
+    Oci,
 }
 
 impl BuiltinBuilder {
-    /// Recognises a derivation's `builder` (`builtin:fetchurl`, `builtin:unpack`).
+    /// Recognises a derivation's `builder` (`builtin:fetchurl`, `builtin:unpack`,
+    /// `builtin:oci`).
     pub fn from_builder(builder: &str) -> Option<Self> {
         match builder {
             "builtin:fetchurl" => Some(Self::Fetchurl),
             "builtin:unpack" => Some(Self::Unpack),
+            "builtin:oci" => Some(Self::Oci),
             _ => None,
         }
     }
@@ -49,6 +54,7 @@ pub struct BuiltinOptions {
 pub enum BuiltinOutcome {
     Fetched(FetchOutcome),
     Unpacked(UnpackReport),
+    Image(oci::ImageReport),
 }
 
 /// Why a builtin builder failed.
@@ -60,6 +66,8 @@ pub enum BuiltinError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Unpack(#[from] UnpackError),
+    #[error(transparent)]
+    Image(#[from] oci::ImageError),
 }
 
 /// Runs the builtin builder a derivation names, creating its output at `out`.
@@ -76,6 +84,12 @@ pub fn run_builtin(
         Some(BuiltinBuilder::Unpack) => {
             Ok(BuiltinOutcome::Unpacked(unpack(env, out, &options.unpack)?))
         }
+        // The store location the unpack options carry tells where layers are on disk.
+        Some(BuiltinBuilder::Oci) => Ok(BuiltinOutcome::Image(oci::build_image(
+            env,
+            out,
+            options.unpack.store_location.as_ref(),
+        )?)),
         None => Err(BuiltinError::UnknownBuilder(builder.to_owned())),
     }
 }

@@ -15,6 +15,8 @@
 //! detached id-mapped root-file-system layers (see the `layers` module), which setup steps
 //! attach and close; everything else is closed first, so that no descriptor of kiln or of
 //! another concurrent build leaks into this sandbox. The builder starts with 0, 1 and 2 only.
+//! In an interactive session 0, 1 and 2 stay the caller's (its terminal) and the log pipe is
+//! closed.
 //!
 //! Init makes itself non-dumpable as soon as the parent has installed the maps (not earlier:
 //! an unprivileged parent could no longer write the maps of a non-dumpable child), so its
@@ -77,38 +79,55 @@ pub(crate) const FIRST_LAYER_FD: RawFd = 5;
 /// The most root-file-system layers one build may have.
 pub(crate) const MAX_LAYERS: usize = 64;
 
+/// One program the builder process may `execve`, with its NULL-terminated `argv`.
+pub(crate) struct ExecCandidate {
+    /// The program, as seen inside the sandbox.
+    pub program: CString,
+    /// Owns the `argv[0]` string `argv` points to.
+    pub _argv0: CString,
+    /// NULL-terminated `argv`: `argv[0]` of this candidate, then the shared arguments.
+    pub argv: Vec<*const c_char>,
+}
+
 /// Everything the child needs, prepared by the parent before the clone.
 pub(crate) struct ChildPlan {
     /// Steps performed by init, in order, ending with the builder's root in place.
     pub setup: Vec<Step>,
     /// Steps performed by the builder process after the fork, before `execve`.
     pub builder_steps: Vec<Step>,
-    /// The builder program, as seen inside the sandbox.
-    pub program: CString,
-    /// Owns the strings `argv` points into.
-    pub _argv_storage: Vec<CString>,
+    /// The programs tried in order (a build has one); the first that exists runs.
+    pub candidates: Vec<ExecCandidate>,
+    /// Owns the strings `argv[1..]` of every candidate point into.
+    pub _args_storage: Vec<CString>,
     /// Owns the strings `envp` points into.
     pub _envp_storage: Vec<CString>,
-    /// NULL-terminated `argv`.
-    pub argv: Vec<*const c_char>,
     /// NULL-terminated `envp`.
     pub envp: Vec<*const c_char>,
 }
 
 impl ChildPlan {
     /// Builds the `execve` arrays; each pointer points into a `CString` owned by the plan, and
-    /// moving a `CString` does not move its heap buffer.
+    /// moving a `CString` does not move its heap buffer. `programs` are `(program, argv[0])`.
     pub(crate) fn new(
         setup: Vec<Step>,
         builder_steps: Vec<Step>,
-        program: CString,
-        argv_storage: Vec<CString>,
+        programs: Vec<(CString, CString)>,
+        args_storage: Vec<CString>,
         envp_storage: Vec<CString>,
     ) -> Self {
-        let argv = argv_storage
-            .iter()
-            .map(|arg| arg.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
+        let candidates = programs
+            .into_iter()
+            .map(|(program, argv0)| {
+                let argv = std::iter::once(argv0.as_ptr())
+                    .chain(args_storage.iter().map(|arg| arg.as_ptr()))
+                    .chain(std::iter::once(std::ptr::null()))
+                    .collect();
+                ExecCandidate {
+                    program,
+                    _argv0: argv0,
+                    argv,
+                }
+            })
             .collect();
         let envp = envp_storage
             .iter()
@@ -118,10 +137,9 @@ impl ChildPlan {
         ChildPlan {
             setup,
             builder_steps,
-            program,
-            _argv_storage: argv_storage,
+            candidates,
+            _args_storage: args_storage,
             _envp_storage: envp_storage,
-            argv,
             envp,
         }
     }
@@ -140,6 +158,8 @@ pub(crate) struct ChildFds<'a> {
     pub devnull: RawFd,
     /// Detached id-mapped layers (at most [`MAX_LAYERS`]), moved to [`FIRST_LAYER_FD`] on.
     pub layers: &'a [RawFd],
+    /// Keep the inherited descriptors 0, 1 and 2 (the caller's) for the builder.
+    pub passthrough_stdio: bool,
 }
 
 fn report(fd: RawFd, kind: ReportKind, index: usize, value: i32) {
@@ -182,9 +202,11 @@ fn arrange_fds(fds: ChildFds<'_>) -> Result<(), (usize, Errno)> {
     for (slot, fd) in layers.iter_mut().zip(fds.layers) {
         *slot = dup_high(*fd)?;
     }
-    for (from, to) in [(devnull, 0), (log, 1), (log, 2)] {
-        // SAFETY: plain descriptor duplication.
-        check(unsafe { libc::dup2(from, to) }).map_err(|e| (2, e))?;
+    if !fds.passthrough_stdio {
+        for (from, to) in [(devnull, 0), (log, 1), (log, 2)] {
+            // SAFETY: plain descriptor duplication.
+            check(unsafe { libc::dup2(from, to) }).map_err(|e| (2, e))?;
+        }
     }
     let fixed = [(report, REPORT_FD), (sync, SYNC_FD)].into_iter().chain(
         layers[..layer_count]
@@ -267,16 +289,24 @@ fn exec_builder(plan: &ChildPlan) -> ! {
             fail(REPORT_FD, ReportKind::Builder, index, errno);
         }
     }
-    // SAFETY: `program`, `argv` and `envp` are NUL-terminated strings and NULL-terminated
-    // arrays prepared by the parent.
-    unsafe {
-        libc::execve(
-            plan.program.as_ptr(),
-            plan.argv.as_ptr(),
-            plan.envp.as_ptr(),
-        )
-    };
-    fail(REPORT_FD, ReportKind::Exec, 0, Errno::last())
+    let mut errno = Errno::ENOENT;
+    for candidate in &plan.candidates {
+        // SAFETY: `program`, `argv` and `envp` are NUL-terminated strings and NULL-terminated
+        // arrays prepared by the parent.
+        unsafe {
+            libc::execve(
+                candidate.program.as_ptr(),
+                candidate.argv.as_ptr(),
+                plan.envp.as_ptr(),
+            )
+        };
+        errno = Errno::last();
+        // As `execvp` does: a missing program (or directory) means try the next one.
+        if !matches!(errno, Errno::ENOENT | Errno::ENOTDIR) {
+            break;
+        }
+    }
+    fail(REPORT_FD, ReportKind::Exec, 0, errno)
 }
 
 /// Init's life after the fork: reap everything until the builder exits, report its status.

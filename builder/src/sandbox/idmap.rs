@@ -15,6 +15,11 @@
 //! - otherwise, as Nix 2.8 does: one id, the builder runs as uid 1000 / gid 100 (`nixbld`)
 //!   mapped to the calling user, with no capabilities and `setgroups` denied.
 //!
+//! - an interactive session of a user who is not root (`kiln shell`, [`IdMapPolicy::Caller`]):
+//!   one id, the caller's uid and gid mapped to themselves, so the session is the user inside
+//!   as outside, without capabilities. (Run by root, a session takes a host root range like a
+//!   root-file-system build.)
+//!
 //! Why the root builder keeps [`ROOTFS_CAPABILITIES`]: package managers (rpm, dnf, dpkg) must
 //! `chown` files to system users, `chroot` for scriptlets, set file capabilities and switch
 //! ids. Every one of these capabilities is checked against the build's own user namespace,
@@ -102,6 +107,9 @@ pub enum IdMapPolicy {
     /// kiln is unprivileged: 0 maps to the caller, `1..=n` to its `/etc/subuid` and
     /// `/etc/subgid` ranges, installed with `newuidmap`/`newgidmap`; the builder runs as root.
     Subordinate,
+    /// kiln is unprivileged: the caller's uid and gid map to themselves (one id each) and the
+    /// process runs as the caller, without capabilities (an interactive session).
+    Caller,
 }
 
 /// A contiguous range of subordinate ids from `/etc/subuid` or `/etc/subgid`.
@@ -116,6 +124,13 @@ pub struct SubIdRange {
 /// A resolved mapping, ready to be installed for one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdMapping {
+    /// See [`IdMapPolicy::Caller`].
+    Caller {
+        /// The caller's uid, the same inside.
+        uid: u32,
+        /// The caller's gid, the same inside.
+        gid: u32,
+    },
     /// See [`IdMapPolicy::Nixbld`].
     Nixbld {
         /// The caller's uid.
@@ -157,6 +172,18 @@ impl IdMapping {
         let host_gid = Gid::effective().as_raw();
         match policy {
             IdMapPolicy::Nixbld => Ok(IdMapping::Nixbld { host_uid, host_gid }),
+            IdMapPolicy::Caller => {
+                if host_uid == 0 {
+                    return Err(SandboxError::InvalidSpec(
+                        "root's sessions run in a host id range of their own, not as host root"
+                            .to_owned(),
+                    ));
+                }
+                Ok(IdMapping::Caller {
+                    uid: host_uid,
+                    gid: host_gid,
+                })
+            }
             IdMapPolicy::HostRootRange { count } => {
                 if host_uid != 0 {
                     return Err(SandboxError::InvalidSpec(
@@ -221,7 +248,7 @@ impl IdMapping {
     /// system of layers.
     pub fn builder_is_root(&self, overlay_root: bool) -> bool {
         match self {
-            IdMapping::Nixbld { .. } => false,
+            IdMapping::Nixbld { .. } | IdMapping::Caller { .. } => false,
             IdMapping::HostRootRange { .. } => overlay_root,
             IdMapping::Subordinate { .. } => true,
         }
@@ -229,19 +256,19 @@ impl IdMapping {
 
     /// The uid the builder runs as inside the sandbox.
     pub fn builder_uid(&self, overlay_root: bool) -> u32 {
-        if self.builder_is_root(overlay_root) {
-            0
-        } else {
-            NIXBLD_UID
+        match self {
+            IdMapping::Caller { uid, .. } => *uid,
+            _ if self.builder_is_root(overlay_root) => 0,
+            _ => NIXBLD_UID,
         }
     }
 
     /// The gid the builder runs as inside the sandbox.
     pub fn builder_gid(&self, overlay_root: bool) -> u32 {
-        if self.builder_is_root(overlay_root) {
-            0
-        } else {
-            NIXBLD_GID
+        match self {
+            IdMapping::Caller { gid, .. } => *gid,
+            _ if self.builder_is_root(overlay_root) => 0,
+            _ => NIXBLD_GID,
         }
     }
 
@@ -256,7 +283,7 @@ impl IdMapping {
 
     /// Whether more than one id is mapped (supplementary groups may be cleared).
     pub fn is_range(&self) -> bool {
-        !matches!(self, IdMapping::Nixbld { .. })
+        !matches!(self, IdMapping::Nixbld { .. } | IdMapping::Caller { .. })
     }
 
     /// The host range `(first, count)` the build's uids and gids map to when kiln is root:
@@ -274,6 +301,7 @@ impl IdMapping {
     pub fn host_uid_ranges(&self) -> Vec<(u32, u32)> {
         match self {
             IdMapping::Nixbld { host_uid, .. } => vec![(*host_uid, 1)],
+            IdMapping::Caller { uid, .. } => vec![(*uid, 1)],
             IdMapping::HostRootRange { base, count, .. } => vec![(*base, *count)],
             IdMapping::Subordinate { host_uid, uids, .. } => {
                 vec![(*host_uid, 1), (uids.start, uids.count)]
@@ -285,6 +313,7 @@ impl IdMapping {
     pub fn host_gid_ranges(&self) -> Vec<(u32, u32)> {
         match self {
             IdMapping::Nixbld { host_gid, .. } => vec![(*host_gid, 1)],
+            IdMapping::Caller { gid, .. } => vec![(*gid, 1)],
             IdMapping::HostRootRange { base, count, .. } => vec![(*base, *count)],
             IdMapping::Subordinate { host_gid, gids, .. } => {
                 vec![(*host_gid, 1), (gids.start, gids.count)]
@@ -296,6 +325,7 @@ impl IdMapping {
     pub fn host_uid(&self, inside: u32) -> Option<u32> {
         match self {
             IdMapping::Nixbld { host_uid, .. } => (inside == NIXBLD_UID).then_some(*host_uid),
+            IdMapping::Caller { uid, .. } => (inside == *uid).then_some(*uid),
             IdMapping::HostRootRange { base, count, .. } => {
                 (inside < *count).then(|| base + inside)
             }
@@ -311,6 +341,7 @@ impl IdMapping {
     pub fn host_gid(&self, inside: u32) -> Option<u32> {
         match self {
             IdMapping::Nixbld { host_gid, .. } => (inside == NIXBLD_GID).then_some(*host_gid),
+            IdMapping::Caller { gid, .. } => (inside == *gid).then_some(*gid),
             IdMapping::HostRootRange { base, count, .. } => {
                 (inside < *count).then(|| base + inside)
             }
@@ -346,6 +377,11 @@ impl IdMapping {
                     &proc_dir.join("gid_map"),
                     &format!("{NIXBLD_GID} {host_gid} 1\n"),
                 )
+            }
+            IdMapping::Caller { uid, gid } => {
+                write_proc(pid, &proc_dir.join("setgroups"), "deny")?;
+                write_proc(pid, &proc_dir.join("uid_map"), &format!("{uid} {uid} 1\n"))?;
+                write_proc(pid, &proc_dir.join("gid_map"), &format!("{gid} {gid} 1\n"))
             }
             IdMapping::HostRootRange { base, count, .. } => {
                 let map = format!("0 {base} {count}\n");
@@ -472,6 +508,22 @@ mod tests {
         assert!(!mapping.is_range());
         assert_eq!(mapping.host_uid(1000), Some(4242));
         assert_eq!(mapping.host_uid(0), None);
+    }
+
+    #[test]
+    fn a_caller_mapping_keeps_the_callers_ids_without_capabilities() {
+        let mapping = IdMapping::Caller {
+            uid: 4242,
+            gid: 4343,
+        };
+        assert_eq!(
+            (mapping.builder_uid(true), mapping.builder_gid(true)),
+            (4242, 4343)
+        );
+        assert_eq!(mapping.builder_capabilities(true), 0);
+        assert_eq!(mapping.host_uid(4242), Some(4242));
+        assert_eq!(mapping.host_uid(0), None);
+        assert!(!mapping.is_range() && !mapping.needs_idmapped_layers());
     }
 
     fn range_mapping() -> IdMapping {

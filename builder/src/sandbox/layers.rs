@@ -1,4 +1,5 @@
-//! Id-mapped root-file-system layers for builds run by root.
+//! Id-mapped root-file-system layers for builds run by root (and the host paths bound into a
+//! session run by root, see [`idmapped_trees`]).
 //!
 //! Store files belong to the store's owner (host root), and host uid 0 is not mapped in a
 //! build's user namespace, so a layer bound as it is would show every file as `nobody` and
@@ -76,15 +77,17 @@ fn mapped_user_namespace(mapping: &IdMapping) -> Result<File, SandboxError> {
     opened
 }
 
-/// Detached, id-mapped, read-only clones of `layers` (in order), for a build mapped by
-/// `mapping`.
-pub(crate) fn idmapped_layers(
-    layers: &[PathBuf],
+/// Detached, id-mapped, `nosuid` and `nodev` clones of host paths (read-only where asked),
+/// in order: the layers of a build, or the host paths bound into a session run by root (the
+/// invoking user's files keep their owners in both directions: what root inside writes there
+/// belongs to host root).
+pub(crate) fn idmapped_trees(
+    trees: &[(PathBuf, bool)],
     mapping: &IdMapping,
 ) -> Result<Vec<OwnedFd>, SandboxError> {
     let userns = mapped_user_namespace(mapping)?;
-    let mut mounts = Vec::with_capacity(layers.len());
-    for layer in layers {
+    let mut mounts = Vec::with_capacity(trees.len());
+    for (layer, read_only) in trees {
         let path = CString::new(layer.as_os_str().as_bytes()).map_err(|_| {
             SandboxError::InvalidSpec(format!("{} contains a NUL byte", layer.display()))
         })?;
@@ -109,9 +112,14 @@ pub(crate) fn idmapped_layers(
         // SAFETY: `open_tree` returned a new descriptor that nothing else owns; descriptor
         // numbers fit in an int.
         let tree = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+        let read_only_attr = if *read_only {
+            libc::MOUNT_ATTR_RDONLY
+        } else {
+            0
+        };
         let attr = libc::mount_attr {
             attr_set: libc::MOUNT_ATTR_IDMAP
-                | libc::MOUNT_ATTR_RDONLY
+                | read_only_attr
                 | libc::MOUNT_ATTR_NOSUID
                 | libc::MOUNT_ATTR_NODEV,
             attr_clr: 0,
@@ -134,8 +142,9 @@ pub(crate) fn idmapped_layers(
         if set < 0 {
             return Err(SandboxError::syscall(
                 format!(
-                    "mount_setattr(open_tree of {}, MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV)",
-                    layer.display()
+                    "mount_setattr(open_tree of {}, MOUNT_ATTR_IDMAP{}|MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV)",
+                    layer.display(),
+                    if *read_only { "|MOUNT_ATTR_RDONLY" } else { "" }
                 ),
                 Errno::last(),
             ));

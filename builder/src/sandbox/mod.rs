@@ -26,6 +26,13 @@
 //! layers, the build directory and their parents) must be reachable by those unprivileged
 //! ids: a directory only root may search hides what is below it.
 //!
+//! An interactive session (`kiln shell`, [`ShellSession`]) runs in the same sandbox with what
+//! the user asks for added: no outputs and no `/build`; the caller's stdin, stdout and stderr
+//! (no new terminal session, so its job control works; see the `terminal` module); a private
+//! `/tmp`; host paths bound at paths resolved inside the new root after `pivot_root`, cloned
+//! with `open_tree` by init (unprivileged kiln) or id-mapped by the parent (kiln as root, so
+//! that root inside writes there as root); the caller's own ids when kiln is unprivileged.
+//!
 //! Every process of a build dies with it: the builder runs as pid 2 under a small init (pid 1)
 //! that reaps everything and exits when the builder exits, which makes the kernel kill the rest
 //! of the pid namespace; a timeout kills the init; the death of the thread that started the
@@ -46,6 +53,7 @@ mod seccomp;
 mod spec;
 mod step;
 mod supervise;
+mod terminal;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -66,7 +74,7 @@ pub use idmap::{
     cap, find_subid_range, IdMapPolicy, IdMapping, SubIdRange, DEFAULT_RANGE, NIXBLD_GID,
     NIXBLD_UID, ROOTFS_CAPABILITIES,
 };
-pub use spec::{LogSink, RootFs, SandboxSpec, StoreMount};
+pub use spec::{Bind, LogSink, RootFs, SandboxSpec, ShellSession, StoreMount};
 
 use cgroup::BuildCgroup;
 use child::{ChildFds, ReportKind, BOOTSTRAP_CALLS};
@@ -122,11 +130,8 @@ struct Staging {
 
 impl Staging {
     fn create(spec: &SandboxSpec, idmapped_layers: usize) -> Result<Self, SandboxError> {
-        let first = &spec.outputs[0].host_path;
-        // `validate` checked that outputs have a parent directory and a file name.
-        let parent = first.parent().unwrap_or(Path::new("/"));
-        let name = first.file_name().unwrap_or_default().to_string_lossy();
-        let dir = parent.join(format!(".kiln-sandbox-{name}"));
+        let (parent, name) = spec.staging_location();
+        let dir = parent.join(name);
         if std::fs::symlink_metadata(&dir).is_ok() {
             delete_tree(&dir)
                 .map_err(|err| SandboxError::io(format!("removing {}", dir.display()), err))?;
@@ -248,12 +253,25 @@ impl Sandbox {
             }
             _ => Vec::new(),
         };
-        let layer_mounts = if lower_layers.is_empty() {
+        // A session run by root sees its binds through id-mapped mounts too, so that what it
+        // writes there belongs to the invoking user (see the `layers` module).
+        let idmapped_binds = spec.shell.is_some() && mapping.needs_idmapped_layers();
+        let mut trees: Vec<(PathBuf, bool)> =
+            lower_layers.iter().map(|l| (l.clone(), true)).collect();
+        if let (true, Some(session)) = (idmapped_binds, &spec.shell) {
+            trees.extend(
+                session
+                    .binds
+                    .iter()
+                    .map(|b| (b.source.clone(), b.read_only)),
+            );
+        }
+        let layer_mounts = if trees.is_empty() {
             Vec::new()
         } else {
-            layers::idmapped_layers(&lower_layers, &mapping)?
+            layers::idmapped_trees(&trees, &mapping)?
         };
-        let staging = Staging::create(&spec, layer_mounts.len())?;
+        let staging = Staging::create(&spec, lower_layers.len())?;
         plan::create_input_mount_points(&spec, &staging.store)?;
         hand_over_to_builder(&spec, &mapping, &staging)?;
         let child_plan = plan::build_plan(
@@ -261,7 +279,8 @@ impl Sandbox {
             &mapping,
             &StagingDirs {
                 dir: &staging.dir,
-                idmapped_layers: layer_mounts.len(),
+                idmapped_layers: lower_layers.len(),
+                idmapped_binds,
             },
             seccomp::builder_filters()?,
         )?;
@@ -282,7 +301,15 @@ impl Sandbox {
             log: log_write.as_raw_fd(),
             devnull: devnull.as_raw_fd(),
             layers: &layer_fds,
+            passthrough_stdio: spec.shell.is_some(),
         };
+        // A session on the caller's terminal: kiln ignores the terminal's interrupt and quit
+        // keys while it runs (they reach the session's foreground processes) and takes the
+        // terminal back afterwards.
+        let _terminal = spec
+            .shell
+            .as_ref()
+            .map(|_| terminal::SessionTerminal::claim());
 
         let mut flags = libc::CLONE_NEWUSER
             | libc::CLONE_NEWNS
@@ -406,10 +433,12 @@ fn hand_over_to_builder(
             SandboxError::io(format!("handing {} to the builder", path.display()), err)
         })
     };
-    chown_tree(&spec.build_dir, &|path| chown(path, Some(uid)))?;
-    // Only the builder (and root) may look into its build directory, as in Nix.
-    std::fs::set_permissions(&spec.build_dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|err| SandboxError::io(format!("chmod {}", spec.build_dir.display()), err))?;
+    if spec.shell.is_none() {
+        chown_tree(&spec.build_dir, &|path| chown(path, Some(uid)))?;
+        // Only the builder (and root) may look into its build directory, as in Nix.
+        std::fs::set_permissions(&spec.build_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|err| SandboxError::io(format!("chmod {}", spec.build_dir.display()), err))?;
+    }
     if let RootFs::Overlay { upper, work, .. } = &spec.root {
         chown(upper, Some(uid))?;
         chown(work, Some(uid))?;

@@ -50,6 +50,9 @@ pub(crate) struct StagingDirs<'a> {
     pub dir: &'a Path,
     /// How many id-mapped layers are attached at [`layer_mount_point`]s.
     pub idmapped_layers: usize,
+    /// Whether the parent passes the binds of a session as id-mapped detached mounts (after
+    /// the layers); otherwise init clones them itself (`open_tree`) before `pivot_root`.
+    pub idmapped_binds: bool,
 }
 
 /// Where the new root is mounted, relative to the staging directory.
@@ -223,6 +226,20 @@ fn restrict_proc(root: &Path, steps: &mut Vec<Step>) -> Result<(), SandboxError>
     Ok(())
 }
 
+/// `mkdir` of every directory of an absolute in-sandbox path, from the top (existing ones are
+/// accepted).
+fn mkdir_all(path: &Path, steps: &mut Vec<Step>) -> Result<(), SandboxError> {
+    let mut prefix = PathBuf::from("/");
+    for component in path.components().skip(1) {
+        prefix.push(component);
+        steps.push(Step::Mkdir {
+            path: cpath(&prefix)?,
+            mode: 0o755,
+        });
+    }
+    Ok(())
+}
+
 /// Nix 2.8's `/etc/passwd` of the sandbox.
 fn passwd_contents() -> String {
     format!(
@@ -280,7 +297,30 @@ pub(crate) fn build_plan(
         let name = spec.store_entry_name(&input.logical_path)?;
         bind_read_only(&input.host_path, &store.join(name), &mut steps)?;
     }
-    steps.push(bind(&spec.build_dir, cstr(STAGING_BUILD))?);
+    let session = spec.shell.as_ref();
+    if session.is_none() {
+        steps.push(bind(&spec.build_dir, cstr(STAGING_BUILD))?);
+    }
+    // The descriptor of each bind of a session: passed by the parent after the layers, or
+    // cloned here by init onto the same numbers (everything from there on is free).
+    let bind_fds: Vec<i32> = session
+        .map(|session| {
+            (0..session.binds.len())
+                // At most MAX_LAYERS (64) layers and binds together.
+                .map(|index| FIRST_LAYER_FD + (staging.idmapped_layers + index) as i32)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(session) = session {
+        if !staging.idmapped_binds {
+            for (bind, fd) in session.binds.iter().zip(&bind_fds) {
+                steps.push(Step::OpenTree {
+                    path: cpath(&bind.source)?,
+                    fd: *fd,
+                });
+            }
+        }
+    }
     let mut overlay_dirs = None;
     if let RootFs::Overlay { upper, work, .. } = &spec.root {
         // `validate` checked that both have the same parent and a file name.
@@ -349,15 +389,29 @@ pub(crate) fn build_plan(
     steps.push(root_mount);
 
     for dir in [SANDBOX_BUILD_DIR, "/tmp", "/dev", "/proc", "/etc"] {
+        if dir == SANDBOX_BUILD_DIR && session.is_some() {
+            continue;
+        }
         steps.push(Step::Mkdir {
             path: at(dir)?,
             mode: 0o755,
         });
     }
-    steps.push(Step::Chmod {
-        path: at("/tmp")?,
-        mode: 0o1777,
-    });
+    if session.is_some() {
+        // A session's /tmp is its own, whatever the root holds there (and not kept with the
+        // overlay's writes).
+        steps.push(mount_fs(
+            "tmpfs",
+            at("/tmp")?,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(&format!("mode=01777{tmpfs_size}")),
+        ));
+    } else {
+        steps.push(Step::Chmod {
+            path: at("/tmp")?,
+            mode: 0o1777,
+        });
+    }
     let mut store_prefix = PathBuf::from("/");
     for component in spec.logical_store_dir.components().skip(1) {
         store_prefix.push(component);
@@ -389,7 +443,9 @@ pub(crate) fn build_plan(
     let store_in_root = inside(root, &spec.logical_store_dir);
     // Recursive: the inputs bound onto it come along, read-only.
     steps.push(bind(store, cpath(&store_in_root)?)?);
-    steps.push(bind(Path::new(STAGING_BUILD), at(SANDBOX_BUILD_DIR)?)?);
+    if session.is_none() {
+        steps.push(bind(Path::new(STAGING_BUILD), at(SANDBOX_BUILD_DIR)?)?);
+    }
 
     steps.push(mount_fs("proc", at("/proc")?, PROC_FLAGS, None));
 
@@ -443,6 +499,13 @@ pub(crate) fn build_plan(
         });
     }
 
+    if let Some(console) = session.and_then(|session| session.console.as_ref()) {
+        let target = at("/dev/console")?;
+        steps.push(Step::CreateFile {
+            path: target.clone(),
+        });
+        steps.push(bind(console, target)?);
+    }
     restrict_proc(root, &mut steps)?;
 
     if spec.network {
@@ -471,6 +534,32 @@ pub(crate) fn build_plan(
         flags: MntFlags::MNT_DETACH,
     });
     steps.push(Step::Chdir { path: cstr("/") });
+    if let Some(session) = session {
+        // Inside the new root now: a symbolic link of the root resolves inside it.
+        for (bind, fd) in session.binds.iter().zip(&bind_fds) {
+            mkdir_all(bind.target.parent().unwrap_or(Path::new("/")), &mut steps)?;
+            let target = cpath(&bind.target)?;
+            if std::fs::metadata(&bind.source).is_ok_and(|m| m.is_dir()) {
+                steps.push(Step::Mkdir {
+                    path: target.clone(),
+                    mode: 0o755,
+                });
+            } else {
+                steps.push(Step::CreateFile {
+                    path: target.clone(),
+                });
+            }
+            steps.push(Step::MoveMount {
+                fd: *fd,
+                target: target.clone(),
+            });
+            if bind.read_only && !staging.idmapped_binds {
+                steps.push(remount_read_only(&bind.source, target)?);
+            }
+        }
+        mkdir_all(&session.home, &mut steps)?;
+        mkdir_all(&session.working_dir, &mut steps)?;
+    }
     steps.push(Step::SetHostname {
         name: cstr("localhost"),
     });
@@ -479,11 +568,13 @@ pub(crate) fn build_plan(
     });
 
     let keep = mapping.builder_capabilities(overlay_root);
-    let mut builder_steps = vec![
-        Step::ResetSignals,
-        Step::Setsid,
-        Step::LimitBoundingSet { keep },
-    ];
+    let mut builder_steps = vec![Step::ResetSignals];
+    // A session stays in the caller's session, so that a terminal keeps its job control (the
+    // seccomp filter refuses TIOCSTI, which could otherwise type into it).
+    if session.is_none() {
+        builder_steps.push(Step::Setsid);
+    }
+    builder_steps.push(Step::LimitBoundingSet { keep });
     if mapping.is_range() {
         builder_steps.push(Step::ClearGroups);
     }
@@ -496,24 +587,39 @@ pub(crate) fn build_plan(
     builder_steps.push(Step::SetCapabilities { keep });
     builder_steps.push(Step::Umask { mask: 0o022 });
     builder_steps.push(Step::Chdir {
-        path: cstr(SANDBOX_BUILD_DIR),
+        path: match session {
+            Some(session) => cpath(&session.working_dir)?,
+            None => cstr(SANDBOX_BUILD_DIR),
+        },
     });
     builder_steps.push(Step::NoNewPrivileges);
     for (name, program) in filters.programs {
         builder_steps.push(Step::Seccomp { name, program });
     }
 
-    let program = cpath(&spec.builder)?;
-    let mut argv = vec![program.clone()];
+    let programs = match session {
+        Some(session) => session
+            .programs
+            .iter()
+            .map(|(program, argv0)| {
+                Ok((cpath(program)?, cstring(OsStr::as_bytes(argv0), "argv[0]")?))
+            })
+            .collect::<Result<Vec<_>, SandboxError>>()?,
+        None => {
+            let program = cpath(&spec.builder)?;
+            vec![(program.clone(), program)]
+        }
+    };
+    let mut args = Vec::new();
     for arg in &spec.args {
-        argv.push(cstring(OsStr::as_bytes(arg), "a builder argument")?);
+        args.push(cstring(OsStr::as_bytes(arg), "a builder argument")?);
     }
     let envp = spec
         .env
         .iter()
         .map(|(name, value)| cstring(format!("{name}={value}").as_bytes(), "the environment"))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ChildPlan::new(steps, builder_steps, program, argv, envp))
+    Ok(ChildPlan::new(steps, builder_steps, programs, args, envp))
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The builder's seccomp filters: system calls that reach the kernel's global state (modules,
 //! kexec, swap, keyrings, perf, BPF), that would let the builder leave or reshape its sandbox
 //! (new namespaces, mounts, `setns`, `ptrace`), or that widen the kernel's attack surface for
-//! no build's benefit (`io_uring`, `userfaultfd`, raw packet sockets) fail with `EPERM`.
+//! no build's benefit (`io_uring`, `userfaultfd`, raw packet sockets) fail with `EPERM`, and
+//! so do the `ioctl`s that type into a terminal (`TIOCSTI`, `TIOCLINUX`), which an interactive
+//! session shares with the user.
 //! `clone3` fails with `ENOSYS`, so the C library falls back to `clone`, whose flags the filter
 //! can inspect (`clone3` passes them in memory, out of a filter's reach). On x86_64 the x32
 //! ABI (system call numbers with bit 0x40000000) is refused, and every filter kills a process
@@ -110,7 +112,8 @@ fn compile(
     BpfProgram::try_from(filter).map_err(compile_error)
 }
 
-/// The `EPERM` filter: [`DENIED`], `clone` with a namespace flag, `socket(AF_PACKET, ...)`.
+/// The `EPERM` filter: [`DENIED`], `clone` with a namespace flag, `socket(AF_PACKET, ...)`,
+/// `ioctl(_, TIOCSTI | TIOCLINUX)`.
 fn denial_filter() -> Result<Vec<sock_filter>, SandboxError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&number| (number, Vec::new())).collect();
@@ -124,6 +127,22 @@ fn denial_filter() -> Result<Vec<sock_filter>, SandboxError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_clone, clone_rules);
+    // Typing into a terminal shared with kiln's caller (an interactive session's), or the
+    // Linux console's selection tricks.
+    // The request numbers are `c_ulong`s, 64 bits on the architectures kiln builds for.
+    let terminal_injection: [u64; 2] = [libc::TIOCSTI, libc::TIOCLINUX];
+    let terminal_injection = terminal_injection
+        .into_iter()
+        .map(|request| {
+            SeccompRule::new(vec![condition(
+                1,
+                SeccompCmpOp::MaskedEq(0xffff_ffff),
+                request,
+            )?])
+            .map_err(compile_error)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_ioctl, terminal_injection);
     rules.insert(
         libc::SYS_socket,
         vec![SeccompRule::new(vec![condition(

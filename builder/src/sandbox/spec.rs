@@ -50,6 +50,39 @@ pub enum RootFs {
     },
 }
 
+/// A host path made visible at a path inside an interactive session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// The host file or directory (absolute).
+    pub source: PathBuf,
+    /// Where it appears inside (absolute); missing directories are created in the root.
+    pub target: PathBuf,
+    /// Read-only inside.
+    pub read_only: bool,
+}
+
+/// What makes a sandbox an interactive session (`kiln shell`) rather than a build: no outputs
+/// and no `/build`; the caller's standard input, output and error (a terminal keeps its job
+/// control: no new session); a private tmpfs at `/tmp`; host paths bound inside; the process
+/// starts in `working_dir`, as the first of `programs` that exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellSession {
+    /// An existing host directory that receives the staging directory of the session.
+    pub staging_parent: PathBuf,
+    /// Host paths bound inside, in order (a later one may be inside an earlier one).
+    pub binds: Vec<Bind>,
+    /// The working directory inside (created if missing).
+    pub working_dir: PathBuf,
+    /// The home directory inside (created if missing).
+    pub home: PathBuf,
+    /// The caller's terminal device (its standard input's), bound at `/dev/console` so that
+    /// `tty` and `ttyname` name it.
+    pub console: Option<PathBuf>,
+    /// Programs tried in order with `execve`, each with its `argv[0]`: the first that exists
+    /// runs (a `PATH` search, or `bash` else `sh`). [`SandboxSpec::args`] follow `argv[0]`.
+    pub programs: Vec<(PathBuf, OsString)>,
+}
+
 /// Where the builder's stdout and stderr go.
 #[derive(Default)]
 pub enum LogSink {
@@ -107,6 +140,9 @@ pub struct SandboxSpec {
     /// Memory and process limits of the build's control group; the memory limit also sizes
     /// the tmpfs mounts (`/`, `/dev/shm`).
     pub limits: ResourceLimits,
+    /// An interactive session instead of a build (then `outputs` is empty, `build_dir` and
+    /// `builder` are not used and `root` is an overlay).
+    pub shell: Option<ShellSession>,
 }
 
 impl SandboxSpec {
@@ -132,6 +168,7 @@ impl SandboxSpec {
             max_silent_time: None,
             log: LogSink::Discard,
             limits: ResourceLimits::default(),
+            shell: None,
         }
     }
 
@@ -150,8 +187,28 @@ impl SandboxSpec {
                 self.builder.display()
             ));
         }
-        if self.outputs.is_empty() {
-            return invalid("a build needs at least one output".to_owned());
+        match &self.shell {
+            None if self.outputs.is_empty() => {
+                return invalid("a build needs at least one output".to_owned());
+            }
+            Some(_) if !self.outputs.is_empty() => {
+                return invalid("a shell session has no outputs".to_owned());
+            }
+            Some(_) if !matches!(self.root, RootFs::Overlay { .. }) => {
+                return invalid("a shell session needs a root file system".to_owned());
+            }
+            Some(session) => {
+                session.validate()?;
+                if let RootFs::Overlay { lower_layers, .. } = &self.root {
+                    if lower_layers.len() + session.binds.len() > super::child::MAX_LAYERS {
+                        return invalid(format!(
+                            "a session has at most {} layers and binds together",
+                            super::child::MAX_LAYERS
+                        ));
+                    }
+                }
+            }
+            None => {}
         }
         let mut names = std::collections::BTreeSet::new();
         for mount in self.inputs.iter().chain(&self.outputs) {
@@ -171,7 +228,7 @@ impl SandboxSpec {
                 ));
             }
         }
-        let host_store = self.outputs[0].host_path.parent();
+        let host_store = self.outputs.first().and_then(|o| o.host_path.parent());
         for output in &self.outputs {
             if output.host_path.parent() != host_store || output.host_path.file_name().is_none() {
                 return invalid(format!(
@@ -187,7 +244,7 @@ impl SandboxSpec {
                 ));
             }
         }
-        if !self.build_dir.is_dir() {
+        if self.shell.is_none() && !self.build_dir.is_dir() {
             return invalid(format!(
                 "the build directory {} is not a directory",
                 self.build_dir.display()
@@ -245,6 +302,24 @@ impl SandboxSpec {
         Ok(())
     }
 
+    /// The directory the staging directory is created in and the staging directory's name.
+    pub(crate) fn staging_location(&self) -> (PathBuf, String) {
+        if let Some(session) = &self.shell {
+            return (
+                session.staging_parent.clone(),
+                format!(".kiln-shell-{}", std::process::id()),
+            );
+        }
+        // `validate` checked that a build has an output with a parent and a file name.
+        let first = self.outputs.first().map(|o| o.host_path.as_path());
+        let parent = first.and_then(Path::parent).unwrap_or(Path::new("/"));
+        let name = first
+            .and_then(Path::file_name)
+            .unwrap_or_default()
+            .to_string_lossy();
+        (parent.to_owned(), format!(".kiln-sandbox-{name}"))
+    }
+
     /// The name of a store entry, checking that it lies directly in the logical store dir.
     pub(crate) fn store_entry_name<'a>(&self, logical: &'a Path) -> Result<&'a str, SandboxError> {
         match (
@@ -258,5 +333,51 @@ impl SandboxSpec {
                 self.logical_store_dir.display()
             ))),
         }
+    }
+}
+
+impl ShellSession {
+    fn validate(&self) -> Result<(), SandboxError> {
+        let invalid = |message: String| Err(SandboxError::InvalidSpec(message));
+        if !self.staging_parent.is_dir() {
+            return invalid(format!(
+                "the staging parent {} is not a directory",
+                self.staging_parent.display()
+            ));
+        }
+        for bind in &self.binds {
+            if !bind.source.is_absolute() || !bind.target.is_absolute() {
+                return invalid(format!(
+                    "bind {} -> {}: both paths must be absolute",
+                    bind.source.display(),
+                    bind.target.display()
+                ));
+            }
+            if bind
+                .target
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+            {
+                return invalid(format!(
+                    "bind target {} contains '..'",
+                    bind.target.display()
+                ));
+            }
+            if std::fs::metadata(&bind.source).is_err() {
+                return invalid(format!(
+                    "bind source {} does not exist",
+                    bind.source.display()
+                ));
+            }
+        }
+        for path in [&self.working_dir, &self.home] {
+            if !path.is_absolute() {
+                return invalid(format!("{} is not an absolute path", path.display()));
+            }
+        }
+        if self.programs.is_empty() || self.programs.iter().any(|(p, _)| !p.is_absolute()) {
+            return invalid("a session needs absolute programs to run".to_owned());
+        }
+        Ok(())
     }
 }

@@ -83,6 +83,10 @@ pub(crate) enum Step {
     /// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)` + `close(fd)`: attach a
     /// detached mount inherited from the parent.
     MoveMount { fd: RawFd, target: CString },
+    /// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC|AT_RECURSIVE)` +
+    /// `dup3(.., fd, O_CLOEXEC)`: a detached copy of a host tree at a fixed descriptor, to be
+    /// attached with [`Step::MoveMount`] after `pivot_root`, inside the new root.
+    OpenTree { path: CString, fd: RawFd },
     /// `umask(mask)`.
     Umask { mask: u32 },
     /// `unshare(CLONE_NEWCGROUP)`: a cgroup namespace rooted at the build's own group.
@@ -161,6 +165,11 @@ impl fmt::Display for Step {
                 f,
                 "move_mount({fd}, \"\", AT_FDCWD, {}, MOVE_MOUNT_F_EMPTY_PATH)",
                 show(target)
+            ),
+            Step::OpenTree { path, fd } => write!(
+                f,
+                "open_tree(AT_FDCWD, {}, OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC|AT_RECURSIVE) onto descriptor {fd}",
+                show(path)
             ),
             Step::Umask { mask } => write!(f, "umask({mask:#o})"),
             Step::UnshareCgroupNamespace => write!(f, "unshare(CLONE_NEWCGROUP)"),
@@ -312,6 +321,33 @@ impl Step {
                 check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) })
             }
             Step::Seccomp { program, .. } => install_seccomp(program),
+            Step::OpenTree { path, fd } => {
+                // SAFETY: `path` is a valid NUL-terminated string; the result is a new
+                // descriptor of this process.
+                let opened = unsafe {
+                    libc::syscall(
+                        libc::SYS_open_tree,
+                        libc::AT_FDCWD,
+                        path.as_ptr(),
+                        libc::OPEN_TREE_CLONE
+                            | libc::OPEN_TREE_CLOEXEC
+                            | libc::AT_RECURSIVE as libc::c_uint,
+                    )
+                };
+                if opened < 0 {
+                    return Err(Errno::last());
+                }
+                // Descriptor numbers fit in an int.
+                let opened = opened as libc::c_int;
+                if opened == *fd {
+                    return Ok(());
+                }
+                // SAFETY: plain descriptor duplication onto a number init keeps free.
+                let moved = check(unsafe { libc::dup3(opened, *fd, libc::O_CLOEXEC) });
+                // SAFETY: closing the descriptor just opened.
+                unsafe { libc::close(opened) };
+                moved
+            }
             Step::MoveMount { fd, target } => {
                 // SAFETY: `fd` is a detached mount this process inherited; `target` and the
                 // empty path are valid NUL-terminated strings.

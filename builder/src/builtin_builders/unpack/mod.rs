@@ -243,7 +243,10 @@ pub fn unpack(
 
 /// The physical location of `src`, which must name a store path or a file inside one (no `.`
 /// or `..` components) and, with symbolic links resolved, stay inside the physical store.
-fn source_in_store(src: &Path, location: &StoreLocation) -> Result<PathBuf, UnpackError> {
+pub(crate) fn source_in_store(
+    src: &Path,
+    location: &StoreLocation,
+) -> Result<PathBuf, UnpackError> {
     let outside = || UnpackError::SourceOutsideStore {
         src: src.to_owned(),
         store: location.logical.clone(),
