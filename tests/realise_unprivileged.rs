@@ -110,6 +110,91 @@ fn the_busybox_example_builds_without_root() {
     }
 }
 
+/// The attack: a `rootfs` layer whose `/tmp` and `/kiln` are links to a directory of the user
+/// running kiln. Before the build enters its root, kiln makes the mount points and opens
+/// `/tmp` to everyone: followed, those links would give the user's directory mode 1777 and a
+/// new `store` directory. Rootless, kiln acts as that user, so only never following links
+/// inside the root protects the directory.
+#[test]
+fn a_rootless_rootfs_build_does_not_write_through_the_layers_links() {
+    if !Path::new("/bin/busybox").exists() {
+        return skip_or_fail("busybox is not installed at /bin/busybox");
+    }
+    let is_root = running_as_root();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let kiln = tmp.path().join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &kiln).unwrap();
+    std::fs::set_permissions(&kiln, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let victim = tmp.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("notes"), "the user's own file\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let expression = tmp.path().join("attack.nix");
+    std::fs::write(
+        &expression,
+        format!(
+            r#"
+let
+  busybox = builtins.path {{
+    name = "busybox";
+    path = if builtins.pathExists /usr/bin/busybox then /usr/bin else /bin;
+    filter = path: type: baseNameOf path == "busybox";
+  }};
+  sh = name: script: extra: derivation ({{
+    inherit name;
+    system = builtins.currentSystem;
+    builder = "${{busybox}}/busybox";
+    args = [ "sh" "-c" script "${{busybox}}/busybox" ];
+  }} // extra);
+  layer = sh "links" "$0 mkdir -p $out/etc; $0 ln -s {victim} $out/tmp; $0 ln -s {victim} $out/kiln" {{ }};
+in sh "use" "$0 echo hi > $out" {{ rootfs = layer; }}
+"#,
+            victim = victim.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&expression, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut command = if is_root {
+        // The user the victim directory belongs to runs kiln.
+        std::os::unix::fs::chown(&victim, Some(65534), Some(65534)).unwrap();
+        std::os::unix::fs::chown(victim.join("notes"), Some(65534), Some(65534)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&kiln);
+        c
+    } else {
+        Command::new(&kiln)
+    };
+    let output = command
+        .env("HOME", tmp.path())
+        .env_remove("KILN_STORE")
+        .env_remove("KILN_STORE_DIR")
+        .arg("--store")
+        .arg(tmp.path().join("store"))
+        .args(["realise", "--no-out-link"])
+        .arg(&expression)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("user namespace") && !output.status.success() && is_root {
+        return skip_or_fail(&format!("no unprivileged user namespaces: {stderr}"));
+    }
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700, "the user's directory keeps its mode");
+    let entries: Vec<_> = std::fs::read_dir(&victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        entries,
+        ["notes"],
+        "nothing was made in the user's directory"
+    );
+    assert!(output.status.success(), "the build still runs: {stderr}");
+}
+
 fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")

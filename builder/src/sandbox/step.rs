@@ -25,13 +25,17 @@ pub(crate) enum Step {
         flags: MsFlags,
         data: Option<CString>,
     },
-    /// `mkdir(path, mode)`; an existing directory is accepted.
+    /// `mkdir(path, mode)`; an existing directory is accepted, a symbolic link in its place
+    /// (from a `rootfs` layer) is replaced by the directory. The steps make each component of
+    /// a path in turn, so no path they use below the root goes through a link.
     Mkdir { path: CString, mode: u32 },
     /// `chmod(path, mode)`.
     Chmod { path: CString, mode: u32 },
-    /// `open(path, O_CREAT)` + `close`: an empty file to bind-mount a file over.
+    /// `open(path, O_CREAT | O_NOFOLLOW)` + `close`: an empty file to bind-mount a file over;
+    /// a symbolic link in its place is replaced (a mount would follow it out of the root).
     CreateFile { path: CString },
-    /// `open` + `write` + `close`; with `keep_existing`, an existing file is left alone.
+    /// `open(O_NOFOLLOW)` + `write` + `close`; with `keep_existing`, an existing file (or
+    /// link) is left alone, else a symbolic link in its place is replaced, never followed.
     WriteFile {
         path: CString,
         contents: Vec<u8>,
@@ -232,6 +236,9 @@ impl Step {
             ),
             Step::Mkdir { path, mode: bits } => {
                 match nix::unistd::mkdir(path.as_c_str(), mode(*bits)) {
+                    Err(Errno::EEXIST) if remove_symlink(path)? => {
+                        nix::unistd::mkdir(path.as_c_str(), mode(*bits))
+                    }
                     Err(Errno::EEXIST) => Ok(()),
                     other => other,
                 }
@@ -241,15 +248,7 @@ impl Step {
                 check(unsafe { libc::chmod(path.as_ptr(), *bits as libc::mode_t) })
             }
             Step::CreateFile { path } => {
-                // SAFETY: `path` is a valid NUL-terminated string.
-                let fd = unsafe {
-                    libc::open(
-                        path.as_ptr(),
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                        0o644 as libc::c_uint,
-                    )
-                };
-                Errno::result(fd)?;
+                let fd = open_no_follow(path, libc::O_WRONLY | libc::O_CREAT)?;
                 // SAFETY: `fd` was just opened by us.
                 unsafe { libc::close(fd) };
                 Ok(())
@@ -376,24 +375,51 @@ impl Step {
     }
 }
 
+/// `open(path, flags | O_NOFOLLOW | O_CLOEXEC, 0644)`; a symbolic link at `path` is removed
+/// and the open tried again (what a link pointed at is never touched).
+fn open_no_follow(path: &CStr, flags: libc::c_int) -> Result<libc::c_int, Errno> {
+    let open = || {
+        // SAFETY: `path` is a valid NUL-terminated string.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644 as libc::c_uint,
+            )
+        };
+        Errno::result(fd)
+    };
+    match open() {
+        Err(Errno::ELOOP) if remove_symlink(path)? => open(),
+        other => other,
+    }
+}
+
+/// Removes `path` if it is a symbolic link (returning true); anything else stays.
+fn remove_symlink(path: &CStr) -> Result<bool, Errno> {
+    // SAFETY: an all-zero `stat` is a valid value for the kernel to overwrite.
+    let mut status: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid NUL-terminated string and `status` a writable `stat`.
+    check(unsafe { libc::lstat(path.as_ptr(), &mut status) })?;
+    if status.st_mode & libc::S_IFMT != libc::S_IFLNK {
+        return Ok(false);
+    }
+    // SAFETY: `path` is a valid NUL-terminated string.
+    check(unsafe { libc::unlink(path.as_ptr()) })?;
+    Ok(true)
+}
+
 fn write_file(path: &CStr, contents: &[u8], keep_existing: bool) -> Result<(), Errno> {
     let exclusive = if keep_existing {
         libc::O_EXCL
     } else {
         libc::O_TRUNC
     };
-    // SAFETY: `path` is a valid NUL-terminated string.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | exclusive,
-            0o644 as libc::c_uint,
-        )
+    let fd = match open_no_follow(path, libc::O_WRONLY | libc::O_CREAT | exclusive) {
+        // O_EXCL never follows a link: whatever is there is kept.
+        Err(Errno::EEXIST) if keep_existing => return Ok(()),
+        other => other?,
     };
-    if keep_existing && fd < 0 && Errno::last() == Errno::EEXIST {
-        return Ok(());
-    }
-    Errno::result(fd)?;
     let mut written = 0;
     let mut result = Ok(());
     while written < contents.len() {
@@ -570,6 +596,60 @@ mod tests {
             Step::SetUid { uid: 1000 }.to_string(),
             "setresuid(1000, 1000, 1000)"
         );
+    }
+
+    #[test]
+    fn links_in_the_root_are_replaced_never_followed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("outside");
+        std::fs::write(outside.join("victim"), b"host file\n").expect("victim");
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).expect("root");
+        let link = |name: &str, target: &std::path::Path| {
+            std::os::unix::fs::symlink(target, root.join(name)).expect("symlink");
+            c(root.join(name).to_str().expect("utf-8 temp path"))
+        };
+        let etc = link("etc", &outside);
+        Step::Mkdir {
+            path: etc,
+            mode: 0o755,
+        }
+        .perform()
+        .expect("mkdir over a link");
+        assert!(root.join("etc").is_dir() && !root.join("etc").is_symlink());
+        let passwd = link("etc/passwd", &outside.join("victim"));
+        Step::WriteFile {
+            path: passwd.clone(),
+            contents: b"root:x:0:0::/:/bin/sh\n".to_vec(),
+            keep_existing: false,
+        }
+        .perform()
+        .expect("write over a link");
+        assert_eq!(
+            std::fs::read(root.join("etc/passwd")).expect("read"),
+            b"root:x:0:0::/:/bin/sh\n"
+        );
+        let resolv = link("etc/resolv.conf", &outside.join("victim"));
+        Step::CreateFile { path: resolv }
+            .perform()
+            .expect("create over a link");
+        assert!(!root.join("etc/resolv.conf").is_symlink());
+        let hosts = link("etc/hosts", &outside.join("victim"));
+        Step::WriteFile {
+            path: hosts,
+            contents: b"127.0.0.1 localhost\n".to_vec(),
+            keep_existing: true,
+        }
+        .perform()
+        .expect("keep a link");
+        assert!(root.join("etc/hosts").is_symlink(), "kept, not followed");
+        assert_eq!(
+            std::fs::read(outside.join("victim")).expect("victim"),
+            b"host file\n",
+            "nothing outside the root was written"
+        );
+        assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 1);
     }
 
     #[test]
