@@ -113,8 +113,9 @@ fn ensure_registered(store: &LocalStore, drv: &StorePath) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Evaluates the expression input and instantiates its derivations.
-fn instantiate(
+/// Evaluates the expression input (one FILE, or `-E`, with `selection`) and instantiates its
+/// derivations, registering the `.drv` files.
+pub fn instantiate(
     global: &GlobalOptions,
     paths: &[PathBuf],
     selection: &SelectionArgs,
