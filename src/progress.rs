@@ -286,6 +286,10 @@ impl BuildEvents for Progress {
         );
     }
 
+    fn warning(&self, text: &str) {
+        self.message(Level::Warn, text);
+    }
+
     fn log_line(&self, drv: &StorePath, line: &str) {
         match self.format {
             LogFormat::Bar => {

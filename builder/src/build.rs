@@ -158,6 +158,9 @@ pub trait BuildEvents: Send + Sync {
     fn log_line(&self, _drv: &StorePath, _line: &str) {}
     /// `builtin:fetchurl` of `drv` received more of its download (bytes so far, size, rate).
     fn download_progress(&self, _drv: &StorePath, _progress: &FetchProgress) {}
+    /// Something the user should know that is not a failure (said once per process for a
+    /// given cause, e.g. builds running without their resource limits).
+    fn warning(&self, _text: &str) {}
     /// A build ended.
     fn build_finished(&self, _build: &PlannedBuild, _result: &Result<BuildOutcome, BuildError>) {}
 }
@@ -185,7 +188,7 @@ struct OutputSlot {
 
 static SERIAL: AtomicU64 = AtomicU64::new(0);
 
-/// The missing-limits warning goes to the terminal once per process (and into every affected
+/// The missing-limits warning goes to the events once per process (and into every affected
 /// build's log).
 static LIMITS_WARNING: std::sync::Once = std::sync::Once::new();
 
@@ -311,8 +314,9 @@ fn run_and_register(
             }
         } else {
             let network = fixed_output || impure;
-            let build_ids =
-                run_sandboxed(store, build, settings, &writer, slots, &closure, network)?;
+            let build_ids = run_sandboxed(
+                store, build, settings, events, &writer, slots, &closure, network,
+            )?;
             ProducedBy {
                 build_ids,
                 had_network: network,
@@ -451,10 +455,12 @@ impl BuildDir {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_sandboxed(
     store: &LocalStore,
     build: &PlannedBuild,
     settings: &BuildSettings,
+    events: &Arc<dyn BuildEvents>,
     writer: &LogWriter,
     slots: &[OutputSlot],
     closure: &BTreeSet<StorePath>,
@@ -539,11 +545,9 @@ fn run_sandboxed(
     let build_ids = sandbox.id_mapping().host_range();
     let outcome = sandbox.run()?;
     if let Some(reason) = &outcome.limits_not_applied {
-        let warning = format!(
-            "kiln: warning: this build ran without its memory and process limits: {reason}"
-        );
-        writer.note(&warning);
-        LIMITS_WARNING.call_once(|| eprintln!("{warning}"));
+        let warning = format!("this build ran without its memory and process limits: {reason}");
+        writer.note(&format!("kiln: warning: {warning}"));
+        LIMITS_WARNING.call_once(|| events.warning(&warning));
     }
     if outcome.success() {
         return Ok(build_ids);

@@ -257,6 +257,6 @@ fn unpack_tarball(archive: &Path, into: &Path, url: &str) -> Result<PathBuf, Eva
 impl EvalFetcher for StoreFetcher {
     fn fetch(&self, spec: &FetchSpec<'_>) -> Result<FetchedPath, StoreAccessError> {
         self.fetch_into_store(spec)
-            .map_err(|error| StoreAccessError(error.to_string()))
+            .map_err(StoreAccessError::caused_by)
     }
 }

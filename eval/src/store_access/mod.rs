@@ -43,10 +43,23 @@ impl EntryKind {
     }
 }
 
-/// An error from the store side, already phrased for the user.
+/// An error from the store side, already phrased for the user, with the error that caused it
+/// (its source chain is kept for `{:#}` and for callers that look at it).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreAccessError(pub String);
+#[error(transparent)]
+pub struct StoreAccessError(Box<dyn std::error::Error + Send + Sync>);
+
+impl StoreAccessError {
+    /// An error that is only a message.
+    pub fn new(message: impl Into<String>) -> StoreAccessError {
+        StoreAccessError(message.into().into())
+    }
+
+    /// An error that is `cause` (its message and its sources).
+    pub fn caused_by(cause: impl std::error::Error + Send + Sync + 'static) -> StoreAccessError {
+        StoreAccessError(Box::new(cause))
+    }
+}
 
 /// Returned by a filter to stop the walk; the filter keeps the reason (an evaluation error
 /// inside a Nix filter function) itself and reports it once `add_path` returns.

@@ -62,8 +62,8 @@ pub fn nar_filter<'f>(
     move |path, metadata| filter(path, entry_kind(metadata)).map_err(|FilterAborted| ())
 }
 
-pub fn access_error(error: impl std::fmt::Display) -> StoreAccessError {
-    StoreAccessError(error.to_string())
+pub fn access_error(error: impl std::error::Error + Send + Sync + 'static) -> StoreAccessError {
+    StoreAccessError::caused_by(error)
 }
 
 /// Maps a content-hash error, telling a stopped filter apart from real failures.
@@ -108,13 +108,13 @@ pub fn expected_path(
     };
     // 32 bytes are exactly a sha256 digest.
     let hash = Hash::from_digest(HashAlgo::Sha256, &digest)
-        .ok_or_else(|| StoreAccessError("a sha256 hash has 32 bytes".into()))?;
+        .ok_or_else(|| StoreAccessError::new("a sha256 hash has 32 bytes"))?;
     source_path(dir, name, method, &hash).map(Some)
 }
 
 /// Nix's error when the added contents do not match the expected hash.
 pub fn mismatch_error(source: &Path) -> AddPathError {
-    AddPathError::Store(StoreAccessError(format!(
+    AddPathError::Store(StoreAccessError::new(format!(
         "store path mismatch in (possibly filtered) path added from '{}'",
         source.display()
     )))
