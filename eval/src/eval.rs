@@ -261,7 +261,8 @@ impl Evaluator {
     /// Fills the slots of a new `let`/`rec` frame. Bindings that merely name another slot of
     /// the same frame take that slot's value once it is known (so `b = a;` shares `a`'s
     /// value, as in Nix); cycles among them become thunks (which then report infinite
-    /// recursion when forced).
+    /// recursion when forced). Thunks and functions over the frame itself are left unbound
+    /// until read (see `Slots`), so the frame does not keep itself alive.
     #[inline(never)]
     fn fill_frame<'e>(&self, frame: &Env, bindings: impl Iterator<Item = (u32, &'e ExprRef)>) {
         let mut aliases: Vec<(u32, u32, &'e ExprRef)> = Vec::new();
@@ -272,6 +273,10 @@ impl Evaluator {
                     slot: target,
                     ..
                 } => aliases.push((slot, target, expr)),
+                _ if slot < LAZY_SLOTS => {
+                    let (value, unbound) = self.delay_unbound(expr, frame);
+                    frame.set_raw(slot, value, unbound);
+                }
                 _ => frame.set(slot, self.delay(expr, frame)),
             }
         }
@@ -283,7 +288,12 @@ impl Evaluator {
                 if pending.contains(target) {
                     return true;
                 }
-                frame.set(*slot, frame.get(0, *target));
+                match frame.get_raw(*target) {
+                    (value, unbound) if !unbound || *slot < LAZY_SLOTS => {
+                        frame.set_raw(*slot, value, unbound)
+                    }
+                    _ => frame.set(*slot, frame.get(0, *target)),
+                }
                 progress = true;
                 false
             });
@@ -296,6 +306,47 @@ impl Evaluator {
         }
     }
 
+    /// `delay` for a binding of `frame` itself: a new thunk or function over `frame` is
+    /// returned unbound (over the empty root frame, a placeholder), with `true`.
+    #[inline]
+    fn delay_unbound(&self, expr: &ExprRef, frame: &Env) -> (Value, bool) {
+        let unbound_thunk = || {
+            (
+                Value::Thunk(Thunk::suspended(expr.clone(), self.root_env.clone())),
+                true,
+            )
+        };
+        match &expr.kind {
+            ExprKind::Lambda(lambda) => (
+                Value::Lambda(Rc::new(Closure {
+                    lambda: lambda.clone(),
+                    env: self.root_env.clone(),
+                    unforced: Cell::new(true),
+                })),
+                true,
+            ),
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Str(_)
+            | ExprKind::Path(PathExpr::Literal(_))
+            | ExprKind::Local { .. }
+            | ExprKind::Global { .. } => (self.delay(expr, frame), false),
+            ExprKind::Binary { op, lhs, rhs } => {
+                match self.speculate_int_op(*op, lhs, rhs, frame) {
+                    Some(value) => (value, false),
+                    None => unbound_thunk(),
+                }
+            }
+            ExprKind::Select { subject, path, .. } => {
+                match self.evaluated_select(subject, path, frame) {
+                    Some(value) => (value, false),
+                    None => unbound_thunk(),
+                }
+            }
+            _ => unbound_thunk(),
+        }
+    }
+
     /// Evaluates an expression to weak head normal form.
     pub(crate) fn eval(&self, expr: &ExprRef, env: &Env) -> EvalResult<Value> {
         let span = expr.span;
@@ -303,7 +354,7 @@ impl Evaluator {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Float(f) => Ok(Value::Float(*f)),
             ExprKind::Str(s) => Ok(Value::String(self.string_literal(s))),
-            ExprKind::Local { depth, slot, .. } => match env.get(*depth, *slot) {
+            ExprKind::Local { depth, slot, .. } => match env.get_forced(*depth, *slot) {
                 Value::Thunk(thunk) => self.force_thunk(&thunk, span),
                 value => Ok(value),
             },
@@ -582,11 +633,8 @@ impl Evaluator {
                 None => Vec::new(),
             };
             let mut entries = Vec::with_capacity(attrs.statics.len() + attrs.dynamics.len());
-            {
-                let slots = frame.0.slots.borrow();
-                for (attr, v) in attrs.statics.iter().zip(slots.as_slice().iter()) {
-                    entries.push((attr.name, v.clone()));
-                }
+            for (slot, attr) in attrs.statics.iter().enumerate() {
+                entries.push((attr.name, frame.get(0, slot as u32)));
             }
             if !overrides.is_empty() {
                 entries.extend(overrides);

@@ -311,6 +311,81 @@ fn laziness() {
     });
 }
 
+/// Values taken from Nix 2.8 (`nix-instantiate --eval`, strict where `run` is used).
+#[test]
+fn unbound_frame_slots_behave_as_bound_ones() {
+    assert_eq!(
+        run("let f = x: x; in [ ([ f ] == [ f ]) (f 2) ]"),
+        "[ true 2 ]"
+    );
+    assert_eq!(
+        run("let f = n: if n == 0 then 0 else g (n - 1); g = n: f n; in f 5"),
+        "0"
+    );
+    assert_eq!(
+        run("let b = x: x; a = b; in [ ([ a ] == [ b ]) (a 1) ]"),
+        "[ true 1 ]"
+    );
+    assert_eq!(
+        run("rec { f = x: x + 1; g = f 1; }"),
+        "{ f = <LAMBDA>; g = 2; }"
+    );
+    assert_eq!(run("let a = 1 + 1; b = [ a ]; in b"), "[ 2 ]");
+    // Slots past the ones that can stay unbound, and aliases across that boundary.
+    let many: String = (0..70).map(|i| format!("a{i} = x: x + {i}; ")).collect();
+    let src: &'static str = Box::leak(
+        format!(
+            "let {many} b = a69; c = a1; d = [ (a65 1) ]; in [ (b 1) (c 1) d ([ b ] == [ a69 ]) ]"
+        )
+        .into_boxed_str(),
+    );
+    assert_eq!(run(src), "[ 70 2 [ 66 ] true ]");
+    with_eval_stack(|| {
+        let ev = evaluator();
+        let show = |src: &str| {
+            let v = ev.eval_string(src, Path::new("/")).unwrap();
+            ev.print_value(&v, false).unwrap()
+        };
+        assert_eq!(show("let f = x: x; in { a = f; }"), "{ a = <CODE>; }");
+        assert_eq!(
+            show("let f = x: x; y = f 1; in builtins.seq y { a = f; }"),
+            "{ a = <LAMBDA>; }"
+        );
+        assert_eq!(
+            show("rec { f = x: x; g = f; }"),
+            "{ f = <CODE>; g = <CODE>; }"
+        );
+    });
+}
+
+/// A `let` binding functions, or with a binding never read, is freed once nothing outside it
+/// refers to it (its own thunks and functions do not keep it alive).
+#[test]
+fn let_frames_do_not_keep_themselves_alive() {
+    with_eval_stack(|| {
+        let ev = evaluator();
+        let v = ev
+            .eval_string(
+                "let f = x: x; g = y: f y; unread = 1 + 1; in g",
+                Path::new("/"),
+            )
+            .unwrap();
+        let Value::Lambda(g) = &v else {
+            panic!("a function")
+        };
+        let frame = Rc::downgrade(&g.env.0);
+        assert_eq!(
+            ev.call(&v, Value::Int(3), Span::default())
+                .unwrap()
+                .type_of(),
+            "int"
+        );
+        assert!(frame.upgrade().is_some(), "alive while `g` is");
+        drop(v);
+        assert!(frame.upgrade().is_none(), "freed with `g`");
+    });
+}
+
 #[test]
 fn json_and_api() {
     with_eval_stack(|| {
