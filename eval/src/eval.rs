@@ -306,10 +306,11 @@ impl Evaluator {
         }
     }
 
-    /// `delay` for a binding of `frame` itself: a new thunk or function over `frame` is
-    /// returned unbound (over the empty root frame, a placeholder), with `true`.
+    /// `delay` for a binding or default of `frame` itself: a new thunk or function over
+    /// `frame` is returned unbound (over the empty root frame, a placeholder), with `true`.
+    /// Another slot of `frame` may not be filled in yet, so naming one makes a thunk.
     #[inline]
-    fn delay_unbound(&self, expr: &ExprRef, frame: &Env) -> (Value, bool) {
+    pub(crate) fn delay_unbound(&self, expr: &ExprRef, frame: &Env) -> (Value, bool) {
         let unbound_thunk = || {
             (
                 Value::Thunk(Thunk::suspended(expr.clone(), self.root_env.clone())),
@@ -325,6 +326,7 @@ impl Evaluator {
                 })),
                 true,
             ),
+            ExprKind::Local { depth: 0, .. } => unbound_thunk(),
             ExprKind::Int(_)
             | ExprKind::Float(_)
             | ExprKind::Str(_)

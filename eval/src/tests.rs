@@ -383,7 +383,24 @@ fn let_frames_do_not_keep_themselves_alive() {
         assert!(frame.upgrade().is_some(), "alive while `g` is");
         drop(v);
         assert!(frame.upgrade().is_none(), "freed with `g`");
+        // Unused defaults of a call's formals.
+        let v = ev
+            .eval_string(
+                "({ a, b ? c, c ? a + 1, d ? x: b }: y: a) { a = 1; }",
+                Path::new("/"),
+            )
+            .unwrap();
+        let Value::Lambda(f) = &v else {
+            panic!("a function")
+        };
+        let frame = Rc::downgrade(&f.env.0);
+        drop(v);
+        assert!(frame.upgrade().is_none(), "freed with the function");
     });
+    assert_eq!(
+        run("({ a ? b, b ? c + 1, c ? 1, d ? x: a + x }: [ a b (d 1) ]) { }"),
+        "[ 2 2 3 ]"
+    );
 }
 
 #[test]

@@ -223,6 +223,13 @@ impl Evaluator {
                     v.clone()
                 }
                 None => match &formal.default {
+                    // Left unbound until read, so an unused default does not keep the frame
+                    // alive (see `Slots`).
+                    Some(default) if (slot as u32) < LAZY_SLOTS => {
+                        let (value, unbound) = self.delay_unbound(default, &frame);
+                        frame.set_raw(slot as u32, value, unbound);
+                        continue;
+                    }
                     Some(default) => match default.kind {
                         // Another formal of this frame may not be filled in yet.
                         ExprKind::Local { depth: 0, .. } => {
