@@ -442,7 +442,9 @@ impl Evaluator {
             },
             ExprKind::Let { bindings, body } => {
                 let frame = self.let_frame(bindings, env);
-                self.eval(body, &frame)
+                let result = self.eval(body, &frame);
+                frame.release();
+                result
             }
             ExprKind::With { namespace, body } => {
                 let ns = self.delay(namespace, env);

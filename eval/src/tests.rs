@@ -397,6 +397,42 @@ fn let_frames_do_not_keep_themselves_alive() {
         drop(v);
         assert!(frame.upgrade().is_none(), "freed with the function");
     });
+    // A `let` whose bindings refer to it from a set, a list and a thunk handed to a function
+    // that dropped it: freed when its body returns, with the call frame it encloses (which
+    // holds the argument).
+    with_eval_stack(|| {
+        let ev = evaluator();
+        let g = ev
+            .eval_string(
+                "let ignore = p: q: q; in x: let a = x + 1; c = [ a ]; d = { inherit a c; }; \
+                 h = [ x ]; in ignore h (d.a + 1)",
+                Path::new("/"),
+            )
+            .unwrap();
+        let argument = Thunk::done(Value::Int(1));
+        let result = ev
+            .call(&g, Value::Thunk(argument.clone()), Span::default())
+            .unwrap();
+        assert!(matches!(result, Value::Int(3)));
+        assert_eq!(Rc::strong_count(&argument.0), 1, "the frames are freed");
+        // Kept while the result refers to it.
+        let g = ev
+            .eval_string(
+                "x: let a = x + 1; c = [ a ]; d = { inherit a c; }; in d",
+                Path::new("/"),
+            )
+            .unwrap();
+        let result = ev
+            .call(&g, Value::Thunk(argument.clone()), Span::default())
+            .unwrap();
+        assert_eq!(Rc::strong_count(&argument.0), 2, "held by the frames");
+        assert_eq!(
+            ev.print_value(&result, true).unwrap(),
+            "{ a = 2; c = [ 2 ]; }"
+        );
+        drop(result);
+        assert_eq!(Rc::strong_count(&argument.0), 1, "freed with the result");
+    });
     assert_eq!(
         run("({ a ? b, b ? c + 1, c ? 1, d ? x: a + x }: [ a b (d 1) ]) { }"),
         "[ 2 2 3 ]"

@@ -11,6 +11,7 @@ use std::fmt;
 use std::rc::Rc;
 
 mod attrs;
+mod release;
 mod string;
 
 pub use attrs::Attrs;

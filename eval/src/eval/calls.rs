@@ -193,7 +193,9 @@ impl Evaluator {
                 bind,
             } => self.pattern_frame(closure, formals, *ellipsis, bind.is_some(), argument, span)?,
         };
-        self.eval(&lambda.body, &frame)
+        let result = self.eval(&lambda.body, &frame);
+        frame.release();
+        result
     }
 
     /// The frame of a call of a `{ a, b ? d, ... }@args:` function: the formals bound from
