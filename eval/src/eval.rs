@@ -409,19 +409,19 @@ impl Evaluator {
                     argument: first,
                 } = &function.kind
                 {
-                    let f = self.eval(inner_function, env)?;
-                    if let Value::PrimOp(builtin) = f {
+                    let f = self.eval_callee(inner_function, env)?;
+                    if let Callee::Value(Value::PrimOp(builtin)) = f {
                         if builtin.arity == 2 {
                             return self.call_builtin2(builtin, first, argument, env, span);
                         }
                     }
-                    let partial = self.call(&f, self.delay(first, env), function.span)?;
+                    let partial = self.call_callee(&f, self.delay(first, env), function.span)?;
                     let arg = self.delay(argument, env);
                     return self.call(&partial, arg, span);
                 }
-                let f = self.eval(function, env)?;
+                let f = self.eval_callee(function, env)?;
                 let arg = self.delay(argument, env);
-                self.call(&f, arg, span)
+                self.call_callee(&f, arg, span)
             }
             ExprKind::If {
                 condition,
@@ -472,6 +472,28 @@ impl Evaluator {
             ExprKind::Interpolated(parts) => self.eval_interpolation(parts, env, span),
             ExprKind::Path(path) => self.eval_path(path, env, span),
             ExprKind::CurPos => Ok(self.current_position(span)),
+        }
+    }
+
+    /// The function of an application, evaluated.
+    #[inline]
+    fn eval_callee(&self, expr: &ExprRef, env: &Env) -> EvalResult<Callee> {
+        if let ExprKind::Local { depth, slot, .. } = &expr.kind {
+            return match env.get_callee(*depth, *slot) {
+                Callee::Value(Value::Thunk(thunk)) => {
+                    self.force_thunk(&thunk, expr.span).map(Callee::Value)
+                }
+                callee => Ok(callee),
+            };
+        }
+        self.eval(expr, env).map(Callee::Value)
+    }
+
+    #[inline]
+    fn call_callee(&self, callee: &Callee, argument: Value, span: Span) -> EvalResult<Value> {
+        match callee {
+            Callee::Value(function) => self.call(function, argument, span),
+            Callee::Closure(closure) => self.call_lambda(closure, argument, span),
         }
     }
 

@@ -222,6 +222,13 @@ impl Slots {
     }
 }
 
+/// A function about to be called: a value, or a closure over an unbound slot's function
+/// that lives only for the call (see `Env::get_callee`).
+pub(crate) enum Callee {
+    Value(Value),
+    Closure(Closure),
+}
+
 /// A shared environment frame.
 #[derive(Clone)]
 pub struct Env(pub(crate) Rc<EnvFrame>);
@@ -291,6 +298,32 @@ impl Env {
                     return frame.bind_slot(slot, true);
                 }
                 values[slot as usize].clone()
+            }
+        }
+    }
+
+    /// As `get_forced`, for a variable about to be called: a function in an unbound slot
+    /// comes as a closure to call in place, with no shared closure made for it.
+    #[inline]
+    pub(crate) fn get_callee(&self, depth: u32, slot: u32) -> Callee {
+        let frame = self.ancestor(depth);
+        let slots = frame.0.slots.borrow();
+        match &*slots {
+            Slots::One(v) => Callee::Value(v.clone()),
+            Slots::Many { values, lazy } => {
+                if slot < LAZY_SLOTS && lazy & (1u64 << slot) != 0 {
+                    if let Value::Lambda(template) = &values[slot as usize] {
+                        template.unforced.set(false);
+                        return Callee::Closure(Closure {
+                            lambda: template.lambda.clone(),
+                            env: frame.clone(),
+                            unforced: Cell::new(false),
+                        });
+                    }
+                    drop(slots);
+                    return Callee::Value(frame.bind_slot(slot, true));
+                }
+                Callee::Value(values[slot as usize].clone())
             }
         }
     }
