@@ -72,8 +72,9 @@ pub fn run() -> i32 {
         return 2;
     }
     // Every command runs on the evaluator's large-stack thread, which also sets the stack
-    // floor the evaluator's recursion guard measures against.
-    let outcome = std::panic::catch_unwind(|| kiln_eval::with_eval_stack(move || dispatch(cli)));
+    // floor the evaluator's recursion guard measures against; the process exits right after.
+    let outcome =
+        std::panic::catch_unwind(|| kiln_eval::with_eval_stack_until_exit(move || dispatch(cli)));
     match outcome {
         Ok(Ok(())) => 0,
         Ok(Err(Failure::Reported(text))) if log_events::is_json() => {

@@ -96,6 +96,35 @@ pub fn with_eval_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static
     }
 }
 
+/// As `with_eval_stack`, for a process that ends as soon as `f` returns: the thread is left
+/// parked instead of ending, so the allocator does not sweep the thread's heap page by page as
+/// the thread ends (a tenth of the time of a large evaluation); the process's exit discards
+/// it at once. Panics in `f` are resumed on the caller's thread.
+pub fn with_eval_stack_until_exit<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("kiln-eval".into())
+        .stack_size(EVAL_STACK_SIZE)
+        .spawn(move || {
+            let floor = approximate_stack_pointer().saturating_sub(EVAL_STACK_SIZE - (64 << 20));
+            STACK_FLOOR.with(|f| f.set(floor));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            if sender.send(outcome).is_ok() {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        panic!("cannot spawn the evaluation thread: {e}");
+    }
+    match receiver.recv() {
+        Ok(Ok(value)) => value,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("the evaluation thread ended without a result"),
+    }
+}
+
 /// The evaluator: owns sources, the global frame, the import cache and the options.
 pub struct Evaluator {
     pub(crate) options: EvalOptions,
@@ -261,7 +290,8 @@ impl Evaluator {
     /// Fills the slots of a new `let`/`rec` frame. Bindings that merely name another slot of
     /// the same frame take that slot's value once it is known (so `b = a;` shares `a`'s
     /// value, as in Nix); cycles among them become thunks (which then report infinite
-    /// recursion when forced).
+    /// recursion when forced). Thunks and functions over the frame itself are left unbound
+    /// until read (see `Slots`), so the frame does not keep itself alive.
     #[inline(never)]
     fn fill_frame<'e>(&self, frame: &Env, bindings: impl Iterator<Item = (u32, &'e ExprRef)>) {
         let mut aliases: Vec<(u32, u32, &'e ExprRef)> = Vec::new();
@@ -272,6 +302,10 @@ impl Evaluator {
                     slot: target,
                     ..
                 } => aliases.push((slot, target, expr)),
+                _ if slot < LAZY_SLOTS => {
+                    let (value, unbound) = self.delay_unbound(expr, frame);
+                    frame.set_raw(slot, value, unbound);
+                }
                 _ => frame.set(slot, self.delay(expr, frame)),
             }
         }
@@ -283,7 +317,12 @@ impl Evaluator {
                 if pending.contains(target) {
                     return true;
                 }
-                frame.set(*slot, frame.get(0, *target));
+                match frame.get_raw(*target) {
+                    (value, unbound) if !unbound || *slot < LAZY_SLOTS => {
+                        frame.set_raw(*slot, value, unbound)
+                    }
+                    _ => frame.set(*slot, frame.get(0, *target)),
+                }
                 progress = true;
                 false
             });
@@ -296,6 +335,49 @@ impl Evaluator {
         }
     }
 
+    /// `delay` for a binding or default of `frame` itself: a new thunk or function over
+    /// `frame` is returned unbound (over the empty root frame, a placeholder), with `true`.
+    /// Another slot of `frame` may not be filled in yet, so naming one makes a thunk.
+    #[inline]
+    pub(crate) fn delay_unbound(&self, expr: &ExprRef, frame: &Env) -> (Value, bool) {
+        let unbound_thunk = || {
+            (
+                Value::Thunk(Thunk::suspended(expr.clone(), self.root_env.clone())),
+                true,
+            )
+        };
+        match &expr.kind {
+            ExprKind::Lambda(lambda) => (
+                Value::Lambda(Rc::new(Closure {
+                    lambda: lambda.clone(),
+                    env: self.root_env.clone(),
+                    unforced: Cell::new(true),
+                })),
+                true,
+            ),
+            ExprKind::Local { depth: 0, .. } => unbound_thunk(),
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Str(_)
+            | ExprKind::Path(PathExpr::Literal(_))
+            | ExprKind::Local { .. }
+            | ExprKind::Global { .. } => (self.delay(expr, frame), false),
+            ExprKind::Binary { op, lhs, rhs } => {
+                match self.speculate_int_op(*op, lhs, rhs, frame) {
+                    Some(value) => (value, false),
+                    None => unbound_thunk(),
+                }
+            }
+            ExprKind::Select { subject, path, .. } => {
+                match self.evaluated_select(subject, path, frame) {
+                    Some(value) => (value, false),
+                    None => unbound_thunk(),
+                }
+            }
+            _ => unbound_thunk(),
+        }
+    }
+
     /// Evaluates an expression to weak head normal form.
     pub(crate) fn eval(&self, expr: &ExprRef, env: &Env) -> EvalResult<Value> {
         let span = expr.span;
@@ -303,7 +385,7 @@ impl Evaluator {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Float(f) => Ok(Value::Float(*f)),
             ExprKind::Str(s) => Ok(Value::String(self.string_literal(s))),
-            ExprKind::Local { depth, slot, .. } => match env.get(*depth, *slot) {
+            ExprKind::Local { depth, slot, .. } => match env.get_forced(*depth, *slot) {
                 Value::Thunk(thunk) => self.force_thunk(&thunk, span),
                 value => Ok(value),
             },
@@ -327,19 +409,19 @@ impl Evaluator {
                     argument: first,
                 } = &function.kind
                 {
-                    let f = self.eval(inner_function, env)?;
-                    if let Value::PrimOp(builtin) = f {
+                    let f = self.eval_callee(inner_function, env)?;
+                    if let Callee::Value(Value::PrimOp(builtin)) = f {
                         if builtin.arity == 2 {
                             return self.call_builtin2(builtin, first, argument, env, span);
                         }
                     }
-                    let partial = self.call(&f, self.delay(first, env), function.span)?;
+                    let partial = self.call_callee(&f, self.delay(first, env), function.span)?;
                     let arg = self.delay(argument, env);
                     return self.call(&partial, arg, span);
                 }
-                let f = self.eval(function, env)?;
+                let f = self.eval_callee(function, env)?;
                 let arg = self.delay(argument, env);
-                self.call(&f, arg, span)
+                self.call_callee(&f, arg, span)
             }
             ExprKind::If {
                 condition,
@@ -360,7 +442,9 @@ impl Evaluator {
             },
             ExprKind::Let { bindings, body } => {
                 let frame = self.let_frame(bindings, env);
-                self.eval(body, &frame)
+                let result = self.eval(body, &frame);
+                frame.release();
+                result
             }
             ExprKind::With { namespace, body } => {
                 let ns = self.delay(namespace, env);
@@ -388,6 +472,28 @@ impl Evaluator {
             ExprKind::Interpolated(parts) => self.eval_interpolation(parts, env, span),
             ExprKind::Path(path) => self.eval_path(path, env, span),
             ExprKind::CurPos => Ok(self.current_position(span)),
+        }
+    }
+
+    /// The function of an application, evaluated.
+    #[inline]
+    fn eval_callee(&self, expr: &ExprRef, env: &Env) -> EvalResult<Callee> {
+        if let ExprKind::Local { depth, slot, .. } = &expr.kind {
+            return match env.get_callee(*depth, *slot) {
+                Callee::Value(Value::Thunk(thunk)) => {
+                    self.force_thunk(&thunk, expr.span).map(Callee::Value)
+                }
+                callee => Ok(callee),
+            };
+        }
+        self.eval(expr, env).map(Callee::Value)
+    }
+
+    #[inline]
+    fn call_callee(&self, callee: &Callee, argument: Value, span: Span) -> EvalResult<Value> {
+        match callee {
+            Callee::Value(function) => self.call(function, argument, span),
+            Callee::Closure(closure) => self.call_lambda(closure, argument, span),
         }
     }
 
@@ -582,11 +688,8 @@ impl Evaluator {
                 None => Vec::new(),
             };
             let mut entries = Vec::with_capacity(attrs.statics.len() + attrs.dynamics.len());
-            {
-                let slots = frame.0.slots.borrow();
-                for (attr, v) in attrs.statics.iter().zip(slots.as_slice().iter()) {
-                    entries.push((attr.name, v.clone()));
-                }
+            for (slot, attr) in attrs.statics.iter().enumerate() {
+                entries.push((attr.name, frame.get(0, slot as u32)));
             }
             if !overrides.is_empty() {
                 entries.extend(overrides);

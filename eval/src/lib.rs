@@ -16,7 +16,7 @@ pub mod store_access;
 pub mod value;
 
 pub use error::{ErrorKind, EvalError, EvalResult, TraceFrame};
-pub use eval::{with_eval_stack, CoerceMode, Evaluator};
+pub use eval::{with_eval_stack, with_eval_stack_until_exit, CoerceMode, Evaluator};
 pub use io::{EvalIo, FileType, MemoryIo, StdIo};
 pub use value::{Attrs, Closure, Context, ContextElem, Env, NixString, PrimOpApp, Thunk, Value};
 

@@ -311,6 +311,134 @@ fn laziness() {
     });
 }
 
+/// Values taken from Nix 2.8 (`nix-instantiate --eval`, strict where `run` is used).
+#[test]
+fn unbound_frame_slots_behave_as_bound_ones() {
+    assert_eq!(
+        run("let f = x: x; in [ ([ f ] == [ f ]) (f 2) ]"),
+        "[ true 2 ]"
+    );
+    assert_eq!(
+        run("let f = n: if n == 0 then 0 else g (n - 1); g = n: f n; in f 5"),
+        "0"
+    );
+    assert_eq!(
+        run("let b = x: x; a = b; in [ ([ a ] == [ b ]) (a 1) ]"),
+        "[ true 1 ]"
+    );
+    assert_eq!(
+        run("rec { f = x: x + 1; g = f 1; }"),
+        "{ f = <LAMBDA>; g = 2; }"
+    );
+    assert_eq!(run("let a = 1 + 1; b = [ a ]; in b"), "[ 2 ]");
+    // Slots past the ones that can stay unbound, and aliases across that boundary.
+    let many: String = (0..70).map(|i| format!("a{i} = x: x + {i}; ")).collect();
+    let src: &'static str = Box::leak(
+        format!(
+            "let {many} b = a69; c = a1; d = [ (a65 1) ]; in [ (b 1) (c 1) d ([ b ] == [ a69 ]) ]"
+        )
+        .into_boxed_str(),
+    );
+    assert_eq!(run(src), "[ 70 2 [ 66 ] true ]");
+    with_eval_stack(|| {
+        let ev = evaluator();
+        let show = |src: &str| {
+            let v = ev.eval_string(src, Path::new("/")).unwrap();
+            ev.print_value(&v, false).unwrap()
+        };
+        assert_eq!(show("let f = x: x; in { a = f; }"), "{ a = <CODE>; }");
+        assert_eq!(
+            show("let f = x: x; y = f 1; in builtins.seq y { a = f; }"),
+            "{ a = <LAMBDA>; }"
+        );
+        assert_eq!(
+            show("rec { f = x: x; g = f; }"),
+            "{ f = <CODE>; g = <CODE>; }"
+        );
+    });
+}
+
+/// A `let` binding functions, or with a binding never read, is freed once nothing outside it
+/// refers to it (its own thunks and functions do not keep it alive).
+#[test]
+fn let_frames_do_not_keep_themselves_alive() {
+    with_eval_stack(|| {
+        let ev = evaluator();
+        let v = ev
+            .eval_string(
+                "let f = x: x; g = y: f y; unread = 1 + 1; in g",
+                Path::new("/"),
+            )
+            .unwrap();
+        let Value::Lambda(g) = &v else {
+            panic!("a function")
+        };
+        let frame = Rc::downgrade(&g.env.0);
+        assert_eq!(
+            ev.call(&v, Value::Int(3), Span::default())
+                .unwrap()
+                .type_of(),
+            "int"
+        );
+        assert!(frame.upgrade().is_some(), "alive while `g` is");
+        drop(v);
+        assert!(frame.upgrade().is_none(), "freed with `g`");
+        // Unused defaults of a call's formals.
+        let v = ev
+            .eval_string(
+                "({ a, b ? c, c ? a + 1, d ? x: b }: y: a) { a = 1; }",
+                Path::new("/"),
+            )
+            .unwrap();
+        let Value::Lambda(f) = &v else {
+            panic!("a function")
+        };
+        let frame = Rc::downgrade(&f.env.0);
+        drop(v);
+        assert!(frame.upgrade().is_none(), "freed with the function");
+    });
+    // A `let` whose bindings refer to it from a set, a list and a thunk handed to a function
+    // that dropped it: freed when its body returns, with the call frame it encloses (which
+    // holds the argument).
+    with_eval_stack(|| {
+        let ev = evaluator();
+        let g = ev
+            .eval_string(
+                "let ignore = p: q: q; in x: let a = x + 1; c = [ a ]; d = { inherit a c; }; \
+                 h = [ x ]; in ignore h (d.a + 1)",
+                Path::new("/"),
+            )
+            .unwrap();
+        let argument = Thunk::done(Value::Int(1));
+        let result = ev
+            .call(&g, Value::Thunk(argument.clone()), Span::default())
+            .unwrap();
+        assert!(matches!(result, Value::Int(3)));
+        assert_eq!(Rc::strong_count(&argument.0), 1, "the frames are freed");
+        // Kept while the result refers to it.
+        let g = ev
+            .eval_string(
+                "x: let a = x + 1; c = [ a ]; d = { inherit a c; }; in d",
+                Path::new("/"),
+            )
+            .unwrap();
+        let result = ev
+            .call(&g, Value::Thunk(argument.clone()), Span::default())
+            .unwrap();
+        assert_eq!(Rc::strong_count(&argument.0), 2, "held by the frames");
+        assert_eq!(
+            ev.print_value(&result, true).unwrap(),
+            "{ a = 2; c = [ 2 ]; }"
+        );
+        drop(result);
+        assert_eq!(Rc::strong_count(&argument.0), 1, "freed with the result");
+    });
+    assert_eq!(
+        run("({ a ? b, b ? c + 1, c ? 1, d ? x: a + x }: [ a b (d 1) ]) { }"),
+        "[ 2 2 3 ]"
+    );
+}
+
 #[test]
 fn json_and_api() {
     with_eval_stack(|| {

@@ -11,6 +11,7 @@ use std::fmt;
 use std::rc::Rc;
 
 mod attrs;
+mod release;
 mod string;
 
 pub use attrs::Attrs;
@@ -126,7 +127,11 @@ impl Value {
             (Value::Thunk(a), Value::Thunk(b)) => Rc::ptr_eq(&a.0, &b.0),
             (Value::Attrs(a), Value::Attrs(b)) => Rc::ptr_eq(a, b),
             (Value::List(a), Value::List(b)) => Rc::ptr_eq(a, b),
-            (Value::Lambda(a), Value::Lambda(b)) => Rc::ptr_eq(a, b),
+            // Closures made from one unbound slot are one function (see `Slots`).
+            (Value::Lambda(a), Value::Lambda(b)) => {
+                Rc::ptr_eq(a, b)
+                    || (Rc::ptr_eq(&a.lambda, &b.lambda) && Rc::ptr_eq(&a.env.0, &b.env.0))
+            }
             (Value::PrimOpApp(a), Value::PrimOpApp(b)) => Rc::ptr_eq(a, b),
             _ => false,
         }
@@ -185,34 +190,43 @@ pub struct EnvFrame {
 
 /// The slots of a frame; one-slot frames (most lambda calls, `with`) need no second
 /// allocation.
+///
+/// A `let` or `rec` frame keeps the thunks and functions it makes for its own bindings
+/// *unbound* until a binding is first read (`lazy` has a bit for each such slot below 64): an
+/// unbound thunk holds a placeholder environment and a function only its lambda, so the frame
+/// does not own a reference to itself. Reading the slot binds it: the thunk gets this frame
+/// as its environment (once), and a function is made afresh as a closure over this frame on
+/// every read (two such closures are the same object for `Value::same_object`). Without
+/// this, every `let` binding a function, or a binding never read, would make a reference
+/// cycle that keeps the frame and all it reaches alive for the rest of the evaluation.
 pub(crate) enum Slots {
     One(Value),
-    Many(Vec<Value>),
+    Many { values: Vec<Value>, lazy: u64 },
 }
 
-impl Slots {
-    #[inline]
-    pub(crate) fn get(&self, slot: usize) -> &Value {
-        match self {
-            Slots::One(v) => v,
-            Slots::Many(values) => &values[slot],
-        }
-    }
+/// Slots from this index on are never unbound (their bit would not fit in `Slots::Many::lazy`).
+pub(crate) const LAZY_SLOTS: u32 = 64;
 
+impl Slots {
     #[inline]
     fn set(&mut self, slot: usize, value: Value) {
         match self {
             Slots::One(v) => *v = value,
-            Slots::Many(values) => values[slot] = value,
+            Slots::Many { values, lazy } => {
+                if slot < LAZY_SLOTS as usize {
+                    *lazy &= !(1u64 << slot);
+                }
+                values[slot] = value;
+            }
         }
     }
+}
 
-    pub(crate) fn as_slice(&self) -> &[Value] {
-        match self {
-            Slots::One(v) => std::slice::from_ref(v),
-            Slots::Many(values) => values,
-        }
-    }
+/// A function about to be called: a value, or a closure over an unbound slot's function
+/// that lives only for the call (see `Env::get_callee`).
+pub(crate) enum Callee {
+    Value(Value),
+    Closure(Closure),
 }
 
 /// A shared environment frame.
@@ -222,7 +236,10 @@ pub struct Env(pub(crate) Rc<EnvFrame>);
 impl Env {
     pub fn new(slots: Vec<Value>, parent: Option<Env>) -> Env {
         Env(Rc::new(EnvFrame {
-            slots: RefCell::new(Slots::Many(slots)),
+            slots: RefCell::new(Slots::Many {
+                values: slots,
+                lazy: 0,
+            }),
             parent,
         }))
     }
@@ -236,6 +253,7 @@ impl Env {
     }
 
     /// The frame `depth` levels up (0 = this one). Lowering proves the depth exists.
+    #[inline]
     pub(crate) fn ancestor(&self, depth: u32) -> &Env {
         let mut env = self;
         for _ in 0..depth {
@@ -249,17 +267,135 @@ impl Env {
         env
     }
 
+    /// The value of a slot `depth` frames up, bound to its frame if it was unbound.
+    #[inline]
     pub(crate) fn get(&self, depth: u32, slot: u32) -> Value {
-        self.ancestor(depth)
-            .0
-            .slots
-            .borrow()
-            .get(slot as usize)
-            .clone()
+        let frame = self.ancestor(depth);
+        let slots = frame.0.slots.borrow();
+        match &*slots {
+            Slots::One(v) => v.clone(),
+            Slots::Many { values, lazy } => {
+                if slot < LAZY_SLOTS && lazy & (1u64 << slot) != 0 {
+                    drop(slots);
+                    return frame.bind_slot(slot, false);
+                }
+                values[slot as usize].clone()
+            }
+        }
+    }
+
+    /// As `get`, for a read that forces the value (a variable evaluated, not passed on
+    /// lazily): a function read so counts as forced from then on (see `Closure::unforced`).
+    #[inline]
+    pub(crate) fn get_forced(&self, depth: u32, slot: u32) -> Value {
+        let frame = self.ancestor(depth);
+        let slots = frame.0.slots.borrow();
+        match &*slots {
+            Slots::One(v) => v.clone(),
+            Slots::Many { values, lazy } => {
+                if slot < LAZY_SLOTS && lazy & (1u64 << slot) != 0 {
+                    drop(slots);
+                    return frame.bind_slot(slot, true);
+                }
+                values[slot as usize].clone()
+            }
+        }
+    }
+
+    /// As `get_forced`, for a variable about to be called: a function in an unbound slot
+    /// comes as a closure to call in place, with no shared closure made for it.
+    #[inline]
+    pub(crate) fn get_callee(&self, depth: u32, slot: u32) -> Callee {
+        let frame = self.ancestor(depth);
+        let slots = frame.0.slots.borrow();
+        match &*slots {
+            Slots::One(v) => Callee::Value(v.clone()),
+            Slots::Many { values, lazy } => {
+                if slot < LAZY_SLOTS && lazy & (1u64 << slot) != 0 {
+                    if let Value::Lambda(template) = &values[slot as usize] {
+                        template.unforced.set(false);
+                        return Callee::Closure(Closure {
+                            lambda: template.lambda.clone(),
+                            env: frame.clone(),
+                            unforced: Cell::new(false),
+                        });
+                    }
+                    drop(slots);
+                    return Callee::Value(frame.bind_slot(slot, true));
+                }
+                Callee::Value(values[slot as usize].clone())
+            }
+        }
+    }
+
+    /// Binds an unbound slot of this frame (see `Slots`) and returns its value.
+    #[inline(never)]
+    fn bind_slot(&self, slot: u32, forced: bool) -> Value {
+        let mut slots = self.0.slots.borrow_mut();
+        let Slots::Many { values, lazy } = &mut *slots else {
+            unreachable!("only many-slot frames have unbound slots")
+        };
+        match &values[slot as usize] {
+            Value::Lambda(template) => {
+                if forced {
+                    template.unforced.set(false);
+                }
+                Value::Lambda(Rc::new(Closure {
+                    lambda: template.lambda.clone(),
+                    env: self.clone(),
+                    unforced: Cell::new(template.unforced.get()),
+                }))
+            }
+            Value::Thunk(thunk) => {
+                *lazy &= !(1u64 << slot);
+                let thunk = thunk.clone();
+                drop(slots);
+                // Unread until now, so still suspended over the placeholder (or, for a second
+                // slot aliasing the same binding, already bound to this frame).
+                let state = thunk.replace_state(ThunkState::Blackhole(Span::default()));
+                match state {
+                    ThunkState::Suspended(expr, _) => {
+                        thunk.set_state(ThunkState::Suspended(expr, self.clone()))
+                    }
+                    other => thunk.set_state(other),
+                }
+                Value::Thunk(thunk)
+            }
+            other => {
+                *lazy &= !(1u64 << slot);
+                other.clone()
+            }
+        }
+    }
+
+    /// The value of a slot of this frame as stored, unbound or not (to copy it into another
+    /// slot of the same frame with `set_raw`).
+    pub(crate) fn get_raw(&self, slot: u32) -> (Value, bool) {
+        match &*self.0.slots.borrow() {
+            Slots::One(v) => (v.clone(), false),
+            Slots::Many { values, lazy } => (
+                values[slot as usize].clone(),
+                slot < LAZY_SLOTS && lazy & (1u64 << slot) != 0,
+            ),
+        }
     }
 
     pub(crate) fn set(&self, slot: u32, value: Value) {
         self.0.slots.borrow_mut().set(slot as usize, value);
+    }
+
+    /// Sets a slot, unbound if `unbound` (the value a thunk over a placeholder environment or
+    /// a function template, see `Slots`; only slots below `LAZY_SLOTS` of a many-slot frame).
+    pub(crate) fn set_raw(&self, slot: u32, value: Value, unbound: bool) {
+        let mut slots = self.0.slots.borrow_mut();
+        slots.set(slot as usize, value);
+        if unbound {
+            match &mut *slots {
+                Slots::Many { lazy, .. } if slot < LAZY_SLOTS => *lazy |= 1u64 << slot,
+                // Callers only leave slots with a bit unbound.
+                _ => unreachable!("an unbound value in a slot without a bit"),
+            }
+        }
     }
 }
 

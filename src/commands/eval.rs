@@ -62,5 +62,9 @@ pub fn run(global: &GlobalOptions, args: EvalArgs) -> Result<(), Failure> {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")?;
+    // The process ends next: its exit discards the heap at once, where dropping the
+    // evaluator and the values would free them one by one.
+    std::mem::forget(values);
+    std::mem::forget(evaluator);
     Ok(())
 }

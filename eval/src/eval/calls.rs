@@ -193,7 +193,9 @@ impl Evaluator {
                 bind,
             } => self.pattern_frame(closure, formals, *ellipsis, bind.is_some(), argument, span)?,
         };
-        self.eval(&lambda.body, &frame)
+        let result = self.eval(&lambda.body, &frame);
+        frame.release();
+        result
     }
 
     /// The frame of a call of a `{ a, b ? d, ... }@args:` function: the formals bound from
@@ -223,6 +225,13 @@ impl Evaluator {
                     v.clone()
                 }
                 None => match &formal.default {
+                    // Left unbound until read, so an unused default does not keep the frame
+                    // alive (see `Slots`).
+                    Some(default) if (slot as u32) < LAZY_SLOTS => {
+                        let (value, unbound) = self.delay_unbound(default, &frame);
+                        frame.set_raw(slot as u32, value, unbound);
+                        continue;
+                    }
                     Some(default) => match default.kind {
                         // Another formal of this frame may not be filled in yet.
                         ExprKind::Local { depth: 0, .. } => {
