@@ -41,8 +41,6 @@ pub enum Command {
     Gc(commands::gc::GcArgs),
     /// Check that valid paths exist and (optionally) still have their recorded hashes.
     Verify(commands::verify::VerifyArgs),
-    /// Explain why two derivations differ (the first differences in their graphs).
-    Diff(commands::diff::DiffArgs),
     /// Push store paths and their closures to a Nix binary cache.
     Copy(commands::copy::CopyArgs),
     /// Make and show Nix-format signing keys for binary caches.
@@ -110,7 +108,6 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Gc(args) => commands::gc::run(&cli.global, args),
         Command::Verify(args) => commands::verify::run(&cli.global, args),
         Command::Copy(args) => commands::copy::run(&cli.global, args),
-        Command::Diff(args) => commands::diff::run(&cli.global, args),
         Command::Key(args) => commands::key::run(&cli.global, args),
         Command::Sign(args) => commands::sign::run(&cli.global, args),
         Command::Shell(args) => commands::shell::run(&cli.global, args),

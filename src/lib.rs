@@ -4,7 +4,6 @@ pub mod cache_push;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod derivation_diff;
 pub mod installable;
 pub mod log_events;
 pub mod progress;

@@ -113,9 +113,8 @@ fn ensure_registered(store: &LocalStore, drv: &StorePath) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Evaluates the expression input (one FILE, or `-E`, with `selection`) and instantiates its
-/// derivations, registering the `.drv` files.
-pub fn instantiate(
+/// Evaluates the expression input and instantiates its derivations.
+fn instantiate(
     global: &GlobalOptions,
     paths: &[PathBuf],
     selection: &SelectionArgs,
