@@ -232,6 +232,10 @@ impl BuildEvents for Progress {
             Ok(BuildOutcome::AlreadyValid) => {
                 self.line(&format!("'{drv}' was built by another kiln"))
             }
+            Ok(BuildOutcome::Unchanged { resolved }) => self.line(&format!(
+                "'{drv}' is unchanged once resolved ('{}'): not rebuilt",
+                self.dir.print(resolved)
+            )),
             Ok(BuildOutcome::Built { .. }) => {}
             Err(error) => self.line(&format!(
                 "failed '{drv}': {}",
