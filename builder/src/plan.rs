@@ -466,10 +466,7 @@ impl BuildPlan {
     /// For each target: its derivation and output name → path of every wanted output, floating
     /// and deferred ones from their realisations (call it once the plan has run; an output
     /// without a realisation is an error).
-    pub fn realised_targets(
-        &self,
-        store: &LocalStore,
-    ) -> Result<Vec<TargetOutputs>, PlanError> {
+    pub fn realised_targets(&self, store: &LocalStore) -> Result<Vec<TargetOutputs>, PlanError> {
         let mut hashes = DrvHashCache::new();
         let mut realised = Vec::new();
         for target in &self.requested {
