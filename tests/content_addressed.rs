@@ -188,10 +188,11 @@ fn realised_paths_are_the_ones_nix_build_gives() {
         .map(base_name)
         .collect();
     assert!(nix_paths.len() >= 4, "{nix_paths:?}");
-    let kiln_paths: Vec<String> = ok(&t.kiln(&["realise", "--no-out-link", file.to_str().unwrap()]))
-        .lines()
-        .map(base_name)
-        .collect();
+    let kiln_paths: Vec<String> =
+        ok(&t.kiln(&["realise", "--no-out-link", file.to_str().unwrap()]))
+            .lines()
+            .map(base_name)
+            .collect();
     for path in &nix_paths {
         assert!(
             kiln_paths.contains(path),
@@ -223,7 +224,7 @@ let
   a = ca "a" "# {comment}
 $bb mkdir $out; echo {content} > $out/data; echo $out > $out/self" {{ }};
   b = ia "b" "$bb mkdir $out; $bb cat ${{a}}/data > $out/data; echo ${{a}} > $out/a" {{ }};
-in ia "c" "$bb mkdir $out; $bb cat ${{b}}/data > $out/data; echo ${{b}} > $out/b" {{ }}
+in ia "c" "echo building c; $bb mkdir $out; $bb cat ${{b}}/data > $out/data; echo ${{b}} > $out/b" {{ }}
 "##
     )
 }
@@ -275,4 +276,62 @@ fn a_change_that_keeps_the_output_stops_the_rebuild_there() {
         names(&new_runs(&t.builder_runs(), &runs)),
         ["a.drv", "b.drv", "c.drv"]
     );
+}
+
+#[test]
+fn path_info_log_verify_and_gc_understand_realisations() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Workspace::new();
+    let file = t.expression("chain.nix", &chain("first", "one"));
+    let file = file.to_str().unwrap();
+    let c_drv = ok(&t.kiln(&["instantiate", file])).trim().to_owned();
+    let c_out = ok(&t.kiln(&["realise", file])).trim().to_owned();
+
+    // The output of the deferred C is named through its derivation's realisation.
+    let named = ok(&t.kiln(&["path-info", &format!("{c_drv}!out")]));
+    assert_eq!(base_name(&named), base_name(&c_out));
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&t.kiln(&["path-info", "--json", "result"]))).unwrap();
+    let realisations = info[0]["realisations"].as_array().unwrap();
+    // C as written (deferred) and C resolved name the same output.
+    assert_eq!(realisations.len(), 2, "{info}");
+    for realisation in realisations {
+        assert_eq!(realisation["outPath"], base_name(&c_out));
+        assert!(realisation["id"].as_str().unwrap().ends_with("!out"));
+    }
+    // The deferred C's realisation depends on B's, whose output C's refers to.
+    assert!(
+        realisations
+            .iter()
+            .any(|r| r["dependentRealisations"].as_object().unwrap().len() == 1),
+        "{info}"
+    );
+
+    // C built as its resolved derivation; its log is found from either.
+    assert_eq!(ok(&t.kiln(&["log", "result"])), "building c\n");
+    assert_eq!(ok(&t.kiln(&["log", &c_drv])), "building c\n");
+    let verified = t.kiln(&["verify", "--check-contents"]);
+    ok(&verified);
+    assert!(
+        String::from_utf8_lossy(&verified.stderr).contains("realisations: all fine"),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    // Collected outputs take their realisations with them, and are built again.
+    std::fs::remove_file(t.work().join("result")).unwrap();
+    let collected = t.kiln(&["gc"]);
+    ok(&collected);
+    let report = String::from_utf8_lossy(&collected.stderr);
+    assert!(
+        report.contains("realisations of content-addressed outputs went with them"),
+        "{report}"
+    );
+    let not_realised = t.kiln(&["path-info", &format!("{c_drv}!out")]);
+    assert!(!not_realised.status.success());
+    let runs = t.builder_runs().len();
+    assert_eq!(ok(&t.kiln(&["realise", file])).trim(), c_out);
+    assert!(t.builder_runs().len() > runs);
 }

@@ -697,6 +697,36 @@ impl StoreDb {
             .collect()
     }
 
+    /// Every realisation in the store.
+    pub(crate) fn all_realisations(&self) -> Result<Vec<Realisation>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id, r.drvPath, r.outputName, v.path, r.signatures FROM Realisations r \
+                 JOIN ValidPaths v ON v.id = r.outputPath ORDER BY r.id",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .map_err(|e| self.wrap(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.wrap(e))?;
+        rows.into_iter()
+            .map(|(row_id, hash, output, path, signatures)| {
+                let id = self.parse_drv_output(&hash, &output)?;
+                self.realisation_from_row(id, row_id, &path, signatures.as_deref())
+            })
+            .collect()
+    }
+
     fn parse_drv_output(&self, hash: &str, output: &str) -> Result<DrvOutput> {
         format!("{hash}!{output}")
             .parse()

@@ -13,6 +13,8 @@
 //! build holds is skipped, and so is everything it refers to. Valid dead paths are deleted
 //! referrers first; each is invalidated in the database before its files are removed, so a
 //! crash in between leaves only an invalid leftover, never a valid path without contents.
+//! Realisations are no roots: those of a deleted path go with it (reported), so a
+//! content-addressed output that was collected is built again when next needed.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
@@ -56,6 +58,8 @@ pub struct GcReport {
     pub temporaries: Vec<String>,
     /// Bytes freed (apparent size of the files whose last link was removed).
     pub bytes_freed: u64,
+    /// Realisations (`<drv hash>!<output>`) that went with the deleted paths.
+    pub realisations: Vec<String>,
 }
 
 impl LocalStore {
@@ -198,6 +202,7 @@ impl LocalStore {
                 kept.insert(path);
                 continue;
             };
+            let realisations = self.realisations_of_path(&path)?;
             if !options.dry_run {
                 match self.invalidate(std::slice::from_ref(&path)) {
                     Ok(()) => {}
@@ -210,6 +215,9 @@ impl LocalStore {
                     Err(e) => return Err(e),
                 }
             }
+            report
+                .realisations
+                .extend(realisations.into_iter().map(|r| r.id.to_string()));
             self.delete_locked(&lock, options.dry_run, &mut report)?;
         }
         Ok(report)

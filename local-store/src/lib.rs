@@ -222,6 +222,11 @@ impl LocalStore {
         self.db().query_realisation(id)
     }
 
+    /// Every realisation in the store.
+    pub fn all_realisations(&self) -> Result<Vec<Realisation>> {
+        self.db().all_realisations()
+    }
+
     /// The realisations whose output is `path`.
     pub fn realisations_of_path(&self, path: &StorePath) -> Result<Vec<Realisation>> {
         self.db().realisations_of_path(path)
