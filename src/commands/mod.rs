@@ -1,6 +1,7 @@
 //! One module per verb of the command line, plus two that verbs share: `input` (what an
 //! evaluating verb evaluates) and `lock_advice` (the `kiln lock` command a stale lock asks for).
 pub mod copy;
+pub mod diff;
 pub mod eval;
 pub mod gc;
 pub mod input;
