@@ -335,3 +335,91 @@ fn path_info_log_verify_and_gc_understand_realisations() {
     assert_eq!(ok(&t.kiln(&["realise", file])).trim(), c_out);
     assert!(t.builder_runs().len() > runs);
 }
+
+#[test]
+fn a_binary_cache_carries_realisations_to_another_store() {
+    if !sandbox_ready() {
+        return;
+    }
+    let builder = Workspace::new();
+    let file = builder.expression("chain.nix", &chain("first", "one"));
+    let built = ok(&builder.kiln(&["realise", file.to_str().unwrap()]));
+    let cache = builder.dir.path().join("cache");
+    let url = format!("file://{}", cache.display());
+    let key = builder.dir.path().join("cache.sec");
+    ok(&builder.kiln(&[
+        "key",
+        "generate",
+        "test-cache-1",
+        "-o",
+        key.to_str().unwrap(),
+    ]));
+    let public = std::fs::read_to_string(builder.dir.path().join("cache.sec.pub")).unwrap();
+    let config = builder.dir.path().join("push.toml");
+    std::fs::write(
+        &config,
+        format!("secret-key-files = [{:?}]\n", key.to_str().unwrap()),
+    )
+    .unwrap();
+    ok(&builder.kiln(&[
+        "--config",
+        config.to_str().unwrap(),
+        "copy",
+        "--to",
+        &url,
+        "result",
+    ]));
+    // Nix's layout: realisations/<hash>!<output>.doi, signed.
+    let documents: Vec<String> = std::fs::read_dir(cache.join("realisations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        documents
+            .iter()
+            .all(|d| d.starts_with("sha256:") && d.ends_with("!out.doi")),
+        "{documents:?}"
+    );
+    assert!(!documents.is_empty());
+
+    // Another machine with the same expression: nothing is built, the output is fetched
+    // through the realisation of the deferred C.
+    let user = Workspace::new();
+    let file = user.expression("chain.nix", &chain("first", "one"));
+    let config = user.dir.path().join("use.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "substituters = [{url:?}]\ntrusted-public-keys = [{:?}]\n",
+            public.trim()
+        ),
+    )
+    .unwrap();
+    let output = user.kiln(&[
+        "--config",
+        config.to_str().unwrap(),
+        "realise",
+        file.to_str().unwrap(),
+    ]);
+    let fetched = ok(&output);
+    assert_eq!(base_name(&fetched), base_name(&built));
+    assert!(user.builder_runs().is_empty(), "{:?}", user.builder_runs());
+    // The realisation is recorded: a second realise asks no cache and builds nothing.
+    let again = ok(&user.kiln(&["realise", file.to_str().unwrap()]));
+    assert_eq!(again, fetched);
+    assert!(user.builder_runs().is_empty());
+
+    // Untrusted realisations are not used: the chain is built.
+    let stranger = Workspace::new();
+    let file = stranger.expression("chain.nix", &chain("first", "one"));
+    let config = stranger.dir.path().join("use.toml");
+    std::fs::write(&config, format!("substituters = [{url:?}]\n")).unwrap();
+    let output = stranger.kiln(&[
+        "--config",
+        config.to_str().unwrap(),
+        "realise",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(base_name(&ok(&output)), base_name(&built));
+    assert_eq!(names(&stranger.builder_runs()), ["a.drv", "b.drv", "c.drv"]);
+}
