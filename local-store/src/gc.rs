@@ -326,15 +326,16 @@ enum Abandoned<'a> {
 }
 
 /// Whether `name` is a temporary that a kiln process left behind: `.tmp-PID-…` (a source being
-/// added), `.kiln-fresh-PID-…` (an output being copied to fresh inodes) and `.kiln-check-PID-…`
-/// (a `--check` rebuild) of a process that no longer runs, or `.kiln-sandbox-BASE` (a build's
+/// added), `.kiln-fresh-PID-…` (an output being copied to fresh inodes), `.kiln-check-PID-…`
+/// (a `--check` rebuild) and `.kiln-rewrite-PID-…` (a content-addressed output being rewritten
+/// to its final path) of a process that no longer runs, or `.kiln-sandbox-BASE` (a build's
 /// staging directory), abandoned once the output lock of `BASE` is free. A pid reused since is
 /// taken as alive: the temporary then waits for a later collection.
 fn abandoned_temporary(name: &str) -> Option<Abandoned<'_>> {
     if let Some(base) = name.strip_prefix(".kiln-sandbox-") {
         return Some(Abandoned::IfOutputUnlocked(base));
     }
-    let rest = [".tmp-", ".kiln-fresh-", ".kiln-check-"]
+    let rest = [".tmp-", ".kiln-fresh-", ".kiln-check-", ".kiln-rewrite-"]
         .iter()
         .find_map(|prefix| name.strip_prefix(prefix))?;
     let pid: i32 = rest.split('-').next()?.parse().ok()?;
@@ -361,6 +362,10 @@ mod temporary_tests {
         );
         assert_eq!(
             abandoned_temporary(".kiln-check-2147483647-0-abc-name"),
+            Some(Abandoned::ProcessGone)
+        );
+        assert_eq!(
+            abandoned_temporary(".kiln-rewrite-2147483647-abc-name"),
             Some(Abandoned::ProcessGone)
         );
         assert_eq!(

@@ -150,14 +150,6 @@ impl Derivation {
         !self.outputs.is_empty() && self.outputs.values().all(|o| o.path.is_some())
     }
 
-    /// Whether the derivation must be resolved (its input derivations replaced by their realised
-    /// outputs) before it is built, as Nix 2.8 does with `ca-derivations`: deferred ones, and
-    /// content-addressed ones (floating or fixed) that have input derivations.
-    pub fn needs_resolution(&self) -> bool {
-        !self.input_drvs.is_empty()
-            && (self.is_deferred() || self.is_floating() || self.is_fixed_output())
-    }
-
     /// The store paths a `.drv` file refers to: input sources and input derivations.
     pub fn references(&self) -> BTreeSet<StorePath> {
         self.input_srcs
