@@ -7,7 +7,8 @@
 //! checks the root filesystem (rpm database, `/etc/os-release`, a `%post` scriptlet), that a
 //! second realise builds nothing, that `--check` rebuilds to the same NAR hash, that the
 //! result works as a `rootfs`, and that a cosmetic change to the (content-addressed) CentOS
-//! step's script rebuilds the CentOS root but nothing built in it (early cutoff).
+//! step's script rebuilds the CentOS root but nothing built in it (early cutoff), and a
+//! change to the CentOS root that the AlmaLinux root does not see stops at the AlmaLinux root.
 //!
 //! The expression is the real one except for the base tarball's hash: the pinned CentOS
 //! compose URL and the default vault repositories (gpgcheck on) are sent to the fixture server
@@ -418,5 +419,46 @@ fn alma9_bootstrap_from_local_fixtures() {
             "{unchanged}: {cosmetic_err}"
         );
     }
+
+    // A change to the CentOS root that the AlmaLinux root does not see (one more file in the
+    // base): the CentOS root and the AlmaLinux root are rebuilt, the AlmaLinux root comes out
+    // bit-identical (dnf installs into its own root), and the step using it is not rebuilt.
+    let cosmetic_text = std::fs::read_to_string(&bootstrap).unwrap();
+    assert!(cosmetic_text.contains(": > \"$out\"/etc/resolv.conf\n"));
+    std::fs::write(
+        &bootstrap,
+        cosmetic_text.replacen(
+            ": > \"$out\"/etc/resolv.conf\n",
+            ": > \"$out\"/etc/resolv.conf\n        echo note > \"$out\"/etc/kiln-note\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let changed_base = kiln(store.path(), work.path())
+        .arg("-I")
+        .arg(format!("kiln={}", library.display()))
+        .arg("--config")
+        .arg(&config)
+        .arg("realise")
+        .args(["--argstr", "baseSha256", &vars["BASE_SHA256"]])
+        .args(["-A", "usesRoot", "--no-out-link"])
+        .output()
+        .unwrap();
+    let changed_err = String::from_utf8_lossy(&changed_base.stderr).into_owned();
+    assert_eq!(
+        succeeded("realise after a change to the base", changed_base),
+        used
+    );
+    let built_lines: Vec<&str> = changed_err
+        .lines()
+        .filter(|l| l.starts_with("built '"))
+        .collect();
+    assert_eq!(built_lines.len(), 2, "{changed_err}");
+    assert!(
+        changed_err
+            .lines()
+            .any(|l| l.contains("-uses-root.drv'") && l.contains("is unchanged once resolved")),
+        "{changed_err}"
+    );
     eprintln!("e2e done after {:?}", started.elapsed());
 }
