@@ -151,3 +151,38 @@ fn a_content_addressed_input() {
     // The dependent's arguments differ only by the input's placeholder: not reported.
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn a_file_at_two_git_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("pkgs")).unwrap();
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+    };
+    git(&["init", "-q"]);
+    // An import relative to the file: the revision's copy of it is used.
+    std::fs::write(repo.join("pkgs/leaf.nix"), r#"{ greeting = "hello"; }"#).unwrap();
+    std::fs::write(
+        repo.join("pkgs/default.nix"),
+        r#"{ top = derivation ({ name = "top"; system = "x86_64-linux"; builder = "/bin/sh"; } // import ./leaf.nix); }"#,
+    )
+    .unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "first"]);
+    std::fs::write(repo.join("pkgs/leaf.nix"), r#"{ greeting = "bye"; }"#).unwrap();
+    let text = stdout(
+        kiln(&dir.path().join("root"))
+            .current_dir(repo.join("pkgs"))
+            .args(["diff", "HEAD:default.nix", "default.nix", "-A", "top"])
+            .output()
+            .unwrap(),
+    );
+    insta::assert_snapshot!(text);
+}
