@@ -1,7 +1,8 @@
 //! Content-addressed derivations end to end through the binary: the paths kiln realises for
 //! floating outputs are the ones Nix 2.8's `nix-build` gives (with `ca-derivations`, sandbox
 //! off, an isolated store in the same logical directory), the early cutoff of a graph A (CA) →
-//! B → C, and the verbs that show realisations. They need busybox and user namespaces (and
+//! B → C, the verbs that show realisations, and realisations in binary caches (read by another
+//! kiln store and by Nix). They need busybox and user namespaces (and
 //! `nix-build` for the oracle test): under CI=true their absence fails the tests, elsewhere the
 //! tests print why they skip.
 mod common;
@@ -422,4 +423,61 @@ fn a_binary_cache_carries_realisations_to_another_store() {
     ]);
     assert_eq!(base_name(&ok(&output)), base_name(&built));
     assert_eq!(names(&stranger.builder_runs()), ["a.drv", "b.drv", "c.drv"]);
+}
+
+#[test]
+fn nix_build_substitutes_through_the_realisations_kiln_pushes() {
+    if !sandbox_ready() || !common::oracle_available("content_addressed") {
+        return;
+    }
+    let mut t = Workspace::new();
+    let store_dir = t.dir.path().join("store").to_string_lossy().into_owned();
+    t.store_dir = Some(store_dir.clone());
+    let file = t.expression("chain.nix", &chain("first", "one"));
+    let built = ok(&t.kiln(&["realise", file.to_str().unwrap()]));
+    let key = t.dir.path().join("cache.sec");
+    ok(&t.kiln(&[
+        "key",
+        "generate",
+        "kiln-test-1",
+        "-o",
+        key.to_str().unwrap(),
+    ]));
+    let public = std::fs::read_to_string(t.dir.path().join("cache.sec.pub")).unwrap();
+    let push = t.dir.path().join("push.toml");
+    std::fs::write(
+        &push,
+        format!("secret-key-files = [{:?}]\n", key.to_str().unwrap()),
+    )
+    .unwrap();
+    let url = format!("file://{}", t.dir.path().join("cache").display());
+    ok(&t.kiln(&[
+        "--config",
+        push.to_str().unwrap(),
+        "copy",
+        "--to",
+        &url,
+        "result",
+    ]));
+
+    // Nix, with the cache as substituter and the key trusted, builds nothing: it resolves
+    // through kiln's realisations and fetches the same path.
+    let home = OracleHome::new();
+    let nix = home
+        .nix_program("nix-build", &store_dir, "local")
+        .args(["--no-out-link", "--option", "substituters", &url])
+        .args(["--option", "trusted-public-keys", public.trim()])
+        .arg(&file)
+        .current_dir(t.work())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&nix.stderr);
+    assert!(nix.status.success(), "nix-build failed:\n{stderr}");
+    assert_eq!(
+        base_name(&String::from_utf8_lossy(&nix.stdout)),
+        base_name(&built)
+    );
+    assert!(!stderr.contains("building '"), "{stderr}");
+    assert!(stderr.contains("copying path"), "{stderr}");
 }
