@@ -63,6 +63,10 @@ impl Workspace {
     }
 
     fn kiln(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
         command.arg("--store").arg(self.root());
         if let Some(store_dir) = &self.store_dir {
@@ -72,9 +76,8 @@ impl Workspace {
             .args(args)
             .current_dir(self.work())
             .env_remove("KILN_STORE_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        command
     }
 
     /// The `.drv` base names of the builds whose builder ran (one log attempt each).
@@ -480,4 +483,32 @@ fn nix_build_substitutes_through_the_realisations_kiln_pushes() {
     );
     assert!(!stderr.contains("building '"), "{stderr}");
     assert!(stderr.contains("copying path"), "{stderr}");
+}
+
+#[test]
+fn two_concurrent_realises_build_a_floating_derivation_once() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Workspace::new();
+    let file = t.expression(
+        "slow.nix",
+        r#"let a = ca "a" "$bb sleep 1; echo a > $out" { };
+           in ia "b" "$bb cat ${a} > $out" { }"#,
+    );
+    let file = file.to_str().unwrap();
+    let spawn = || {
+        t.command(&["realise", "--no-out-link", file])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let (first, second) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    assert_eq!(ok(&first), ok(&second));
+    assert_eq!(names(&t.builder_runs()), ["a.drv", "b.drv"]);
 }

@@ -244,6 +244,11 @@ pub(crate) fn build_with_known_outputs(
         OutputClaim::AllValid => Vec::new(),
         OutputClaim::Locked(locks) => locks,
     };
+    // A floating build holds its scratch paths: another process that held them first may have
+    // realised the outputs meanwhile.
+    if build.drv.is_floating() && !check && crate::ca::all_realised(store, build)? {
+        return Ok(BuildOutcome::AlreadyValid);
+    }
     let mut slots = Vec::new();
     for (name, path) in &build.outputs {
         let valid_before = store.is_valid(path)?;

@@ -314,14 +314,7 @@ pub(crate) fn build_floating(
     events: &Arc<dyn BuildEvents>,
     check: bool,
 ) -> Result<BuildOutcome, BuildError> {
-    let mut all_realised = !build.output_hashes.is_empty();
-    for name in build.drv.outputs.keys() {
-        match realised_path(store, build, name)? {
-            Some(path) if store.is_valid(&path)? => {}
-            _ => all_realised = false,
-        }
-    }
-    if all_realised && !check {
+    if !check && all_realised(store, build)? {
         return Ok(BuildOutcome::AlreadyValid);
     }
     let dir = store.store_dir();
@@ -345,6 +338,25 @@ pub(crate) fn build_floating(
         ..build.clone()
     };
     build_with_known_outputs(store, &scratch_build, settings, events, false)
+}
+
+/// Whether every output of the floating `build` is realised (by its static output hash) at a
+/// valid path.
+pub(crate) fn all_realised(store: &LocalStore, build: &PlannedBuild) -> Result<bool, BuildError> {
+    if build.output_hashes.len() != build.drv.outputs.len() {
+        return Ok(false);
+    }
+    for (name, hash) in &build.output_hashes {
+        let id = DrvOutput {
+            drv_hash: *hash,
+            output: name.clone(),
+        };
+        match store.query_realisation(&id)? {
+            Some(realisation) if store.is_valid(&realisation.out_path)? => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 /// The order in which to finish the outputs: an output after the siblings it refers to.
