@@ -512,3 +512,33 @@ fn two_concurrent_realises_build_a_floating_derivation_once() {
     assert_eq!(ok(&first), ok(&second));
     assert_eq!(names(&t.builder_runs()), ["a.drv", "b.drv"]);
 }
+
+#[test]
+fn check_rebuilds_a_floating_derivation_and_names_a_difference() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Workspace::new();
+    let file = t.expression(
+        "checks.nix",
+        r#"{
+          same = ca "same" "echo same > $out" { };
+          random = ca "random" "$bb head -c 16 /dev/urandom | $bb od -x > $out" { };
+        }"#,
+    );
+    let file = file.to_str().unwrap();
+    let same = ok(&t.kiln(&["realise", "-A", "same", "--no-out-link", file]));
+    ok(&t.kiln(&["realise", "-A", "random", "--no-out-link", file]));
+    let runs = t.builder_runs().len();
+    let checked = t.kiln(&["realise", "-A", "same", "--check", "--no-out-link", file]);
+    assert_eq!(ok(&checked), same);
+    assert_eq!(t.builder_runs().len(), runs + 1);
+    assert!(String::from_utf8_lossy(&checked.stderr).contains("checked '"));
+    let differs = t.kiln(&["realise", "-A", "random", "--check", "--no-out-link", file]);
+    let stderr = String::from_utf8_lossy(&differs.stderr);
+    assert!(!differs.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is not reproducible: it was realised at"),
+        "{stderr}"
+    );
+}

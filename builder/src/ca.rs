@@ -66,6 +66,13 @@ pub enum CaError {
     OutputCycle { drv: String },
     #[error("output `{output}` of {drv} has no floating content address")]
     NotFloating { drv: String, output: String },
+    #[error("--check: output `{output}` of {drv} is not reproducible: it was realised at {realised}, the rebuild gives {rebuilt}")]
+    NotReproducible {
+        drv: String,
+        output: String,
+        realised: String,
+        rebuilt: String,
+    },
 }
 
 impl From<PlanError> for CaError {
@@ -337,7 +344,12 @@ pub(crate) fn build_floating(
         outputs: scratch,
         ..build.clone()
     };
-    build_with_known_outputs(store, &scratch_build, settings, events, false)
+    let outcome = build_with_known_outputs(store, &scratch_build, settings, events, check)?;
+    // `--check`: the rebuild gave the realised paths again (else it failed).
+    Ok(match outcome {
+        BuildOutcome::Built { duration, .. } if check => BuildOutcome::Checked { duration },
+        other => other,
+    })
 }
 
 /// Whether every output of the floating `build` is realised (by its static output hash) at a
@@ -486,6 +498,24 @@ pub(crate) fn finish_floating_outputs(
             self_reference,
         )?;
         rewrites.insert(own_hash_part.clone(), final_path.hash_part().to_owned());
+        // A rebuild (`--check`) that gives other bytes than the realised ones.
+        if let Some(hash) = build.output_hashes.get(&output.name) {
+            let id = DrvOutput {
+                drv_hash: *hash,
+                output: output.name.clone(),
+            };
+            if let Some(realised) = store.query_realisation(&id)? {
+                if realised.out_path != final_path {
+                    return Err(CaError::NotReproducible {
+                        drv: dir.print(&build.drv_path),
+                        output: output.name.clone(),
+                        realised: dir.print(&realised.out_path),
+                        rebuilt: dir.print(&final_path),
+                    }
+                    .into());
+                }
+            }
+        }
         match store.claim_outputs(std::slice::from_ref(&final_path), |_| {})? {
             OutputClaim::AllValid => {
                 // The same bytes were built before: keep the valid copy.
