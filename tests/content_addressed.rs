@@ -203,6 +203,19 @@ fn realised_paths_are_the_ones_nix_build_gives() {
             "nix-build gave {path}; kiln realised {kiln_paths:?}"
         );
     }
+    // The same derivations, the resolved ones (written before their builds) included.
+    let drvs = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".drv"))
+            .collect();
+        names.sort();
+        names
+    };
+    let nix_drvs = drvs(Path::new(&store_dir));
+    assert_eq!(drvs(&t.root().join("store")), nix_drvs);
+    assert!(nix_drvs.len() > 4, "{nix_drvs:?}");
     // The same bytes, references and content address as Nix registered.
     for path in &nix_paths {
         let logical = format!("{store_dir}/{path}");
