@@ -26,8 +26,11 @@ pub fn push_built(
     jobs: usize,
 ) -> anyhow::Result<()> {
     let mut built: Vec<StorePath> = Vec::new();
+    let mut hashes = kiln_store::derivation::DrvHashCache::new();
     for build in &plan.builds {
-        for path in build.outputs.values() {
+        // Floating and deferred outputs are known from their realisations once built.
+        let outputs = kiln_builder::plan::known_output_paths(store, &build.drv, &mut hashes)?;
+        for path in outputs.values().flatten() {
             if store.is_valid(path)? {
                 built.push(path.clone());
             }

@@ -33,6 +33,8 @@ pub enum Command {
     Realise(commands::realise::RealiseArgs),
     /// Write or renew the lock file an expression pins (`kilnLock`) and print the package diff.
     Lock(commands::lock::LockArgs),
+    /// Explain why two derivations (or outputs, or expressions) differ.
+    Diff(commands::diff::DiffArgs),
     /// Print the build log of a derivation or of the derivation that built an output.
     Log(commands::log::LogArgs),
     /// Show what the store records about valid paths.
@@ -103,6 +105,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::ShowDerivation(args) => commands::show_derivation::run(&cli.global, args),
         Command::Realise(args) => commands::realise::run(&cli.global, args),
         Command::Lock(args) => commands::lock::run(&cli.global, args),
+        Command::Diff(args) => commands::diff::run(&cli.global, args),
         Command::Log(args) => commands::log::run(&cli.global, args),
         Command::PathInfo(args) => commands::path_info::run(&cli.global, args),
         Command::Gc(args) => commands::gc::run(&cli.global, args),

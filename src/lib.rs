@@ -4,6 +4,7 @@ pub mod cache_push;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod drv_diff;
 pub mod installable;
 pub mod log_events;
 pub mod progress;

@@ -184,7 +184,7 @@ impl JsonLog {
         emit(&json!({ "action": "log", "id": id, "line": line }));
     }
 
-    /// How activity `id` ended: `status` (`built`, `checked`, `already-valid`, `fetched`,
+    /// How activity `id` ended: `status` (`built`, `checked`, `already-valid`, `unchanged`, `fetched`,
     /// `copied`, `failed`) and fields of its type (`error`, `durationMs`, …).
     pub fn result(&self, id: u64, activity: Activity, status: &str, fields: Value) {
         let mut event = Map::new();

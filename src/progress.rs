@@ -226,6 +226,9 @@ fn json_result(result: &Result<BuildOutcome, BuildError>) -> (&'static str, serd
             ("checked", json!({ "durationMs": millis(duration) }))
         }
         Ok(BuildOutcome::AlreadyValid) => ("already-valid", json!({})),
+        Ok(BuildOutcome::Unchanged { resolved }) => {
+            ("unchanged", json!({ "resolved": resolved.to_string() }))
+        }
         Err(error) => (
             "failed",
             json!({ "error": kiln_builder::log::printable(&error.to_string()) }),
@@ -396,6 +399,13 @@ impl BuildEvents for Progress {
             Ok(BuildOutcome::AlreadyValid) => {
                 self.message(Level::Info, &format!("'{drv}' was built by another kiln"))
             }
+            Ok(BuildOutcome::Unchanged { resolved }) => self.message(
+                Level::Info,
+                &format!(
+                    "'{drv}' is unchanged once resolved ('{}'): not rebuilt",
+                    self.dir.print(resolved)
+                ),
+            ),
             Ok(BuildOutcome::Built { .. }) => {}
             Err(error) => self.message(
                 Level::Info,

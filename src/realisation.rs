@@ -248,7 +248,9 @@ pub fn realise(
     }
 
     let mut realised = Vec::new();
-    for (_, outputs) in &plan.targets {
+    // Floating and deferred outputs are known from their realisations once built.
+    let targets = plan.realised_targets(&store).map_err(anyhow::Error::from)?;
+    for (_, outputs) in &targets {
         for path in outputs.values() {
             // Outputs that were valid before (not built by us) are protected from a concurrent
             // collection only from here on; check that they survived until now.

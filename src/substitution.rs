@@ -5,17 +5,21 @@
 //! down, a derivation whose missing outputs (with the closure of their references) are all in
 //! a cache is fetched and its inputs are not looked at; otherwise it will be built and the
 //! same question is asked of its input derivations. Whatever fails to fetch is left invalid,
-//! so the build plan made afterwards builds it (Nix's `--fallback`, always on).
+//! so the build plan made afterwards builds it (Nix's `--fallback`, always on). A floating or
+//! deferred output that this store has not realised is looked up as a realisation in the
+//! caches; a realisation found names the path to fetch and is recorded once it is fetched.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use kiln_builder::plan::{output_paths, read_derivation, BuildTarget};
+use kiln_builder::plan::{output_paths, read_derivation, static_output_hashes, BuildTarget};
 use kiln_cache::signing::TrustedKeys;
 use kiln_cache::substitute::{Found, SubstituteEvent, SubstituterSettings, Substituters};
 use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
 use kiln_local_store::LocalStore;
+use kiln_store::derivation::DrvHashCache;
+use kiln_store::realisation::{DrvOutput, Realisation};
 use kiln_store::store_path::{StoreDir, StorePath};
 use serde_json::json;
 
@@ -67,6 +71,9 @@ pub struct SubstitutionPlan {
     pub fetch: BTreeMap<StorePath, Found>,
     /// Derivations that will be built because some missing output is in no cache.
     pub build: BTreeSet<StorePath>,
+    /// Realisations found in the caches for floating and deferred outputs, recorded once their
+    /// paths are fetched.
+    pub realisations: Vec<Realisation>,
 }
 
 /// Walks the graph of `targets` (see the module doc).
@@ -85,12 +92,42 @@ pub fn plan(
             .extend(target.outputs.iter().cloned());
     }
     let mut seen: BTreeSet<(StorePath, String)> = BTreeSet::new();
+    let mut hashes = DrvHashCache::new();
     while !level.is_empty() {
         let mut examined = Vec::new();
         let mut asked = BTreeSet::new();
         for (drv_path, wanted) in std::mem::take(&mut level) {
             let drv = read_derivation(store, &drv_path)?;
-            let outputs = output_paths(store, &drv_path, &drv)?;
+            let mut outputs = output_paths(store, &drv_path, &drv)?;
+            // Floating and deferred outputs not realised here: a cache's realisation names
+            // their paths (Nix's `realisations/<id>.doi`).
+            let unknown: Vec<String> = drv
+                .outputs
+                .keys()
+                .filter(|name| !outputs.contains_key(*name))
+                .filter(|name| wanted.is_empty() || wanted.contains(*name))
+                .cloned()
+                .collect();
+            let mut unrealised = false;
+            if !unknown.is_empty() {
+                let static_hashes = static_output_hashes(store, &drv, &mut hashes)?;
+                for name in unknown {
+                    let found = static_hashes.get(&name).and_then(|hash| {
+                        let id = DrvOutput {
+                            drv_hash: *hash,
+                            output: name.clone(),
+                        };
+                        substituters.realisation(&id, on_event)
+                    });
+                    match found {
+                        Some(realisation) => {
+                            outputs.insert(name, realisation.out_path.clone());
+                            result.realisations.push(realisation);
+                        }
+                        None => unrealised = true,
+                    }
+                }
+            }
             let mut missing = BTreeSet::new();
             for (name, path) in &outputs {
                 let is_wanted = wanted.is_empty() || wanted.contains(name);
@@ -100,6 +137,17 @@ pub fn plan(
                 if !result.fetch.contains_key(path) && !store.is_valid(path)? {
                     missing.insert(path.clone());
                 }
+            }
+            if unrealised {
+                // An output no cache names: the derivation is built, its inputs looked at.
+                result.build.insert(drv_path.clone());
+                for (input, used) in &drv.input_drvs {
+                    level
+                        .entry(input.clone())
+                        .or_default()
+                        .extend(used.iter().cloned());
+                }
+                continue;
             }
             asked.extend(missing.iter().cloned());
             examined.push((drv_path, drv, missing));
@@ -311,17 +359,49 @@ pub fn substitute_missing(
             }
         ));
     }
+    record_realisations(store, &plan.realisations)?;
     Ok(false)
+}
+
+/// Records the realisations the caches gave whose paths are valid now (fetched, or here
+/// already), keeping the dependencies this store knows.
+fn record_realisations(store: &LocalStore, realisations: &[Realisation]) -> anyhow::Result<()> {
+    let mut usable = Vec::new();
+    for realisation in realisations {
+        if !store.is_valid(&realisation.out_path)? {
+            continue;
+        }
+        let mut kept = realisation.clone();
+        kept.dependent_realisations.clear();
+        for (id, path) in &realisation.dependent_realisations {
+            if store
+                .query_realisation(id)?
+                .is_some_and(|r| &r.out_path == path)
+            {
+                kept.dependent_realisations.insert(id.clone(), path.clone());
+            }
+        }
+        usable.push(kept);
+    }
+    store
+        .register_realisations(&usable)
+        .context("cannot record the realisations fetched from binary caches")?;
+    Ok(())
 }
 
 /// Whether every wanted output of every target is valid already.
 fn all_targets_valid(store: &LocalStore, targets: &[BuildTarget]) -> anyhow::Result<bool> {
     for target in targets {
         let drv = read_derivation(store, &target.drv_path)?;
-        for (name, path) in output_paths(store, &target.drv_path, &drv)? {
-            let wanted = target.outputs.is_empty() || target.outputs.contains(&name);
-            if wanted && !store.is_valid(&path)? {
-                return Ok(false);
+        let known = output_paths(store, &target.drv_path, &drv)?;
+        for name in drv.outputs.keys() {
+            let wanted = target.outputs.is_empty() || target.outputs.contains(name);
+            if !wanted {
+                continue;
+            }
+            match known.get(name) {
+                Some(path) if store.is_valid(path)? => {}
+                _ => return Ok(false),
             }
         }
     }

@@ -28,6 +28,9 @@ in
   # are used), and creates `/etc/resolv.conf` and dnf's `/var/cache/dnf` and `/var/lib/dnf`.
   # `url` and `sha256` exist to point the bootstrap at another compose (or a test fixture);
   # to use a mirror of the same file, prefer a `[[rewrite]]` rule, which changes no hash.
+  #
+  # The unpacked base and the root are content-addressed (see `runInRoot`): a new compose or
+  # script that yields the same root rebuilds the root but nothing built in it.
   centosStream9 =
     { arch ? kiln.hostArch
     , url ? null
@@ -47,12 +50,14 @@ in
         name = "centos-stream-9-container-base-${checked}";
         src = tarball;
         member = "layer.tar";
+        contentAddressed = true;
       };
     in
     kiln.runInRoot {
       inherit system;
       name = "centos-stream-9-${checked}";
       rootfs = base;
+      contentAddressed = true;
       script = ''
         set -eu
         mkdir -p "$out"

@@ -50,7 +50,8 @@ in
       // hashAttrs
     );
 
-  # unpack { src, member ? null, stripComponents ? 0, name ? <src's name without .tar…> }
+  # unpack { src, member ? null, stripComponents ? 0, name ? <src's name without .tar…>,
+  #          contentAddressed ? false }
   #
   # A directory holding the tar archive `src` unpacked by kiln's `builtin:unpack` (gzip, xz,
   # zstd, bzip2 or none, found from the contents). `member` names an archive inside `src` to
@@ -64,6 +65,7 @@ in
     , stripComponents ? 0
     , name ? null
     , system ? kiln.system
+    , contentAddressed ? false
     }:
     let
       baseName = baseNameOf (toString src);
@@ -81,6 +83,7 @@ in
         stripComponents = toString stripComponents;
       }
       // optionalAttrs (member != null) { inherit member; }
+      // optionalAttrs contentAddressed { __contentAddressed = true; }
     );
 
   # writeText NAME TEXT: a store file named NAME holding TEXT, written at evaluation time
@@ -88,13 +91,21 @@ in
   # to derivation outputs (Nix forbids that in `toFile`).
   writeText = name: text: builtins.toFile name text;
 
-  # runInRoot { name, rootfs, script, env ? { }, network ? false }
+  # runInRoot { name, rootfs, script, env ? { }, network ? false, contentAddressed ? false }
   #
   # Runs `/bin/sh -c script` with `rootfs` (one root-filesystem directory or a list of them,
   # first on top) as the build's root, overlaid with a scratch layer that is thrown away. The
   # script writes its result to `$out`. `env` adds environment variables (they are hashed like
   # every derivation attribute); PATH defaults to the usual directories of a Linux root. `network = true` sets `__network`: the build shares the host
   # network, which `kiln realise` refuses unless given `--allow-network` (an impure build).
+  #
+  # `contentAddressed = true` (also on `unpack`) makes the output content-addressed
+  # (`__contentAddressed`): its path comes from its bytes once built, and what is built on it
+  # is resolved against that path before it builds, so a change above that yields the same
+  # bytes stops there (early cutoff). The trade-off: the step's own path is unknown until it
+  # has been built once for its current recipe, so it cannot be skipped or fetched by path
+  # before then — after a change to its inputs it always runs, and only what is above it is
+  # saved. Worth it for expensive steps whose bytes rarely change (the bootstrap's roots).
   runInRoot =
     { name
     , rootfs
@@ -102,6 +113,7 @@ in
     , env ? { }
     , network ? false
     , system ? kiln.system
+    , contentAddressed ? false
     }:
     derivation (
       {
@@ -116,5 +128,6 @@ in
         args = [ "-c" script ];
       }
       // optionalAttrs network { __network = true; }
+      // optionalAttrs contentAddressed { __contentAddressed = true; }
     );
 }

@@ -122,6 +122,9 @@ rec {
       inherit name;
       system = kiln.systemOf arch;
       rootfs = base;
+      # Content-addressed: a base that changed but installs the same root stops the rebuild
+      # here (see `runInRoot`).
+      contentAddressed = true;
       env.rpms = fetchLocked lock;
       script = ''
         set -eu

@@ -158,7 +158,7 @@ fn oracle(root: &Path, args: &[&str]) -> Option<String> {
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(
         conf.join("nix.conf"),
-        "build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command\n",
+        "build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command ca-derivations\n",
     )
     .unwrap();
     let (program, rest) = args.split_first().unwrap();
@@ -259,6 +259,22 @@ fn show_derivation_recursive_follows_input_sources_to_derivations() {
   dep = derivation { name = "dep"; system = "x"; builder = "b"; };
   names = builtins.toFile "names-dep" (builtins.unsafeDiscardOutputDependency dep.drvPath);
 in derivation { name = "top"; system = "x"; builder = "b"; args = [ "${names}" ]; }
+"#,
+    )
+    .unwrap();
+    show_derivation_matches_nix(&file, None);
+}
+
+#[test]
+fn show_derivation_of_content_addressed_and_deferred_derivations() {
+    // Floating outputs show their method and algorithm, deferred ones nothing (no path).
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("ca.nix");
+    std::fs::write(
+        &file,
+        r#"let
+  a = derivation { name = "a"; system = "x"; builder = "b"; __contentAddressed = true; outputs = [ "out" "dev" ]; };
+in derivation { name = "top"; system = "x"; builder = "b"; args = [ "${a.dev}" ]; }
 "#,
     )
     .unwrap();

@@ -5,8 +5,10 @@
 //! served on 127.0.0.1. `realise` first fails naming the `kiln lock` command (no lock, then a
 //! stale one); `kiln lock` writes the lock and prints the package diff; then it realises,
 //! checks the root filesystem (rpm database, `/etc/os-release`, a `%post` scriptlet), that a
-//! second realise builds nothing, that `--check` rebuilds to the same NAR hash, and that the
-//! result works as a `rootfs`.
+//! second realise builds nothing, that `--check` rebuilds to the same NAR hash, that the
+//! result works as a `rootfs`, and that a cosmetic change to the (content-addressed) CentOS
+//! step's script rebuilds the CentOS root but nothing built in it (early cutoff), and a
+//! change to the CentOS root that the AlmaLinux root does not see stops at the AlmaLinux root.
 //!
 //! The expression is the real one except for the base tarball's hash: the pinned CentOS
 //! compose URL and the default vault repositories (gpgcheck on) are sent to the fixture server
@@ -356,5 +358,107 @@ fn alma9_bootstrap_from_local_fixtures() {
     let text = std::fs::read_to_string(used.lines().last().unwrap()).unwrap();
     assert!(text.starts_with("hello from greeter\n"), "{text}");
     assert!(text.contains("AlmaLinux"), "{text}");
+
+    // Early cutoff on the real library: a cosmetic change to the CentOS step's script (a copy
+    // of the stdlib given with -I) rebuilds the CentOS root — content-addressed, to the same
+    // bytes — and nothing built in it: the AlmaLinux root and the step using it are the
+    // derivations built before once resolved.
+    let library = work.path().join("stdlib-cosmetic");
+    succeeded(
+        "copying the stdlib",
+        Command::new("cp")
+            .arg("-a")
+            .arg(manifest.join("stdlib"))
+            .arg(&library)
+            .output()
+            .unwrap(),
+    );
+    let bootstrap = library.join("bootstrap.nix");
+    let original = std::fs::read_to_string(&bootstrap).unwrap();
+    let marker =
+        "        set -eu\n        mkdir -p \"$out\"\n        # The root as the build sees it";
+    assert!(original.contains(marker), "the CentOS step's script moved");
+    std::fs::write(
+        &bootstrap,
+        original.replacen(
+            marker,
+            &marker.replacen("set -eu\n", "set -eu\n        # a cosmetic change\n", 1),
+            1,
+        ),
+    )
+    .unwrap();
+    let cosmetic = kiln(store.path(), work.path())
+        .arg("-I")
+        .arg(format!("kiln={}", library.display()))
+        .arg("--config")
+        .arg(&config)
+        .arg("realise")
+        .args(["--argstr", "baseSha256", &vars["BASE_SHA256"]])
+        .args(["-A", "usesRoot", "--no-out-link"])
+        .output()
+        .unwrap();
+    let cosmetic_err = String::from_utf8_lossy(&cosmetic.stderr).into_owned();
+    assert_eq!(succeeded("realise after a cosmetic change", cosmetic), used);
+    let built_lines: Vec<&str> = cosmetic_err
+        .lines()
+        .filter(|l| l.starts_with("built '"))
+        .collect();
+    assert_eq!(built_lines.len(), 1, "{cosmetic_err}");
+    assert!(
+        built_lines[0].contains(&format!("-centos-stream-9-{arch}.drv'")),
+        "{cosmetic_err}"
+    );
+    for unchanged in [
+        format!("-almalinux-9.4-{arch}.drv'"),
+        "-uses-root.drv'".to_owned(),
+    ] {
+        assert!(
+            cosmetic_err
+                .lines()
+                .any(|l| l.contains(&unchanged) && l.contains("is unchanged once resolved")),
+            "{unchanged}: {cosmetic_err}"
+        );
+    }
+
+    // A change to the CentOS root that the AlmaLinux root does not see (one more file in the
+    // base): the CentOS root and the AlmaLinux root are rebuilt, the AlmaLinux root comes out
+    // bit-identical (dnf installs into its own root), and the step using it is not rebuilt.
+    let cosmetic_text = std::fs::read_to_string(&bootstrap).unwrap();
+    assert!(cosmetic_text.contains(": > \"$out\"/etc/resolv.conf\n"));
+    std::fs::write(
+        &bootstrap,
+        cosmetic_text.replacen(
+            ": > \"$out\"/etc/resolv.conf\n",
+            ": > \"$out\"/etc/resolv.conf\n        echo note > \"$out\"/etc/kiln-note\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let changed_base = kiln(store.path(), work.path())
+        .arg("-I")
+        .arg(format!("kiln={}", library.display()))
+        .arg("--config")
+        .arg(&config)
+        .arg("realise")
+        .args(["--argstr", "baseSha256", &vars["BASE_SHA256"]])
+        .args(["-A", "usesRoot", "--no-out-link"])
+        .output()
+        .unwrap();
+    let changed_err = String::from_utf8_lossy(&changed_base.stderr).into_owned();
+    assert_eq!(
+        succeeded("realise after a change to the base", changed_base),
+        used
+    );
+    let built_lines: Vec<&str> = changed_err
+        .lines()
+        .filter(|l| l.starts_with("built '"))
+        .collect();
+    assert_eq!(built_lines.len(), 2, "{changed_err}");
+    assert!(
+        changed_err
+            .lines()
+            .any(|l| l.contains("-uses-root.drv'") && l.contains("is unchanged once resolved")),
+        "{changed_err}"
+    );
     eprintln!("e2e done after {:?}", started.elapsed());
 }

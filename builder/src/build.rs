@@ -15,6 +15,14 @@
 //! Outputs that are already valid (a `--check` rebuild, or a multi-output derivation of which
 //! only some outputs were collected) are built into temporary names in the physical store
 //! directory and compared or discarded; a valid path is never written.
+//!
+//! Content-addressed derivations (Nix 2.8's `ca-derivations` rules; see [`crate::ca`]): a
+//! planned build marked `resolve` is first resolved against the realised outputs of its
+//! inputs and the resolved `.drv` written to the store; if the resolved derivation's outputs are
+//! valid (input-addressed) or realised (floating), nothing is built — the early cutoff. A
+//! floating derivation is built at scratch paths, and each output moved to the path its content
+//! gives. Every build records realisations of its outputs (`<static hash>!<output>`), and a
+//! resolved one also those of the derivation it was resolved from.
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
@@ -79,6 +87,9 @@ pub enum BuildOutcome {
     },
     /// Another process built the outputs while we waited for their locks.
     AlreadyValid,
+    /// Resolved against its inputs' realised outputs, the derivation (`resolved`) turned out to
+    /// have valid outputs already: nothing was built (early cutoff).
+    Unchanged { resolved: StorePath },
     /// `--check`: the rebuild produced the same NAR hashes as the valid outputs.
     Checked { duration: Duration },
 }
@@ -138,6 +149,8 @@ pub enum BuildError {
     },
     #[error("`{attribute}` names `{entry}`, which is neither an output nor a store path")]
     BadReferenceRule { attribute: String, entry: String },
+    #[error(transparent)]
+    ContentAddressed(#[from] crate::ca::CaError),
     #[error("--check: output {path} is not reproducible: NAR hash {registered} became {rebuilt}{first}", first = .first_difference.as_ref().map(|d| format!("; first difference: {d}")).unwrap_or_default())]
     NotReproducible {
         path: String,
@@ -208,6 +221,26 @@ pub fn build_derivation(
     events: &Arc<dyn BuildEvents>,
     check: bool,
 ) -> Result<BuildOutcome, BuildError> {
+    if build.resolve {
+        return crate::ca::build_resolved(store, build, settings, events, check);
+    }
+    if build.drv.is_floating() && build.outputs.is_empty() {
+        return crate::ca::build_floating(store, build, settings, events, check);
+    }
+    let outcome = build_with_known_outputs(store, build, settings, events, check)?;
+    crate::ca::record_realisations(store, build)?;
+    Ok(outcome)
+}
+
+/// Builds a derivation whose output paths are in `build.outputs` (for a floating derivation:
+/// its scratch paths, see [`crate::ca`]).
+pub(crate) fn build_with_known_outputs(
+    store: &LocalStore,
+    build: &PlannedBuild,
+    settings: &BuildSettings,
+    events: &Arc<dyn BuildEvents>,
+    check: bool,
+) -> Result<BuildOutcome, BuildError> {
     let start = Instant::now();
     let paths: Vec<StorePath> = build.outputs.values().cloned().collect();
     // Hold the locks until registration is done (dropped at the end of this function).
@@ -216,6 +249,11 @@ pub fn build_derivation(
         OutputClaim::AllValid => Vec::new(),
         OutputClaim::Locked(locks) => locks,
     };
+    // A floating build holds its scratch paths: another process that held them first may have
+    // realised the outputs meanwhile.
+    if build.drv.is_floating() && !check && crate::ca::all_realised(store, build)? {
+        return Ok(BuildOutcome::AlreadyValid);
+    }
     let mut slots = Vec::new();
     for (name, path) in &build.outputs {
         let valid_before = store.is_valid(path)?;
@@ -675,6 +713,22 @@ fn finish_outputs(
             outputs::scan_and_hash(&slot.host_path, &candidates)
         })
         .collect::<Result<_, OutputError>>()?;
+    if build.drv.is_floating() {
+        for (slot, scanned) in slots.iter().zip(&scanned) {
+            check_reference_rules(store, build, &dir.print(&slot.path), &scanned.references)?;
+        }
+        let scratch: Vec<crate::ca::ScratchOutput> = slots
+            .iter()
+            .zip(scanned)
+            .map(|(slot, scanned)| crate::ca::ScratchOutput {
+                name: slot.name.clone(),
+                path: slot.path.clone(),
+                host_path: slot.host_path.clone(),
+                references: scanned.references,
+            })
+            .collect();
+        return crate::ca::finish_floating_outputs(store, build, scratch);
+    }
 
     let mut infos = Vec::new();
     for (slot, scanned) in slots.iter().zip(scanned) {

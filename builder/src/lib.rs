@@ -1,9 +1,11 @@
 //! kiln-builder: turns `.drv` files into outputs: the build plan (a DAG), the scheduler, the
-//! Linux sandbox and the builtin builders.
+//! Linux sandbox, the builtin builders and content-addressed builds (resolution, floating
+//! outputs, realisations).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 pub mod build;
 pub mod build_dirs;
 pub mod builtin_builders;
+pub mod ca;
 pub mod log;
 pub mod outputs;
 pub mod plan;

@@ -7,6 +7,14 @@
 //! everything below them that nothing else needs. Every derivation in the plan builds all of its
 //! outputs. Input sources must be valid: a missing one is an error, since nothing can build it.
 //!
+//! Content-addressed derivations (Nix's `ca-derivations`): a floating output has no path in its
+//! `.drv` and a deferred one (input-addressed above a floating input) none until its inputs are
+//! realised. Such an output counts as valid when the store has a realisation of it (by the
+//! derivation's static output hash) at a valid path. A derivation that uses floating or deferred
+//! outputs of its inputs is planned to be resolved before it is built (see [`crate::build`]);
+//! the outputs such builds produce are known once the plan has run
+//! ([`BuildPlan::realised_targets`]).
+//!
 //! Nothing in the store vouches for a `.drv` file: anyone can write one with `builtins.toFile`
 //! and pull it into a build with `builtins.appendContext`. So before a derivation enters the
 //! plan its paths are recomputed from its bytes: the `.drv`'s own path must be the text store
@@ -20,6 +28,8 @@ use std::path::PathBuf;
 
 use kiln_local_store::{LocalStore, LocalStoreError};
 use kiln_store::derivation::{Derivation, DerivationError, DrvHashCache};
+use kiln_store::hash::Hash;
+use kiln_store::realisation::DrvOutput;
 use kiln_store::store_path::StorePath;
 
 /// Why the plan could not be made.
@@ -39,8 +49,8 @@ pub enum PlanError {
     NotADerivation(String),
     #[error("derivation `{drv}` has no output `{output}`")]
     NoSuchOutput { drv: String, output: String },
-    #[error("derivation `{drv}`: output `{output}` has no path (floating content addresses are not supported)")]
-    OutputWithoutPath { drv: String, output: String },
+    #[error("output `{output}` of the content-addressed derivation `{drv}` has no realisation")]
+    NotRealised { drv: String, output: String },
     #[error(
         "input source `{source_path}` of `{drv}` is not valid in the store and cannot be built"
     )]
@@ -88,11 +98,19 @@ impl std::fmt::Display for BuildReason {
 pub struct PlannedBuild {
     pub drv_path: StorePath,
     pub drv: Derivation,
-    /// Output name → output path (all outputs of the derivation).
+    /// Output name → output path: all outputs of an input-addressed or fixed-output derivation;
+    /// empty for floating and deferred ones, whose paths are known only after the build.
     pub outputs: BTreeMap<String, StorePath>,
+    /// Output name → static output hash: the realisation ids (`<hash>!<output>`) the build
+    /// records.
+    pub output_hashes: BTreeMap<String, Hash>,
+    /// The derivation uses floating or deferred outputs of its inputs, or is itself deferred:
+    /// it is resolved against the realised outputs of its inputs before it is built.
+    pub resolve: bool,
     pub reason: BuildReason,
     /// The store paths the build reads directly: its input sources and the outputs it uses of
-    /// its input derivations (their closure is what the sandbox shows).
+    /// its input derivations whose paths are known (their closure is what the sandbox shows;
+    /// resolution adds the others).
     pub inputs: BTreeSet<StorePath>,
     /// Indices (into [`BuildPlan::builds`]) of the builds that must finish first.
     pub depends_on: Vec<usize>,
@@ -122,12 +140,18 @@ impl BuildTarget {
     }
 }
 
+/// A target derivation and output name → path of its wanted outputs.
+pub type TargetOutputs = (StorePath, BTreeMap<String, StorePath>);
+
 /// The DAG of builds, in an order where every build comes after what it depends on.
 #[derive(Debug, Clone, Default)]
 pub struct BuildPlan {
     pub builds: Vec<PlannedBuild>,
-    /// For each target: its derivation and output name → path of the wanted outputs.
-    pub targets: Vec<(StorePath, BTreeMap<String, StorePath>)>,
+    /// For each target: its derivation and output name → path of the wanted outputs whose
+    /// paths are known before building (see [`BuildPlan::realised_targets`] for all of them).
+    pub targets: Vec<TargetOutputs>,
+    /// The targets as asked for.
+    requested: Vec<BuildTarget>,
 }
 
 /// Reads and parses a `.drv` from the store (valid or not: `instantiate` may be concurrent).
@@ -207,32 +231,78 @@ pub fn verify_derivation_paths(
     Ok(())
 }
 
-/// Output name → path of every output of `drv`.
+/// Output name → path of every output of `drv` whose path is known: written in the derivation,
+/// or, for floating and deferred outputs, realised in the store (`None`: not realised yet).
+/// `hashes` memoises the hash modulo of input derivations.
+pub fn known_output_paths(
+    store: &LocalStore,
+    drv: &Derivation,
+    hashes: &mut DrvHashCache,
+) -> Result<BTreeMap<String, Option<StorePath>>, PlanError> {
+    let mut known: BTreeMap<String, Option<StorePath>> = drv
+        .outputs
+        .iter()
+        .map(|(name, output)| (name.clone(), output.path.clone()))
+        .collect();
+    if known.values().all(Option::is_some) {
+        return Ok(known);
+    }
+    for (name, hash) in static_output_hashes(store, drv, hashes)? {
+        if let Some(slot @ None) = known.get_mut(&name) {
+            let id = DrvOutput {
+                drv_hash: hash,
+                output: name,
+            };
+            *slot = store.query_realisation(&id)?.map(|r| r.out_path);
+        }
+    }
+    Ok(known)
+}
+
+/// The static output hashes of `drv` (realisation ids), reading input derivations from the
+/// store as needed.
+pub fn static_output_hashes(
+    store: &LocalStore,
+    drv: &Derivation,
+    hashes: &mut DrvHashCache,
+) -> Result<BTreeMap<String, Hash>, PlanError> {
+    let dir = store.store_dir();
+    let mut input_failure = None;
+    let result = drv.static_output_hashes(dir, &mut |input| {
+        let mut load = |path: &StorePath| {
+            read_derivation(store, path).map_err(|error| {
+                let message = error.to_string();
+                input_failure.get_or_insert(error);
+                DerivationError::UnknownInput(message)
+            })
+        };
+        hashes.hash_of_path(dir, input, &mut load)
+    });
+    if let Some(error) = input_failure {
+        return Err(error);
+    }
+    Ok(result?)
+}
+
+/// Output name → path of the outputs of `drv` whose paths are known (see
+/// [`known_output_paths`]); the others are left out.
 pub fn output_paths(
     store: &LocalStore,
-    drv_path: &StorePath,
+    _drv_path: &StorePath,
     drv: &Derivation,
 ) -> Result<BTreeMap<String, StorePath>, PlanError> {
-    drv.outputs
-        .iter()
-        .map(|(name, output)| {
-            let path = output
-                .path
-                .clone()
-                .ok_or_else(|| PlanError::OutputWithoutPath {
-                    drv: store.store_dir().print(drv_path),
-                    output: name.clone(),
-                })?;
-            Ok((name.clone(), path))
-        })
-        .collect()
+    let mut hashes = DrvHashCache::new();
+    Ok(known_output_paths(store, drv, &mut hashes)?
+        .into_iter()
+        .filter_map(|(name, path)| path.map(|path| (name, path)))
+        .collect())
 }
 
 struct Loader<'a> {
     store: &'a LocalStore,
     check: bool,
-    /// Parsed derivations and their outputs.
-    parsed: BTreeMap<StorePath, (Derivation, BTreeMap<String, StorePath>)>,
+    /// Parsed derivations and their outputs (`None`: floating or deferred, not realised).
+    parsed: BTreeMap<StorePath, (Derivation, BTreeMap<String, Option<StorePath>>)>,
     /// The `.drv` texts of parsed derivations not yet verified (see the module doc).
     unverified: BTreeMap<StorePath, String>,
     /// Hash modulo of the input derivations seen while verifying.
@@ -248,7 +318,7 @@ impl Loader<'_> {
     fn load(&mut self, drv_path: &StorePath) -> Result<(), PlanError> {
         if !self.parsed.contains_key(drv_path) {
             let (drv, text) = read_derivation_text(self.store, drv_path)?;
-            let outputs = output_paths(self.store, drv_path, &drv)?;
+            let outputs = known_output_paths(self.store, &drv, &mut self.hashes)?;
             self.parsed.insert(drv_path.clone(), (drv, outputs));
             self.unverified.insert(drv_path.clone(), text);
         }
@@ -288,8 +358,9 @@ impl Loader<'_> {
             if self.visited.contains(&(drv_path.clone(), name.clone())) {
                 continue;
             }
-            if !self.store.is_valid(path)? {
-                missing.push(name.clone());
+            match path {
+                Some(path) if self.store.is_valid(path)? => {}
+                _ => missing.push(name.clone()),
             }
         }
         for name in &wanted {
@@ -317,23 +388,34 @@ impl Loader<'_> {
         }
         let mut depends_on = BTreeSet::new();
         let mut inputs = drv.input_srcs.clone();
+        let mut resolve = drv.is_deferred() || (drv.is_floating() && !drv.input_drvs.is_empty());
         for (input, used) in &drv.input_drvs {
             if let Some(index) = self.require(input, used, false)? {
                 depends_on.insert(index);
             }
-            let (_, input_outputs) = &self.parsed[input];
+            let (input_drv, input_outputs) = &self.parsed[input];
+            // Placeholders of floating or deferred inputs stand in the derivation.
+            resolve |= !input_drv.has_known_output_paths();
             for name in used {
                 // `require` checked that every used output exists.
-                if let Some(path) = input_outputs.get(name) {
+                if let Some(Some(path)) = input_outputs.get(name) {
                     inputs.insert(path.clone());
                 }
             }
         }
+        let output_hashes = static_output_hashes(self.store, &drv, &mut self.hashes)?;
+        let outputs = outputs
+            .into_iter()
+            .filter_map(|(name, path)| path.map(|path| (name, path)))
+            .filter(|(name, _)| drv.outputs.get(name).is_some_and(|o| o.path.is_some()))
+            .collect();
         let index = self.builds.len();
         self.builds.push(PlannedBuild {
             drv_path: drv_path.clone(),
             drv,
             outputs,
+            output_hashes,
+            resolve,
             reason,
             inputs,
             depends_on: depends_on.into_iter().collect(),
@@ -364,18 +446,45 @@ impl BuildPlan {
         let mut wanted_outputs = Vec::new();
         for target in targets {
             loader.require(&target.drv_path, &target.outputs, true)?;
-            let (_, outputs) = &loader.parsed[&target.drv_path];
+            let (drv, outputs) = &loader.parsed[&target.drv_path];
             let wanted = outputs
                 .iter()
                 .filter(|(name, _)| target.outputs.is_empty() || target.outputs.contains(*name))
-                .map(|(name, path)| (name.clone(), path.clone()))
+                // Outputs the derivation names (realised ones may change with a rebuild).
+                .filter(|(name, _)| drv.outputs.get(*name).is_some_and(|o| o.path.is_some()))
+                .filter_map(|(name, path)| path.clone().map(|path| (name.clone(), path)))
                 .collect();
             wanted_outputs.push((target.drv_path.clone(), wanted));
         }
         Ok(BuildPlan {
             builds: loader.builds,
             targets: wanted_outputs,
+            requested: targets.to_vec(),
         })
+    }
+
+    /// For each target: its derivation and output name → path of every wanted output, floating
+    /// and deferred ones from their realisations (call it once the plan has run; an output
+    /// without a realisation is an error).
+    pub fn realised_targets(&self, store: &LocalStore) -> Result<Vec<TargetOutputs>, PlanError> {
+        let mut hashes = DrvHashCache::new();
+        let mut realised = Vec::new();
+        for target in &self.requested {
+            let drv = read_derivation(store, &target.drv_path)?;
+            let mut wanted = BTreeMap::new();
+            for (name, path) in known_output_paths(store, &drv, &mut hashes)? {
+                if !target.outputs.is_empty() && !target.outputs.contains(&name) {
+                    continue;
+                }
+                let path = path.ok_or_else(|| PlanError::NotRealised {
+                    drv: store.store_dir().print(&target.drv_path),
+                    output: name.clone(),
+                })?;
+                wanted.insert(name, path);
+            }
+            realised.push((target.drv_path.clone(), wanted));
+        }
+        Ok(realised)
     }
 
     /// Whether nothing has to be built.

@@ -113,8 +113,13 @@ impl TestStore {
             args: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
             ..Derivation::default()
         };
-        drv.outputs
-            .insert("out".to_owned(), DerivationOutput { path: None, fixed });
+        drv.outputs.insert(
+            "out".to_owned(),
+            DerivationOutput {
+                fixed,
+                ..DerivationOutput::default()
+            },
+        );
         drv.input_srcs.insert(self.busybox.clone());
         for (index, input) in inputs.iter().enumerate() {
             drv.input_drvs
@@ -409,6 +414,7 @@ fn builtin_unpack_runs_in_process_and_feeds_a_sandboxed_build() {
         DerivationOutput {
             path: None,
             fixed: None,
+            floating: None,
         },
     );
     unpack.input_srcs.insert(tarball.clone());
@@ -558,6 +564,7 @@ fn builtin_fetchurl_reports_its_download_progress_to_the_events() {
                 method: ContentAddressMethod::Flat,
                 hash,
             }),
+            floating: None,
         },
     );
     for (key, value) in [
@@ -752,6 +759,7 @@ fn a_descriptor_leaked_by_a_fixed_output_build_cannot_poison_the_registered_path
         DerivationOutput {
             path: None,
             fixed: Some(fixed),
+            floating: None,
         },
     );
     drv.input_srcs.insert(t.busybox.clone());
@@ -874,6 +882,7 @@ fn unpack_derivation(
         DerivationOutput {
             path: None,
             fixed: None,
+            floating: None,
         },
     );
     unpack.input_srcs.extend(tarball.cloned());

@@ -4,7 +4,9 @@
 //! and its `.narinfo` written after it (with the path's own signatures and those of the given
 //! secret keys), references before referrers. The cache is asked about the whole closure at
 //! once and the missing paths are uploaded in parallel, `jobs` at a time, a path as soon as
-//! the paths it refers to are in the cache.
+//! the paths it refers to are in the cache. The realisations naming pushed paths follow, as
+//! `realisations/<drv hash>!<output>.doi` documents (signed with the same keys), as Nix writes
+//! them, and are read back by [`BinaryCache::realisation`].
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufWriter, Write};
 use std::time::Duration;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use kiln_local_store::LocalStore;
 use kiln_store::hash::{HashAlgo, HashEncoding};
 use kiln_store::nar::{self, HashingSink};
+use kiln_store::realisation::{DrvOutput, Realisation};
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use crate::cache_info::CacheInfo;
@@ -43,6 +46,11 @@ const QUERY_THREADS: usize = 16;
 /// The file name of a path's narinfo: `<hash part>.narinfo`.
 pub fn narinfo_file(path: &StorePath) -> String {
     format!("{}.narinfo", path.hash_part())
+}
+
+/// Where a cache keeps the realisation `id`: `realisations/<hash>!<output>.doi`, as Nix.
+pub fn realisation_file(id: &DrvOutput) -> String {
+    format!("realisations/{id}.doi")
 }
 
 /// A binary cache reached through its URL.
@@ -123,6 +131,42 @@ impl BinaryCache {
                 Ok(())
             }
         }
+    }
+
+    /// The realisation `id`, `None` if the cache has none.
+    pub fn realisation(&self, id: &DrvOutput) -> Result<Option<Realisation>, CacheError> {
+        let Some(bytes) = self.transport.get_small(&realisation_file(id))? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let realisation = Realisation::from_json(&text)
+            .map_err(|e| self.cache_error(format!("invalid realisation {id}: {e}")))?;
+        if &realisation.id != id {
+            return Err(self.cache_error(format!(
+                "the file of realisation {id} describes {}",
+                realisation.id
+            )));
+        }
+        Ok(Some(realisation))
+    }
+
+    /// Uploads `realisation` (replacing the cache's copy), signed with `keys`.
+    pub fn push_realisation(
+        &self,
+        realisation: &Realisation,
+        keys: &[SecretKey],
+    ) -> Result<(), CacheError> {
+        let mut signed = realisation.clone();
+        let fingerprint = signed.fingerprint();
+        for key in keys {
+            signed.signatures.insert(key.sign(&fingerprint));
+        }
+        self.transport.put_bytes(
+            &realisation_file(&signed.id),
+            signed.to_json().to_string().as_bytes(),
+            "application/json",
+        )?;
+        Ok(())
     }
 
     /// The narinfo of `path`, `None` if the cache does not have the path.
@@ -229,6 +273,13 @@ impl BinaryCache {
                     Ok::<(), CacheError>(())
                 })
             })?;
+        }
+        // The realisations naming the paths, so that content-addressed outputs are found by
+        // their derivations (early cutoff across machines).
+        for path in &order {
+            for realisation in store.realisations_of_path(path)? {
+                self.push_realisation(&realisation, keys)?;
+            }
         }
         Ok(())
     }

@@ -12,7 +12,8 @@
 //! download, a hash mismatch, a NAR with `..` or unsorted entries) deletes what was written
 //! and registers nothing; the caller hears a warning naming the cache and the path. A download
 //! that breaks off (the connection failed mid-stream) is started again, [`NAR_ATTEMPTS`]
-//! attempts in all; a NAR that arrives whole but wrong is not.
+//! attempts in all; a NAR that arrives whole but wrong is not. Realisations (the paths of
+//! content-addressed outputs) are looked up the same way, signed over their fingerprint.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read};
@@ -25,6 +26,7 @@ use kiln_local_store::fs_tree::delete_tree;
 use kiln_local_store::{LocalStore, OutputClaim, ValidPathInfo};
 use kiln_store::hash::{Hash, HashAlgo, Hasher};
 use kiln_store::nar;
+use kiln_store::realisation::{DrvOutput, Realisation};
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use crate::binary_cache::{check_store_dir, BinaryCache, CacheError};
@@ -173,6 +175,32 @@ impl Substituters {
                         continue;
                     }
                     return Some(Found { cache: index, info });
+                }
+                Err(error) => on_event(SubstituteEvent::Warning(format!("{error}"))),
+            }
+        }
+        None
+    }
+
+    /// The first realisation of `id` found in the caches (in priority order) that (with
+    /// `require-sigs`) carries a signature by a trusted key over its fingerprint.
+    pub fn realisation(&self, id: &DrvOutput, on_event: Listener<'_>) -> Option<Realisation> {
+        for cache in &self.caches {
+            match cache.realisation(id) {
+                Ok(None) => {}
+                Ok(Some(realisation)) => {
+                    if self.require_sigs
+                        && !self
+                            .trusted_keys
+                            .any_valid(&realisation.fingerprint(), &realisation.signatures)
+                    {
+                        on_event(SubstituteEvent::Warning(format!(
+                            "{}: realisation '{id}' has no signature by a trusted key; not using it",
+                            cache.url()
+                        )));
+                        continue;
+                    }
+                    return Some(realisation);
                 }
                 Err(error) => on_event(SubstituteEvent::Warning(format!("{error}"))),
             }

@@ -3,7 +3,10 @@
 //! The schema follows Nix's: `ValidPaths` (one row per valid path: NAR hash as
 //! `sha256:<base16>`, registration time, deriver, NAR size, content address, signatures), `Refs` (the
 //! reference graph between valid paths; a referenced path cannot be deleted while a referrer
-//! exists) and `DerivationOutputs` (the outputs of each valid `.drv`). The schema version is kept
+//! exists), `DerivationOutputs` (the outputs of each valid `.drv`), and, as Nix's
+//! `ca-derivations` schema, `Realisations` (`<drv hash>!<output>` → a valid output path, with
+//! signatures; gone with the path) and `RealisationsRefs` (the realisations a realisation
+//! depends on). The schema version is kept
 //! in SQLite's `user_version`. Connections use WAL so that readers never block the writer, a busy
 //! timeout so that concurrent kiln processes wait for each other instead of failing, and
 //! `BEGIN IMMEDIATE` for every write so that two writers never deadlock on a lock upgrade.
@@ -16,10 +19,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::error::{LocalStoreError, Result};
 use super::path_info::ValidPathInfo;
 use kiln_store::hash::{Hash, HashEncoding};
+use kiln_store::realisation::{DrvOutput, Realisation};
 use kiln_store::store_path::{StoreDir, StorePath};
 
 /// The schema version this code writes and understands.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -60,6 +64,28 @@ CREATE INDEX IF NOT EXISTS IndexDerivationOutputs ON DerivationOutputs(path);
 
 /// Version 2: the signatures of a path (`NAME:base64`, space-separated, as Nix keeps them).
 const SCHEMA_V2: &str = "ALTER TABLE ValidPaths ADD COLUMN sigs TEXT;";
+
+/// Version 3: realisations of derivation outputs (content-addressed derivations), as Nix's
+/// `ca-specific-schema.sql`: `drvPath` holds the static output hash (`sha256:<base16>`).
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS Realisations (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    drvPath     TEXT NOT NULL,
+    outputName  TEXT NOT NULL,
+    outputPath  INTEGER NOT NULL,
+    signatures  TEXT,
+    FOREIGN KEY (outputPath) REFERENCES ValidPaths(id) ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX IF NOT EXISTS IndexRealisations ON Realisations(drvPath, outputName);
+CREATE TABLE IF NOT EXISTS RealisationsRefs (
+    referrer             INTEGER NOT NULL,
+    realisationReference INTEGER,
+    FOREIGN KEY (referrer) REFERENCES Realisations(id) ON DELETE CASCADE,
+    FOREIGN KEY (realisationReference) REFERENCES Realisations(id) ON DELETE RESTRICT
+);
+CREATE INDEX IF NOT EXISTS IndexRealisationsRefs ON RealisationsRefs(referrer);
+CREATE INDEX IF NOT EXISTS IndexRealisationsRefsOnOutputPath ON Realisations(outputPath);
+";
 
 /// One open connection to the store database.
 pub(crate) struct StoreDb {
@@ -156,6 +182,9 @@ impl StoreDb {
             }
             if version < 2 {
                 tx.execute_batch(SCHEMA_V2).map_err(wrap)?;
+            }
+            if version < 3 {
+                tx.execute_batch(SCHEMA_V3).map_err(wrap)?;
             }
             if version < SCHEMA_VERSION {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -485,6 +514,24 @@ impl StoreDb {
                     }
                 }
             }
+            // The realisations of the paths go with them; first the dependency rows that name
+            // them either way (a dependent realisation's path refers to its dependency's, so
+            // the path references checked above already keep needed ones).
+            for &id in ids.keys() {
+                tx.prepare_cached(
+                    "DELETE FROM RealisationsRefs WHERE referrer IN \
+                     (SELECT id FROM Realisations WHERE outputPath = ?1) \
+                     OR realisationReference IN \
+                     (SELECT id FROM Realisations WHERE outputPath = ?1)",
+                )
+                .and_then(|mut s| s.execute([id]))
+                .map_err(wrap)?;
+            }
+            for &id in ids.keys() {
+                tx.prepare_cached("DELETE FROM Realisations WHERE outputPath = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(wrap)?;
+            }
             for &id in ids.keys() {
                 tx.prepare_cached("DELETE FROM Refs WHERE referrer = ?1")
                     .and_then(|mut s| s.execute([id]))
@@ -496,6 +543,234 @@ impl StoreDb {
                     .map_err(wrap)?;
             }
             Ok(())
+        })
+    }
+}
+
+impl StoreDb {
+    /// Registers `realisations` in one transaction. An output realised already at the same path
+    /// gains the new signatures; at another path it is a conflict. The output paths must be
+    /// valid, and every dependent realisation must be known here at the same path.
+    pub(crate) fn register_realisations(&mut self, realisations: &[Realisation]) -> Result<()> {
+        let store_dir = self.store_dir.clone();
+        self.write_transaction(|tx, wrap| {
+            let realisation_row = |id: &DrvOutput| -> Result<Option<(i64, String, Option<String>)>> {
+                tx.prepare_cached(
+                    "SELECT r.id, v.path, r.signatures FROM Realisations r \
+                     JOIN ValidPaths v ON v.id = r.outputPath \
+                     WHERE r.drvPath = ?1 AND r.outputName = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![id.hash_text(), id.output], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
+                })
+                .map_err(wrap)
+            };
+            for realisation in realisations {
+                let printed = store_dir.print(&realisation.out_path);
+                let id_text = realisation.id.to_string();
+                let row_id = match realisation_row(&realisation.id)? {
+                    Some((row_id, existing, signatures)) => {
+                        if existing != printed {
+                            return Err(LocalStoreError::RealisationConflict {
+                                id: id_text,
+                                path: printed,
+                                existing,
+                            });
+                        }
+                        let mut all = split_signatures(signatures.as_deref());
+                        all.extend(realisation.signatures.iter().cloned());
+                        tx.prepare_cached("UPDATE Realisations SET signatures = ?2 WHERE id = ?1")
+                            .and_then(|mut s| s.execute(params![row_id, join_signatures(&all)]))
+                            .map_err(wrap)?;
+                        row_id
+                    }
+                    None => {
+                        let path_id: Option<i64> = tx
+                            .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")
+                            .and_then(|mut s| s.query_row([&printed], |r| r.get(0)).optional())
+                            .map_err(wrap)?;
+                        let path_id = path_id.ok_or_else(|| LocalStoreError::InvalidPath(printed.clone()))?;
+                        tx.prepare_cached(
+                            "INSERT INTO Realisations (drvPath, outputName, outputPath, signatures) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                realisation.id.hash_text(),
+                                realisation.id.output,
+                                path_id,
+                                join_signatures(&realisation.signatures)
+                            ])
+                        })
+                        .map_err(wrap)?;
+                        tx.last_insert_rowid()
+                    }
+                };
+                for (dependency, path) in &realisation.dependent_realisations {
+                    let problem = match realisation_row(dependency)? {
+                        None => Some("does not have"),
+                        Some((_, existing, _)) if existing != store_dir.print(path) => {
+                            Some("realised at another path")
+                        }
+                        Some((dependency_id, _, _)) => {
+                            tx.prepare_cached(
+                                "DELETE FROM RealisationsRefs \
+                                 WHERE referrer = ?1 AND realisationReference = ?2",
+                            )
+                            .and_then(|mut s| s.execute(params![row_id, dependency_id]))
+                            .map_err(wrap)?;
+                            tx.prepare_cached(
+                                "INSERT INTO RealisationsRefs (referrer, realisationReference) \
+                                 VALUES (?1, ?2)",
+                            )
+                            .and_then(|mut s| s.execute(params![row_id, dependency_id]))
+                            .map_err(wrap)?;
+                            None
+                        }
+                    };
+                    if let Some(problem) = problem {
+                        return Err(LocalStoreError::RealisationDependency {
+                            id: id_text,
+                            dependency: dependency.to_string(),
+                            problem,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The realisation of `id`, if this store has one.
+    pub(crate) fn query_realisation(&self, id: &DrvOutput) -> Result<Option<Realisation>> {
+        let row: Option<(i64, String, Option<String>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id, v.path, r.signatures FROM Realisations r \
+                 JOIN ValidPaths v ON v.id = r.outputPath \
+                 WHERE r.drvPath = ?1 AND r.outputName = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![id.hash_text(), id.output], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.wrap(e))?;
+        let Some((row_id, path, signatures)) = row else {
+            return Ok(None);
+        };
+        self.realisation_from_row(id.clone(), row_id, &path, signatures.as_deref())
+            .map(Some)
+    }
+
+    /// Every realisation whose output is `path`.
+    pub(crate) fn realisations_of_path(&self, path: &StorePath) -> Result<Vec<Realisation>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id, r.drvPath, r.outputName, r.signatures FROM Realisations r \
+                 JOIN ValidPaths v ON v.id = r.outputPath WHERE v.path = ?1 ORDER BY r.id",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let printed = self.store_dir.print(path);
+        let rows = stmt
+            .query_map([&printed], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(|e| self.wrap(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.wrap(e))?;
+        rows.into_iter()
+            .map(|(row_id, hash, output, signatures)| {
+                let id = self.parse_drv_output(&hash, &output)?;
+                self.realisation_from_row(id, row_id, &printed, signatures.as_deref())
+            })
+            .collect()
+    }
+
+    /// Every realisation in the store.
+    pub(crate) fn all_realisations(&self) -> Result<Vec<Realisation>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id, r.drvPath, r.outputName, v.path, r.signatures FROM Realisations r \
+                 JOIN ValidPaths v ON v.id = r.outputPath ORDER BY r.id",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .map_err(|e| self.wrap(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.wrap(e))?;
+        rows.into_iter()
+            .map(|(row_id, hash, output, path, signatures)| {
+                let id = self.parse_drv_output(&hash, &output)?;
+                self.realisation_from_row(id, row_id, &path, signatures.as_deref())
+            })
+            .collect()
+    }
+
+    fn parse_drv_output(&self, hash: &str, output: &str) -> Result<DrvOutput> {
+        format!("{hash}!{output}")
+            .parse()
+            .map_err(|e| self.corrupt(format!("realisation `{hash}!{output}`: {e}")))
+    }
+
+    fn realisation_from_row(
+        &self,
+        id: DrvOutput,
+        row_id: i64,
+        path: &str,
+        signatures: Option<&str>,
+    ) -> Result<Realisation> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.drvPath, d.outputName, v.path FROM RealisationsRefs rr \
+                 JOIN Realisations d ON d.id = rr.realisationReference \
+                 JOIN ValidPaths v ON v.id = d.outputPath WHERE rr.referrer = ?1",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([row_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.wrap(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.wrap(e))?;
+        let mut dependent_realisations = BTreeMap::new();
+        for (hash, output, dependency_path) in rows {
+            dependent_realisations.insert(
+                self.parse_drv_output(&hash, &output)?,
+                self.parse_path(&dependency_path)?,
+            );
+        }
+        Ok(Realisation {
+            id,
+            out_path: self.parse_path(path)?,
+            signatures: split_signatures(signatures),
+            dependent_realisations,
         })
     }
 }

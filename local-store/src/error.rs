@@ -44,6 +44,20 @@ pub enum LocalStoreError {
         found: i64,
         supported: i64,
     },
+    /// A realisation names another path for an output that already has one.
+    #[error("cannot register the realisation of `{id}` at `{path}`: this store already realised it at `{existing}`")]
+    RealisationConflict {
+        id: String,
+        path: String,
+        existing: String,
+    },
+    /// A realisation depends on a realisation this store does not have (or has elsewhere).
+    #[error("cannot register the realisation of `{id}`: it depends on `{dependency}`, which this store {problem}")]
+    RealisationDependency {
+        id: String,
+        dependency: String,
+        problem: &'static str,
+    },
     /// A row that the schema's own constraints should have prevented.
     #[error("corrupt store database {db}: {detail}")]
     Corrupt { db: PathBuf, detail: String },

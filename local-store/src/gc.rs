@@ -13,6 +13,8 @@
 //! build holds is skipped, and so is everything it refers to. Valid dead paths are deleted
 //! referrers first; each is invalidated in the database before its files are removed, so a
 //! crash in between leaves only an invalid leftover, never a valid path without contents.
+//! Realisations are no roots: those of a deleted path go with it (reported), so a
+//! content-addressed output that was collected is built again when next needed.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
@@ -56,6 +58,8 @@ pub struct GcReport {
     pub temporaries: Vec<String>,
     /// Bytes freed (apparent size of the files whose last link was removed).
     pub bytes_freed: u64,
+    /// Realisations (`<drv hash>!<output>`) that went with the deleted paths.
+    pub realisations: Vec<String>,
 }
 
 impl LocalStore {
@@ -198,6 +202,7 @@ impl LocalStore {
                 kept.insert(path);
                 continue;
             };
+            let realisations = self.realisations_of_path(&path)?;
             if !options.dry_run {
                 match self.invalidate(std::slice::from_ref(&path)) {
                     Ok(()) => {}
@@ -210,6 +215,9 @@ impl LocalStore {
                     Err(e) => return Err(e),
                 }
             }
+            report
+                .realisations
+                .extend(realisations.into_iter().map(|r| r.id.to_string()));
             self.delete_locked(&lock, options.dry_run, &mut report)?;
         }
         Ok(report)
@@ -318,15 +326,16 @@ enum Abandoned<'a> {
 }
 
 /// Whether `name` is a temporary that a kiln process left behind: `.tmp-PID-…` (a source being
-/// added), `.kiln-fresh-PID-…` (an output being copied to fresh inodes) and `.kiln-check-PID-…`
-/// (a `--check` rebuild) of a process that no longer runs, or `.kiln-sandbox-BASE` (a build's
+/// added), `.kiln-fresh-PID-…` (an output being copied to fresh inodes), `.kiln-check-PID-…`
+/// (a `--check` rebuild) and `.kiln-rewrite-PID-…` (a content-addressed output being rewritten
+/// to its final path) of a process that no longer runs, or `.kiln-sandbox-BASE` (a build's
 /// staging directory), abandoned once the output lock of `BASE` is free. A pid reused since is
 /// taken as alive: the temporary then waits for a later collection.
 fn abandoned_temporary(name: &str) -> Option<Abandoned<'_>> {
     if let Some(base) = name.strip_prefix(".kiln-sandbox-") {
         return Some(Abandoned::IfOutputUnlocked(base));
     }
-    let rest = [".tmp-", ".kiln-fresh-", ".kiln-check-"]
+    let rest = [".tmp-", ".kiln-fresh-", ".kiln-check-", ".kiln-rewrite-"]
         .iter()
         .find_map(|prefix| name.strip_prefix(prefix))?;
     let pid: i32 = rest.split('-').next()?.parse().ok()?;
@@ -353,6 +362,10 @@ mod temporary_tests {
         );
         assert_eq!(
             abandoned_temporary(".kiln-check-2147483647-0-abc-name"),
+            Some(Abandoned::ProcessGone)
+        );
+        assert_eq!(
+            abandoned_temporary(".kiln-rewrite-2147483647-abc-name"),
             Some(Abandoned::ProcessGone)
         );
         assert_eq!(

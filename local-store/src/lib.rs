@@ -43,6 +43,7 @@ pub use roots::GcRoot;
 pub use verify::{HashMismatch, VerifyReport};
 
 use db::StoreDb;
+use kiln_store::realisation::{DrvOutput, Realisation};
 use kiln_store::store_path::{StoreDir, StorePath};
 use roots::TempRootsFile;
 
@@ -207,6 +208,28 @@ impl LocalStore {
     /// Adds signatures (`NAME:base64`) to the valid `path`.
     pub fn add_signatures(&self, path: &StorePath, signatures: &BTreeSet<String>) -> Result<()> {
         self.db().add_signatures(path, signatures)
+    }
+
+    /// Records realisations of derivation outputs (content-addressed derivations) in one
+    /// transaction; see the database module for the rules.
+    pub fn register_realisations(&self, realisations: &[Realisation]) -> Result<()> {
+        self.db().register_realisations(realisations)
+    }
+
+    /// The realisation of the derivation output `id`, if any (its path is valid: a realisation
+    /// goes when its path is invalidated).
+    pub fn query_realisation(&self, id: &DrvOutput) -> Result<Option<Realisation>> {
+        self.db().query_realisation(id)
+    }
+
+    /// Every realisation in the store.
+    pub fn all_realisations(&self) -> Result<Vec<Realisation>> {
+        self.db().all_realisations()
+    }
+
+    /// The realisations whose output is `path`.
+    pub fn realisations_of_path(&self, path: &StorePath) -> Result<Vec<Realisation>> {
+        self.db().realisations_of_path(path)
     }
 
     /// The paths `path` refers to; fails if `path` is not valid.

@@ -17,6 +17,7 @@ use kiln_local_store::{
 };
 use kiln_store::hash::Hash;
 use kiln_store::nar;
+use kiln_store::realisation::{DrvOutput, Realisation};
 use kiln_store::store_path::{StoreDir, StorePath};
 
 const STORE_DIR: &str = "/kiln/store";
@@ -79,7 +80,7 @@ fn creates_layout_and_schema() {
     for sub in ["store", "var/kiln/db.sqlite", "var/gcroots", "var/log"] {
         assert!(dir.path().join(sub).exists(), "{sub} missing");
     }
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert_eq!(store.store_dir().as_str(), STORE_DIR);
     let a = store_path(1, "a");
     assert_eq!(
@@ -97,7 +98,7 @@ fn creates_layout_and_schema() {
     assert_eq!(store.store_path_of(Path::new("/elsewhere/x")), None);
     // Reopening an existing store keeps its schema.
     drop(store);
-    assert_eq!(open(dir.path()).schema_version().unwrap(), 2);
+    assert_eq!(open(dir.path()).schema_version().unwrap(), 3);
 }
 
 #[test]
@@ -137,7 +138,7 @@ fn a_version_1_database_gains_signatures() {
         .unwrap();
     drop(conn);
     let store = open(dir.path());
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert!(store.is_valid(&a).unwrap());
     store
         .add_signatures(&a, &["k:x".to_owned()].into())
@@ -1020,4 +1021,109 @@ fn gc_removes_the_temporaries_of_killed_processes_only() {
     }
     // A running process's copy and a staging directory whose build holds its lock stay.
     assert!(own_source.exists() && held_staging.exists());
+}
+
+fn drv_output(byte: u8, output: &str) -> DrvOutput {
+    DrvOutput {
+        drv_hash: Hash::sha256(&[byte]),
+        output: output.to_owned(),
+    }
+}
+
+#[test]
+fn realisations_are_registered_queried_and_go_with_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b, other) = (store_path(1, "a"), store_path(2, "b"), store_path(3, "c"));
+    let info_a = write_object(&store, &a, b"a");
+    let info_b = with_refs(write_object(&store, &b, b"b"), &[&a]);
+    let info_other = write_object(&store, &other, b"c");
+    store
+        .register_valid_paths(&[info_a, info_b, info_other])
+        .unwrap();
+    let realisation_a = Realisation {
+        id: drv_output(1, "out"),
+        out_path: a.clone(),
+        signatures: ["k:one".to_owned()].into(),
+        dependent_realisations: Default::default(),
+    };
+    let realisation_b = Realisation {
+        id: drv_output(2, "out"),
+        out_path: b.clone(),
+        signatures: Default::default(),
+        dependent_realisations: [(realisation_a.id.clone(), a.clone())].into(),
+    };
+    // A dependency must be known first (or in the same batch, before).
+    assert!(matches!(
+        store.register_realisations(std::slice::from_ref(&realisation_b)),
+        Err(LocalStoreError::RealisationDependency { .. })
+    ));
+    store
+        .register_realisations(&[realisation_a.clone(), realisation_b.clone()])
+        .unwrap();
+    assert_eq!(
+        store.query_realisation(&realisation_b.id).unwrap(),
+        Some(realisation_b.clone())
+    );
+    assert_eq!(
+        store.query_realisation(&drv_output(9, "out")).unwrap(),
+        None
+    );
+    assert_eq!(
+        store.realisations_of_path(&a).unwrap(),
+        vec![realisation_a.clone()]
+    );
+    // The same realisation again merges signatures; another path is a conflict.
+    store
+        .register_realisations(&[Realisation {
+            signatures: ["k:two".to_owned()].into(),
+            ..realisation_a.clone()
+        }])
+        .unwrap();
+    assert_eq!(
+        store
+            .query_realisation(&realisation_a.id)
+            .unwrap()
+            .unwrap()
+            .signatures,
+        ["k:one".to_owned(), "k:two".to_owned()].into()
+    );
+    assert!(matches!(
+        store.register_realisations(&[Realisation {
+            out_path: other.clone(),
+            ..realisation_a.clone()
+        }]),
+        Err(LocalStoreError::RealisationConflict { .. })
+    ));
+    // An output path that is not valid cannot be realised.
+    assert!(store
+        .register_realisations(&[Realisation {
+            id: drv_output(4, "out"),
+            out_path: store_path(4, "d"),
+            signatures: Default::default(),
+            dependent_realisations: Default::default(),
+        }])
+        .is_err());
+    // Invalidating the paths (referrer and reference together) drops their realisations.
+    store.invalidate(&[a.clone(), b.clone()]).unwrap();
+    assert_eq!(store.query_realisation(&realisation_a.id).unwrap(), None);
+    assert_eq!(store.query_realisation(&realisation_b.id).unwrap(), None);
+}
+
+#[test]
+fn a_version_2_database_gains_realisations() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = rusqlite::Connection::open(dir.path().join("var/kiln/db.sqlite")).unwrap();
+    conn.execute_batch(
+        "DROP TABLE RealisationsRefs; DROP TABLE Realisations; PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(dir.path());
+    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(
+        store.query_realisation(&drv_output(1, "out")).unwrap(),
+        None
+    );
 }

@@ -39,6 +39,18 @@ pub fn run(global: &GlobalOptions, args: GcArgs) -> Result<(), Failure> {
             store.physical_store_dir().join(name).display()
         );
     }
+    if !report.realisations.is_empty() {
+        eprintln!(
+            "{} realisation{} of content-addressed outputs {} with them",
+            report.realisations.len(),
+            if report.realisations.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            if args.dry_run { "would go" } else { "went" }
+        );
+    }
     eprintln!(
         "{} store paths {}, {:.2} MiB freed",
         report.deleted.len(),

@@ -99,8 +99,8 @@ pub fn run(global: &GlobalOptions, args: LockArgs) -> Result<(), Failure> {
         };
         session::run_builds(&store, &plan, &options)?;
     }
-    let output = plan
-        .targets
+    let targets = plan.realised_targets(&store).map_err(anyhow::Error::from)?;
+    let output = targets
         .first()
         .and_then(|(_, outputs)| outputs.get("out").or_else(|| outputs.values().next()))
         .ok_or_else(|| anyhow!("the lock step has no output"))?;

@@ -1,12 +1,16 @@
 //! `kiln log PATH`: print the build log of the last build of a derivation, given the `.drv` or
 //! one of its outputs (logical or physical path, or a `result` link), without terminal control
-//! sequences (a build must not drive the user's terminal).
+//! sequences (a build must not drive the user's terminal). A derivation resolved before its
+//! build (it uses content-addressed outputs) shows the log of its resolved derivation.
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
 use kiln_builder::log::{printable, BuildLog};
+use kiln_local_store::LocalStore;
+use kiln_store::derivation::DrvHashCache;
+use kiln_store::store_path::StorePath;
 
 use crate::session::{open_store, store_path_arg};
 use crate::session::{Failure, GlobalOptions};
@@ -16,6 +20,43 @@ pub struct LogArgs {
     /// A `.drv` path or an output path.
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
+}
+
+/// The path of `drv` resolved against the realised outputs of its inputs, if it has input
+/// derivations and all of them are realised.
+fn resolved_derivation(
+    store: &LocalStore,
+    drv_path: &StorePath,
+) -> anyhow::Result<Option<StorePath>> {
+    let drv = kiln_builder::plan::read_derivation(store, drv_path)?;
+    if drv.input_drvs.is_empty() {
+        return Ok(None);
+    }
+    let dir = store.store_dir();
+    let mut hashes = DrvHashCache::new();
+    let mut failure = None;
+    let resolved = drv.resolve(dir, &mut |input, output| {
+        let found = kiln_builder::plan::read_derivation(store, input)
+            .and_then(|input_drv| {
+                kiln_builder::plan::known_output_paths(store, &input_drv, &mut hashes)
+            })
+            .map(|outputs| outputs.get(output).cloned().flatten());
+        match found {
+            Ok(path) => path,
+            Err(error) => {
+                failure.get_or_insert(error);
+                None
+            }
+        }
+    });
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    let Ok(resolved) = resolved else {
+        return Ok(None);
+    };
+    let aterm = resolved.to_aterm(dir);
+    Ok(Some(resolved.drv_path(dir, &aterm)?))
 }
 
 pub fn run(global: &GlobalOptions, args: LogArgs) -> Result<(), Failure> {
@@ -40,10 +81,21 @@ pub fn run(global: &GlobalOptions, args: LogArgs) -> Result<(), Failure> {
         }
     };
     let log = BuildLog::of(&store.log_dir(), &drv);
-    let text = log
+    let mut text = log
         .latest_attempt()
-        .with_context(|| format!("cannot read {}", log.file().display()))?
-        .ok_or_else(|| anyhow!("no build log for '{}'", store.store_dir().print(&drv)))?;
+        .with_context(|| format!("cannot read {}", log.file().display()))?;
+    if text.is_none() {
+        // A derivation resolved before its build (content-addressed inputs) logs under the
+        // resolved derivation.
+        if let Some(resolved) = resolved_derivation(&store, &drv)? {
+            let log = BuildLog::of(&store.log_dir(), &resolved);
+            text = log
+                .latest_attempt()
+                .with_context(|| format!("cannot read {}", log.file().display()))?;
+        }
+    }
+    let text =
+        text.ok_or_else(|| anyhow!("no build log for '{}'", store.store_dir().print(&drv)))?;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(printable(&text).as_bytes())

@@ -2,6 +2,7 @@
 //! evaluating verb evaluates) and `lock_advice` (the `kiln lock` command a stale lock asks for).
 pub mod completions;
 pub mod copy;
+pub mod diff;
 pub mod eval;
 pub mod gc;
 pub mod input;

@@ -1,10 +1,12 @@
 //! `kiln path-info [-r] [--closure-size] [--json] PATH…`: what the store records about valid
 //! paths (logical or physical paths, or `result` links): their logical store paths, with `-r`
 //! their closure, with `--closure-size` the total NAR size of each path's closure, with
-//! `--json` Nix's `path-info --json` objects (`narHash` in SRI form).
+//! `--json` Nix's `path-info --json` objects (`narHash` in SRI form), plus `realisations`: the
+//! realisations (`.doi` documents) that name the path. `DRV!OUTPUT` names an output of a
+//! derivation, floating and deferred ones through their realisations.
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use clap::Args;
@@ -31,6 +33,30 @@ pub struct PathInfoArgs {
     pub json: bool,
 }
 
+/// A store path argument, or `DRV!OUTPUT`: that output of the derivation, from the `.drv` or
+/// (floating and deferred outputs) its realisation.
+fn output_arg(store: &LocalStore, arg: &Path) -> anyhow::Result<StorePath> {
+    let text = arg.to_string_lossy();
+    let Some((drv_arg, output)) = text.rsplit_once('!') else {
+        return store_path_arg(store, arg);
+    };
+    let drv_path = store_path_arg(store, Path::new(drv_arg))?;
+    let drv = kiln_builder::plan::read_derivation(store, &drv_path)?;
+    let mut hashes = kiln_store::derivation::DrvHashCache::new();
+    let outputs = kiln_builder::plan::known_output_paths(store, &drv, &mut hashes)?;
+    match outputs.get(output) {
+        Some(Some(path)) => Ok(path.clone()),
+        Some(None) => Err(anyhow!(
+            "output '{output}' of '{}' is not realised yet",
+            store.store_dir().print(&drv_path)
+        )),
+        None => Err(anyhow!(
+            "derivation '{}' has no output '{output}'",
+            store.store_dir().print(&drv_path)
+        )),
+    }
+}
+
 fn closure_size(store: &LocalStore, path: &StorePath) -> anyhow::Result<u64> {
     let mut total = 0;
     for member in store.closure(std::slice::from_ref(path))? {
@@ -46,7 +72,7 @@ pub fn run(global: &GlobalOptions, args: PathInfoArgs) -> Result<(), Failure> {
     let dir = store.store_dir();
     let mut paths = BTreeSet::new();
     for arg in &args.paths {
-        let path = store_path_arg(&store, arg)?;
+        let path = output_arg(&store, arg)?;
         if !store.is_valid(&path).map_err(anyhow::Error::from)? {
             return Err(anyhow!("path '{}' is not valid", dir.print(&path)).into());
         }
@@ -88,6 +114,12 @@ pub fn run(global: &GlobalOptions, args: PathInfoArgs) -> Result<(), Failure> {
             }
             if let Some(size) = size {
                 object["closureSize"] = Value::from(size);
+            }
+            let realisations = store
+                .realisations_of_path(path)
+                .map_err(anyhow::Error::from)?;
+            if !realisations.is_empty() {
+                object["realisations"] = Value::from_iter(realisations.iter().map(|r| r.to_json()));
             }
             objects.push(object);
         } else if let Some(size) = size {

@@ -1,7 +1,9 @@
 //! `kiln verify [--check-contents] [--sigs]`: check that every valid path exists and, with
 //! `--check-contents`, still has the NAR hash recorded when it was registered; with `--sigs`,
 //! that every path that is not content-addressed carries a signature by one of the
-//! configuration's `trusted-public-keys`. Reports only; exits 1 if anything is wrong.
+//! configuration's `trusted-public-keys`. Every realisation is checked too: the realisations
+//! it depends on must be at paths its output refers to. Reports only; exits 1 if anything is
+//! wrong.
 use clap::Args;
 
 use crate::session::open_store;
@@ -35,6 +37,23 @@ pub fn run(global: &GlobalOptions, args: VerifyArgs) -> Result<(), Failure> {
             mismatch.actual_hash.to_sri()
         ));
     }
+    // A realisation's dependencies must be what its output refers to.
+    let realisations = store.all_realisations().map_err(anyhow::Error::from)?;
+    for realisation in &realisations {
+        let references = store
+            .references(&realisation.out_path)
+            .map_err(anyhow::Error::from)?;
+        for (dependency, path) in &realisation.dependent_realisations {
+            if !references.contains(path) {
+                problems.push_str(&format!(
+                    "error: realisation '{}' depends on '{dependency}' at '{}', which its output '{}' does not refer to\n",
+                    realisation.id,
+                    dir.print(path),
+                    dir.print(&realisation.out_path)
+                ));
+            }
+        }
+    }
     if args.sigs {
         let trusted = kiln_cache::signing::TrustedKeys::parse(
             global.config.trusted_public_keys.iter().map(String::as_str),
@@ -65,6 +84,10 @@ pub fn run(global: &GlobalOptions, args: VerifyArgs) -> Result<(), Failure> {
     if !problems.is_empty() {
         return Err(Failure::Reported(problems));
     }
-    eprintln!("checked {} valid paths: all fine", report.checked);
+    eprintln!(
+        "checked {} valid paths and {} realisations: all fine",
+        report.checked,
+        realisations.len()
+    );
     Ok(())
 }

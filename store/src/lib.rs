@@ -9,4 +9,5 @@ pub mod derivation;
 pub mod hash;
 pub mod nar;
 pub mod nixbase32;
+pub mod realisation;
 pub mod store_path;

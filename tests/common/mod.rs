@@ -177,7 +177,8 @@ pub fn oracle_available(test: &str) -> bool {
     false
 }
 
-/// An isolated configuration and state folder for the oracle, deleted on drop.
+/// An isolated configuration and state folder for the oracle, deleted on drop. Content-addressed
+/// derivations are on (`ca-derivations`), as they always are in kiln.
 pub struct OracleHome {
     dir: tempfile::TempDir,
 }
@@ -192,7 +193,7 @@ impl OracleHome {
         std::fs::create_dir_all(&conf).expect("oracle configuration folder");
         std::fs::write(
             conf.join("nix.conf"),
-            "build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command\n",
+            "build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command ca-derivations\n",
         )
         .expect("oracle configuration file");
         OracleHome { dir }

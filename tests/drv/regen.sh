@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the derivation goldens with the oracle, Nix 2.8's `nix-instantiate`, for the
-# logical store directories /nix/store and /kiln/store. Never edit a golden by hand.
+# logical store directories /nix/store and /kiln/store, with the ca-derivations feature on
+# (kiln always accepts __contentAddressed). Never edit a golden by hand.
 #
 # Usage: tests/drv/regen.sh [SUBSTRING]   (only cases whose name contains SUBSTRING)
 #
@@ -18,7 +19,7 @@ scratch=$(mktemp -d)
 trap 'chmod -R u+w "$scratch" 2>/dev/null || true; rm -rf "$scratch"' EXIT
 
 mkdir -p "$scratch/conf"
-printf 'build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command\n' \
+printf 'build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command ca-derivations\n' \
   >"$scratch/conf/nix.conf"
 export NIX_CONF_DIR="$scratch/conf" NIX_STATE_DIR="$scratch/var" NIX_LOG_DIR="$scratch/var/log"
 unset NIX_PATH

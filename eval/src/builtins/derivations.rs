@@ -1,6 +1,8 @@
 //! Derivations and store-writing builtins: `derivationStrict` (collects the environment,
 //! coerces values as Nix does, turns string contexts into input derivations and sources,
-//! computes output paths and writes the `.drv`), `derivation` (the Nix-source wrapper in
+//! computes output paths and writes the `.drv`; `__contentAddressed` derivations and those
+//! depending on them follow Nix 2.8 with `ca-derivations`, which kiln always enables: floating
+//! and deferred outputs get placeholders instead of paths), `derivation` (the Nix-source wrapper in
 //! `derivation.nix`), `placeholder`, `toFile`, `path`, `filterSource` and `storeDir`. The
 //! collection of the environment is in `collect`, the source-copying builtins in `sources`.
 //!
@@ -17,7 +19,8 @@ use std::rc::Rc;
 use kiln_lang::symbol::BuildFxHasher;
 use kiln_lang::{Span, Symbol};
 use kiln_store::derivation::{
-    Derivation, DerivationError, DerivationOutput, DrvHashModulo, FixedOutputHash,
+    downstream_placeholder, hash_placeholder, Derivation, DerivationError, DerivationOutput,
+    DrvHashModulo, FixedOutputHash, FloatingOutput,
 };
 use kiln_store::hash::{Hash, HashAlgo};
 use kiln_store::store_path::{ContentAddressMethod, StoreDir, StorePath};
@@ -236,8 +239,7 @@ fn store_dir(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> 
 
 fn placeholder(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let output = force_string_no_context(ev, arg(args, 0), span)?;
-    let hash = Hash::sha256(format!("nix-output:{output}").as_bytes());
-    Ok(Value::string(format!("/{}", hash.to_nixbase32())))
+    Ok(Value::string(hash_placeholder(&output)))
 }
 
 /// The store paths reachable from `root` through the references known on this thread (a
@@ -428,20 +430,36 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
             drv.outputs.insert(
                 "out".to_owned(),
                 DerivationOutput {
-                    path: None,
                     fixed: Some(fixed),
+                    ..DerivationOutput::default()
                 },
             );
         }
-        None => {
+        None if collected.content_addressed => {
+            // As Nix: an unknown or missing algorithm is SHA-256, the method recursive.
+            let floating = FloatingOutput {
+                method: collected
+                    .ingestion
+                    .unwrap_or(ContentAddressMethod::Recursive),
+                algo: collected
+                    .output_hash_algo
+                    .parse::<HashAlgo>()
+                    .unwrap_or(HashAlgo::Sha256),
+            };
             for output in &collected.outputs {
                 drv.outputs.insert(
                     output.clone(),
                     DerivationOutput {
-                        path: None,
-                        fixed: None,
+                        floating: Some(floating),
+                        ..DerivationOutput::default()
                     },
                 );
+            }
+        }
+        None => {
+            for output in &collected.outputs {
+                drv.outputs
+                    .insert(output.clone(), DerivationOutput::default());
             }
         }
     }
@@ -476,18 +494,32 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
             drv_path.clone(),
             Rc::new(DrvRecord {
                 hash_modulo,
-                output_names: outputs.keys().cloned().collect(),
+                output_names: drv.outputs.keys().cloned().collect(),
             }),
         );
     });
 
-    let mut result: Vec<(kiln_lang::Symbol, Value)> = Vec::with_capacity(outputs.len() + 1);
+    let mut result: Vec<(kiln_lang::Symbol, Value)> = Vec::with_capacity(drv.outputs.len() + 1);
     let drv_context = Context::from([ContextElem::AllOutputs(drv_path.clone())]);
     result.push((
         sym("drvPath"),
         Value::String(NixString::with_context(drv_path.clone(), drv_context)),
     ));
-    for (output, path) in outputs {
+    // Floating and deferred outputs have no path yet: dependents see a placeholder, replaced by
+    // the realised path when they are resolved before their build.
+    let parsed_drv_path = parse_store_path(&dir, &drv_path, span)?;
+    let values: Vec<(String, String)> = drv
+        .outputs
+        .keys()
+        .map(|name| {
+            let value = outputs
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| downstream_placeholder(&parsed_drv_path, name));
+            (name.clone(), value)
+        })
+        .collect();
+    for (output, path) in values {
         let context = Context::from([ContextElem::Output {
             drv: drv_path.clone(),
             output: output.clone(),
@@ -578,6 +610,11 @@ mod tests {
             "whole derivation context",
             r#"let base = derivation { name = "base"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ (builtins.toFile "a" "b") ]; }; in (derivation { name = "whole"; system = "x86_64-linux"; builder = "/bin/sh"; d = base.drvPath; }).drvPath"#,
             r#""/nix/store/gm4glf2r9b1x7k6dgljh0rh1fhjfx3yj-whole.drv""#,
+        ),
+        (
+            "content-addressed and deferred outputs are placeholders",
+            r#"let a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; __contentAddressed = true; outputs = [ "out" "dev" ]; }; b = derivation { name = "b"; system = "x86_64-linux"; builder = "/bin/sh"; inherit a; }; in [ a.drvPath a.outPath a.dev.outPath b.drvPath b.outPath ]"#,
+            r#"["/nix/store/ps2vxd8d8ibk6rvpprkhz0wys449f3c4-a.drv","/17sb7nxfzvwmslz400br7rpdd502h573lbi198gf36dkr39d73k1","/079xyv64rfch7k67q4x9xjf7r7aqkhbj5xxc5hvwfrzkiaynksj8","/nix/store/qb4kapixjpn92pbs0adh09ddgbmjp845-b.drv","/1hsrcipy45c1gjjyhyban5dg02a3jai4qdam2jy6a2lb95j32ggk"]"#,
         ),
         ("storeDir", "builtins.storeDir", r#""/nix/store""#),
     ];

@@ -4,7 +4,7 @@
 //! verbatim — except the platform, which Nix writes without escapes) and parsed back.
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Derivation, DerivationError, DerivationOutput, FixedOutputHash};
+use super::{Derivation, DerivationError, DerivationOutput, FixedOutputHash, FloatingOutput};
 use crate::hash::Hash;
 use crate::store_path::{ContentAddressMethod, StoreDir};
 
@@ -67,13 +67,17 @@ pub(super) fn write(
             _ => out.push_str("\"\""),
         }
         out.push(',');
-        match &output.fixed {
-            Some(fixed) => {
+        match (&output.fixed, &output.floating) {
+            (Some(fixed), _) => {
                 write_string(out, &fixed.method_algo());
                 out.push(',');
                 write_string(out, &fixed.hash.to_hex());
             }
-            None => out.push_str("\"\",\"\""),
+            (None, Some(floating)) => {
+                write_string(out, &floating.method_algo());
+                out.push_str(",\"\"");
+            }
+            (None, None) => out.push_str("\"\",\"\""),
         }
         out.push(')');
     });
@@ -253,19 +257,22 @@ pub(super) fn parse(dir: &StoreDir, name: &str, text: &str) -> Result<Derivation
         } else {
             Some(dir.parse(&path)?)
         };
-        let fixed = if hash_algo.is_empty() {
-            None
-        } else if hash.is_empty() {
-            return Err(DerivationError::FloatingContentAddress(name.to_owned()));
-        } else {
-            let (method, algo) = ContentAddressMethod::parse_method_algo(&hash_algo)?;
-            Some(FixedOutputHash {
-                method,
-                hash: Hash::parse_bare(&hash, algo)?,
-            })
+        let mut output = DerivationOutput {
+            path,
+            ..DerivationOutput::default()
         };
-        drv.outputs
-            .insert(output_name, DerivationOutput { path, fixed });
+        if !hash_algo.is_empty() {
+            let (method, algo) = ContentAddressMethod::parse_method_algo(&hash_algo)?;
+            if hash.is_empty() {
+                output.floating = Some(FloatingOutput { method, algo });
+            } else {
+                output.fixed = Some(FixedOutputHash {
+                    method,
+                    hash: Hash::parse_bare(&hash, algo)?,
+                });
+            }
+        }
+        drv.outputs.insert(output_name, output);
     }
     p.expect(",")?;
     let input_drvs = p.list(|p| {

@@ -1,7 +1,8 @@
 //! Nix's `hashDerivationModulo`: a derivation's hash with every input derivation replaced by
 //! that input's own hash modulo, so that output paths do not depend on how fixed-output inputs
 //! were obtained. Fixed-output derivations hash to `sha256("fixed:out:<method algo>:<hex>:<path>")`
-//! per output. `DrvHashCache` memoises results by `.drv` path: evaluations create 10,000s of
+//! per output; floating content-addressed derivations and those depending on one hash as
+//! input-addressed ones do, marked deferred. `DrvHashCache` memoises results by `.drv` path: evaluations create 10,000s of
 //! derivations sharing inputs.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -16,9 +17,31 @@ pub enum DrvHashModulo {
     Regular(Hash),
     /// A fixed-output derivation: one hash per output.
     FixedOutput(BTreeMap<String, Hash>),
+    /// A floating content-addressed derivation, or one with such an input somewhere below it
+    /// (Nix's `DrvHash::Kind::Deferred`): one hash over its rewritten ATerm, but its outputs
+    /// cannot be given paths from it.
+    Deferred(Hash),
+}
+
+impl DrvHashModulo {
+    /// The hash that stands for output `output` in a dependent's hash modulo (and in the
+    /// realisation id `<hash>!<output>`).
+    pub fn output_hash(&self, output: &str) -> Option<Hash> {
+        match self {
+            DrvHashModulo::Regular(hash) | DrvHashModulo::Deferred(hash) => Some(*hash),
+            DrvHashModulo::FixedOutput(hashes) => hashes.get(output).copied(),
+        }
+    }
+
+    /// Whether the derivation's outputs wait for floating outputs to be built.
+    pub fn is_deferred(&self) -> bool {
+        matches!(self, DrvHashModulo::Deferred(_))
+    }
 }
 
 /// Computes the hash modulo of `drv`, asking `input_hash` for the hash modulo of each input.
+/// As Nix 2.8: each input derivation is replaced by the hash of each output used (grouping the
+/// outputs of inputs that hash alike), and a floating input makes the result deferred.
 pub(super) fn hash_modulo(
     drv: &Derivation,
     dir: &StoreDir,
@@ -44,26 +67,28 @@ pub(super) fn hash_modulo(
         }
         return Ok(DrvHashModulo::FixedOutput(hashes));
     }
+    let mut deferred = drv.is_floating();
     let mut inputs_by_hash: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (input_path, outputs) in &drv.input_drvs {
-        match input_hash(input_path)? {
-            DrvHashModulo::Regular(hash) => {
-                // Like Nix's `insert_or_assign`: two inputs with the same hash modulo (they
-                // differ only in fixed-output inputs) keep the later one's outputs.
-                inputs_by_hash.insert(hash.to_hex(), outputs.clone());
-            }
-            DrvHashModulo::FixedOutput(hashes) => {
-                for output in outputs {
-                    let hash = hashes.get(output).ok_or_else(|| {
-                        DerivationError::UnknownInput(format!("{}!{output}", dir.print(input_path)))
-                    })?;
-                    inputs_by_hash.insert(hash.to_hex(), BTreeSet::from(["out".to_owned()]));
-                }
-            }
+        let input = input_hash(input_path)?;
+        deferred |= input.is_deferred();
+        for output in outputs {
+            let hash = input.output_hash(output).ok_or_else(|| {
+                DerivationError::UnknownInput(format!("{}!{output}", dir.print(input_path)))
+            })?;
+            inputs_by_hash
+                .entry(hash.to_hex())
+                .or_default()
+                .insert(output.clone());
         }
     }
     let text = aterm::write(drv, dir, Some(&inputs_by_hash), mask_outputs);
-    Ok(DrvHashModulo::Regular(Hash::sha256(text.as_bytes())))
+    let hash = Hash::sha256(text.as_bytes());
+    Ok(if deferred {
+        DrvHashModulo::Deferred(hash)
+    } else {
+        DrvHashModulo::Regular(hash)
+    })
 }
 
 /// Memoised hash modulo (unmasked, as used for inputs) by `.drv` path.

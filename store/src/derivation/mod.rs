@@ -1,19 +1,23 @@
 //! Store derivations: the `Derivation` type (outputs, input derivations with the outputs used,
 //! input sources, platform, builder, arguments, environment), its ATerm form byte-identical to
 //! Nix's `.drv` files (see `aterm`), `hashDerivationModulo` with a memo table (see
-//! `hash_modulo`), output path computation for input-addressed and fixed-output derivations, and
-//! the JSON of `nix show-derivation`.
+//! `hash_modulo`), output path computation for input-addressed, fixed-output, floating
+//! content-addressed and deferred derivations (Nix's `ca-derivations`), resolution of a
+//! derivation against the realised outputs of its inputs (see `resolve`), and the JSON of
+//! `nix show-derivation`.
 //!
 //! Maps are `BTreeMap`s keyed by strings or `StorePath`s, so iteration is in byte order, the
 //! order of Nix's `std::map` and of the ATerm file.
 mod aterm;
 mod hash_modulo;
+mod resolve;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use hash_modulo::{DrvHashCache, DrvHashModulo};
+pub use resolve::{downstream_placeholder, hash_placeholder, rewrite_strings};
 
-use crate::hash::{Hash, HashError};
+use crate::hash::{Hash, HashAlgo, HashError};
 use crate::store_path::{
     output_path_name, ContentAddressMethod, StoreDir, StorePath, StorePathError,
 };
@@ -31,10 +35,14 @@ pub enum DerivationError {
     StorePath(#[from] StorePathError),
     #[error(transparent)]
     Hash(#[from] HashError),
-    #[error("derivation '{0}': content-addressed outputs without a fixed hash are not supported")]
-    FloatingContentAddress(String),
-    #[error("derivation '{0}' mixes fixed-output and input-addressed outputs")]
+    #[error("derivation '{0}' mixes fixed-output, floating content-addressed and input-addressed outputs")]
     MixedOutputTypes(String),
+    #[error("cannot resolve derivation '{drv}': output '{output}' of its input '{input}' is not realised")]
+    UnrealisedInput {
+        drv: String,
+        input: String,
+        output: String,
+    },
     #[error("input derivation '{0}' is unknown (not instantiated in this evaluation)")]
     UnknownInput(String),
 }
@@ -70,13 +78,34 @@ impl FixedOutputHash {
     }
 }
 
-/// One output of a derivation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How a floating content-addressed output (`__contentAddressed = true`) will be hashed once
+/// built; its path is known only then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FloatingOutput {
+    /// `Flat` or `Recursive`.
+    pub method: ContentAddressMethod,
+    pub algo: HashAlgo,
+}
+
+impl FloatingOutput {
+    /// The `.drv` hashAlgo field: `r:sha256`, `sha1`, …
+    pub fn method_algo(&self) -> String {
+        self.method.method_algo(self.algo)
+    }
+}
+
+/// One output of a derivation. Nix's five kinds map to: input-addressed (`path` only), fixed
+/// (`fixed`, `path` computed from it), floating (`floating`, no path), deferred (nothing: an
+/// input-addressed output whose path waits for the realised outputs of floating inputs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DerivationOutput {
-    /// The output path; `None` while it is still being computed (printed as `""`).
+    /// The output path; `None` while it is still being computed, and for floating and deferred
+    /// outputs (printed as `""`).
     pub path: Option<StorePath>,
     /// For fixed-output derivations, the declared content hash.
     pub fixed: Option<FixedOutputHash>,
+    /// For floating content-addressed derivations, the method and algorithm.
+    pub floating: Option<FloatingOutput>,
 }
 
 /// A store derivation.
@@ -99,6 +128,26 @@ impl Derivation {
     /// Whether every output has a fixed content hash (Nix's `CAFixed` derivation type).
     pub fn is_fixed_output(&self) -> bool {
         !self.outputs.is_empty() && self.outputs.values().all(|o| o.fixed.is_some())
+    }
+
+    /// Whether every output is floating content-addressed (`__contentAddressed = true`).
+    pub fn is_floating(&self) -> bool {
+        !self.outputs.is_empty() && self.outputs.values().all(|o| o.floating.is_some())
+    }
+
+    /// Whether the outputs are input-addressed but deferred: their paths wait for floating
+    /// inputs to be realised (every output without a path, a fixed hash or a floating method).
+    pub fn is_deferred(&self) -> bool {
+        !self.outputs.is_empty()
+            && self
+                .outputs
+                .values()
+                .all(|o| o.path.is_none() && o.fixed.is_none() && o.floating.is_none())
+    }
+
+    /// Whether the output paths are written in the derivation (input-addressed or fixed).
+    pub fn has_known_output_paths(&self) -> bool {
+        !self.outputs.is_empty() && self.outputs.values().all(|o| o.path.is_some())
     }
 
     /// The store paths a `.drv` file refers to: input sources and input derivations.
@@ -148,8 +197,10 @@ impl Derivation {
 
     /// Fills in the output paths (and the matching environment variables) of a derivation
     /// under construction, as `derivationStrict` does: fixed-output derivations get their path
-    /// from the declared hash; input-addressed ones from the hash modulo of the masked
-    /// derivation. `input_hash` gives the hash modulo of each input derivation.
+    /// from the declared hash; floating content-addressed ones no path and the output's
+    /// [`hash_placeholder`] in the environment; input-addressed ones a path from the hash modulo
+    /// of the masked derivation, unless an input is floating (then they stay deferred: no path,
+    /// an empty variable). `input_hash` gives the hash modulo of each input derivation.
     pub fn fill_output_paths(
         &mut self,
         dir: &StoreDir,
@@ -166,7 +217,19 @@ impl Derivation {
             }
             return Ok(());
         }
-        if self.outputs.values().any(|o| o.fixed.is_some()) {
+        if self.is_floating() {
+            for (output_name, output) in self.outputs.iter_mut() {
+                output.path = None;
+                self.env
+                    .insert(output_name.clone(), hash_placeholder(output_name));
+            }
+            return Ok(());
+        }
+        if self
+            .outputs
+            .values()
+            .any(|o| o.fixed.is_some() || o.floating.is_some())
+        {
             return Err(DerivationError::MixedOutputTypes(self.name.clone()));
         }
         for (output_name, output) in self.outputs.iter_mut() {
@@ -176,9 +239,14 @@ impl Derivation {
         let masked_hash = hash_modulo::hash_modulo(self, dir, true, &mut |drv_path| {
             input_hash(drv_path).ok_or_else(|| DerivationError::UnknownInput(dir.print(drv_path)))
         })?;
-        let DrvHashModulo::Regular(hash) = masked_hash else {
+        let hash = match masked_hash {
+            DrvHashModulo::Regular(hash) => hash,
+            // An input is floating: the outputs stay deferred.
+            DrvHashModulo::Deferred(_) => return Ok(()),
             // Only fixed-output derivations hash to per-output hashes, handled above.
-            return Err(DerivationError::MixedOutputTypes(self.name.clone()));
+            DrvHashModulo::FixedOutput(_) => {
+                return Err(DerivationError::MixedOutputTypes(self.name.clone()))
+            }
         };
         for (output_name, output) in self.outputs.iter_mut() {
             let path = dir.make_output_path(output_name, &hash, &self.name)?;
@@ -186,6 +254,21 @@ impl Derivation {
             output.path = Some(path);
         }
         Ok(())
+    }
+
+    /// Nix's `staticOutputHashes`: the hash modulo of the masked derivation for each output,
+    /// the derivation half of a realisation's id (`<hash>!<output>`).
+    pub fn static_output_hashes(
+        &self,
+        dir: &StoreDir,
+        input_hash: &mut dyn FnMut(&StorePath) -> Result<DrvHashModulo, DerivationError>,
+    ) -> Result<BTreeMap<String, Hash>, DerivationError> {
+        let hash = hash_modulo::hash_modulo(self, dir, true, input_hash)?;
+        Ok(self
+            .outputs
+            .keys()
+            .filter_map(|name| hash.output_hash(name).map(|h| (name.clone(), h)))
+            .collect())
     }
 
     /// Nix's `hashDerivationModulo`; see [`DrvHashCache`] for the memoised form.
@@ -205,15 +288,16 @@ impl Derivation {
         let mut outputs = Map::new();
         for (name, output) in &self.outputs {
             let mut entry = Map::new();
-            let path = output
-                .path
-                .as_ref()
-                .map(|p| dir.print(p))
-                .unwrap_or_default();
-            entry.insert("path".into(), Value::String(path));
+            // Floating and deferred outputs have no path (Nix leaves the key out).
+            if let Some(path) = &output.path {
+                entry.insert("path".into(), Value::String(dir.print(path)));
+            }
             if let Some(fixed) = &output.fixed {
                 entry.insert("hashAlgo".into(), Value::String(fixed.method_algo()));
                 entry.insert("hash".into(), Value::String(fixed.hash.to_hex()));
+            }
+            if let Some(floating) = &output.floating {
+                entry.insert("hashAlgo".into(), Value::String(floating.method_algo()));
             }
             outputs.insert(name.clone(), Value::Object(entry));
         }

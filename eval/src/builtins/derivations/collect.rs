@@ -1,7 +1,7 @@
 //! Collecting a derivation's attributes into its environment as `derivationStrict` does:
 //! values coerced as Nix coerces them (lists joined by spaces, `null` as empty, one JSON
 //! document with `__structuredAttrs`), contexts gathered, and the special attributes
-//! (`outputs`, `outputHash*`, `__ignoreNulls`) checked.
+//! (`outputs`, `outputHash*`, `__ignoreNulls`, `__contentAddressed`) checked.
 use super::*;
 
 /// The attributes of a derivation as `derivationStrict` collects them.
@@ -16,6 +16,9 @@ pub(super) struct CollectedAttrs {
     pub(super) ingestion: Option<ContentAddressMethod>,
     pub(super) outputs: Vec<String>,
     pub(super) context: Context,
+    /// `__contentAddressed = true`: floating content-addressed outputs (kiln always has Nix's
+    /// `ca-derivations` feature on).
+    pub(super) content_addressed: bool,
 }
 
 pub(super) const ENV_COERCION: CoerceMode = CoerceMode {
@@ -52,15 +55,13 @@ pub(super) fn collect_attrs(
                 return Ok(());
             }
             match key {
-                "__contentAddressed" | "__impure" => {
+                "__contentAddressed" => {
+                    collected.content_addressed = ev.force_bool(value, span)?;
+                }
+                "__impure" => {
                     if ev.force_bool(value, span)? {
-                        let feature = if key == "__impure" {
-                            "impure-derivations"
-                        } else {
-                            "ca-derivations"
-                        };
                         return Err(error(
-                            format!("experimental Nix feature '{feature}' is disabled"),
+                            "experimental Nix feature 'impure-derivations' is disabled",
                             span,
                         ));
                     }
