@@ -506,7 +506,8 @@ impl Evaluator {
                     },
                 )?;
                 reject_context(&s, expr.span)?;
-                Ok(Symbol::lookup(s.as_str()).ok_or_else(|| s.as_str().to_string()))
+                let name = s.to_str_lossy();
+                Ok(Symbol::lookup(&name).ok_or_else(|| name.into_owned()))
             }
         }
     }
@@ -616,7 +617,7 @@ impl Evaluator {
                 },
             )?;
             reject_context(&name, dynamic.name.span)?;
-            let name = sym(name.as_str());
+            let name = sym(&name.to_str_lossy());
             if result.contains(name) {
                 let position = self.sources.borrow().describe(dynamic.span);
                 return Err(EvalError::eval(format!(
@@ -654,15 +655,15 @@ impl Evaluator {
 
     #[inline(never)]
     fn eval_interpolation(&self, parts: &[StrPart], env: &Env, _span: Span) -> EvalResult<Value> {
-        let mut text = String::new();
+        let mut text = Vec::new();
         let mut context = Context::new();
         for part in parts {
             match part {
-                StrPart::Literal(s) => text.push_str(s),
+                StrPart::Literal(s) => text.extend_from_slice(s.as_bytes()),
                 StrPart::Interpolation(expr) => {
                     let v = self.eval(expr, env)?;
                     let s = self.coerce_to_string(&v, expr.span, CoerceMode::INTERPOLATION)?;
-                    text.push_str(s.as_str());
+                    text.extend_from_slice(s.as_bytes());
                     if s.has_context() {
                         context.extend(s.context().iter().cloned());
                     }
@@ -691,7 +692,7 @@ impl Evaluator {
                                     copy_to_store: false,
                                 },
                             )?;
-                            text.push_str(s.as_str());
+                            text.push_str(&s.to_str_lossy());
                         }
                     }
                 }

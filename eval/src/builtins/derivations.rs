@@ -82,13 +82,13 @@ fn force_string_no_context(ev: &Evaluator, value: &Value, span: Span) -> EvalRes
         return Err(error(
             format!(
                 "the string '{}' is not allowed to refer to a store path (such as '{}')",
-                s.as_str(),
+                s,
                 first.encode()
             ),
             span,
         ));
     }
-    Ok(s.as_str().to_owned())
+    Ok(s.to_str_lossy().into_owned())
 }
 
 fn derivation(ev: &Evaluator, _args: &[Value], span: Span) -> EvalResult<Value> {
@@ -189,7 +189,7 @@ fn build_output_sets(
     let mut shared: Vec<(Symbol, Value)> = attrs.iter().map(|(k, v)| (k, v.clone())).collect();
     let mut overlay: Vec<(Symbol, Value)> = Vec::with_capacity(names.len() + 2);
     for (name, cell) in names.iter().zip(&cells) {
-        overlay.push((sym(name.as_str()), Value::Thunk(cell.clone())));
+        overlay.push((sym(&name.to_str_lossy()), Value::Thunk(cell.clone())));
     }
     overlay.push((fixed.all, all));
     overlay.push((fixed.drv_attrs, Value::Attrs(attrs.clone())));
@@ -518,7 +518,9 @@ mod tests {
             let value = ev
                 .eval_string(&source, Path::new("/"))
                 .map_err(|e| e.message().to_owned())?;
-            ev.to_json(&value).map_err(|e| e.message().to_owned())
+            ev.to_json(&value)
+                .map(|json| String::from_utf8_lossy(&json).into_owned())
+                .map_err(|e| e.message().to_owned())
         })
         .unwrap_or_else(|message| format!("error: {message}"))
     }
