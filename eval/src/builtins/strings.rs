@@ -257,8 +257,8 @@ fn group_values(text: &[u8], found: &RegexMatch) -> Value {
 }
 
 fn regex_match(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let pattern = force_string_no_context(ev, arg(args, 0), span)?;
-    let regex = compile(&pattern).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
+    let pattern = force_shared_string_no_context(ev, arg(args, 0), span)?;
+    let regex = compile(pattern.as_bytes()).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
     let s = ev.force_string(arg(args, 1), span)?;
     let text = s.as_bytes();
     Ok(match regex.match_whole(text) {
@@ -268,8 +268,8 @@ fn regex_match(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
 }
 
 fn split(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let pattern = force_string_no_context(ev, arg(args, 0), span)?;
-    let regex = compile(&pattern).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
+    let pattern = force_shared_string_no_context(ev, arg(args, 0), span)?;
+    let regex = compile(pattern.as_bytes()).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
     let s = ev.force_string(arg(args, 1), span)?;
     let text = s.as_bytes();
     let matches = regex.find_all(text);

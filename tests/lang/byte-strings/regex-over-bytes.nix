@@ -8,4 +8,10 @@ in
   (builtins.match "(.)(.).*" contents)
   (builtins.split "c" contents)
   (builtins.split "(é)" "aébéc")
+  # The pattern is bytes too: a character in brackets stands for each of its bytes, and a
+  # repetition applies to the last byte only.
+  (builtins.match "[é]" (builtins.substring 0 1 "é"))
+  (builtins.match "[é]" "é")
+  (builtins.match "(é+)" "é${builtins.substring 1 1 "é"}")
+  (builtins.match "(é+)" "éé")
 ]
