@@ -178,7 +178,12 @@ impl NixString {
     /// The text, with every invalid UTF-8 sequence replaced by U+FFFD; borrowed when the bytes
     /// are UTF-8 already.
     pub fn to_str_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.0.text)
+        // `from_utf8` checks the common case (short, valid, often ASCII: attribute names)
+        // several times faster than `from_utf8_lossy`'s chunk iterator.
+        match std::str::from_utf8(&self.0.text) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&self.0.text),
+        }
     }
 
     pub fn context(&self) -> &Context {
