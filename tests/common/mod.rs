@@ -25,6 +25,10 @@ pub const DIR_PLACEHOLDER: &str = "@DIR@";
 /// Value of `KILN_CORPUS_VAR` in every run (read by `builtins.getEnv` cases).
 pub const CORPUS_VAR_VALUE: &str = "value from the corpus environment";
 
+/// Value of `KILN_CORPUS_BYTES_VAR` in every run: bytes that are not UTF-8 (`getEnv` gives
+/// them as they are).
+pub const CORPUS_BYTES_VAR_VALUE: &[u8] = b"\xff\xfe-\xc3\xa9";
+
 /// Longest time one evaluation may take before it counts as hung.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -196,6 +200,10 @@ pub fn kiln() -> Command {
 pub fn corpus_env(command: &mut Command) -> &mut Command {
     command
         .env("KILN_CORPUS_VAR", CORPUS_VAR_VALUE)
+        .env(
+            "KILN_CORPUS_BYTES_VAR",
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(CORPUS_BYTES_VAR_VALUE),
+        )
         .env_remove("KILN_CORPUS_UNSET_VAR")
         .env_remove("NIX_PATH")
         .env_remove("KILN_PATH")
