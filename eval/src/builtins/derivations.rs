@@ -635,4 +635,30 @@ mod tests {
             assert!(actual.contains(expected), "{source}: {actual}");
         }
     }
+
+    /// Nix 2.8 writes such bytes into the `.drv` as they are; kiln's derivation model holds
+    /// text, so it refuses them rather than give another `.drv` path than Nix's.
+    #[test]
+    fn attributes_that_are_not_utf8_are_refused() {
+        let half = r#"builtins.substring 0 1 "é""#;
+        for attrs in [
+            format!("a = {half};"),
+            format!("args = [ ({half}) ];"),
+            format!("__structuredAttrs = true; a = [ ({half}) ];"),
+        ] {
+            let source = format!(
+                r#"(derivation {{ name = "a"; builder = "/b"; system = "x"; {attrs} }}).drvPath"#
+            );
+            let actual = eval_json(&source);
+            assert!(
+                actual.contains("is not valid UTF-8, which kiln's derivations cannot hold"),
+                "{source}: {actual}"
+            );
+        }
+        // Bytes that are UTF-8 pass.
+        let source = format!(
+            r#"(derivation {{ name = "a"; builder = "/b"; system = "x"; a = {half} + builtins.substring 1 1 "é"; }}).drvPath"#
+        );
+        assert!(eval_json(&source).ends_with(r#"-a.drv""#), "{source}");
+    }
 }
