@@ -47,8 +47,8 @@ pub fn escape_string(s: &[u8], out: &mut Vec<u8>) {
 
 /// Quotes an attribute name as Nix 2.8 prints one that is not an identifier: as a string,
 /// except that every `$` is escaped (`{ "\$a" = 1; }`), not only one before `{`.
-fn escape_attribute_name(name: &str, out: &mut Vec<u8>) {
-    quote(name.as_bytes(), out, |_| true);
+fn escape_attribute_name(name: &[u8], out: &mut Vec<u8>) {
+    quote(name, out, |_| true);
 }
 
 /// `"…"` with `"`, `\`, line feed, carriage return and tab escaped, and `$` when
@@ -137,7 +137,7 @@ impl Evaluator {
                     if is_plain_identifier(name.as_str()) {
                         out.extend_from_slice(name.as_str().as_bytes());
                     } else {
-                        escape_attribute_name(name.as_str(), out);
+                        escape_attribute_name(name.as_bytes(), out);
                     }
                     out.extend_from_slice(b" = ");
                     self.print_into(v, None, strict, out, seen);
@@ -231,7 +231,7 @@ impl Evaluator {
                     if i > 0 {
                         out.push(b',');
                     }
-                    json_string(name.as_str().as_bytes(), out);
+                    json_string(name.as_bytes(), out);
                     out.push(b':');
                     self.json_into(item, span, out, context).map_err(|e| {
                         e.add_trace(format!("while evaluating the attribute '{name}'"), None)

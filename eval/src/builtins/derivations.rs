@@ -189,7 +189,10 @@ fn build_output_sets(
     let mut shared: Vec<(Symbol, Value)> = attrs.iter().map(|(k, v)| (k, v.clone())).collect();
     let mut overlay: Vec<(Symbol, Value)> = Vec::with_capacity(names.len() + 2);
     for (name, cell) in names.iter().zip(&cells) {
-        overlay.push((sym(&name.to_str_lossy()), Value::Thunk(cell.clone())));
+        overlay.push((
+            Symbol::intern_bytes(name.as_bytes()),
+            Value::Thunk(cell.clone()),
+        ));
     }
     overlay.push((fixed.all, all));
     overlay.push((fixed.drv_attrs, Value::Attrs(attrs.clone())));

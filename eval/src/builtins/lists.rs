@@ -394,8 +394,8 @@ fn group_by(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let mut groups: HashMap<Symbol, Vec<Value>> = HashMap::new();
     for item in list.iter() {
         let key = ev.call(&function, item.clone(), span)?;
-        let key = super::strings::force_string_no_context(ev, &key, span)?;
-        groups.entry(sym(&key)).or_default().push(item.clone());
+        let key = super::strings::force_attr_name(ev, &key, span)?;
+        groups.entry(key).or_default().push(item.clone());
     }
     let entries = groups
         .into_iter()

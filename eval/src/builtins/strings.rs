@@ -69,8 +69,8 @@ pub(crate) fn force_string_no_context(
 /// An attribute name given as a string without context (`listToAttrs`, `hasAttr`, …),
 /// interned without copying the text first.
 pub(crate) fn force_attr_name(ev: &Evaluator, value: &Value, span: Span) -> EvalResult<Symbol> {
-    Ok(Symbol::intern(
-        &force_shared_string_no_context(ev, value, span)?.to_str_lossy(),
+    Ok(Symbol::intern_bytes(
+        force_shared_string_no_context(ev, value, span)?.as_bytes(),
     ))
 }
 

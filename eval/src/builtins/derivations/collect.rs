@@ -59,6 +59,13 @@ pub(super) fn collect_attrs(
     };
     let mut json_entries: Vec<(String, Vec<u8>)> = Vec::new();
     for (key, value) in attrs.iter() {
+        // A name that is not UTF-8 has bytes other than its text.
+        if key.as_bytes() != key.as_str().as_bytes() {
+            return Err(error(
+                format!("the derivation attribute name '{key}' is not valid UTF-8, which kiln's derivations cannot hold"),
+                span,
+            ));
+        }
         let key = key.as_str();
         if key == "__ignoreNulls" {
             continue;
