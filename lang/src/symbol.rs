@@ -176,10 +176,38 @@ impl Symbol {
         self.0
     }
 
+    /// Whether every name interned so far is UTF-8. While it holds, `cmp_text` orders
+    /// symbols as `cmp` does without looking at that for each comparison (a binary search
+    /// asks once).
+    #[inline]
+    pub fn all_utf8() -> bool {
+        !NON_UTF8_NAMES.load(AtomicOrdering::Relaxed)
+    }
+
+    /// The byte order of the symbols' texts: `cmp`'s order while `all_utf8` holds.
+    #[inline]
+    pub fn cmp_text(self, other: Symbol) -> std::cmp::Ordering {
+        if self == other {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.as_bytes().cmp(other.0.as_bytes())
+        }
+    }
+
     /// The name's bytes.
+    #[inline]
     pub fn as_bytes(self) -> &'static [u8] {
+        if NON_UTF8_NAMES.load(AtomicOrdering::Acquire) {
+            return self.bytes_when_some_are_not_utf8();
+        }
+        self.0.as_bytes()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bytes_when_some_are_not_utf8(self) -> &'static [u8] {
         // The text of a name that is not UTF-8 holds at least one U+FFFD.
-        if NON_UTF8_NAMES.load(AtomicOrdering::Acquire) && self.0.contains('\u{fffd}') {
+        if self.0.contains('\u{fffd}') {
             let bytes = non_utf8_bytes()
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner())
@@ -214,16 +242,22 @@ impl PartialOrd for Symbol {
 /// Byte order of the names, the order Nix shows attributes in.
 impl Ord for Symbol {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        if self == other {
+        if Symbol::all_utf8() {
+            self.cmp_text(*other)
+        } else if self == other {
             std::cmp::Ordering::Equal
-        } else if NON_UTF8_NAMES.load(AtomicOrdering::Relaxed) {
+        } else {
             // Two distinct symbols may share a text only when one is not UTF-8: their bytes
             // tell them apart.
-            self.as_bytes().cmp(other.as_bytes())
-        } else {
-            self.0.as_bytes().cmp(other.0.as_bytes())
+            compare_bytes(*self, *other)
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn compare_bytes(a: Symbol, b: Symbol) -> std::cmp::Ordering {
+    a.as_bytes().cmp(b.as_bytes())
 }
 
 impl fmt::Debug for Symbol {
