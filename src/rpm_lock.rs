@@ -78,9 +78,9 @@ pub fn lock_target(
     let field = |name: &str| -> Result<Option<String>, LockTargetError> {
         let value = evaluator.select_attr_path(lock.clone(), name)?;
         let json = evaluator.to_json(&value)?;
-        serde_json::from_str::<Option<String>>(&json).map_err(|_| LockTargetError::NotAString {
+        serde_json::from_slice::<Option<String>>(&json).map_err(|_| LockTargetError::NotAString {
             name: name.to_owned(),
-            json,
+            json: String::from_utf8_lossy(&json).into_owned(),
         })
     };
     let file = field("file")?.map(PathBuf::from);

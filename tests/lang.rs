@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 
 use common::lang::{cases, Expectation, LangCase};
-use common::{corpus_dir, diff, error_message, kiln, substitute, Report, RunOutput};
+use common::{
+    corpus_dir, diff_bytes, error_message, kiln, substitute, substitute_bytes, Report, RunOutput,
+};
 
 /// The logical store directory the expectations were generated with.
 const STORE_DIR: &str = "/nix/store";
@@ -30,9 +32,9 @@ fn run_kiln(case: &LangCase, corpus: &Path, store_root: &Path, flags: &[&str]) -
 fn check(expected: &Expectation, run: &RunOutput, corpus: &Path) -> Option<String> {
     match expected {
         Expectation::Output(text) => {
-            let want = substitute(text, corpus);
-            let got = run.stdout_text();
-            if run.code == Some(0) && got == want {
+            let want = substitute_bytes(text, corpus);
+            let got = &run.stdout;
+            if run.code == Some(0) && *got == want {
                 return None;
             }
             let mut detail = String::new();
@@ -43,8 +45,8 @@ fn check(expected: &Expectation, run: &RunOutput, corpus: &Path) -> Option<Strin
                     indent(&run.stderr)
                 ));
             }
-            if got != want {
-                detail.push_str(&diff(&want, &got));
+            if *got != want {
+                detail.push_str(&diff_bytes(&want, got));
             }
             Some(detail)
         }

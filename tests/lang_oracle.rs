@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 
 use common::lang::{cases, Expectation, LangCase};
-use common::{corpus_dir, diff, normalise, oracle_available, OracleHome, Report};
+use common::{
+    corpus_dir, diff, diff_bytes, normalise, normalise_bytes, oracle_available, OracleHome, Report,
+};
 
 /// What the oracle says about one case: the same shape as the committed expectations, and
 /// the `trace: …` lines of a successful run.
@@ -31,7 +33,7 @@ fn oracle_says(
                 .map(|line| normalise(line, corpus))
                 .collect();
             (
-                Expectation::Output(normalise(&run.stdout_text(), corpus)),
+                Expectation::Output(normalise_bytes(&run.stdout, corpus)),
                 trace,
             )
         }
@@ -48,7 +50,7 @@ fn oracle_says(
 
 fn describe(expectation: &Expectation) -> String {
     match expectation {
-        Expectation::Output(text) => format!("output {text:?}"),
+        Expectation::Output(text) => format!("output \"{}\"", text.escape_ascii()),
         Expectation::Error(line) => format!("error {line:?}"),
     }
 }
@@ -56,8 +58,8 @@ fn describe(expectation: &Expectation) -> String {
 fn compare(expected: &Expectation, actual: &Expectation) -> Option<String> {
     match (expected, actual) {
         (a, b) if a == b => None,
-        (Expectation::Output(a), Expectation::Output(b))
-        | (Expectation::Error(a), Expectation::Error(b)) => Some(diff(a, b)),
+        (Expectation::Output(a), Expectation::Output(b)) => Some(diff_bytes(a, b)),
+        (Expectation::Error(a), Expectation::Error(b)) => Some(diff(a, b)),
         (a, b) => Some(format!(
             "    committed: {}\n    oracle:    {}\n",
             describe(a),

@@ -7,6 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+/// The tests copy the kiln binary and execute the copy: run one at a time, or a copy still
+/// open for writing in one test's thread is inherited by the other's fork and `exec` fails
+/// with "Text file busy".
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn skip_or_fail(reason: &str) {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("CI=true and {reason}");
@@ -29,6 +34,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn the_busybox_example_builds_without_root() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if !Path::new("/bin/busybox").exists() {
         return skip_or_fail("busybox is not installed at /bin/busybox");
     }
@@ -117,6 +123,7 @@ fn the_busybox_example_builds_without_root() {
 /// inside the root protects the directory.
 #[test]
 fn a_rootless_rootfs_build_does_not_write_through_the_layers_links() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if !Path::new("/bin/busybox").exists() {
         return skip_or_fail("busybox is not installed at /bin/busybox");
     }

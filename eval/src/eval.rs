@@ -221,7 +221,7 @@ impl Evaluator {
         Value::String(
             strings
                 .entry(name)
-                .or_insert_with(|| NixString::new(name.as_str()))
+                .or_insert_with(|| NixString::new(name.as_bytes()))
                 .clone(),
         )
     }
@@ -598,7 +598,7 @@ impl Evaluator {
 
     /// An attribute name for a lookup (`.`/`?`): `Err(text)` when the name was never interned,
     /// so no set can have it (and interning it would only grow the symbol table).
-    fn lookup_name(&self, name: &AttrName, env: &Env) -> EvalResult<Result<Symbol, String>> {
+    fn lookup_name(&self, name: &AttrName, env: &Env) -> EvalResult<Result<Symbol, NixString>> {
         match name {
             AttrName::Static(s) => Ok(Ok(*s)),
             AttrName::Dynamic(expr) => {
@@ -612,7 +612,7 @@ impl Evaluator {
                     },
                 )?;
                 reject_context(&s, expr.span)?;
-                Ok(Symbol::lookup(s.as_str()).ok_or_else(|| s.as_str().to_string()))
+                Ok(Symbol::lookup_bytes(s.as_bytes()).ok_or(s))
             }
         }
     }
@@ -719,7 +719,7 @@ impl Evaluator {
                 },
             )?;
             reject_context(&name, dynamic.name.span)?;
-            let name = sym(name.as_str());
+            let name = Symbol::intern_bytes(name.as_bytes());
             if result.contains(name) {
                 let position = self.sources.borrow().describe(dynamic.span);
                 return Err(EvalError::eval(format!(
@@ -757,15 +757,15 @@ impl Evaluator {
 
     #[inline(never)]
     fn eval_interpolation(&self, parts: &[StrPart], env: &Env, _span: Span) -> EvalResult<Value> {
-        let mut text = String::new();
+        let mut text = Vec::new();
         let mut context = Context::new();
         for part in parts {
             match part {
-                StrPart::Literal(s) => text.push_str(s),
+                StrPart::Literal(s) => text.extend_from_slice(s.as_bytes()),
                 StrPart::Interpolation(expr) => {
                     let v = self.eval(expr, env)?;
                     let s = self.coerce_to_string(&v, expr.span, CoerceMode::INTERPOLATION)?;
-                    text.push_str(s.as_str());
+                    text.extend_from_slice(s.as_bytes());
                     if s.has_context() {
                         context.extend(s.context().iter().cloned());
                     }
@@ -794,7 +794,7 @@ impl Evaluator {
                                     copy_to_store: false,
                                 },
                             )?;
-                            text.push_str(s.as_str());
+                            text.push_str(&s.to_str_lossy());
                         }
                     }
                 }
@@ -816,7 +816,7 @@ impl Evaluator {
 /// "while evaluating the attribute 'a'", added to an error from forcing `a` in `x.a`.
 #[cold]
 #[inline(never)]
-fn attribute_frame(e: EvalError, name: &Result<Symbol, String>, span: Span) -> EvalError {
+fn attribute_frame(e: EvalError, name: &Result<Symbol, NixString>, span: Span) -> EvalError {
     let name = name.as_ref().map_or("", |n| n.as_str());
     e.add_trace(
         format!("while evaluating the attribute '{name}'"),
@@ -827,10 +827,10 @@ fn attribute_frame(e: EvalError, name: &Result<Symbol, String>, span: Span) -> E
 /// `x.a` where `x` has no `a`: the error, with the closest name `x` has as a suggestion.
 #[cold]
 #[inline(never)]
-fn missing_attribute(name: &Result<Symbol, String>, attrs: &Attrs, span: Span) -> EvalError {
+fn missing_attribute(name: &Result<Symbol, NixString>, attrs: &Attrs, span: Span) -> EvalError {
     let name = match name {
         Ok(symbol) => symbol.as_str().to_string(),
-        Err(text) => text.clone(),
+        Err(text) => text.to_str_lossy().into_owned(),
     };
     let suggestion = kiln_lang::suggest::closest(&name, attrs.names().map(|s| s.as_str()));
     EvalError::eval(format!("attribute '{name}' missing"))

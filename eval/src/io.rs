@@ -36,7 +36,8 @@ pub trait EvalIo {
     fn entry_type(&self, path: &Path) -> Option<FileType> {
         self.file_type(path)
     }
-    fn get_env(&self, name: &str) -> Option<String>;
+    /// An environment variable's value as bytes (which need not be UTF-8, as a Nix string).
+    fn get_env(&self, name: &str) -> Option<Vec<u8>>;
     /// Seconds since the epoch.
     fn current_time(&self) -> i64;
 }
@@ -101,8 +102,8 @@ impl EvalIo for StdIo {
         std::fs::symlink_metadata(path).ok().map(|m| classify(&m))
     }
 
-    fn get_env(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
+    fn get_env(&self, name: &str) -> Option<Vec<u8>> {
+        std::env::var_os(name).map(std::os::unix::ffi::OsStringExt::into_vec)
     }
 
     fn current_time(&self) -> i64 {
@@ -180,8 +181,8 @@ impl EvalIo for MemoryIo {
             .then_some(FileType::Directory)
     }
 
-    fn get_env(&self, name: &str) -> Option<String> {
-        self.env.get(name).cloned()
+    fn get_env(&self, name: &str) -> Option<Vec<u8>> {
+        self.env.get(name).map(|value| value.clone().into_bytes())
     }
 
     fn current_time(&self) -> i64 {

@@ -313,8 +313,8 @@ impl Evaluator {
         Ok(current)
     }
 
-    /// The value as JSON, as `--json` prints it.
-    pub fn to_json(&self, v: &Value) -> Result<String, EvalError> {
+    /// The value as JSON, as `--json` prints it (bytes: strings that are not UTF-8 are copied).
+    pub fn to_json(&self, v: &Value) -> Result<Vec<u8>, EvalError> {
         Ok(self.to_json_with_context(v, Span::default())?.0)
     }
 
@@ -342,10 +342,10 @@ impl Evaluator {
                     copy_to_store: false,
                 },
             )?
-            .as_str()
-            .to_string();
+            .to_str_lossy()
+            .into_owned();
         let output = match attrs.get(sym("outputName")) {
-            Some(o) => self.force_string(o, span)?.as_str().to_string(),
+            Some(o) => self.force_string(o, span)?.to_str_lossy().into_owned(),
             None => "out".to_string(),
         };
         Ok(if output == "out" {

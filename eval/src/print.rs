@@ -1,11 +1,13 @@
 //! Showing values as `nix-instantiate --eval [--strict]` prints them, and converting them to
 //! JSON with `builtins.toJSON` semantics (`__toString`, `outPath`, paths copied to the store).
+//! Both produce bytes: a string's bytes are copied as they are, whether UTF-8 or not, and
+//! only the characters Nix escapes are escaped.
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::SeenSet;
 use crate::eval::{sym, CoerceMode, Evaluator};
 use crate::value::{Context, Value};
 use kiln_lang::Span;
-use std::fmt::Write;
+use std::io::Write;
 use std::rc::Rc;
 
 /// Formats a float like C++'s default stream output (`%g`, 6 significant digits).
@@ -39,33 +41,33 @@ pub fn format_float(x: f64) -> String {
 }
 
 /// Quotes a string as Nix prints it.
-pub fn escape_string(s: &str, out: &mut String) {
-    quote(s, out, |next| next == Some(&'{'));
+pub fn escape_string(s: &[u8], out: &mut Vec<u8>) {
+    quote(s, out, |next| next == Some(&b'{'));
 }
 
 /// Quotes an attribute name as Nix 2.8 prints one that is not an identifier: as a string,
 /// except that every `$` is escaped (`{ "\$a" = 1; }`), not only one before `{`.
-fn escape_attribute_name(name: &str, out: &mut String) {
+fn escape_attribute_name(name: &[u8], out: &mut Vec<u8>) {
     quote(name, out, |_| true);
 }
 
 /// `"…"` with `"`, `\`, line feed, carriage return and tab escaped, and `$` when
-/// `escape_dollar` says so of the character after it.
-fn quote(s: &str, out: &mut String, escape_dollar: impl Fn(Option<&char>) -> bool) {
-    out.push('"');
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '$' if escape_dollar(chars.peek()) => out.push_str("\\$"),
-            c => out.push(c),
+/// `escape_dollar` says so of the byte after it. Every other byte is copied.
+fn quote(s: &[u8], out: &mut Vec<u8>, escape_dollar: impl Fn(Option<&u8>) -> bool) {
+    out.push(b'"');
+    let mut bytes = s.iter().peekable();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'$' if escape_dollar(bytes.peek().copied()) => out.extend_from_slice(b"\\$"),
+            b => out.push(b),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 /// Whether an attribute name can be printed without quotes.
@@ -83,19 +85,20 @@ fn is_plain_identifier(name: &str) -> bool {
 
 impl Evaluator {
     /// Shows a value like `nix-instantiate --eval`; with `strict` everything is forced first.
-    pub fn print_value(&self, value: &Value, strict: bool) -> EvalResult<String> {
+    /// The result is bytes: strings are printed as the bytes they hold.
+    pub fn print_value(&self, value: &Value, strict: bool) -> EvalResult<Vec<u8>> {
         let span = Span::default();
         let value = if strict {
             self.deep_force(value, span)?
         } else {
             self.force(value, span)?
         };
-        let mut out = String::new();
+        let mut out = Vec::new();
         let mut seen = SeenSet::default();
         // The top-level value is a copy in Nix: a small list there never counts as seen.
         match &value {
             // The top-level value is forced, so a lambda there is never `<CODE>`.
-            Value::Lambda(_) => out.push_str("<LAMBDA>"),
+            Value::Lambda(_) => out.extend_from_slice(b"<LAMBDA>"),
             _ => self.print_into(&value, None, strict, &mut out, &mut seen),
         }
         Ok(out)
@@ -112,35 +115,35 @@ impl Evaluator {
         value: &Value,
         cell: Option<usize>,
         strict: bool,
-        out: &mut String,
+        out: &mut Vec<u8>,
         seen: &mut SeenSet,
     ) {
         match value {
-            Value::Null => out.push_str("null"),
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Value::Int(i) => {
                 let _ = write!(out, "{i}");
             }
-            Value::Float(f) => out.push_str(&format_float(*f)),
-            Value::String(s) => escape_string(s.as_str(), out),
-            Value::Path(p) => out.push_str(p),
+            Value::Float(f) => out.extend_from_slice(format_float(*f).as_bytes()),
+            Value::String(s) => escape_string(s.as_bytes(), out),
+            Value::Path(p) => out.extend_from_slice(p.as_bytes()),
             Value::Attrs(attrs) => {
                 if !attrs.is_empty() && !seen.insert(Rc::as_ptr(attrs) as usize) {
-                    out.push_str("«repeated»");
+                    out.extend_from_slice("«repeated»".as_bytes());
                     return;
                 }
-                out.push_str("{ ");
+                out.extend_from_slice(b"{ ");
                 for (name, v) in attrs.iter() {
                     if is_plain_identifier(name.as_str()) {
-                        out.push_str(name.as_str());
+                        out.extend_from_slice(name.as_str().as_bytes());
                     } else {
-                        escape_attribute_name(name.as_str(), out);
+                        escape_attribute_name(name.as_bytes(), out);
                     }
-                    out.push_str(" = ");
+                    out.extend_from_slice(b" = ");
                     self.print_into(v, None, strict, out, seen);
-                    out.push_str("; ");
+                    out.extend_from_slice(b"; ");
                 }
-                out.push('}');
+                out.push(b'}');
             }
             Value::List(items) => {
                 let key = if items.len() <= 2 {
@@ -149,35 +152,40 @@ impl Evaluator {
                     Some(Rc::as_ptr(items) as usize)
                 };
                 if !items.is_empty() && key.is_some_and(|key| !seen.insert(key)) {
-                    out.push_str("«repeated»");
+                    out.extend_from_slice("«repeated»".as_bytes());
                     return;
                 }
-                out.push_str("[ ");
+                out.extend_from_slice(b"[ ");
                 for v in items.iter() {
                     self.print_into(v, None, strict, out, seen);
-                    out.push(' ');
+                    out.push(b' ');
                 }
-                out.push(']');
+                out.push(b']');
             }
             Value::Lambda(closure) if !strict && cell.is_none() && closure.unforced.get() => {
-                out.push_str("<CODE>")
+                out.extend_from_slice(b"<CODE>")
             }
-            Value::Lambda(_) => out.push_str("<LAMBDA>"),
-            Value::PrimOp(_) => out.push_str("<PRIMOP>"),
-            Value::PrimOpApp(_) => out.push_str("<PRIMOP-APP>"),
+            Value::Lambda(_) => out.extend_from_slice(b"<LAMBDA>"),
+            Value::PrimOp(_) => out.extend_from_slice(b"<PRIMOP>"),
+            Value::PrimOpApp(_) => out.extend_from_slice(b"<PRIMOP-APP>"),
             Value::Thunk(t) => match t.value() {
                 Some(v) => {
                     let cell = Some(Rc::as_ptr(&t.0) as usize);
                     self.print_into(&v, cell, strict, out, seen)
                 }
-                None => out.push_str("<CODE>"),
+                None => out.extend_from_slice(b"<CODE>"),
             },
         }
     }
 
     /// The value as JSON (`builtins.toJSON`, `--json`), with the context of the strings used.
-    pub fn to_json_with_context(&self, value: &Value, span: Span) -> EvalResult<(String, Context)> {
-        let mut out = String::new();
+    /// Bytes, like Nix's: a string that is not UTF-8 is copied as it is.
+    pub fn to_json_with_context(
+        &self,
+        value: &Value,
+        span: Span,
+    ) -> EvalResult<(Vec<u8>, Context)> {
+        let mut out = Vec::new();
         let mut context = Context::new();
         self.json_into(value, span, &mut out, &mut context)?;
         Ok((out, context))
@@ -187,59 +195,59 @@ impl Evaluator {
         &self,
         value: &Value,
         span: Span,
-        out: &mut String,
+        out: &mut Vec<u8>,
         context: &mut Context,
     ) -> EvalResult<()> {
         self.check_stack(span)?;
         let v = self.force(value, span)?;
         match &v {
-            Value::Null => out.push_str("null"),
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Value::Int(i) => {
                 let _ = write!(out, "{i}");
             }
-            Value::Float(f) => out.push_str(&format_float(*f)),
+            Value::Float(f) => out.extend_from_slice(format_float(*f).as_bytes()),
             Value::String(s) => {
-                json_string(s.as_str(), out);
+                json_string(s.as_bytes(), out);
                 context.extend(s.context().iter().cloned());
             }
             Value::Path(_) => {
                 let s = self.coerce_to_string(&v, span, CoerceMode::INTERPOLATION)?;
-                json_string(s.as_str(), out);
+                json_string(s.as_bytes(), out);
                 context.extend(s.context().iter().cloned());
             }
             Value::Attrs(attrs) => {
                 if attrs.contains(sym("__toString")) {
                     let s = self.coerce_to_string(&v, span, CoerceMode::INTERPOLATION)?;
-                    json_string(s.as_str(), out);
+                    json_string(s.as_bytes(), out);
                     context.extend(s.context().iter().cloned());
                     return Ok(());
                 }
                 if let Some(out_path) = attrs.get(sym("outPath")) {
                     return self.json_into(out_path, span, out, context);
                 }
-                out.push('{');
+                out.push(b'{');
                 for (i, (name, item)) in attrs.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    json_string(name.as_str(), out);
-                    out.push(':');
+                    json_string(name.as_bytes(), out);
+                    out.push(b':');
                     self.json_into(item, span, out, context).map_err(|e| {
                         e.add_trace(format!("while evaluating the attribute '{name}'"), None)
                     })?;
                 }
-                out.push('}');
+                out.push(b'}');
             }
             Value::List(items) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     self.json_into(item, span, out, context)?;
                 }
-                out.push(']');
+                out.push(b']');
             }
             Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => {
                 return Err(EvalError::new(
@@ -255,25 +263,26 @@ impl Evaluator {
     }
 }
 
-/// JSON string escaping as Nix does it.
-pub fn json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+/// JSON string escaping as Nix does it: `"`, `\` and the control characters below 0x20
+/// are escaped, every other byte is copied (so bytes that are not UTF-8 stay as they are).
+pub fn json_string(s: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &b in s {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b if b < 0x20 => {
+                let _ = write!(out, "\\u{b:04x}");
             }
-            c => out.push(c),
+            b => out.push(b),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -305,9 +314,12 @@ mod tests {
 
     #[test]
     fn strings_are_escaped() {
-        let mut out = String::new();
-        escape_string("a\"${b}\n\t\r\\", &mut out);
-        assert_eq!(out, r#""a\"\${b}\n\t\r\\""#);
+        let mut out = Vec::new();
+        escape_string(b"a\"${b}\n\t\r\\\xff", &mut out);
+        assert_eq!(out, &b"\"a\\\"\\${b}\\n\\t\\r\\\\\xff\""[..]);
+        let mut json = Vec::new();
+        json_string(b"\"\x01\x7f\xc3\xa9\xff", &mut json);
+        assert_eq!(json, &b"\"\\\"\\u0001\x7f\xc3\xa9\xff\""[..]);
         assert!(is_plain_identifier("c"));
         assert!(!is_plain_identifier("a b"));
         assert!(!is_plain_identifier("if"));

@@ -61,7 +61,7 @@ fn run(src: &'static str) -> String {
             .eval_string(src, Path::new("/src"))
             .and_then(|v| ev.print_value(&v, true))
         {
-            Ok(s) => s,
+            Ok(s) => String::from_utf8_lossy(&s).into_owned(),
             Err(e) => format!("error: {}", e.message()),
         }
     })
@@ -298,14 +298,14 @@ fn laziness() {
             )
             .unwrap();
         assert_eq!(
-            ev.print_value(&v, false).unwrap(),
+            String::from_utf8(ev.print_value(&v, false).unwrap()).unwrap(),
             "{ a = <CODE>; b = <CODE>; c = <CODE>; }"
         );
         let v = ev
             .eval_string("rec { a = 1; b = a; c = [a]; }", Path::new("/"))
             .unwrap();
         assert_eq!(
-            ev.print_value(&v, false).unwrap(),
+            String::from_utf8(ev.print_value(&v, false).unwrap()).unwrap(),
             "{ a = 1; b = 1; c = <CODE>; }"
         );
     });
@@ -344,7 +344,7 @@ fn unbound_frame_slots_behave_as_bound_ones() {
         let ev = evaluator();
         let show = |src: &str| {
             let v = ev.eval_string(src, Path::new("/")).unwrap();
-            ev.print_value(&v, false).unwrap()
+            String::from_utf8(ev.print_value(&v, false).unwrap()).unwrap()
         };
         assert_eq!(show("let f = x: x; in { a = f; }"), "{ a = <CODE>; }");
         assert_eq!(
@@ -428,7 +428,7 @@ fn let_frames_do_not_keep_themselves_alive() {
         assert_eq!(Rc::strong_count(&argument.0), 2, "held by the frames");
         assert_eq!(
             ev.print_value(&result, true).unwrap(),
-            "{ a = 2; c = [ 2 ]; }"
+            b"{ a = 2; c = [ 2 ]; }"
         );
         drop(result);
         assert_eq!(Rc::strong_count(&argument.0), 1, "freed with the result");
@@ -450,7 +450,7 @@ fn json_and_api() {
             )
             .unwrap();
         assert_eq!(
-            ev.to_json(&v).unwrap(),
+            String::from_utf8(ev.to_json(&v).unwrap()).unwrap(),
             r#"{"d":"hi","o":"/x","x":[1.5,"é"]}"#
         );
         let f = ev
@@ -459,12 +459,18 @@ fn json_and_api() {
         let r = ev
             .auto_call(f, &[("a".into(), AutoArg::Expr("40".into()))])
             .unwrap();
-        assert_eq!(ev.print_value(&r, true).unwrap(), "42");
+        assert_eq!(
+            String::from_utf8(ev.print_value(&r, true).unwrap()).unwrap(),
+            "42"
+        );
         let v = ev
             .eval_string("{ a.b = [ 1 { c = 5; } ]; }", Path::new("/"))
             .unwrap();
         let r = ev.select_attr_path(v, "a.b.1.c").unwrap();
-        assert_eq!(ev.print_value(&r, true).unwrap(), "5");
+        assert_eq!(
+            String::from_utf8(ev.print_value(&r, true).unwrap()).unwrap(),
+            "5"
+        );
     });
     assert_eq!(
         parse_search_path("nixpkgs=/a/b:/c:x=https://h/t.tar.gz"),
@@ -493,7 +499,7 @@ fn rendered_error(src: &'static str) -> String {
             .eval_string(src, Path::new("/src"))
             .and_then(|v| ev.print_value(&v, true))
         {
-            Ok(s) => panic!("expected an error, got {s}"),
+            Ok(s) => panic!("expected an error, got {}", String::from_utf8_lossy(&s)),
             Err(e) => ev.render_error(&e),
         }
     })

@@ -86,7 +86,7 @@ impl Value {
         }
     }
 
-    pub fn string(text: impl Into<String>) -> Value {
+    pub fn string(text: impl Into<Vec<u8>>) -> Value {
         Value::String(NixString::new(text))
     }
 
@@ -145,7 +145,7 @@ impl fmt::Debug for Value {
             Value::Bool(b) => write!(f, "{b}"),
             Value::Int(i) => write!(f, "{i}"),
             Value::Float(x) => write!(f, "{x}"),
-            Value::String(s) => write!(f, "{:?}", s.as_str()),
+            Value::String(s) => write!(f, "{s:?}"),
             Value::Path(p) => write!(f, "{p}"),
             Value::Attrs(a) => f.debug_map().entries(a.iter()).finish(),
             Value::List(l) => f.debug_list().entries(l.iter()).finish(),

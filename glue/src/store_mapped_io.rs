@@ -77,7 +77,7 @@ impl EvalIo for StoreMappedIo {
             .or_else(|| self.store_dir_itself(path))
     }
 
-    fn get_env(&self, name: &str) -> Option<String> {
+    fn get_env(&self, name: &str) -> Option<Vec<u8>> {
         self.inner.get_env(name)
     }
 

@@ -1,12 +1,20 @@
 //! Interned identifiers and attribute names. A `Symbol` is a pointer to a string leaked into a
 //! process-wide table, so equality and hashing are pointer operations while ordering and
 //! display still see the bytes (attribute sets are kept in byte order of their names).
-use std::collections::HashSet;
+//!
+//! Names are bytes, as Nix strings are, and are looked up by their bytes, so the evaluator
+//! finds the symbol of a string without checking it is UTF-8 first. A symbol's text
+//! (`as_str`) is UTF-8: for a name that is not, it is the name with U+FFFD for each invalid
+//! sequence, in an allocation of its own (so the symbol stays distinct from the UTF-8 name of
+//! that text and from other names that read the same), and `as_bytes` gives the name's bytes.
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Mutex, OnceLock};
 
-/// An interned string. Two symbols are equal iff they were interned from equal strings.
+/// An interned name. Two symbols are equal iff they were interned from equal bytes.
 #[derive(Clone, Copy)]
 pub struct Symbol(&'static str);
 
@@ -35,52 +43,181 @@ impl Hasher for FxHasher {
 /// `BuildHasher` for `FxHasher`.
 pub type BuildFxHasher = std::hash::BuildHasherDefault<FxHasher>;
 
-thread_local! {
-    /// The symbols this thread has seen, so the common case takes no lock.
-    static SEEN: std::cell::RefCell<HashSet<&'static str, BuildFxHasher>> =
-        std::cell::RefCell::new(HashSet::default());
+/// A table entry: the name's bytes, by which it is hashed and found, and its symbol's text
+/// (the same bytes when they are UTF-8).
+#[derive(Clone, Copy)]
+struct Name {
+    bytes: &'static [u8],
+    text: &'static str,
 }
 
-fn table() -> &'static Mutex<HashSet<&'static str, BuildFxHasher>> {
-    static TABLE: OnceLock<Mutex<HashSet<&'static str, BuildFxHasher>>> = OnceLock::new();
+impl Borrow<[u8]> for Name {
+    fn borrow(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+/// As `Borrow` requires: the same hash and equality as the bytes.
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state)
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Name {}
+
+type NameTable = HashSet<Name, BuildFxHasher>;
+
+thread_local! {
+    /// The symbols this thread has seen, so the common case takes no lock.
+    static SEEN: std::cell::RefCell<NameTable> = std::cell::RefCell::new(HashSet::default());
+}
+
+fn table() -> &'static Mutex<NameTable> {
+    static TABLE: OnceLock<Mutex<NameTable>> = OnceLock::new();
     TABLE.get_or_init(|| Mutex::new(HashSet::default()))
+}
+
+/// Whether a name that is not UTF-8 was ever interned; until then a symbol's bytes are its
+/// text's, with no lookup.
+static NON_UTF8_NAMES: AtomicBool = AtomicBool::new(false);
+
+/// The bytes of the names that are not UTF-8, by the address of their symbol's text.
+fn non_utf8_bytes() -> &'static Mutex<HashMap<usize, &'static [u8]>> {
+    static BYTES: OnceLock<Mutex<HashMap<usize, &'static [u8]>>> = OnceLock::new();
+    BYTES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The symbol of `name` in this thread's table.
+#[inline]
+fn seen(name: &[u8]) -> Option<Symbol> {
+    SEEN.with(|seen| seen.borrow().get(name).map(|found| Symbol(found.text)))
 }
 
 impl Symbol {
     /// Interns `name`, leaking it the first time it is seen (symbols live for the process).
     pub fn intern(name: &str) -> Symbol {
-        if let Some(found) = SEEN.with(|seen| seen.borrow().get(name).copied()) {
-            return Symbol(found);
+        match seen(name.as_bytes()) {
+            Some(found) => found,
+            None => Self::intern_unseen(name.as_bytes(), Some(name)),
         }
-        let symbol = Self::intern_shared(name);
-        SEEN.with(|seen| seen.borrow_mut().insert(symbol.0));
-        symbol
+    }
+
+    /// Interns a name given as bytes, which need not be UTF-8. A name seen before is found
+    /// without decoding it.
+    pub fn intern_bytes(name: &[u8]) -> Symbol {
+        match seen(name) {
+            Some(found) => found,
+            None => Self::intern_unseen(name, std::str::from_utf8(name).ok()),
+        }
     }
 
     /// The symbol for `name` if it was ever interned, without interning it: a name nobody
     /// interned cannot be an attribute of any set.
     pub fn lookup(name: &str) -> Option<Symbol> {
-        if let Some(found) = SEEN.with(|seen| seen.borrow().get(name).copied()) {
-            return Some(Symbol(found));
-        }
-        let set = table().lock().unwrap_or_else(|poison| poison.into_inner());
-        set.get(name).map(|found| Symbol(found))
+        Self::lookup_bytes(name.as_bytes())
     }
 
-    fn intern_shared(name: &str) -> Symbol {
+    /// `lookup` of a name given as bytes.
+    pub fn lookup_bytes(name: &[u8]) -> Option<Symbol> {
+        if let Some(found) = seen(name) {
+            return Some(found);
+        }
+        let set = table().lock().unwrap_or_else(|poison| poison.into_inner());
+        set.get(name).map(|found| Symbol(found.text))
+    }
+
+    /// Interns a name this thread has not seen yet; `text` is the name when it is UTF-8.
+    fn intern_unseen(bytes: &[u8], text: Option<&str>) -> Symbol {
+        let name = Self::intern_shared(bytes, text);
+        SEEN.with(|seen| seen.borrow_mut().insert(name));
+        Symbol(name.text)
+    }
+
+    fn intern_shared(bytes: &[u8], text: Option<&str>) -> Name {
         // A poisoned lock only means another thread panicked while inserting; the set itself is
         // still consistent (insertion is a single call), so keep using it.
         let mut set = table().lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some(existing) = set.get(name) {
-            return Symbol(existing);
+        if let Some(existing) = set.get(bytes) {
+            return *existing;
         }
-        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-        set.insert(leaked);
-        Symbol(leaked)
+        let name = match text {
+            Some(text) => {
+                let leaked: &'static str = Box::leak(Box::from(text));
+                Name {
+                    bytes: leaked.as_bytes(),
+                    text: leaked,
+                }
+            }
+            None => {
+                let bytes: &'static [u8] = Box::leak(Box::from(bytes));
+                let text: &'static str =
+                    Box::leak(String::from_utf8_lossy(bytes).into_owned().into_boxed_str());
+                non_utf8_bytes()
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .insert(text.as_ptr() as usize, bytes);
+                NON_UTF8_NAMES.store(true, AtomicOrdering::Release);
+                Name { bytes, text }
+            }
+        };
+        set.insert(name);
+        name
     }
 
+    /// The name as text: UTF-8, with U+FFFD for each invalid sequence of a name that is not.
     pub fn as_str(self) -> &'static str {
         self.0
+    }
+
+    /// Whether every name interned so far is UTF-8. While it holds, `cmp_text` orders
+    /// symbols as `cmp` does without looking at that for each comparison (a binary search
+    /// asks once).
+    #[inline]
+    pub fn all_utf8() -> bool {
+        !NON_UTF8_NAMES.load(AtomicOrdering::Relaxed)
+    }
+
+    /// The byte order of the symbols' texts: `cmp`'s order while `all_utf8` holds.
+    #[inline]
+    pub fn cmp_text(self, other: Symbol) -> std::cmp::Ordering {
+        if self == other {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.as_bytes().cmp(other.0.as_bytes())
+        }
+    }
+
+    /// The name's bytes.
+    #[inline]
+    pub fn as_bytes(self) -> &'static [u8] {
+        if NON_UTF8_NAMES.load(AtomicOrdering::Acquire) {
+            return self.bytes_when_some_are_not_utf8();
+        }
+        self.0.as_bytes()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bytes_when_some_are_not_utf8(self) -> &'static [u8] {
+        // The text of a name that is not UTF-8 holds at least one U+FFFD.
+        if self.0.contains('\u{fffd}') {
+            let bytes = non_utf8_bytes()
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .get(&(self.0.as_ptr() as usize))
+                .copied();
+            if let Some(bytes) = bytes {
+                return bytes;
+            }
+        }
+        self.0.as_bytes()
     }
 }
 
@@ -105,12 +242,22 @@ impl PartialOrd for Symbol {
 /// Byte order of the names, the order Nix shows attributes in.
 impl Ord for Symbol {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        if self == other {
+        if Symbol::all_utf8() {
+            self.cmp_text(*other)
+        } else if self == other {
             std::cmp::Ordering::Equal
         } else {
-            self.0.as_bytes().cmp(other.0.as_bytes())
+            // Two distinct symbols may share a text only when one is not UTF-8: their bytes
+            // tell them apart.
+            compare_bytes(*self, *other)
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn compare_bytes(a: Symbol, b: Symbol) -> std::cmp::Ordering {
+    a.as_bytes().cmp(b.as_bytes())
 }
 
 impl fmt::Debug for Symbol {
@@ -139,5 +286,30 @@ mod tests {
         assert_ne!(a, Symbol::intern("abd"));
         assert!(Symbol::intern("a") < Symbol::intern("b"));
         assert!(Symbol::intern("B") < Symbol::intern("a"));
+    }
+
+    #[test]
+    fn names_given_as_bytes() {
+        let cafe = Symbol::intern("café");
+        assert_eq!(Symbol::lookup_bytes("café".as_bytes()), Some(cafe));
+        assert_eq!(Symbol::intern_bytes("café".as_bytes()), cafe);
+        assert!(Symbol::lookup_bytes(b"never-interned-\xff").is_none());
+        // A name that is not UTF-8 reads with U+FFFD but stays its own symbol, with its bytes.
+        let half = Symbol::intern_bytes(b"caf\xc3");
+        assert_eq!(half.as_str(), "caf\u{fffd}");
+        assert_eq!(half.as_bytes(), b"caf\xc3");
+        assert_eq!(Symbol::lookup_bytes(b"caf\xc3"), Some(half));
+        assert_eq!(Symbol::intern_bytes(b"caf\xc3"), half);
+        let other_half = Symbol::intern_bytes(b"caf\xa9");
+        let replacement = Symbol::intern("caf\u{fffd}");
+        assert_ne!(half, other_half);
+        assert_ne!(half, replacement);
+        assert_eq!(other_half.as_bytes(), b"caf\xa9");
+        assert_eq!(replacement.as_bytes(), "caf\u{fffd}".as_bytes());
+        // Ordered by bytes, as Nix orders attribute names.
+        let mut names = [replacement, half, other_half, cafe];
+        names.sort();
+        assert_eq!(names, [other_half, half, cafe, replacement]);
+        assert!(Symbol::lookup_bytes(b"caf\xff").is_none());
     }
 }

@@ -40,7 +40,8 @@ pub fn run(global: &GlobalOptions, args: EvalArgs) -> Result<(), Failure> {
         return input::parse_only(&evaluator, &args.input);
     }
     let values = input::evaluate(&evaluator, &args.input)?;
-    let mut out = String::new();
+    // Bytes: a Nix string need not be UTF-8, and is printed as it is.
+    let mut out: Vec<u8> = Vec::new();
     for value in &values {
         let text = if args.json {
             evaluator.to_json(value)
@@ -50,16 +51,16 @@ pub fn run(global: &GlobalOptions, args: EvalArgs) -> Result<(), Failure> {
             evaluator.print_value(value, args.strict)
         }
         .map_err(|e| input::reported(&evaluator, &e))?;
-        out.push_str(&text);
+        out.extend_from_slice(&text);
         // `nix-instantiate --eval --json` ends its output without a newline; the XML
         // document ends with its own.
         if !args.json && !args.xml {
-            out.push('\n');
+            out.push(b'\n');
         }
     }
     let mut stdout = std::io::stdout().lock();
     stdout
-        .write_all(out.as_bytes())
+        .write_all(&out)
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")?;
     // The process ends next: its exit discards the heap at once, where dropping the

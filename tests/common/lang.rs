@@ -16,8 +16,8 @@ pub const EXTRA_MODES: &[(&str, &[&str])] = &[
 /// What evaluating a case must produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expectation {
-    /// Exact stdout, with `@DIR@` still in place.
-    Output(String),
+    /// Exact stdout, with `@DIR@` still in place: bytes, since a Nix string need not be UTF-8.
+    Output(Vec<u8>),
     /// The first `error: …` line of stderr, with `@DIR@` still in place.
     Error(String),
 }
@@ -27,7 +27,7 @@ impl Expectation {
         let output = with_suffix(base, &format!("{suffix}.exp"));
         let error = with_suffix(base, &format!("{suffix}.err"));
         match (output.exists(), error.exists()) {
-            (true, false) => Some(Expectation::Output(read(&output))),
+            (true, false) => Some(Expectation::Output(read_bytes(&output))),
             (false, true) => Some(Expectation::Error(
                 read(&error).trim_end_matches('\n').to_string(),
             )),
@@ -72,6 +72,10 @@ fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn read_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 /// Every case of the corpus in `corpus` (sorted by name) that passes the filter variable.

@@ -25,6 +25,10 @@ pub const DIR_PLACEHOLDER: &str = "@DIR@";
 /// Value of `KILN_CORPUS_VAR` in every run (read by `builtins.getEnv` cases).
 pub const CORPUS_VAR_VALUE: &str = "value from the corpus environment";
 
+/// Value of `KILN_CORPUS_BYTES_VAR` in every run: bytes that are not UTF-8 (`getEnv` gives
+/// them as they are).
+pub const CORPUS_BYTES_VAR_VALUE: &[u8] = b"\xff\xfe-\xc3\xa9";
+
 /// Longest time one evaluation may take before it counts as hung.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -54,6 +58,50 @@ pub fn normalise(text: &str, corpus: &Path) -> String {
 /// Replaces `@DIR@` with the absolute corpus directory.
 pub fn substitute(text: &str, corpus: &Path) -> String {
     text.replace(DIR_PLACEHOLDER, &corpus.to_string_lossy())
+}
+
+/// `normalise` over bytes (an output that need not be UTF-8).
+pub fn normalise_bytes(bytes: &[u8], corpus: &Path) -> Vec<u8> {
+    replace_bytes(
+        bytes,
+        corpus.as_os_str().as_encoded_bytes(),
+        DIR_PLACEHOLDER.as_bytes(),
+    )
+}
+
+/// `substitute` over bytes.
+pub fn substitute_bytes(bytes: &[u8], corpus: &Path) -> Vec<u8> {
+    replace_bytes(
+        bytes,
+        DIR_PLACEHOLDER.as_bytes(),
+        corpus.as_os_str().as_encoded_bytes(),
+    )
+}
+
+/// Every occurrence of `from` (not empty) in `bytes` replaced by `to`.
+fn replace_bytes(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(from.len()).position(|window| window == from) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(to);
+        rest = &rest[at + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// `diff` of two outputs given as bytes: as text when both are UTF-8, else both shown with
+/// every byte outside printable ASCII escaped.
+pub fn diff_bytes(expected: &[u8], actual: &[u8]) -> String {
+    match (std::str::from_utf8(expected), std::str::from_utf8(actual)) {
+        (Ok(expected), Ok(actual)) => diff(expected, actual),
+        _ => format!(
+            "    expected: \"{}\"\n    actual:   \"{}\"\n",
+            expected.escape_ascii(),
+            actual.escape_ascii()
+        ),
+    }
 }
 
 /// Whether `name` passes the comma-separated substring filter in `var` (no filter: all pass).
@@ -152,6 +200,10 @@ pub fn kiln() -> Command {
 pub fn corpus_env(command: &mut Command) -> &mut Command {
     command
         .env("KILN_CORPUS_VAR", CORPUS_VAR_VALUE)
+        .env(
+            "KILN_CORPUS_BYTES_VAR",
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(CORPUS_BYTES_VAR_VALUE),
+        )
         .env_remove("KILN_CORPUS_UNSET_VAR")
         .env_remove("NIX_PATH")
         .env_remove("KILN_PATH")

@@ -20,6 +20,7 @@ printf 'build-users-group =\nsandbox = false\nsubstituters =\nexperimental-featu
 export NIX_CONF_DIR="$scratch/conf" NIX_STATE_DIR="$scratch/var" NIX_LOG_DIR="$scratch/var/log"
 export NIX_STORE_DIR=/nix/store NIX_REMOTE=dummy://
 export KILN_CORPUS_VAR="value from the corpus environment"
+export KILN_CORPUS_BYTES_VAR=$'\xff\xfe-\xc3\xa9'
 unset KILN_CORPUS_UNSET_VAR NIX_PATH
 
 normalise() { CORPUS="$corpus" perl -pe 's/\Q$ENV{CORPUS}\E/\@DIR\@/g'; }

@@ -3,9 +3,9 @@
 //! the sets' byte order of names, so most are linear merges over sorted entries; values stay
 //! lazy wherever Nix leaves them lazy (`mapAttrs`, `zipAttrsWith`, `listToAttrs`).
 use super::lists::required_attr;
-use super::strings::{force_attr_name, force_string_no_context};
+use super::strings::force_attr_name;
 use super::{arg, Builtin};
-use crate::error::EvalResult;
+use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::value::{Attrs, LazyCall, Thunk, Value};
 use kiln_lang::{Span, Symbol};
@@ -103,9 +103,11 @@ fn has_attr(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 }
 
 fn get_attr(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let name = force_string_no_context(ev, arg(args, 0), span)?;
+    let name = force_attr_name(ev, arg(args, 0), span)?;
     let attrs = ev.force_attrs(arg(args, 1), span)?;
-    let value = required_attr(&attrs, &name, "getAttr", span)?;
+    let value = attrs.get(name).cloned().ok_or_else(|| {
+        EvalError::eval(format!("attribute '{name}' missing for call to 'getAttr'")).at(span)
+    })?;
     ev.force(&value, span)
 }
 

@@ -47,7 +47,7 @@ pub const BUILTINS: &[Builtin] = &[
 
 fn discard_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let s = ev.force_string(arg(args, 0), span)?;
-    Ok(Value::string(s.as_str()))
+    Ok(Value::string(s.as_bytes()))
 }
 
 fn has_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
@@ -109,7 +109,10 @@ fn discard_output_dependency(ev: &Evaluator, args: &[Value], span: Span) -> Eval
             other => other.clone(),
         })
         .collect();
-    Ok(Value::String(NixString::with_context(s.as_str(), context)))
+    Ok(Value::String(NixString::with_context(
+        s.as_bytes(),
+        context,
+    )))
 }
 
 fn append_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
@@ -139,10 +142,13 @@ fn append_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Valu
                 let output = ev.force_string(output, span)?;
                 context.insert(ContextElem::Output {
                     drv: path.as_str().to_string(),
-                    output: output.as_str().to_string(),
+                    output: output.to_str_lossy().into_owned(),
                 });
             }
         }
     }
-    Ok(Value::String(NixString::with_context(s.as_str(), context)))
+    Ok(Value::String(NixString::with_context(
+        s.as_bytes(),
+        context,
+    )))
 }

@@ -82,8 +82,8 @@ fn message(ev: &Evaluator, v: &Value, span: Span) -> EvalResult<String> {
                 copy_to_store: false,
             },
         )?
-        .as_str()
-        .to_string())
+        .to_str_lossy()
+        .into_owned())
 }
 
 fn throw(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
@@ -125,8 +125,9 @@ fn deep_seq(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 fn trace(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let v = ev.force(arg(args, 0), span)?;
     let shown = match &v {
-        Value::String(s) => s.as_str().to_string(),
-        other => ev.print_value(other, false)?,
+        // Standard error shows text: bytes that are not UTF-8 become U+FFFD there.
+        Value::String(s) => s.to_str_lossy().into_owned(),
+        other => String::from_utf8_lossy(&ev.print_value(other, false)?).into_owned(),
     };
     eprintln!("trace: {}", crate::error::for_stderr(&shown));
     ev.force(arg(args, 1), span)
@@ -151,7 +152,10 @@ fn warning_text(message: &str) -> String {
 fn warn(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     // Only strings, as Nix: other values are left for a future extension there.
     let text = ev.force_string(arg(args, 0), span)?;
-    eprintln!("{}", crate::error::for_stderr(&warning_text(text.as_str())));
+    eprintln!(
+        "{}",
+        crate::error::for_stderr(&warning_text(&text.to_str_lossy()))
+    );
     if ev.options().abort_on_warn {
         // As current Nix with `--option abort-on-warn true`: the warning becomes an error
         // whose trace shows where it came from.

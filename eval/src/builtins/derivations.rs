@@ -85,13 +85,13 @@ fn force_string_no_context(ev: &Evaluator, value: &Value, span: Span) -> EvalRes
         return Err(error(
             format!(
                 "the string '{}' is not allowed to refer to a store path (such as '{}')",
-                s.as_str(),
+                s,
                 first.encode()
             ),
             span,
         ));
     }
-    Ok(s.as_str().to_owned())
+    Ok(s.to_str_lossy().into_owned())
 }
 
 fn derivation(ev: &Evaluator, _args: &[Value], span: Span) -> EvalResult<Value> {
@@ -192,7 +192,10 @@ fn build_output_sets(
     let mut shared: Vec<(Symbol, Value)> = attrs.iter().map(|(k, v)| (k, v.clone())).collect();
     let mut overlay: Vec<(Symbol, Value)> = Vec::with_capacity(names.len() + 2);
     for (name, cell) in names.iter().zip(&cells) {
-        overlay.push((sym(name.as_str()), Value::Thunk(cell.clone())));
+        overlay.push((
+            Symbol::intern_bytes(name.as_bytes()),
+            Value::Thunk(cell.clone()),
+        ));
     }
     overlay.push((fixed.all, all));
     overlay.push((fixed.drv_attrs, Value::Attrs(attrs.clone())));
@@ -550,7 +553,9 @@ mod tests {
             let value = ev
                 .eval_string(&source, Path::new("/"))
                 .map_err(|e| e.message().to_owned())?;
-            ev.to_json(&value).map_err(|e| e.message().to_owned())
+            ev.to_json(&value)
+                .map(|json| String::from_utf8_lossy(&json).into_owned())
+                .map_err(|e| e.message().to_owned())
         })
         .unwrap_or_else(|message| format!("error: {message}"))
     }
@@ -669,5 +674,31 @@ mod tests {
             let actual = eval_json(&format!("({source}).drvPath or ({source})"));
             assert!(actual.contains(expected), "{source}: {actual}");
         }
+    }
+
+    /// Nix 2.8 writes such bytes into the `.drv` as they are; kiln's derivation model holds
+    /// text, so it refuses them rather than give another `.drv` path than Nix's.
+    #[test]
+    fn attributes_that_are_not_utf8_are_refused() {
+        let half = r#"builtins.substring 0 1 "é""#;
+        for attrs in [
+            format!("a = {half};"),
+            format!("args = [ ({half}) ];"),
+            format!("__structuredAttrs = true; a = [ ({half}) ];"),
+        ] {
+            let source = format!(
+                r#"(derivation {{ name = "a"; builder = "/b"; system = "x"; {attrs} }}).drvPath"#
+            );
+            let actual = eval_json(&source);
+            assert!(
+                actual.contains("is not valid UTF-8, which kiln's derivations cannot hold"),
+                "{source}: {actual}"
+            );
+        }
+        // Bytes that are UTF-8 pass.
+        let source = format!(
+            r#"(derivation {{ name = "a"; builder = "/b"; system = "x"; a = {half} + builtins.substring 1 1 "é"; }}).drvPath"#
+        );
+        assert!(eval_json(&source).ends_with(r#"-a.drv""#), "{source}");
     }
 }

@@ -43,9 +43,7 @@ fn algorithm(ev: &Evaluator, value: &Value, span: Span) -> EvalResult<HashAlgo> 
 fn hash_string(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let algo = algorithm(ev, arg(args, 0), span)?;
     let text = ev.force_string(arg(args, 1), span)?;
-    Ok(Value::string(
-        Hash::digest(algo, text.as_str().as_bytes()).to_hex(),
-    ))
+    Ok(Value::string(Hash::digest(algo, text.as_bytes()).to_hex()))
 }
 
 fn hash_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {

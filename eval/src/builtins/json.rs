@@ -297,9 +297,10 @@ impl<'a> JsonParser<'a> {
 }
 
 /// Parses a JSON text into a Nix value.
-fn parse_json(text: &str) -> Result<Value, JsonError> {
+/// Parses a JSON document given as bytes (a Nix string); strings in it must be UTF-8.
+fn parse_json(text: &(impl AsRef<[u8]> + ?Sized)) -> Result<Value, JsonError> {
     let mut parser = JsonParser {
-        text: text.as_bytes(),
+        text: text.as_ref(),
         pos: 0,
     };
     let value = parser.value()?;
@@ -312,8 +313,8 @@ fn parse_json(text: &str) -> Result<Value, JsonError> {
 
 fn from_json(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let text = ev.force_string(arg(args, 0), span)?;
-    parse_json(text.as_str()).map_err(|e| {
-        let before = &text.as_str().as_bytes()[..e.offset.min(text.as_str().len())];
+    parse_json(text.as_bytes()).map_err(|e| {
+        let before = &text.as_bytes()[..e.offset.min(text.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
         EvalError::eval(format!(
@@ -392,7 +393,7 @@ mod tests {
         let Value::String(s) = parse(r#""\u00e9\ud83d\ude00\n\"""#) else {
             panic!("not a string");
         };
-        assert_eq!(s.as_str(), "é😀\n\"");
+        assert_eq!(s.as_bytes(), "é😀\n\"".as_bytes());
     }
 
     #[test]

@@ -394,8 +394,8 @@ fn group_by(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let mut groups: HashMap<Symbol, Vec<Value>> = HashMap::new();
     for item in list.iter() {
         let key = ev.call(&function, item.clone(), span)?;
-        let key = super::strings::force_string_no_context(ev, &key, span)?;
-        groups.entry(sym(&key)).or_default().push(item.clone());
+        let key = super::strings::force_attr_name(ev, &key, span)?;
+        groups.entry(key).or_default().push(item.clone());
     }
     let entries = groups
         .into_iter()
@@ -425,7 +425,7 @@ pub(crate) fn required_attr(
 enum SeenKeys {
     Empty,
     Ints(HashSet<i64>),
-    Strings(HashSet<Box<str>>),
+    Strings(HashSet<Box<[u8]>>),
     Sorted(Vec<Value>),
 }
 
@@ -435,12 +435,12 @@ impl SeenKeys {
         match (&mut *self, &key) {
             (SeenKeys::Empty, Value::Int(i)) => *self = SeenKeys::Ints(HashSet::from([*i])),
             (SeenKeys::Empty, Value::String(s)) => {
-                *self = SeenKeys::Strings(HashSet::from([Box::from(s.as_str())]))
+                *self = SeenKeys::Strings(HashSet::from([Box::from(s.as_bytes())]))
             }
             (SeenKeys::Empty, _) => *self = SeenKeys::Sorted(vec![key]),
             (SeenKeys::Ints(set), Value::Int(i)) => return Ok(set.insert(*i)),
             (SeenKeys::Strings(set), Value::String(s)) => {
-                return Ok(set.insert(Box::from(s.as_str())))
+                return Ok(set.insert(Box::from(s.as_bytes())))
             }
             (SeenKeys::Ints(set), _) => {
                 let mut sorted: Vec<i64> = set.iter().copied().collect();
@@ -449,7 +449,7 @@ impl SeenKeys {
                 return self.insert(ev, key, span);
             }
             (SeenKeys::Strings(set), _) => {
-                let mut sorted: Vec<&str> = set.iter().map(|s| &**s).collect();
+                let mut sorted: Vec<&[u8]> = set.iter().map(|s| &**s).collect();
                 sorted.sort_unstable();
                 let sorted = sorted.into_iter().map(Value::string).collect();
                 *self = SeenKeys::Sorted(sorted);
@@ -516,7 +516,7 @@ pub(crate) fn run_nix(src: &str) -> String {
             .eval_string(&src, std::path::Path::new("/src"))
             .and_then(|v| ev.print_value(&v, true))
         {
-            Ok(s) => s,
+            Ok(s) => String::from_utf8_lossy(&s).into_owned(),
             Err(e) => format!("error: {}", e.message()),
         }
     })

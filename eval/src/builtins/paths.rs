@@ -178,7 +178,15 @@ fn read_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let bytes = ev
         .read_file_bytes(&path)
         .map_err(|e| EvalError::eval(e).at(span))?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
+    // Nix strings are bytes, kept as they are, but Nix 2.8 keeps them NUL-terminated and so
+    // refuses a file holding a NUL byte.
+    if bytes.contains(&0) {
+        return Err(EvalError::eval(format!(
+            "the contents of the file '{}' cannot be represented as a Nix string",
+            path.display()
+        ))
+        .at(span));
+    }
     // As Nix: a file inside a store object carries that object's references as its context.
     let store = &ev.options().store;
     let references = path
@@ -187,7 +195,7 @@ fn read_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
         .and_then(|object| store.references(object))
         .unwrap_or_default();
     Ok(Value::String(NixString::with_context(
-        text,
+        bytes,
         references.into_iter().map(ContextElem::Plain).collect(),
     )))
 }
@@ -287,9 +295,9 @@ fn base_name_of(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value>
             copy_to_store: false,
         },
     )?;
-    let text = s.as_str();
-    let trimmed = text.strip_suffix('/').unwrap_or(text);
-    let base = match trimmed.rfind('/') {
+    let text = s.as_bytes();
+    let trimmed = text.strip_suffix(b"/").unwrap_or(text);
+    let base = match trimmed.iter().rposition(|&b| b == b'/') {
         Some(i) => &trimmed[i + 1..],
         None => trimmed,
     };
@@ -299,17 +307,19 @@ fn base_name_of(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value>
     )))
 }
 
-fn parent_of(text: &str) -> &str {
-    match text.rfind('/') {
-        None => ".",
-        Some(0) => "/",
+fn parent_of(text: &[u8]) -> &[u8] {
+    match text.iter().rposition(|&b| b == b'/') {
+        None => b".",
+        Some(0) => b"/",
         Some(i) => &text[..i],
     }
 }
 
 fn dir_of(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     match ev.force(arg(args, 0), span)? {
-        Value::Path(p) => Ok(Value::path(parent_of(&p))),
+        Value::Path(p) => Ok(Value::path(
+            String::from_utf8_lossy(parent_of(p.as_bytes())).into_owned(),
+        )),
         other => {
             let s = ev.coerce_to_string(
                 &other,
@@ -320,7 +330,7 @@ fn dir_of(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
                 },
             )?;
             Ok(Value::String(NixString::with_context(
-                parent_of(s.as_str()),
+                parent_of(s.as_bytes()),
                 s.context().clone(),
             )))
         }
@@ -333,7 +343,7 @@ fn get_env(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
         return Ok(Value::string(""));
     }
     Ok(Value::string(
-        ev.io().get_env(name.as_str()).unwrap_or_default(),
+        ev.io().get_env(&name.to_str_lossy()).unwrap_or_default(),
     ))
 }
 
@@ -351,7 +361,7 @@ fn find_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     for item in list.iter() {
         let item = ev.force_attrs(item, span)?;
         let prefix = match item.get(sym("prefix")) {
-            Some(p) => ev.force_string(p, span)?.as_str().to_string(),
+            Some(p) => ev.force_string(p, span)?.to_str_lossy().into_owned(),
             None => String::new(),
         };
         let path = match item.get(sym("path")) {
@@ -363,7 +373,7 @@ fn find_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
             path,
         });
     }
-    crate::find_in(ev, &entries, name.as_str(), span)
+    crate::find_in(ev, &entries, &name.to_str_lossy(), span)
 }
 
 fn current_system(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {

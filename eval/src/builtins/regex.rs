@@ -3,7 +3,8 @@
 //!
 //! Semantics kept from Nix:
 //! - matching is on bytes (a `.` is one byte; classes are ASCII/C-locale), and `.` also
-//!   matches a newline;
+//!   matches a newline; the pattern is bytes too, so a multi-byte character in a bracket
+//!   expression stands for each of its bytes;
 //! - the overall match is leftmost-*longest* (`split "a|ab" "xabx"` matches `ab`), while the
 //!   capture groups inside it are assigned by alternative priority, as libstdc++ does
 //!   (`match "(a|ab)(c|bcd)(d*)" "abcd"` is `[ "a" "bcd" "" ]`);
@@ -48,13 +49,15 @@ pub struct RegexMatch {
     pub groups: Vec<Option<Range<usize>>>,
 }
 
+/// Compiled expressions (or the error) by pattern bytes.
+type RegexCache = HashMap<Box<[u8]>, Result<Rc<NixRegex>, InvalidRegex>>;
+
 thread_local! {
-    static CACHE: RefCell<HashMap<String, Result<Rc<NixRegex>, InvalidRegex>>> =
-        RefCell::new(HashMap::new());
+    static CACHE: RefCell<RegexCache> = RefCell::new(HashMap::new());
 }
 
 /// The compiled form of `pattern`, from the cache when it was compiled before.
-pub fn compile(pattern: &str) -> Result<Rc<NixRegex>, InvalidRegex> {
+pub fn compile(pattern: &[u8]) -> Result<Rc<NixRegex>, InvalidRegex> {
     if let Some(hit) = CACHE.with(|cache| cache.borrow().get(pattern).cloned()) {
         return hit;
     }
@@ -62,36 +65,35 @@ pub fn compile(pattern: &str) -> Result<Rc<NixRegex>, InvalidRegex> {
     CACHE.with(|cache| {
         cache
             .borrow_mut()
-            .insert(pattern.to_owned(), compiled.clone())
+            .insert(Box::from(pattern), compiled.clone())
     });
     compiled
 }
 
 /// Rewrites POSIX ERE syntax into `regex-syntax` syntax.
-fn translate(pattern: &str) -> Option<String> {
-    let chars: Vec<char> = pattern.chars().collect();
+fn translate(pattern: &[u8]) -> Option<String> {
     let mut out = String::with_capacity(pattern.len() + 8);
     let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '\\' => {
+    while i < pattern.len() {
+        let b = pattern[i];
+        match b {
+            b'\\' => {
                 // Only the special characters may be escaped (libstdc++ refuses `\d`, `\n`,
                 // `\/`, back-references, …).
-                let next = *chars.get(i + 1)?;
-                if !"^$\\.*+?()[]{}|".contains(next) {
+                let next = *pattern.get(i + 1)?;
+                if !b"^$\\.*+?()[]{}|".contains(&next) {
                     return None;
                 }
                 push_literal(&mut out, next);
                 i += 2;
             }
-            '{' if chars.get(i + 1) == Some(&',') => return None,
-            '[' => {
-                i = translate_bracket(&chars, i, &mut out)?;
+            b'{' if pattern.get(i + 1) == Some(&b',') => return None,
+            b'[' => {
+                i = translate_bracket(pattern, i, &mut out)?;
             }
-            '(' if chars.get(i + 1) == Some(&'?') => return None,
+            b'(' if pattern.get(i + 1) == Some(&b'?') => return None,
             _ => {
-                out.push(c);
+                push_byte(&mut out, b);
                 i += 1;
             }
         }
@@ -99,53 +101,65 @@ fn translate(pattern: &str) -> Option<String> {
     Some(out)
 }
 
-/// Appends `c` as a literal character.
-fn push_literal(out: &mut String, c: char) {
-    if "\\.+*?()|[]{}^$#&-~".contains(c) {
-        out.push('\\');
+/// Appends `b` as it is when it is ASCII (a special character keeps its meaning), else as
+/// the escape of that one byte.
+fn push_byte(out: &mut String, b: u8) {
+    if b.is_ascii() {
+        out.push(char::from(b));
+    } else {
+        out.push_str(&format!("\\x{b:02X}"));
     }
-    out.push(c);
 }
 
-/// Translates the bracket expression starting at `chars[start] == '['`; returns the index
+/// Appends `b` as a literal byte.
+fn push_literal(out: &mut String, b: u8) {
+    if b"\\.+*?()|[]{}^$#&-~".contains(&b) {
+        out.push('\\');
+    }
+    push_byte(out, b);
+}
+
+/// Translates the bracket expression starting at `pattern[start] == b'['`; returns the index
 /// after its closing `]`.
-fn translate_bracket(chars: &[char], start: usize, out: &mut String) -> Option<usize> {
+fn translate_bracket(pattern: &[u8], start: usize, out: &mut String) -> Option<usize> {
     let mut i = start + 1;
     out.push('[');
-    if chars.get(i) == Some(&'^') {
+    if pattern.get(i) == Some(&b'^') {
         out.push('^');
         i += 1;
     }
-    if chars.get(i) == Some(&']') {
+    if pattern.get(i) == Some(&b']') {
         out.push_str("\\]");
         i += 1;
     }
     loop {
-        let c = *chars.get(i)?;
-        match c {
-            ']' => {
+        let b = *pattern.get(i)?;
+        match b {
+            b']' => {
                 out.push(']');
                 return Some(i + 1);
             }
-            '[' if chars.get(i + 1) == Some(&':') => {
+            b'[' if pattern.get(i + 1) == Some(&b':') => {
                 // A character class name, copied up to its ":]".
-                let close = (i + 2..chars.len().saturating_sub(1))
-                    .find(|&j| chars[j] == ':' && chars[j + 1] == ']')?;
-                out.extend(&chars[i..close + 2]);
+                let close = (i + 2..pattern.len().saturating_sub(1))
+                    .find(|&j| pattern[j] == b':' && pattern[j + 1] == b']')?;
+                for &name_byte in &pattern[i..close + 2] {
+                    push_byte(out, name_byte);
+                }
                 i = close + 2;
             }
-            '[' if matches!(chars.get(i + 1), Some('=') | Some('.')) => return None,
-            '\\' | '[' | '&' | '~' => {
+            b'[' if matches!(pattern.get(i + 1), Some(b'=') | Some(b'.')) => return None,
+            b'\\' | b'[' | b'&' | b'~' => {
                 out.push('\\');
-                out.push(c);
+                out.push(char::from(b));
                 i += 1;
             }
-            '-' if chars.get(i + 1) == Some(&'-') => {
+            b'-' if pattern.get(i + 1) == Some(&b'-') => {
                 out.push_str("\\-");
                 i += 1;
             }
             _ => {
-                out.push(c);
+                push_byte(out, b);
                 i += 1;
             }
         }
@@ -153,9 +167,9 @@ fn translate_bracket(chars: &[char], start: usize, out: &mut String) -> Option<u
 }
 
 impl NixRegex {
-    fn new(pattern: &str) -> Result<NixRegex, InvalidRegex> {
+    fn new(pattern: &[u8]) -> Result<NixRegex, InvalidRegex> {
         let invalid = || InvalidRegex {
-            pattern: pattern.to_owned(),
+            pattern: String::from_utf8_lossy(pattern).into_owned(),
         };
         let translated = translate(pattern).ok_or_else(invalid)?;
         let syntax = syntax::Config::new()
@@ -252,7 +266,7 @@ mod tests {
     use super::*;
 
     fn spans(pattern: &str, text: &str) -> Vec<Range<usize>> {
-        compile(pattern)
+        compile(pattern.as_bytes())
             .unwrap()
             .find_all(text.as_bytes())
             .into_iter()
@@ -270,27 +284,40 @@ mod tests {
     #[test]
     fn overall_match_is_longest_groups_by_priority() {
         assert_eq!(spans("a|ab", "xabx"), vec![1..3]);
-        let re = compile("(a|ab)(c|bcd)(d*)").unwrap();
+        let re = compile(b"(a|ab)(c|bcd)(d*)").unwrap();
         let m = re.match_whole(b"abcd").unwrap();
         assert_eq!(m.groups, [Some(0..1), Some(1..4), Some(4..4)]);
     }
 
     #[test]
     fn posix_syntax_translates() {
-        let re = compile("[[:alpha:]]+([[:digit:]]*)").unwrap();
+        let re = compile(b"[[:alpha:]]+([[:digit:]]*)").unwrap();
         assert!(re.match_whole(b"abc123").is_some());
-        assert!(compile("a.b").unwrap().match_whole(b"a\nb").is_some());
-        assert!(compile("[]a]+").unwrap().match_whole(b"]a]").is_some());
-        assert!(compile("[\\]+").unwrap().match_whole(b"\\\\").is_some());
-        assert!(compile("a\\.b").unwrap().match_whole(b"axb").is_none());
-        assert!(compile("(").is_err());
-        assert!(compile("(a)\\1").is_err());
-        assert!(compile("\\d").is_err());
-        assert!(compile("a{,2}").is_err());
-        assert!(compile("\\{").unwrap().match_whole(b"{").is_some());
-        assert!(compile("a**").unwrap().match_whole(b"aa").is_some());
-        assert!(compile("(|a)").unwrap().match_whole(b"a").is_some());
-        assert!(compile(".").unwrap().match_whole("é".as_bytes()).is_none());
-        assert_eq!(compile("(a)|(b)").unwrap().group_count(), 2);
+        assert!(compile(b"a.b").unwrap().match_whole(b"a\nb").is_some());
+        assert!(compile(b"[]a]+").unwrap().match_whole(b"]a]").is_some());
+        assert!(compile(b"[\\]+").unwrap().match_whole(b"\\\\").is_some());
+        assert!(compile(b"a\\.b").unwrap().match_whole(b"axb").is_none());
+        assert!(compile(b"(").is_err());
+        assert!(compile(b"(a)\\1").is_err());
+        assert!(compile(b"\\d").is_err());
+        assert!(compile(b"a{,2}").is_err());
+        assert!(compile(b"\\{").unwrap().match_whole(b"{").is_some());
+        assert!(compile(b"a**").unwrap().match_whole(b"aa").is_some());
+        assert!(compile(b"(|a)").unwrap().match_whole(b"a").is_some());
+        assert!(compile(b".").unwrap().match_whole("é".as_bytes()).is_none());
+        assert_eq!(compile(b"(a)|(b)").unwrap().group_count(), 2);
+        // The pattern is bytes: a two-byte character in brackets stands for each byte
+        // (nix-instantiate 2.8: `match "[é]" (substring 0 1 "é")` is `[ ]`).
+        let bracket = compile("[é]".as_bytes()).unwrap();
+        assert!(bracket.match_whole(&[0xc3]).is_some());
+        assert!(bracket.match_whole("é".as_bytes()).is_none());
+        assert!(compile("é+".as_bytes())
+            .unwrap()
+            .match_whole("éé".as_bytes())
+            .is_none());
+        assert!(compile(b"\xff+")
+            .unwrap()
+            .match_whole(b"\xff\xff")
+            .is_some());
     }
 }

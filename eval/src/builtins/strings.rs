@@ -1,8 +1,8 @@
 //! String builtins: `stringLength`, `substring`, `concatStringsSep`, `replaceStrings`, `match`
 //! and `split`. Lengths and positions count bytes, as in Nix; results keep the context of the
 //! strings they are made of (for `replaceStrings`, a replacement's context only when it is
-//! used). A byte-wise operation that cuts a multi-byte character yields U+FFFD in its place,
-//! since kiln's strings are UTF-8.
+//! used). Strings are bytes, so a cut through a multi-byte character keeps the bytes on
+//! each side, and concatenating the parts restores the character.
 use super::regex::{compile, RegexMatch};
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
@@ -62,15 +62,15 @@ pub(crate) fn force_string_no_context(
     span: Span,
 ) -> EvalResult<String> {
     Ok(force_shared_string_no_context(ev, value, span)?
-        .as_str()
-        .to_owned())
+        .to_str_lossy()
+        .into_owned())
 }
 
 /// An attribute name given as a string without context (`listToAttrs`, `hasAttr`, …),
 /// interned without copying the text first.
 pub(crate) fn force_attr_name(ev: &Evaluator, value: &Value, span: Span) -> EvalResult<Symbol> {
-    Ok(Symbol::intern(
-        force_shared_string_no_context(ev, value, span)?.as_str(),
+    Ok(Symbol::intern_bytes(
+        force_shared_string_no_context(ev, value, span)?.as_bytes(),
     ))
 }
 
@@ -84,17 +84,12 @@ fn force_shared_string_no_context(
     if let Some(first) = s.context().iter().next() {
         return Err(EvalError::eval(format!(
             "the string '{}' is not allowed to refer to a store path (such as '{}')",
-            s.as_str(),
+            s,
             first.encode()
         ))
         .at(span));
     }
     Ok(s)
-}
-
-/// Text from bytes that came out of byte-wise string operations.
-pub(crate) fn text_from_bytes(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn coerce(ev: &Evaluator, value: &Value, span: Span) -> EvalResult<NixString> {
@@ -103,7 +98,7 @@ fn coerce(ev: &Evaluator, value: &Value, span: Span) -> EvalResult<NixString> {
 
 fn string_length(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let s = coerce(ev, arg(args, 0), span)?;
-    Ok(Value::Int(s.as_str().len() as i64))
+    Ok(Value::Int(s.len() as i64))
 }
 
 fn substring(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
@@ -114,7 +109,7 @@ fn substring(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     if start < 0 {
         return Err(EvalError::eval("negative start position in 'substring'").at(span));
     }
-    let bytes = s.as_str().as_bytes();
+    let bytes = s.as_bytes();
     let start = start as usize;
     if start >= bytes.len() {
         return Ok(Value::String(NixString::with_context(
@@ -131,12 +126,8 @@ fn substring(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     } else {
         start.saturating_add(len as usize).min(bytes.len())
     };
-    let text = match s.as_str().get(start..end) {
-        Some(text) => text.to_owned(),
-        None => text_from_bytes(bytes[start..end].to_vec()),
-    };
     Ok(Value::String(NixString::with_context(
-        text,
+        &bytes[start..end],
         s.context().clone(),
     )))
 }
@@ -156,14 +147,14 @@ fn concat_strings_sep(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<
         parts.push(part);
     }
     let context: Context = elements.into_iter().collect();
-    let total = parts.iter().map(|p| p.as_str().len()).sum::<usize>()
-        + separator.as_str().len() * parts.len().saturating_sub(1);
-    let mut text = String::with_capacity(total);
+    let total = parts.iter().map(|p| p.len()).sum::<usize>()
+        + separator.len() * parts.len().saturating_sub(1);
+    let mut text = Vec::with_capacity(total);
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
-            text.push_str(separator.as_str());
+            text.extend_from_slice(separator.as_bytes());
         }
-        text.push_str(part.as_str());
+        text.extend_from_slice(part.as_bytes());
     }
     Ok(Value::String(NixString::with_context(text, context)))
 }
@@ -185,12 +176,12 @@ fn replace_strings(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
     let mut to: Vec<Option<NixString>> = vec![None; to_list.len()];
     let s = ev.force_string(arg(args, 2), span)?;
     let mut context: Context = s.context().clone();
-    let text = s.as_str().as_bytes();
+    let text = s.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(text.len());
     let mut changed = false;
     // Bytes that can start a match; with no empty pattern, runs of other bytes are copied in
     // one go.
-    let patterns: Vec<&[u8]> = from.iter().map(|f| f.as_str().as_bytes()).collect();
+    let patterns: Vec<&[u8]> = from.iter().map(|f| f.as_bytes()).collect();
     let has_empty = patterns.iter().any(|p| p.is_empty());
     let mut starts = [false; 256];
     for pattern in &patterns {
@@ -223,8 +214,8 @@ fn replace_strings(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
                     Some(replacement) => replacement,
                     None => to[i].insert(ev.force_string(&to_list[i], span)?),
                 };
-                out.extend_from_slice(replacement.as_str().as_bytes());
-                let pattern_len = from[i].as_str().len();
+                out.extend_from_slice(replacement.as_bytes());
+                let pattern_len = from[i].len();
                 if pattern_len == 0 {
                     if let Some(&byte) = text.get(p) {
                         out.push(byte);
@@ -248,10 +239,7 @@ fn replace_strings(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Val
     for replacement in to.iter().flatten() {
         context.extend(replacement.context().iter().cloned());
     }
-    Ok(Value::String(NixString::with_context(
-        text_from_bytes(out),
-        context,
-    )))
+    Ok(Value::String(NixString::with_context(out, context)))
 }
 
 /// The group list of a match: strings, or null for groups that did not take part.
@@ -261,7 +249,7 @@ fn group_values(text: &[u8], found: &RegexMatch) -> Value {
             .groups
             .iter()
             .map(|group| match group {
-                Some(range) => Value::string(text_from_bytes(text[range.clone()].to_vec())),
+                Some(range) => Value::string(&text[range.clone()]),
                 None => Value::Null,
             })
             .collect(),
@@ -269,10 +257,10 @@ fn group_values(text: &[u8], found: &RegexMatch) -> Value {
 }
 
 fn regex_match(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let pattern = force_string_no_context(ev, arg(args, 0), span)?;
-    let regex = compile(&pattern).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
+    let pattern = force_shared_string_no_context(ev, arg(args, 0), span)?;
+    let regex = compile(pattern.as_bytes()).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
     let s = ev.force_string(arg(args, 1), span)?;
-    let text = s.as_str().as_bytes();
+    let text = s.as_bytes();
     Ok(match regex.match_whole(text) {
         Some(found) => group_values(text, &found),
         None => Value::Null,
@@ -280,10 +268,10 @@ fn regex_match(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
 }
 
 fn split(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
-    let pattern = force_string_no_context(ev, arg(args, 0), span)?;
-    let regex = compile(&pattern).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
+    let pattern = force_shared_string_no_context(ev, arg(args, 0), span)?;
+    let regex = compile(pattern.as_bytes()).map_err(|e| EvalError::eval(e.to_string()).at(span))?;
     let s = ev.force_string(arg(args, 1), span)?;
-    let text = s.as_str().as_bytes();
+    let text = s.as_bytes();
     let matches = regex.find_all(text);
     if matches.is_empty() {
         return Ok(Value::list(vec![Value::String(s)]));
@@ -291,22 +279,17 @@ fn split(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let mut items = Vec::with_capacity(2 * matches.len() + 1);
     let mut previous_end = 0;
     for found in &matches {
-        items.push(Value::string(text_from_bytes(
-            text[previous_end..found.span.start].to_vec(),
-        )));
+        items.push(Value::string(&text[previous_end..found.span.start]));
         items.push(group_values(text, found));
         previous_end = found.span.end;
     }
-    items.push(Value::string(text_from_bytes(
-        text[previous_end..].to_vec(),
-    )));
+    items.push(Value::string(&text[previous_end..]));
     Ok(Value::list(items))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::lists::run_nix;
-    use super::*;
 
     /// Expectations from nix-instantiate 2.8.
     #[test]
@@ -389,11 +372,5 @@ mod tests {
         for (src, want) in cases {
             assert_eq!(run_nix(src), want, "{src}");
         }
-    }
-
-    #[test]
-    fn cut_characters_become_replacement_characters() {
-        assert_eq!(text_from_bytes(b"abc".to_vec()), "abc");
-        assert_eq!(text_from_bytes(vec![b'a', 0xc3]), "a\u{fffd}");
     }
 }

@@ -159,7 +159,7 @@ fn function_args(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value
 fn unsafe_get_attr_pos(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let name = ev.force_string(arg(args, 0), span)?;
     let attrs = ev.force_attrs(arg(args, 1), span)?;
-    let name = kiln_lang::Symbol::intern(name.as_str());
+    let name = kiln_lang::Symbol::intern_bytes(name.as_bytes());
     if !attrs.contains(name) {
         return Ok(Value::Null);
     }

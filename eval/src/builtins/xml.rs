@@ -2,6 +2,7 @@
 //! `<derivation drvPath=… outPath=…>` with repeats collapsed, functions as their patterns):
 //! `builtins.toXML` (strict, no positions) and `kiln eval --xml` (lazy unless `--strict`,
 //! attribute and function positions unless `--no-location`, as `nix-instantiate --eval --xml`).
+//! The document is bytes: a string value's bytes are written as they are, UTF-8 or not.
 use super::{arg, Builtin};
 use crate::error::EvalResult;
 use crate::eval::{sym, Evaluator};
@@ -30,9 +31,9 @@ fn xml_document(
     span: Span,
     strict: bool,
     location: bool,
-) -> EvalResult<(String, Context)> {
+) -> EvalResult<(Vec<u8>, Context)> {
     let mut writer = XmlWriter {
-        out: String::from("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n"),
+        out: b"<?xml version='1.0' encoding='utf-8'?>\n<expr>\n".to_vec(),
         context: Context::new(),
         derivations_seen: BTreeSet::new(),
         strict,
@@ -41,36 +42,34 @@ fn xml_document(
     // The top-level value is always evaluated (`nix-instantiate` forces it).
     let top = ev.force(value, span)?;
     writer.forced_value(ev, &top, span, 1)?;
-    writer.out.push_str("</expr>\n");
+    writer.out.extend_from_slice(b"</expr>\n");
     Ok((writer.out, writer.context))
 }
 
 impl Evaluator {
     /// The value as `nix-instantiate --eval --xml [--strict] [--no-location]` prints it.
-    pub fn print_xml(&self, value: &Value, strict: bool, location: bool) -> EvalResult<String> {
+    pub fn print_xml(&self, value: &Value, strict: bool, location: bool) -> EvalResult<Vec<u8>> {
         Ok(xml_document(self, value, Span::default(), strict, location)?.0)
     }
 }
 
 /// XML attribute escaping as Nix's `XMLWriter`: `<`, `>`, `&`, `"` and line feeds; a carriage
 /// return is written as it is.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\n' => out.push_str("&#xA;"),
-            c => out.push(c),
+fn escape(text: &[u8], out: &mut Vec<u8>) {
+    for &b in text {
+        match b {
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\n' => out.extend_from_slice(b"&#xA;"),
+            b => out.push(b),
         }
     }
-    out
 }
 
 struct XmlWriter {
-    out: String,
+    out: Vec<u8>,
     context: Context,
     derivations_seen: BTreeSet<String>,
     /// Force what is printed (else unevaluated parts are `<unevaluated />`).
@@ -82,33 +81,47 @@ struct XmlWriter {
 impl XmlWriter {
     fn indent(&mut self, depth: usize) {
         for _ in 0..depth {
-            self.out.push_str("  ");
+            self.out.extend_from_slice(b"  ");
+        }
+    }
+
+    /// `<name key="value" …` (the element left open for its end).
+    fn start(&mut self, depth: usize, name: &str, attrs: &[(&str, &[u8])]) {
+        self.indent(depth);
+        self.out.push(b'<');
+        self.out.extend_from_slice(name.as_bytes());
+        for (key, value) in attrs {
+            self.out.push(b' ');
+            self.out.extend_from_slice(key.as_bytes());
+            self.out.extend_from_slice(b"=\"");
+            escape(value, &mut self.out);
+            self.out.push(b'"');
         }
     }
 
     fn empty(&mut self, depth: usize, name: &str, attrs: &[(&str, String)]) {
-        self.indent(depth);
-        self.out.push('<');
-        self.out.push_str(name);
-        for (key, value) in attrs {
-            self.out.push_str(&format!(" {key}=\"{}\"", escape(value)));
-        }
-        self.out.push_str(" />\n");
+        let attrs: Vec<(&str, &[u8])> = attrs.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        self.start(depth, name, &attrs);
+        self.out.extend_from_slice(b" />\n");
+    }
+
+    /// `<string value="…" />` with the string's bytes.
+    fn string(&mut self, depth: usize, value: &[u8]) {
+        self.start(depth, "string", &[("value", value)]);
+        self.out.extend_from_slice(b" />\n");
     }
 
     fn open(&mut self, depth: usize, name: &str, attrs: &[(&str, String)]) {
-        self.indent(depth);
-        self.out.push('<');
-        self.out.push_str(name);
-        for (key, value) in attrs {
-            self.out.push_str(&format!(" {key}=\"{}\"", escape(value)));
-        }
-        self.out.push_str(">\n");
+        let attrs: Vec<(&str, &[u8])> = attrs.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        self.start(depth, name, &attrs);
+        self.out.extend_from_slice(b">\n");
     }
 
     fn close(&mut self, depth: usize, name: &str) {
         self.indent(depth);
-        self.out.push_str(&format!("</{name}>\n"));
+        self.out.extend_from_slice(b"</");
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b">\n");
     }
 
     fn string_attr(
@@ -121,7 +134,7 @@ impl XmlWriter {
             Some(v) => {
                 let s = ev.force_string(v, span)?;
                 self.context.extend(s.context().iter().cloned());
-                Ok(Some(s.as_str().to_string()))
+                Ok(Some(s.to_str_lossy().into_owned()))
             }
             None => Ok(None),
         }
@@ -165,7 +178,7 @@ impl XmlWriter {
             Value::Float(f) => self.empty(depth, "float", &[("value", format_float(*f))]),
             Value::String(s) => {
                 self.context.extend(s.context().iter().cloned());
-                self.empty(depth, "string", &[("value", s.as_str().to_string())])
+                self.string(depth, s.as_bytes())
             }
             Value::Path(p) => self.empty(depth, "path", &[("value", p.to_string())]),
             Value::List(items) => {

@@ -62,18 +62,18 @@ impl Evaluator {
             Value::Bool(b) if mode.more => Ok(NixString::new(if *b { "1" } else { "" })),
             Value::Null if mode.more => Ok(NixString::new("")),
             Value::List(items) if mode.more => {
-                let mut text = String::new();
+                let mut text = Vec::new();
                 let mut elements = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     let s = self.coerce_to_string(item, span, mode)?;
-                    text.push_str(s.as_str());
+                    text.extend_from_slice(s.as_bytes());
                     elements.extend(s.context().iter().cloned());
                     if i + 1 < items.len() {
                         // Nix skips the separator after an empty list element.
                         let empty_list =
                             matches!(self.force(item, span)?, Value::List(ref l) if l.is_empty());
                         if !empty_list {
-                            text.push(' ');
+                            text.push(b' ');
                         }
                     }
                 }
@@ -101,7 +101,7 @@ impl Evaluator {
             (Value::Int(x), Value::Int(y)) => x == y,
             (Value::Float(x), Value::Float(y)) => x == y,
             (Value::Int(x), Value::Float(y)) | (Value::Float(y), Value::Int(x)) => *x as f64 == *y,
-            (Value::String(x), Value::String(y)) => x.as_str() == y.as_str(),
+            (Value::String(x), Value::String(y)) => x.as_bytes() == y.as_bytes(),
             (Value::Path(x), Value::Path(y)) => x == y,
             (Value::List(x), Value::List(y)) => {
                 if Rc::ptr_eq(x, y) {
@@ -146,9 +146,9 @@ impl Evaluator {
     /// Whether a set is a derivation (`type = "derivation"`).
     pub fn is_derivation(&self, attrs: &Attrs, span: Span) -> EvalResult<bool> {
         match attrs.get(sym("type")) {
-            Some(t) => {
-                Ok(matches!(self.force(t, span)?, Value::String(s) if s.as_str() == "derivation"))
-            }
+            Some(t) => Ok(
+                matches!(self.force(t, span)?, Value::String(s) if s.as_bytes() == b"derivation"),
+            ),
             None => Ok(false),
         }
     }
@@ -162,7 +162,7 @@ impl Evaluator {
             (Value::Float(x), Value::Float(y)) => Ok(x < y),
             (Value::Int(x), Value::Float(y)) => Ok((*x as f64) < *y),
             (Value::Float(x), Value::Int(y)) => Ok(*x < *y as f64),
-            (Value::String(x), Value::String(y)) => Ok(x.as_str() < y.as_str()),
+            (Value::String(x), Value::String(y)) => Ok(x.as_bytes() < y.as_bytes()),
             (Value::Path(x), Value::Path(y)) => Ok(x < y),
             (Value::List(x), Value::List(y)) => {
                 for (p, q) in x.iter().zip(y.iter()) {
@@ -191,8 +191,7 @@ pub(super) fn reject_context(s: &NixString, span: Span) -> EvalResult<()> {
         };
         return Err(EvalError::eval(format!(
             "the string '{}' is not allowed to refer to a store path (such as '{}')",
-            s.as_str(),
-            path
+            s, path
         ))
         .at(span));
     }

@@ -2,6 +2,7 @@
 //! infinite recursion is an error with the position it was forced from), deep forcing, the
 //! call-depth check, and the typed `force_*` helpers the builtins use.
 use super::*;
+use std::os::unix::ffi::OsStrExt;
 
 impl Evaluator {
     /// Fails with Nix's stack overflow error when the evaluation stack is nearly used up.
@@ -240,13 +241,12 @@ impl Evaluator {
                 copy_to_store: false,
             },
         )?;
-        if !s.as_str().starts_with('/') {
+        if !s.as_bytes().starts_with(b"/") {
             return Err(EvalError::eval(format!(
-                "string '{}' doesn't represent an absolute path",
-                s.as_str()
+                "string '{s}' doesn't represent an absolute path"
             ))
             .at(span));
         }
-        Ok(PathBuf::from(s.as_str()))
+        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(s.as_bytes())))
     }
 }

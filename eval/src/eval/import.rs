@@ -2,6 +2,7 @@
 //! file), reading through `EvalIo` or the texts the store was given, `import`,
 //! `scopedImport` and `<name>` lookups in the search path.
 use super::*;
+use std::os::unix::ffi::OsStringExt;
 
 impl Evaluator {
     /// Registers source text and lowers it.
@@ -19,7 +20,10 @@ impl Evaluator {
         };
         let text = &*kiln_lang::source::normalise_line_endings(text);
         let file = self.sources.borrow_mut().add(name, path, Rc::from(text));
-        let home = self.io().get_env("HOME").map(PathBuf::from);
+        let home = self
+            .io()
+            .get_env("HOME")
+            .map(|home| PathBuf::from(std::ffi::OsString::from_vec(home)));
         let cx = LowerContext {
             file,
             display_name: &display_name,

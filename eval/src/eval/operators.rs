@@ -160,14 +160,14 @@ impl Evaluator {
                     )
                     .at(span));
                 }
-                let joined = format!("{}{}", p, s.as_str());
+                let joined = format!("{p}{s}");
                 Ok(Value::path(kiln_lang::lower::canonical_path(&joined)))
             }
             (Value::String(x), _) => {
                 let y = self.coerce_to_string(&b, span, CoerceMode::INTERPOLATION)?;
-                let mut text = String::with_capacity(x.as_str().len() + y.as_str().len());
-                text.push_str(x.as_str());
-                text.push_str(y.as_str());
+                let mut text = Vec::with_capacity(x.len() + y.len());
+                text.extend_from_slice(x.as_bytes());
+                text.extend_from_slice(y.as_bytes());
                 let context = if y.has_context() {
                     let mut c = x.context().clone();
                     c.extend(y.context().iter().cloned());

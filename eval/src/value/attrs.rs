@@ -59,10 +59,13 @@ pub(super) fn find(entries: &[(Symbol, Value)], name: Symbol) -> Option<&Value> 
     if entries.len() <= LINEAR_SEARCH_MAX {
         return entries.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
     }
-    entries
-        .binary_search_by(|(k, _)| k.cmp(&name))
-        .ok()
-        .map(|i| &entries[i].1)
+    // Text order is the entries' order unless a name that is not UTF-8 exists; a match found
+    // by it is the symbol itself either way, so only a miss may need the byte order.
+    let found = match entries.binary_search_by(|(k, _)| k.cmp_text(name)) {
+        Err(_) if !Symbol::all_utf8() => entries.binary_search_by(|(k, _)| k.cmp(&name)),
+        found => found,
+    };
+    found.ok().map(|i| &entries[i].1)
 }
 
 impl Default for Entries {

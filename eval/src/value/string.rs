@@ -1,6 +1,13 @@
-//! Strings with context: `NixString` (text shared behind `Rc`, with the set of store objects
+//! Strings with context: `NixString` (bytes shared behind `Rc`, with the set of store objects
 //! it refers to) and its `Context` of `ContextElem`s (plain paths, whole derivations, outputs).
+//!
+//! A Nix string is a sequence of bytes, not of characters: `readFile` of a binary file, or
+//! `substring` through a multi-byte character, gives bytes that are not UTF-8, and they are
+//! kept as they are (lengths and positions count bytes). Text is decoded only where kiln needs
+//! a Rust `str` — attribute names, paths, messages — and there invalid sequences become
+//! U+FFFD (`to_str_lossy`).
 use super::*;
+use std::borrow::Cow;
 
 /// One element of a string's context: what store objects the string refers to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,11 +28,11 @@ pub struct Context(Vec<ContextElem>);
 
 /// The context of most strings is empty; it then costs one pointer instead of a whole set.
 pub(super) struct StringData {
-    text: Box<str>,
+    text: Box<[u8]>,
     context: Option<Box<Context>>,
 }
 
-/// Immutable string text with its context, shared by reference count.
+/// Immutable string bytes with their context, shared by reference count.
 #[derive(Clone)]
 pub struct NixString(Rc<StringData>);
 
@@ -137,19 +144,46 @@ impl<'a> IntoIterator for &'a Context {
 }
 
 impl NixString {
-    pub fn new(text: impl Into<String>) -> Self {
+    /// A string without context; takes `&str`, `String`, `&[u8]` or `Vec<u8>`.
+    pub fn new(text: impl Into<Vec<u8>>) -> Self {
         Self::with_context(text, Context::new())
     }
 
-    pub fn with_context(text: impl Into<String>, context: Context) -> Self {
+    pub fn with_context(text: impl Into<Vec<u8>>, context: Context) -> Self {
         NixString(Rc::new(StringData {
-            text: text.into().into_boxed_str(),
+            text: text.into().into_boxed_slice(),
             context: (!context.is_empty()).then(|| Box::new(context)),
         }))
     }
 
-    pub fn as_str(&self) -> &str {
+    /// The string's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
         &self.0.text
+    }
+
+    /// The length in bytes (what `builtins.stringLength` returns).
+    pub fn len(&self) -> usize {
+        self.0.text.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.text.is_empty()
+    }
+
+    /// The text, if the bytes are UTF-8.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0.text).ok()
+    }
+
+    /// The text, with every invalid UTF-8 sequence replaced by U+FFFD; borrowed when the bytes
+    /// are UTF-8 already.
+    pub fn to_str_lossy(&self) -> Cow<'_, str> {
+        // `from_utf8` checks the common case (short, valid, often ASCII: attribute names)
+        // several times faster than `from_utf8_lossy`'s chunk iterator.
+        match std::str::from_utf8(&self.0.text) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&self.0.text),
+        }
     }
 
     pub fn context(&self) -> &Context {
@@ -161,8 +195,15 @@ impl NixString {
     }
 }
 
+/// The text as a message shows it: invalid UTF-8 sequences as U+FFFD.
+impl fmt::Display for NixString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_str_lossy())
+    }
+}
+
 impl fmt::Debug for NixString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.as_str())
+        write!(f, "{:?}", self.to_str_lossy())
     }
 }

@@ -204,7 +204,7 @@ fn inputs_from_earlier_evaluations_are_read_from_the_store() {
         let value = ev
             .eval_string(&format!("({base}).drvPath"), Path::new("/"))
             .unwrap();
-        let base_drv = ev.to_json(&value).unwrap();
+        let base_drv = String::from_utf8(ev.to_json(&value).unwrap()).unwrap();
         first.flush().unwrap();
         base_drv
     });
@@ -218,7 +218,9 @@ fn inputs_from_earlier_evaluations_are_read_from_the_store() {
         let value = ev
             .eval_string(&source, Path::new("/"))
             .map_err(|e| e.message().to_owned())?;
-        ev.to_json(&value).map_err(|e| e.message().to_owned())
+        ev.to_json(&value)
+            .map(|json| String::from_utf8(json).unwrap())
+            .map_err(|e| e.message().to_owned())
     });
     // Same as the "whole derivation context" case: `=drv` pulls in the closure, the
     // output context adds `out`.

@@ -2,6 +2,10 @@
 //! values coerced as Nix coerces them (lists joined by spaces, `null` as empty, one JSON
 //! document with `__structuredAttrs`), contexts gathered, and the special attributes
 //! (`outputs`, `outputHash*`, `__ignoreNulls`, `__contentAddressed`) checked.
+//!
+//! kiln's `.drv` model (`kiln_store::derivation::Derivation`) holds text, while a Nix string
+//! is bytes: a value that is not UTF-8 is refused here rather than changed, since a changed
+//! value would give another `.drv` path than Nix's.
 use super::*;
 
 /// The attributes of a derivation as `derivationStrict` collects them.
@@ -19,6 +23,18 @@ pub(super) struct CollectedAttrs {
     /// `__contentAddressed = true`: floating content-addressed outputs (kiln always has Nix's
     /// `ca-derivations` feature on).
     pub(super) content_addressed: bool,
+}
+
+/// The value of attribute `key` as text, or an error when its bytes are not UTF-8.
+fn attribute_text(bytes: &[u8], key: &str, span: Span) -> EvalResult<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        error(
+            format!(
+                "the value of the derivation attribute '{key}' is not valid UTF-8, which kiln's derivations cannot hold"
+            ),
+            span,
+        )
+    })
 }
 
 pub(super) const ENV_COERCION: CoerceMode = CoerceMode {
@@ -44,8 +60,15 @@ pub(super) fn collect_attrs(
         outputs: vec!["out".to_owned()],
         ..CollectedAttrs::default()
     };
-    let mut json_entries: Vec<(String, String)> = Vec::new();
+    let mut json_entries: Vec<(String, Vec<u8>)> = Vec::new();
     for (key, value) in attrs.iter() {
+        // A name that is not UTF-8 has bytes other than its text.
+        if key.as_bytes() != key.as_str().as_bytes() {
+            return Err(error(
+                format!("the derivation attribute name '{key}' is not valid UTF-8, which kiln's derivations cannot hold"),
+                span,
+            ));
+        }
         let key = key.as_str();
         if key == "__ignoreNulls" {
             continue;
@@ -70,7 +93,9 @@ pub(super) fn collect_attrs(
                     for item in ev.force_list(value, span)?.iter() {
                         let s = ev.coerce_to_string(item, span, ENV_COERCION)?;
                         collected.context.extend(s.context().iter().cloned());
-                        collected.args.push(s.as_str().to_owned());
+                        collected
+                            .args
+                            .push(attribute_text(s.as_bytes(), key, span)?);
                     }
                 }
                 _ if structured => {
@@ -84,7 +109,7 @@ pub(super) fn collect_attrs(
                         "builder" => {
                             let s = ev.force_string(value, span)?;
                             collected.context.extend(s.context().iter().cloned());
-                            collected.builder = s.as_str().to_owned();
+                            collected.builder = attribute_text(s.as_bytes(), key, span)?;
                         }
                         "system" => collected.platform = force_string_no_context(ev, value, span)?,
                         "outputHash" => {
@@ -110,7 +135,7 @@ pub(super) fn collect_attrs(
                 _ => {
                     let s = ev.coerce_to_string(value, span, ENV_COERCION)?;
                     collected.context.extend(s.context().iter().cloned());
-                    let text = s.as_str().to_owned();
+                    let text = attribute_text(s.as_bytes(), key, span)?;
                     match key {
                         "builder" => collected.builder = text.clone(),
                         "system" => collected.platform = text.clone(),
@@ -140,16 +165,17 @@ pub(super) fn collect_attrs(
         })?;
     }
     if structured {
-        let mut json = String::from("{");
+        let mut json = vec![b'{'];
         for (index, (key, value)) in json_entries.iter().enumerate() {
             if index > 0 {
-                json.push(',');
+                json.push(b',');
             }
-            crate::print::json_string(key, &mut json);
-            json.push(':');
-            json.push_str(value);
+            crate::print::json_string(key.as_bytes(), &mut json);
+            json.push(b':');
+            json.extend_from_slice(value);
         }
-        json.push('}');
+        json.push(b'}');
+        let json = attribute_text(&json, "__json", span)?;
         collected.env.insert("__json".to_owned(), json);
     }
     Ok(collected)

@@ -31,7 +31,7 @@ pub(super) fn to_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<
     }
     let path = ev
         .store()
-        .add_text(&name, contents.as_str().as_bytes(), &references)
+        .add_text(&name, contents.as_bytes(), &references)
         .map_err(|e| error(e.to_string(), span))?;
     KNOWN.with(|known| {
         known
