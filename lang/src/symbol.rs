@@ -43,30 +43,27 @@ impl Hasher for FxHasher {
 /// `BuildHasher` for `FxHasher`.
 pub type BuildFxHasher = std::hash::BuildHasherDefault<FxHasher>;
 
-/// A table entry: the name's bytes, by which it is hashed and found, and its symbol's text
-/// (the same bytes when they are UTF-8).
+/// A table entry: a UTF-8 name, hashed and compared as bytes so that the tables can be
+/// searched with a byte slice (a slice that is not UTF-8 finds nothing there).
 #[derive(Clone, Copy)]
-struct Name {
-    bytes: &'static [u8],
-    text: &'static str,
-}
+struct Name(&'static str);
 
 impl Borrow<[u8]> for Name {
     fn borrow(&self) -> &[u8] {
-        self.bytes
+        self.0.as_bytes()
     }
 }
 
 /// As `Borrow` requires: the same hash and equality as the bytes.
 impl Hash for Name {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.bytes.hash(state)
+        self.0.as_bytes().hash(state)
     }
 }
 
 impl PartialEq for Name {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
+        self.0.as_bytes() == other.0.as_bytes()
     }
 }
 
@@ -88,16 +85,27 @@ fn table() -> &'static Mutex<NameTable> {
 /// text's, with no lookup.
 static NON_UTF8_NAMES: AtomicBool = AtomicBool::new(false);
 
-/// The bytes of the names that are not UTF-8, by the address of their symbol's text.
-fn non_utf8_bytes() -> &'static Mutex<HashMap<usize, &'static [u8]>> {
-    static BYTES: OnceLock<Mutex<HashMap<usize, &'static [u8]>>> = OnceLock::new();
-    BYTES.get_or_init(|| Mutex::new(HashMap::new()))
+/// The names that are not UTF-8, apart from the others (rare, so behind one lock).
+#[derive(Default)]
+struct NonUtf8Names {
+    /// The name's bytes → its symbol's text.
+    by_bytes: HashMap<&'static [u8], &'static str>,
+    /// The address of a symbol's text → the name's bytes.
+    by_text: HashMap<usize, &'static [u8]>,
+}
+
+fn non_utf8_names() -> std::sync::MutexGuard<'static, NonUtf8Names> {
+    static NAMES: OnceLock<Mutex<NonUtf8Names>> = OnceLock::new();
+    NAMES
+        .get_or_init(|| Mutex::new(NonUtf8Names::default()))
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// The symbol of `name` in this thread's table.
 #[inline]
 fn seen(name: &[u8]) -> Option<Symbol> {
-    SEEN.with(|seen| seen.borrow().get(name).map(|found| Symbol(found.text)))
+    SEEN.with(|seen| seen.borrow().get(name).map(|found| Symbol(found.0)))
 }
 
 impl Symbol {
@@ -105,16 +113,19 @@ impl Symbol {
     pub fn intern(name: &str) -> Symbol {
         match seen(name.as_bytes()) {
             Some(found) => found,
-            None => Self::intern_unseen(name.as_bytes(), Some(name)),
+            None => Self::intern_unseen(name),
         }
     }
 
     /// Interns a name given as bytes, which need not be UTF-8. A name seen before is found
     /// without decoding it.
     pub fn intern_bytes(name: &[u8]) -> Symbol {
-        match seen(name) {
-            Some(found) => found,
-            None => Self::intern_unseen(name, std::str::from_utf8(name).ok()),
+        if let Some(found) = seen(name) {
+            return found;
+        }
+        match std::str::from_utf8(name) {
+            Ok(text) => Self::intern_unseen(text),
+            Err(_) => Self::intern_non_utf8(name),
         }
     }
 
@@ -129,46 +140,49 @@ impl Symbol {
         if let Some(found) = seen(name) {
             return Some(found);
         }
-        let set = table().lock().unwrap_or_else(|poison| poison.into_inner());
-        set.get(name).map(|found| Symbol(found.text))
+        let found = {
+            let set = table().lock().unwrap_or_else(|poison| poison.into_inner());
+            set.get(name).map(|found| Symbol(found.0))
+        };
+        if found.is_none() && !Self::all_utf8() {
+            return non_utf8_names().by_bytes.get(name).map(|text| Symbol(text));
+        }
+        found
     }
 
-    /// Interns a name this thread has not seen yet; `text` is the name when it is UTF-8.
-    fn intern_unseen(bytes: &[u8], text: Option<&str>) -> Symbol {
-        let name = Self::intern_shared(bytes, text);
-        SEEN.with(|seen| seen.borrow_mut().insert(name));
-        Symbol(name.text)
+    /// Interns a UTF-8 name this thread has not seen yet.
+    fn intern_unseen(name: &str) -> Symbol {
+        let symbol = Self::intern_shared(name);
+        SEEN.with(|seen| seen.borrow_mut().insert(Name(symbol.0)));
+        symbol
     }
 
-    fn intern_shared(bytes: &[u8], text: Option<&str>) -> Name {
+    fn intern_shared(name: &str) -> Symbol {
         // A poisoned lock only means another thread panicked while inserting; the set itself is
         // still consistent (insertion is a single call), so keep using it.
         let mut set = table().lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some(existing) = set.get(bytes) {
-            return *existing;
+        if let Some(existing) = set.get(name.as_bytes()) {
+            return Symbol(existing.0);
         }
-        let name = match text {
-            Some(text) => {
-                let leaked: &'static str = Box::leak(Box::from(text));
-                Name {
-                    bytes: leaked.as_bytes(),
-                    text: leaked,
-                }
-            }
-            None => {
-                let bytes: &'static [u8] = Box::leak(Box::from(bytes));
-                let text: &'static str =
-                    Box::leak(String::from_utf8_lossy(bytes).into_owned().into_boxed_str());
-                non_utf8_bytes()
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner())
-                    .insert(text.as_ptr() as usize, bytes);
-                NON_UTF8_NAMES.store(true, AtomicOrdering::Release);
-                Name { bytes, text }
-            }
-        };
-        set.insert(name);
-        name
+        let leaked: &'static str = Box::leak(Box::from(name));
+        set.insert(Name(leaked));
+        Symbol(leaked)
+    }
+
+    /// Interns a name that is not UTF-8: its text, with U+FFFD for each invalid sequence, is
+    /// an allocation of its own, so the symbol differs from every other.
+    fn intern_non_utf8(name: &[u8]) -> Symbol {
+        let mut names = non_utf8_names();
+        if let Some(text) = names.by_bytes.get(name) {
+            return Symbol(text);
+        }
+        let bytes: &'static [u8] = Box::leak(Box::from(name));
+        let text: &'static str =
+            Box::leak(String::from_utf8_lossy(bytes).into_owned().into_boxed_str());
+        names.by_bytes.insert(bytes, text);
+        names.by_text.insert(text.as_ptr() as usize, bytes);
+        NON_UTF8_NAMES.store(true, AtomicOrdering::Release);
+        Symbol(text)
     }
 
     /// The name as text: UTF-8, with U+FFFD for each invalid sequence of a name that is not.
@@ -208,12 +222,7 @@ impl Symbol {
     fn bytes_when_some_are_not_utf8(self) -> &'static [u8] {
         // The text of a name that is not UTF-8 holds at least one U+FFFD.
         if self.0.contains('\u{fffd}') {
-            let bytes = non_utf8_bytes()
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .get(&(self.0.as_ptr() as usize))
-                .copied();
-            if let Some(bytes) = bytes {
+            if let Some(bytes) = non_utf8_names().by_text.get(&(self.0.as_ptr() as usize)) {
                 return bytes;
             }
         }

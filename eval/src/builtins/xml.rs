@@ -255,16 +255,18 @@ impl XmlWriter {
 
     fn attrs(&mut self, ev: &Evaluator, attrs: &Attrs, span: Span, depth: usize) -> EvalResult<()> {
         for (name, item) in attrs.iter() {
-            let mut element_attrs = match attrs.position_of(name) {
+            let position = match attrs.position_of(name) {
                 Some(at) => self.position(ev, at),
                 None => Vec::new(),
             };
+            let mut element_attrs: Vec<(&str, &[u8])> = position
+                .iter()
+                .map(|(key, value)| (*key, value.as_bytes()))
+                .collect();
             // Nix writes XML attributes in name order: column, line, name, path.
-            element_attrs.insert(
-                element_attrs.len().min(2),
-                ("name", name.as_str().to_string()),
-            );
-            self.open(depth, "attr", &element_attrs);
+            element_attrs.insert(element_attrs.len().min(2), ("name", name.as_bytes()));
+            self.start(depth, "attr", &element_attrs);
+            self.out.extend_from_slice(b">\n");
             self.value(ev, item, span, depth + 1)?;
             self.close(depth, "attr");
         }
