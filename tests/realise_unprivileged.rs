@@ -56,10 +56,7 @@ fn the_busybox_example_builds_without_root() {
         );
     }
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let kiln = tmp.path().join("kiln");
-    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &kiln).unwrap();
-    std::fs::set_permissions(&kiln, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kiln = copy_of_kiln(tmp.path());
     let example = tmp.path().join("busybox");
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/busybox"),
@@ -69,20 +66,7 @@ fn the_busybox_example_builds_without_root() {
         let mode = if file.is_dir() { 0o755 } else { 0o644 };
         std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let mut command = if is_root {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&kiln);
-        c
-    } else {
-        Command::new(&kiln)
-    };
-    let output = command
-        .env("HOME", tmp.path())
-        .env_remove("KILN_STORE")
-        .env_remove("KILN_STORE_DIR")
-        .arg("--store")
-        .arg(tmp.path().join("store"))
+    let output = kiln_in(&kiln, tmp.path(), is_root)
         .arg("realise")
         .arg("-o")
         .arg(tmp.path().join("result"))
@@ -129,10 +113,7 @@ fn a_rootless_rootfs_build_does_not_write_through_the_layers_links() {
     }
     let is_root = running_as_root();
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let kiln = tmp.path().join("kiln");
-    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &kiln).unwrap();
-    std::fs::set_permissions(&kiln, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kiln = copy_of_kiln(tmp.path());
     let victim = tmp.path().join("victim");
     std::fs::create_dir(&victim).unwrap();
     std::fs::write(victim.join("notes"), "the user's own file\n").unwrap();
@@ -162,23 +143,12 @@ in sh "use" "$0 echo hi > $out" {{ rootfs = layer; }}
     )
     .unwrap();
     std::fs::set_permissions(&expression, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut command = if is_root {
+    if is_root {
         // The user the victim directory belongs to runs kiln.
         std::os::unix::fs::chown(&victim, Some(65534), Some(65534)).unwrap();
         std::os::unix::fs::chown(victim.join("notes"), Some(65534), Some(65534)).unwrap();
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&kiln);
-        c
-    } else {
-        Command::new(&kiln)
-    };
-    let output = command
-        .env("HOME", tmp.path())
-        .env_remove("KILN_STORE")
-        .env_remove("KILN_STORE_DIR")
-        .arg("--store")
-        .arg(tmp.path().join("store"))
+    }
+    let output = kiln_in(&kiln, tmp.path(), is_root)
         .args(["realise", "--no-out-link"])
         .arg(&expression)
         .current_dir(tmp.path())
@@ -200,6 +170,35 @@ in sh "use" "$0 echo hi > $out" {{ rootfs = layer; }}
         "nothing was made in the user's directory"
     );
     assert!(output.status.success(), "the build still runs: {stderr}");
+}
+
+/// A world-readable copy of the kiln binary in `dir` (made world-writable), for `nobody`.
+fn copy_of_kiln(dir: &Path) -> std::path::PathBuf {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let kiln = dir.join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &kiln).unwrap();
+    std::fs::set_permissions(&kiln, std::fs::Permissions::from_mode(0o755)).unwrap();
+    kiln
+}
+
+/// `kiln` run as `nobody` when the tests run as root (else as the current user), with its
+/// home and store in `dir`; the caller adds the verb.
+fn kiln_in(kiln: &Path, dir: &Path, is_root: bool) -> Command {
+    let mut command = if is_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(kiln);
+        c
+    } else {
+        Command::new(kiln)
+    };
+    command
+        .env("HOME", dir)
+        .env_remove("KILN_STORE")
+        .env_remove("KILN_STORE_DIR")
+        .arg("--store")
+        .arg(dir.join("store"));
+    command
 }
 
 fn running_as_root() -> bool {

@@ -270,24 +270,19 @@ impl Env {
     /// The value of a slot `depth` frames up, bound to its frame if it was unbound.
     #[inline]
     pub(crate) fn get(&self, depth: u32, slot: u32) -> Value {
-        let frame = self.ancestor(depth);
-        let slots = frame.0.slots.borrow();
-        match &*slots {
-            Slots::One(v) => v.clone(),
-            Slots::Many { values, lazy } => {
-                if slot < LAZY_SLOTS && lazy & (1u64 << slot) != 0 {
-                    drop(slots);
-                    return frame.bind_slot(slot, false);
-                }
-                values[slot as usize].clone()
-            }
-        }
+        self.read(depth, slot, false)
     }
 
     /// As `get`, for a read that forces the value (a variable evaluated, not passed on
     /// lazily): a function read so counts as forced from then on (see `Closure::unforced`).
     #[inline]
     pub(crate) fn get_forced(&self, depth: u32, slot: u32) -> Value {
+        self.read(depth, slot, true)
+    }
+
+    /// `get` (`forced` false) and `get_forced` (true).
+    #[inline]
+    fn read(&self, depth: u32, slot: u32, forced: bool) -> Value {
         let frame = self.ancestor(depth);
         let slots = frame.0.slots.borrow();
         match &*slots {
@@ -295,7 +290,7 @@ impl Env {
             Slots::Many { values, lazy } => {
                 if slot < LAZY_SLOTS && lazy & (1u64 << slot) != 0 {
                     drop(slots);
-                    return frame.bind_slot(slot, true);
+                    return frame.bind_slot(slot, forced);
                 }
                 values[slot as usize].clone()
             }
