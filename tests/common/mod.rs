@@ -272,6 +272,10 @@ impl OracleHome {
             .env("NIX_LOG_DIR", home.join("var/log"))
             .env("NIX_STORE_DIR", store_dir)
             .env("NIX_REMOTE", store_uri)
+            // Nix keeps what caches answered (narinfos, `nix-cache-info`) in
+            // `$XDG_CACHE_HOME/nix`; shared between tests, a cache URL whose port another test
+            // used before would answer with that test's narinfo (another key's signature).
+            .env("XDG_CACHE_HOME", home.join("cache"))
             .env_remove("NIX_PATH");
         corpus_env(&mut command);
         command
