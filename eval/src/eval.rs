@@ -136,6 +136,8 @@ pub struct Evaluator {
     /// `mapAttrs`, `zipAttrsWith`), made once per name and then shared.
     symbol_strings: RefCell<HashMap<Symbol, NixString, kiln_lang::symbol::BuildFxHasher>>,
     pub(crate) root_env: Env,
+    /// The derivations and texts this evaluation made (`derivationStrict`, `toFile`).
+    pub(crate) known_paths: RefCell<builtins::KnownPaths>,
     call_depth: Cell<usize>,
     stack_floor: usize,
 }
@@ -166,6 +168,7 @@ impl Evaluator {
             import_cache: RefCell::new(HashMap::new()),
             symbol_strings: RefCell::new(HashMap::default()),
             root_env: Env::new(Vec::new(), None),
+            known_paths: RefCell::default(),
             call_depth: Cell::new(0),
             stack_floor,
         }

@@ -1,26 +1,30 @@
 //! End-to-end tests of the evaluator against values and messages taken from Nix 2.8
 //! (`nix-instantiate --eval --strict`).
 use super::*;
+use kiln_store::store_path::StorePath;
 use std::collections::BTreeSet;
 use store_access::{AddPathError, IngestionMethod, PathFilter, StoreAccessError};
 
 /// A store that only computes stand-in paths (no hashing): enough for evaluation tests that
 /// interpolate paths.
-struct FakeStore;
+struct FakeStore(kiln_store::store_path::StoreDir);
+
+fn stand_in(hash_digit: char, name: &str) -> Result<StorePath, StoreAccessError> {
+    let base_name = format!("{}-{name}", hash_digit.to_string().repeat(32));
+    StorePath::from_base_name(&base_name).map_err(StoreAccessError::caused_by)
+}
 
 impl EvalStore for FakeStore {
-    fn store_dir(&self) -> &str {
-        "/nix/store"
+    fn store_dir(&self) -> &kiln_store::store_path::StoreDir {
+        &self.0
     }
     fn add_text(
         &self,
         name: &str,
         _: &[u8],
-        _: &BTreeSet<String>,
-    ) -> Result<String, StoreAccessError> {
-        Ok(format!(
-            "/nix/store/00000000000000000000000000000000-{name}"
-        ))
+        _: &BTreeSet<StorePath>,
+    ) -> Result<StorePath, StoreAccessError> {
+        stand_in('0', name)
     }
     fn add_path(
         &self,
@@ -29,15 +33,15 @@ impl EvalStore for FakeStore {
         _: IngestionMethod,
         _: Option<PathFilter<'_>>,
         _: Option<[u8; 32]>,
-    ) -> Result<String, AddPathError> {
-        Ok(format!(
-            "/nix/store/11111111111111111111111111111111-{name}"
-        ))
+    ) -> Result<StorePath, AddPathError> {
+        Ok(stand_in('1', name)?)
     }
 }
 
 fn evaluator() -> Evaluator {
-    let mut opts = EvalOptions::new(Rc::new(FakeStore));
+    let mut opts = EvalOptions::new(Rc::new(FakeStore(kiln_store::store_path::StoreDir::new(
+        "/nix/store",
+    ))));
     let mut io = MemoryIo::default();
     io.files
         .insert("/src/lib.nix".into(), b"{ x = 1; f = a: a + 1; }".to_vec());

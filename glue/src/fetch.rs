@@ -151,7 +151,7 @@ impl StoreFetcher {
                 if store.is_valid(&pinned)? {
                     store.add_temp_root(&pinned)?;
                     return Ok(FetchedPath {
-                        path: store.store_dir().print(&pinned),
+                        path: pinned,
                         sha256: digest,
                     });
                 }
@@ -205,10 +205,7 @@ impl StoreFetcher {
         let mut sha256 = [0u8; 32];
         // Staged copies are hashed with sha256: 32 bytes.
         sha256.copy_from_slice(hash.as_bytes());
-        Ok(FetchedPath {
-            path: store.store_dir().print(&path),
-            sha256,
-        })
+        Ok(FetchedPath { path, sha256 })
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use kiln_eval::store_access::source_ingestion::{
     access_error, content_address_method, content_hash_error, expected_path, mismatch_error,
-    nar_filter, parse_references, source_path, with_source_cache, SourceCache,
+    nar_filter, source_path, with_source_cache, SourceCache,
 };
 use kiln_eval::store_access::{
     AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError,
@@ -80,42 +80,35 @@ impl LocalEvalStore {
         &self,
         name: &str,
         contents: &[u8],
-        references: &BTreeSet<String>,
+        references: &BTreeSet<StorePath>,
         derivation_outputs: BTreeMap<String, StorePath>,
-    ) -> Result<String, StoreAccessError> {
-        let references = parse_references(&self.dir, references)?;
+    ) -> Result<StorePath, StoreAccessError> {
         let path = self
             .dir
-            .make_text_path(name, contents, &references)
+            .make_text_path(name, contents, references)
             .map_err(access_error)?;
         let mut texts = self.texts.borrow_mut();
         texts
-            .add(
-                &self.store,
-                &path,
-                contents,
-                &references,
-                derivation_outputs,
-            )
+            .add(&self.store, &path, contents, references, derivation_outputs)
             .map_err(access_error)?;
         if texts.len() >= TEXT_BATCH_SIZE {
             texts.flush(&self.store).map_err(access_error)?;
         }
-        Ok(self.dir.print(&path))
+        Ok(path)
     }
 }
 
 impl EvalStore for LocalEvalStore {
-    fn store_dir(&self) -> &str {
-        self.dir.as_str()
+    fn store_dir(&self) -> &StoreDir {
+        &self.dir
     }
 
     fn add_text(
         &self,
         name: &str,
         contents: &[u8],
-        references: &BTreeSet<String>,
-    ) -> Result<String, StoreAccessError> {
+        references: &BTreeSet<StorePath>,
+    ) -> Result<StorePath, StoreAccessError> {
         self.write_text(name, contents, references, BTreeMap::new())
     }
 
@@ -123,36 +116,26 @@ impl EvalStore for LocalEvalStore {
         &self,
         name: &str,
         contents: &[u8],
-        references: &BTreeSet<String>,
-        outputs: &BTreeMap<String, String>,
-    ) -> Result<String, StoreAccessError> {
-        let outputs = outputs
-            .iter()
-            .map(|(output, path)| Ok((output.clone(), self.dir.parse(path).map_err(access_error)?)))
-            .collect::<Result<_, StoreAccessError>>()?;
-        self.write_text(name, contents, references, outputs)
+        references: &BTreeSet<StorePath>,
+        outputs: &BTreeMap<String, StorePath>,
+    ) -> Result<StorePath, StoreAccessError> {
+        self.write_text(name, contents, references, outputs.clone())
     }
 
-    fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
-        let store_path = self.dir.parse(path).ok()?;
-        let known =
-            self.texts.borrow().contains(&store_path) || self.store.is_valid(&store_path).ok()?;
+    fn read_store_file(&self, path: &StorePath) -> Option<Vec<u8>> {
+        let known = self.texts.borrow().contains(path) || self.store.is_valid(path).ok()?;
         if !known {
             return None;
         }
-        std::fs::read(self.store.physical_path(&store_path)).ok()
+        std::fs::read(self.store.physical_path(path)).ok()
     }
 
-    fn references(&self, path: &str) -> Option<BTreeSet<String>> {
-        let store_path = self.dir.parse(path).ok()?;
-        let references = match self.texts.borrow().references(&store_path) {
-            Some(pending) => pending.clone(),
-            None if self.store.is_valid(&store_path).ok()? => {
-                self.store.references(&store_path).ok()?
-            }
-            None => return None,
-        };
-        Some(references.iter().map(|r| self.dir.print(r)).collect())
+    fn references(&self, path: &StorePath) -> Option<BTreeSet<StorePath>> {
+        match self.texts.borrow().references(path) {
+            Some(pending) => Some(pending.clone()),
+            None if self.store.is_valid(path).ok()? => self.store.references(path).ok(),
+            None => None,
+        }
     }
 
     fn add_path(
@@ -162,7 +145,7 @@ impl EvalStore for LocalEvalStore {
         method: IngestionMethod,
         filter: Option<PathFilter<'_>>,
         expected_sha256: Option<[u8; 32]>,
-    ) -> Result<String, AddPathError> {
+    ) -> Result<StorePath, AddPathError> {
         // A source inside the logical store directory is read where it physically lives.
         let physical_source = self.physical_location(source);
         let source = physical_source.as_deref().unwrap_or(source);
@@ -170,7 +153,7 @@ impl EvalStore for LocalEvalStore {
         let expected = expected_path(&self.dir, name, method_ca, expected_sha256)?;
         if let Some(expected) = &expected {
             if self.store.is_valid(expected).map_err(access_error)? {
-                return Ok(self.dir.print(expected));
+                return Ok(expected.clone());
             }
         }
         let path = with_source_cache(&self.sources, name, source, method, filter, |filter| {
@@ -203,10 +186,10 @@ impl EvalStore for LocalEvalStore {
                     path
                 }
             };
-            Ok(self.dir.print(&path))
+            Ok(path)
         })?;
         match expected {
-            Some(expected) if self.dir.print(&expected) != path => Err(mismatch_error(source)),
+            Some(expected) if expected != path => Err(mismatch_error(source)),
             _ => Ok(path),
         }
     }

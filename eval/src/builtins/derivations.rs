@@ -4,19 +4,12 @@
 //! depending on them follow Nix 2.8 with `ca-derivations`, which kiln always enables: floating
 //! and deferred outputs get placeholders instead of paths), `derivation` (the Nix-source wrapper in
 //! `derivation.nix`), `placeholder`, `toFile`, `path`, `filterSource` and `storeDir`. The
-//! collection of the environment is in `collect`, the source-copying builtins in `sources`.
-//!
-//! Hashes modulo of the derivations instantiated so far (and the references of every `.drv`
-//! and `toFile` text, for `=drv` contexts that need a closure) live in a per-thread table
-//! keyed by the printed store path. Store paths are content addressed — the same path always
-//! names the same contents — so the table is valid for every evaluator on the thread and
-//! turns 10,000s of shared inputs into lookups.
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+//! collection of the environment is in `collect`, the source-copying builtins in `sources`,
+//! what the evaluator remembers of the derivations it made in `known`.
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
 
-use kiln_lang::symbol::BuildFxHasher;
 use kiln_lang::{Span, Symbol};
 use kiln_store::derivation::{
     downstream_placeholder, hash_placeholder, Derivation, DerivationError, DerivationOutput,
@@ -32,9 +25,11 @@ use crate::store_access::{AddPathError, EntryKind, FilterAborted, IngestionMetho
 use crate::value::{Attrs, Context, ContextElem, LazyCall, NixString, Thunk, Value};
 
 mod collect;
+pub(crate) mod known;
 mod sources;
 
 use collect::collect_attrs;
+use known::DrvRecord;
 use sources::filter_source;
 use sources::path;
 use sources::to_file;
@@ -52,30 +47,12 @@ pub const BUILTINS: &[Builtin] = &[
 /// The Nix source of the `derivation` wrapper.
 const DERIVATION_NIX: &str = include_str!("derivation.nix");
 
-/// What the thread remembers about an instantiated derivation.
-struct DrvRecord {
-    hash_modulo: DrvHashModulo,
-    /// Sorted (a slice: a tree set would allocate a node of hundreds of bytes per record).
-    output_names: Box<[String]>,
-}
-
-/// Derivations and texts created on this thread (see the module doc).
-#[derive(Default)]
-struct KnownPaths {
-    derivations: HashMap<String, Rc<DrvRecord>, BuildFxHasher>,
-    references: HashMap<String, Rc<[String]>, BuildFxHasher>,
-}
-
-thread_local! {
-    static KNOWN: RefCell<KnownPaths> = RefCell::new(KnownPaths::default());
-}
-
 fn error(message: impl Into<String>, span: Span) -> EvalError {
     EvalError::eval(message).at(span)
 }
 
 fn store_dir_of(ev: &Evaluator) -> StoreDir {
-    StoreDir::new(ev.store().store_dir())
+    ev.store().store_dir().clone()
 }
 
 /// A string that must not refer to store paths (Nix's `forceStringNoCtx`).
@@ -237,7 +214,7 @@ fn merge_later_wins(
 }
 
 fn store_dir(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
-    Ok(Value::string(ev.store().store_dir()))
+    Ok(Value::string(ev.store().store_dir().as_str()))
 }
 
 fn placeholder(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
@@ -245,32 +222,36 @@ fn placeholder(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
     Ok(Value::string(hash_placeholder(&output)))
 }
 
-/// The store paths reachable from `root` through the references known on this thread (a
-/// `.drv` not instantiated by this evaluation is read from the store).
+/// The store paths reachable from `root` through the references the evaluator knows (a
+/// `.drv` it did not instantiate is read from the store).
 fn known_closure(
     ev: &Evaluator,
     dir: &StoreDir,
-    root: &str,
+    root: StorePath,
     span: Span,
-) -> EvalResult<BTreeSet<String>> {
+) -> EvalResult<BTreeSet<StorePath>> {
     let mut closure = BTreeSet::new();
-    let mut queue = VecDeque::from([root.to_owned()]);
+    let mut queue = VecDeque::from([root]);
     while let Some(path) = queue.pop_front() {
-        if !closure.insert(path.clone()) {
+        if closure.contains(&path) {
             continue;
         }
-        let lookup = |path: &str| KNOWN.with(|known| known.borrow().references.get(path).cloned());
+        let lookup = |path: &StorePath| ev.known_paths.borrow().references(path);
         let mut references = lookup(&path);
-        if references.is_none() && path.ends_with(".drv") {
-            let drv_path = parse_store_path(dir, &path, span)?;
-            input_hash_modulo(ev, dir, &drv_path)
-                .map_err(|e| error(format!("cannot compute the closure of '{path}': {e}"), span))?;
+        if references.is_none() && path.is_derivation() {
+            input_hash_modulo(ev, dir, &path).map_err(|e| {
+                error(
+                    format!("cannot compute the closure of '{}': {e}", dir.print(&path)),
+                    span,
+                )
+            })?;
             references = lookup(&path);
         }
         // Sources and other paths without a record have no references.
         if let Some(references) = references {
             queue.extend(references.iter().cloned());
         }
+        closure.insert(path);
     }
     Ok(closure)
 }
@@ -302,24 +283,21 @@ fn add_inputs(
                     .insert(output.clone());
             }
             ContextElem::AllOutputs(drv_path) => {
-                for path in known_closure(ev, dir, drv_path, span)? {
-                    let store_path = parse_store_path(dir, &path, span)?;
+                let root = parse_store_path(dir, drv_path, span)?;
+                for store_path in known_closure(ev, dir, root, span)? {
                     if store_path.is_derivation() {
-                        let outputs = KNOWN.with(|known| {
-                            known
-                                .borrow()
-                                .derivations
-                                .get(&path)
-                                .map(|record| record.output_names.iter().cloned().collect())
-                        });
-                        let outputs = outputs.ok_or_else(|| {
-                            error(
-                                format!(
-                                    "derivation '{path}' was not instantiated by this evaluation"
-                                ),
-                                span,
-                            )
-                        })?;
+                        let record = ev.known_paths.borrow().derivation(&store_path);
+                        let outputs = record
+                            .map(|record| record.output_names.iter().cloned().collect())
+                            .ok_or_else(|| {
+                                error(
+                                    format!(
+                                        "derivation '{}' was not instantiated by this evaluation",
+                                        dir.print(&store_path)
+                                    ),
+                                    span,
+                                )
+                            })?;
                         drv.input_drvs.insert(store_path.clone(), outputs);
                     }
                     drv.input_srcs.insert(store_path);
@@ -337,41 +315,25 @@ fn input_hash_modulo(
     dir: &StoreDir,
     drv_path: &StorePath,
 ) -> Result<DrvHashModulo, DerivationError> {
-    if let Some(hash) = known_hash_modulo(dir, drv_path) {
-        return Ok(hash);
+    if let Some(record) = ev.known_paths.borrow().derivation(drv_path) {
+        return Ok(record.hash_modulo.clone());
     }
-    let printed = dir.print(drv_path);
     let text = ev
         .store()
-        .read_store_file(&printed)
+        .read_store_file(drv_path)
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| DerivationError::UnknownInput(printed.clone()))?;
+        .ok_or_else(|| DerivationError::UnknownInput(dir.print(drv_path)))?;
     let drv = Derivation::from_drv_file(dir, drv_path, &text)?;
     let hash = drv.hash_modulo(dir, false, &mut |input| input_hash_modulo(ev, dir, input))?;
-    let references = drv.references().iter().map(|p| dir.print(p)).collect();
-    KNOWN.with(|known| {
-        let mut known = known.borrow_mut();
-        known.references.insert(printed.clone(), references);
-        known.derivations.insert(
-            printed,
-            Rc::new(DrvRecord {
-                hash_modulo: hash.clone(),
-                output_names: drv.outputs.keys().cloned().collect(),
-            }),
-        );
-    });
+    ev.known_paths.borrow_mut().add_derivation(
+        drv_path.clone(),
+        drv.references().iter().cloned().collect(),
+        DrvRecord {
+            hash_modulo: hash.clone(),
+            output_names: drv.outputs.keys().cloned().collect(),
+        },
+    );
     Ok(hash)
-}
-
-fn known_hash_modulo(dir: &StoreDir, drv_path: &StorePath) -> Option<DrvHashModulo> {
-    let printed = dir.print(drv_path);
-    KNOWN.with(|known| {
-        known
-            .borrow()
-            .derivations
-            .get(&printed)
-            .map(|record| record.hash_modulo.clone())
-    })
 }
 
 fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
@@ -470,13 +432,13 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
         .map_err(|e| error(e.to_string(), span))?;
 
     let aterm = drv.to_aterm(&dir);
-    let references: BTreeSet<String> = drv.references().iter().map(|p| dir.print(p)).collect();
-    let outputs: BTreeMap<String, String> = drv
+    let references = drv.references();
+    let outputs: BTreeMap<String, StorePath> = drv
         .outputs
         .iter()
-        .filter_map(|(name, output)| output.path.as_ref().map(|p| (name.clone(), dir.print(p))))
+        .filter_map(|(name, output)| output.path.clone().map(|p| (name.clone(), p)))
         .collect();
-    let drv_path = ev
+    let parsed_drv_path = ev
         .store()
         .add_derivation(
             &format!("{drv_name}.drv"),
@@ -488,19 +450,15 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
     let hash_modulo = drv
         .hash_modulo(&dir, false, &mut |input| input_hash_modulo(ev, &dir, input))
         .map_err(|e| error(e.to_string(), span))?;
-    KNOWN.with(|known| {
-        let mut known = known.borrow_mut();
-        known
-            .references
-            .insert(drv_path.clone(), references.into_iter().collect());
-        known.derivations.insert(
-            drv_path.clone(),
-            Rc::new(DrvRecord {
-                hash_modulo,
-                output_names: drv.outputs.keys().cloned().collect(),
-            }),
-        );
-    });
+    ev.known_paths.borrow_mut().add_derivation(
+        parsed_drv_path.clone(),
+        references.into_iter().collect(),
+        DrvRecord {
+            hash_modulo,
+            output_names: drv.outputs.keys().cloned().collect(),
+        },
+    );
+    let drv_path = dir.print(&parsed_drv_path);
 
     let mut result: Vec<(kiln_lang::Symbol, Value)> = Vec::with_capacity(drv.outputs.len() + 1);
     let drv_context = Context::from([ContextElem::AllOutputs(drv_path.clone())]);
@@ -510,14 +468,13 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
     ));
     // Floating and deferred outputs have no path yet: dependents see a placeholder, replaced by
     // the realised path when they are resolved before their build.
-    let parsed_drv_path = parse_store_path(&dir, &drv_path, span)?;
     let values: Vec<(String, String)> = drv
         .outputs
         .keys()
         .map(|name| {
             let value = outputs
                 .get(name)
-                .cloned()
+                .map(|path| dir.print(path))
                 .unwrap_or_else(|| downstream_placeholder(&parsed_drv_path, name));
             (name.clone(), value)
         })

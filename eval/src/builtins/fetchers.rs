@@ -185,11 +185,9 @@ fn fetch(ev: &Evaluator, argument: &Value, span: Span, kind: FetchKind) -> EvalR
             .at(span));
         }
     }
-    let context = Context::from([ContextElem::Plain(fetched.path.clone())]);
-    Ok(Value::String(NixString::with_context(
-        fetched.path,
-        context,
-    )))
+    let path = ev.store().store_dir().print(&fetched.path);
+    let context = Context::from([ContextElem::Plain(path.clone())]);
+    Ok(Value::String(NixString::with_context(path, context)))
 }
 
 #[cfg(test)]

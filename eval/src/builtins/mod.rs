@@ -20,6 +20,7 @@ pub mod context;
 pub mod control;
 pub mod conversion;
 pub mod derivations;
+pub(crate) use derivations::known::KnownPaths;
 pub mod fetchers;
 pub mod hashing;
 pub mod json;

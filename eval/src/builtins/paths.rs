@@ -189,14 +189,18 @@ fn read_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     }
     // As Nix: a file inside a store object carries that object's references as its context.
     let store = &ev.options().store;
+    let dir = store.store_dir();
     let references = path
         .to_str()
-        .and_then(|p| store_path_prefix(store.store_dir(), p))
-        .and_then(|object| store.references(object))
+        .and_then(|p| dir.parse_prefix(p).ok())
+        .and_then(|(object, _)| store.references(&object))
         .unwrap_or_default();
     Ok(Value::String(NixString::with_context(
         bytes,
-        references.into_iter().map(ContextElem::Plain).collect(),
+        references
+            .iter()
+            .map(|reference| ContextElem::Plain(dir.print(reference)))
+            .collect(),
     )))
 }
 
@@ -232,19 +236,6 @@ fn read_file_type(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Valu
     }
 }
 
-/// The store path (`<store dir>/<hash>-<name>`) a path lies in, if it lies in one.
-fn store_path_prefix<'a>(store_dir: &str, path: &'a str) -> Option<&'a str> {
-    let rest = path.strip_prefix(store_dir)?.strip_prefix('/')?;
-    let base_len = rest.find('/').unwrap_or(rest.len());
-    let base = &rest[..base_len];
-    let (hash, name) = base.split_at_checked(32)?;
-    if !name.starts_with('-') || name.len() < 2 || !hash.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
-        return None;
-    }
-    Some(&path[..path.len() - rest.len() + base_len])
-}
-
 /// `builtins.storePath`: the path as a string whose context is the store path it lies in.
 /// Unlike Nix, whether the store path is valid is not checked: the evaluator's store
 /// interface can add paths but not query them.
@@ -256,10 +247,11 @@ fn store_path(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     }
     let path = ev.coerce_to_path(arg(args, 0), span)?;
     let text = path.display().to_string();
-    let Some(store_path) = store_path_prefix(ev.store().store_dir(), &text) else {
+    let dir = ev.store().store_dir();
+    let Ok((store_path, _)) = dir.parse_prefix(&text) else {
         return Err(EvalError::eval(format!("path '{text}' is not in the Nix store")).at(span));
     };
-    let context: Context = [ContextElem::Plain(store_path.to_string())].into();
+    let context: Context = [ContextElem::Plain(dir.print(&store_path))].into();
     Ok(Value::String(NixString::with_context(
         text.clone(),
         context,

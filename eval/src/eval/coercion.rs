@@ -23,6 +23,7 @@ impl Evaluator {
                 None,
                 None,
             )
+            .map(|stored| self.store().store_dir().print(&stored))
             .map_err(|e| EvalError::eval(e.to_string()).at(span))
     }
 

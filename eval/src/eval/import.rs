@@ -79,9 +79,11 @@ impl Evaluator {
     /// The store's copy of `path` when it is a store path the store holds in memory.
     pub(super) fn store_text(&self, path: &Path) -> Option<Vec<u8>> {
         let store = &self.options.store;
-        path.to_str()
-            .filter(|p| p.starts_with(store.store_dir()))
-            .and_then(|p| store.read_store_file(p))
+        let (store_path, rest) = store.store_dir().parse_prefix(path.to_str()?).ok()?;
+        if !rest.is_empty() {
+            return None;
+        }
+        store.read_store_file(&store_path)
     }
 
     pub(super) fn resolve_import_path(&self, path: &Path) -> PathBuf {

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::rc::Rc;
 
 use kiln_store::content_address::content_hash;
-use kiln_store::store_path::StoreDir;
+use kiln_store::store_path::{StoreDir, StorePath};
 
 use super::source_ingestion::{
     access_error, content_address_method, content_hash_error, expected_path, mismatch_error,
-    nar_filter, parse_references, source_path, with_source_cache, SourceCache,
+    nar_filter, source_path, with_source_cache, SourceCache,
 };
 use super::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError};
 
@@ -20,9 +20,9 @@ use super::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessErr
 pub struct ComputingStore {
     dir: StoreDir,
     sources: SourceCache,
-    texts: RefCell<HashMap<String, Rc<[u8]>>>,
+    texts: RefCell<HashMap<StorePath, Rc<[u8]>>>,
     /// The references of the texts that have any.
-    text_references: RefCell<HashMap<String, BTreeSet<String>>>,
+    text_references: RefCell<HashMap<StorePath, BTreeSet<StorePath>>>,
 }
 
 impl ComputingStore {
@@ -39,28 +39,25 @@ impl ComputingStore {
         &self,
         name: &str,
         contents: &[u8],
-        references: &BTreeSet<String>,
-    ) -> Result<String, StoreAccessError> {
-        let references = parse_references(&self.dir, references)?;
-        let path = self
-            .dir
-            .make_text_path(name, contents, &references)
-            .map_err(access_error)?;
-        Ok(self.dir.print(&path))
+        references: &BTreeSet<StorePath>,
+    ) -> Result<StorePath, StoreAccessError> {
+        self.dir
+            .make_text_path(name, contents, references)
+            .map_err(access_error)
     }
 }
 
 impl EvalStore for ComputingStore {
-    fn store_dir(&self) -> &str {
-        self.dir.as_str()
+    fn store_dir(&self) -> &StoreDir {
+        &self.dir
     }
 
     fn add_text(
         &self,
         name: &str,
         contents: &[u8],
-        references: &BTreeSet<String>,
-    ) -> Result<String, StoreAccessError> {
+        references: &BTreeSet<StorePath>,
+    ) -> Result<StorePath, StoreAccessError> {
         let path = self.text_path(name, contents, references)?;
         self.texts
             .borrow_mut()
@@ -79,17 +76,17 @@ impl EvalStore for ComputingStore {
         &self,
         name: &str,
         contents: &[u8],
-        references: &BTreeSet<String>,
-        _outputs: &BTreeMap<String, String>,
-    ) -> Result<String, StoreAccessError> {
+        references: &BTreeSet<StorePath>,
+        _outputs: &BTreeMap<String, StorePath>,
+    ) -> Result<StorePath, StoreAccessError> {
         self.text_path(name, contents, references)
     }
 
-    fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
+    fn read_store_file(&self, path: &StorePath) -> Option<Vec<u8>> {
         self.texts.borrow().get(path).map(|text| text.to_vec())
     }
 
-    fn references(&self, path: &str) -> Option<BTreeSet<String>> {
+    fn references(&self, path: &StorePath) -> Option<BTreeSet<StorePath>> {
         if !self.texts.borrow().contains_key(path) {
             return None;
         }
@@ -109,7 +106,7 @@ impl EvalStore for ComputingStore {
         method: IngestionMethod,
         filter: Option<PathFilter<'_>>,
         expected_sha256: Option<[u8; 32]>,
-    ) -> Result<String, AddPathError> {
+    ) -> Result<StorePath, AddPathError> {
         let method_ca = content_address_method(method);
         let expected = expected_path(&self.dir, name, method_ca, expected_sha256)?;
         let path = with_source_cache(&self.sources, name, source, method, filter, |filter| {
@@ -121,11 +118,10 @@ impl EvalStore for ComputingStore {
                 None => content_hash(source, method_ca, None),
             }
             .map_err(content_hash_error)?;
-            let path = source_path(&self.dir, name, method_ca, &hash)?;
-            Ok(self.dir.print(&path))
+            Ok(source_path(&self.dir, name, method_ca, &hash)?)
         })?;
         match expected {
-            Some(expected) if self.dir.print(&expected) != path => Err(mismatch_error(source)),
+            Some(expected) if expected != path => Err(mismatch_error(source)),
             _ => Ok(path),
         }
     }

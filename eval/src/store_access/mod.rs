@@ -1,8 +1,8 @@
 //! The evaluator's only window on the store (docs/architecture.md, "Crates"): compute or add
 //! text files, sources and `.drv` files. `kiln eval` runs with an implementation that only
 //! computes paths; `kiln instantiate` with one that also writes them under the physical store
-//! root. Store paths cross this boundary as absolute logical path strings
-//! (`/nix/store/<hash>-<name>`).
+//! root. Store paths cross this boundary typed ([`StorePath`], printed against
+//! [`EvalStore::store_dir`] only where they become Nix strings).
 //!
 //! [`ComputingStore`] (in `computing`) is the implementation that writes nothing; the one
 //! that writes into the local store lives in `kiln-glue`. Both build on `source_ingestion`.
@@ -12,6 +12,8 @@ pub mod source_ingestion;
 pub use computing::ComputingStore;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+use kiln_store::store_path::{StoreDir, StorePath};
 
 /// How a host path is ingested into the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,7 +83,7 @@ pub enum AddPathError {
 /// What the evaluator needs from a store. Object safe: the evaluator holds an `Rc<dyn EvalStore>`.
 pub trait EvalStore {
     /// The logical store directory hashed into paths, e.g. `/nix/store`.
-    fn store_dir(&self) -> &str;
+    fn store_dir(&self) -> &StoreDir;
 
     /// A text file in the store (`builtins.toFile`, `.drv` files): computes its path from the
     /// name, contents and references, writes it unless read-only, and returns the path.
@@ -89,8 +91,8 @@ pub trait EvalStore {
         &self,
         name: &str,
         contents: &[u8],
-        references: &BTreeSet<String>,
-    ) -> Result<String, StoreAccessError>;
+        references: &BTreeSet<StorePath>,
+    ) -> Result<StorePath, StoreAccessError>;
 
     /// A `.drv` file: like `add_text`, and a writing store also records `outputs` (output
     /// name → output path) for the derivation.
@@ -98,25 +100,23 @@ pub trait EvalStore {
         &self,
         name: &str,
         contents: &[u8],
-        references: &BTreeSet<String>,
-        outputs: &BTreeMap<String, String>,
-    ) -> Result<String, StoreAccessError> {
+        references: &BTreeSet<StorePath>,
+        outputs: &BTreeMap<String, StorePath>,
+    ) -> Result<StorePath, StoreAccessError> {
         let _ = outputs;
         self.add_text(name, contents, references)
     }
 
-    /// The contents of the store file at `path` (an absolute logical path) if this store holds
-    /// it — `.drv` files of earlier evaluations that an expression refers to. Stores that only
+    /// The contents of the store file `path` if this store holds it — `.drv` files of earlier evaluations that an expression refers to. Stores that only
     /// compute paths hold nothing.
-    fn read_store_file(&self, path: &str) -> Option<Vec<u8>> {
+    fn read_store_file(&self, path: &StorePath) -> Option<Vec<u8>> {
         let _ = path;
         None
     }
 
-    /// The references of the store object `path` (an absolute logical store path) when this
-    /// store knows it: `readFile` of a store file has them as its context, as in Nix, so a
+    /// The references of the store object `path` when this store knows it: `readFile` of a store file has them as its context, as in Nix, so a
     /// build that uses what it read also gets what that refers to.
-    fn references(&self, path: &str) -> Option<BTreeSet<String>> {
+    fn references(&self, path: &StorePath) -> Option<BTreeSet<StorePath>> {
         let _ = path;
         None
     }
@@ -132,7 +132,7 @@ pub trait EvalStore {
         method: IngestionMethod,
         filter: Option<PathFilter<'_>>,
         expected_sha256: Option<[u8; 32]>,
-    ) -> Result<String, AddPathError>;
+    ) -> Result<StorePath, AddPathError>;
 }
 
 /// What `builtins.fetchurl` and `builtins.fetchTarball` download.
@@ -159,8 +159,8 @@ pub struct FetchSpec<'a> {
 /// A download that is in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchedPath {
-    /// The absolute logical store path.
-    pub path: String,
+    /// Where it is.
+    pub path: StorePath,
     /// The sha256 of what was added (flat for a file, of the NAR for a tarball). When the
     /// pinned path was valid already, this is the pinned hash and nothing was downloaded.
     pub sha256: [u8; 32],

@@ -19,18 +19,18 @@ use crate::store_access::{
 /// What an unfiltered source copy is cached by: source, name, method.
 pub type SourceKey = (PathBuf, String, IngestionMethod);
 
-/// Cache of unfiltered source copies: key → printed store path.
+/// Cache of unfiltered source copies: key → store path.
 #[derive(Default)]
 pub struct SourceCache {
-    paths: RefCell<HashMap<SourceKey, String>>,
+    paths: RefCell<HashMap<SourceKey, StorePath>>,
 }
 
 impl SourceCache {
-    pub fn get(&self, key: &SourceKey) -> Option<String> {
+    pub fn get(&self, key: &SourceKey) -> Option<StorePath> {
         self.paths.borrow().get(key).cloned()
     }
 
-    pub fn insert(&self, key: SourceKey, path: String) {
+    pub fn insert(&self, key: SourceKey, path: StorePath) {
         self.paths.borrow_mut().insert(key, path);
     }
 }
@@ -72,17 +72,6 @@ pub fn content_hash_error(error: ContentHashError) -> AddPathError {
         ContentHashError::Nar(NarError::FilterFailed(_)) => AddPathError::FilterAborted,
         other => AddPathError::Store(access_error(other)),
     }
-}
-
-/// Parses the references handed to `add_text`.
-pub fn parse_references(
-    dir: &StoreDir,
-    references: &BTreeSet<String>,
-) -> Result<BTreeSet<StorePath>, StoreAccessError> {
-    references
-        .iter()
-        .map(|reference| dir.parse(reference).map_err(access_error))
-        .collect()
 }
 
 /// The path of a source with content hash `hash` ingested by `method`.
@@ -127,8 +116,8 @@ pub fn with_source_cache(
     source: &Path,
     method: IngestionMethod,
     filter: Option<PathFilter<'_>>,
-    add: impl FnOnce(Option<PathFilter<'_>>) -> Result<String, AddPathError>,
-) -> Result<String, AddPathError> {
+    add: impl FnOnce(Option<PathFilter<'_>>) -> Result<StorePath, AddPathError>,
+) -> Result<StorePath, AddPathError> {
     if filter.is_some() {
         return add(filter);
     }

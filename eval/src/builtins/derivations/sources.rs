@@ -4,7 +4,8 @@
 use super::*;
 
 /// A string holding a store path, with that path as its context.
-pub(super) fn store_path_string(path: String) -> Value {
+pub(super) fn store_path_string(dir: &StoreDir, path: &StorePath) -> Value {
+    let path = dir.print(path);
     let context = Context::from([ContextElem::Plain(path.clone())]);
     Value::String(NixString::with_context(path, context))
 }
@@ -12,11 +13,12 @@ pub(super) fn store_path_string(path: String) -> Value {
 pub(super) fn to_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let name = force_string_no_context(ev, arg(args, 0), span)?;
     let contents = ev.force_string(arg(args, 1), span)?;
+    let dir = store_dir_of(ev);
     let mut references = BTreeSet::new();
     for elem in contents.context() {
         match elem {
             ContextElem::Plain(path) => {
-                references.insert(path.clone());
+                references.insert(parse_store_path(&dir, path, span)?);
             }
             other => {
                 return Err(error(
@@ -33,13 +35,10 @@ pub(super) fn to_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<
         .store()
         .add_text(&name, contents.as_bytes(), &references)
         .map_err(|e| error(e.to_string(), span))?;
-    KNOWN.with(|known| {
-        known
-            .borrow_mut()
-            .references
-            .insert(path.clone(), references.into_iter().collect());
-    });
-    Ok(store_path_string(path))
+    ev.known_paths
+        .borrow_mut()
+        .add_text(path.clone(), references.into_iter().collect());
+    Ok(store_path_string(&dir, &path))
 }
 
 /// What `builtins.path` and `filterSource` were asked to add.
@@ -97,7 +96,7 @@ pub(super) fn add_path(
     };
     let trace = format!("while adding path '{}'", request.source.display());
     match result {
-        Ok(path) => Ok(store_path_string(path)),
+        Ok(path) => Ok(store_path_string(ev.store().store_dir(), &path)),
         Err(AddPathError::FilterAborted) => Err(filter_error
             .unwrap_or_else(|| error("the path filter failed", span))
             .add_trace(trace, Some(span))),
