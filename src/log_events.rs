@@ -118,6 +118,27 @@ pub fn error(text: &str) {
     message(Level::Error, text);
 }
 
+/// Evaluation traces and warnings in the log format: the text Nix prints (colour codes
+/// removed off a terminal), or a `msg` event — level `warn` for warnings, `info` for traces
+/// (Nix's internal JSON gives traces its error level; they are not errors).
+pub struct EvalMessageLog;
+
+impl kiln_eval::EvalMessages for EvalMessageLog {
+    fn report(&self, message: kiln_eval::EvalMessage) {
+        let text = message.render();
+        if is_json() {
+            let level = if message.is_warning() {
+                Level::Warn
+            } else {
+                Level::Info
+            };
+            emit(&json!({ "action": "msg", "level": level.name(), "msg": text }));
+        } else {
+            eprintln!("{}", kiln_eval::error::for_stderr(&text));
+        }
+    }
+}
+
 /// The activity ids of this process: unique, from 1 (0 is "no parent").
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 

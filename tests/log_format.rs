@@ -387,3 +387,28 @@ fn a_pipe_gets_lines_and_raw_gets_the_builders_output() {
         "{text}"
     );
 }
+
+#[test]
+fn evaluation_traces_and_warnings_follow_the_log_format() {
+    let work = Work::new();
+    let expr = r#"builtins.trace "seen" (builtins.warn "careful" 1)"#;
+    let output = work.kiln("store", &["--log-format", "json", "eval", "-E", expr]);
+    assert!(output.status.success(), "{output:?}");
+    let events = parse_events(&output.stderr);
+    let messages: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["level"].as_str().unwrap(), e["msg"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            ("info", "trace: seen"),
+            ("warn", "evaluation warning: careful")
+        ]
+    );
+    let output = work.kiln("store", &["eval", "-E", expr]);
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "trace: seen\nevaluation warning: careful\n"
+    );
+}

@@ -182,6 +182,11 @@ impl Evaluator {
         &*self.options.io
     }
 
+    /// Hands a trace or warning to the options' sink.
+    pub fn report(&self, message: crate::EvalMessage) {
+        self.options.messages.report(message);
+    }
+
     pub fn store(&self) -> &dyn crate::store_access::EvalStore {
         &*self.options.store
     }

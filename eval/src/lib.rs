@@ -11,6 +11,7 @@ pub mod builtins;
 pub mod error;
 pub mod eval;
 pub mod io;
+pub mod messages;
 pub mod print;
 pub mod store_access;
 pub mod value;
@@ -18,6 +19,7 @@ pub mod value;
 pub use error::{ErrorKind, EvalError, EvalResult, TraceFrame};
 pub use eval::{with_eval_stack, with_eval_stack_until_exit, CoerceMode, Evaluator};
 pub use io::{EvalIo, FileType, MemoryIo, StdIo};
+pub use messages::{EvalMessage, EvalMessages, StderrMessages};
 pub use value::{Attrs, Closure, Context, ContextElem, Env, NixString, PrimOpApp, Thunk, Value};
 
 use eval::sym;
@@ -145,6 +147,8 @@ pub struct EvalOptions {
     pub max_call_depth: usize,
     /// Downloads for `builtins.fetchurl`/`builtins.fetchTarball`; without one they fail.
     pub fetcher: Option<Rc<dyn store_access::EvalFetcher>>,
+    /// Where traces and warnings go (standard error, as Nix prints them, by default).
+    pub messages: Rc<dyn EvalMessages>,
 }
 
 impl EvalOptions {
@@ -161,6 +165,7 @@ impl EvalOptions {
             show_trace: false,
             abort_on_warn: false,
             fetcher: None,
+            messages: Rc::new(StderrMessages),
         }
     }
 }

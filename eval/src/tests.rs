@@ -535,3 +535,47 @@ fn diagnostic_missing_attribute() {
 fn diagnostic_infinite_recursion() {
     insta::assert_snapshot!(rendered_error("let\n  a = { b = a.b; };\nin\n  a.b"));
 }
+
+/// Traces and warnings reach the options' sink, in order, rendered as Nix 2.8 prints them
+/// (the empty hash is Nix's all-zero one).
+#[test]
+fn traces_and_warnings_go_to_the_message_sink() {
+    struct Collected(std::sync::Arc<std::sync::Mutex<Vec<EvalMessage>>>);
+    impl EvalMessages for Collected {
+        fn report(&self, message: EvalMessage) {
+            self.0.lock().unwrap().push(message);
+        }
+    }
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let for_evaluator = collected.clone();
+    let value = with_eval_stack(move || {
+        let mut opts = EvalOptions::new(Rc::new(FakeStore(kiln_store::store_path::StoreDir::new(
+            "/nix/store",
+        ))));
+        opts.messages = Rc::new(Collected(for_evaluator));
+        let ev = Evaluator::new(opts);
+        let value = ev
+            .eval_string(
+                r#"builtins.trace { a = 1; } (builtins.warn "careful\nnow" (builtins.fetchurl { url = "http://127.0.0.1:1/x"; sha256 = ""; }))"#,
+                Path::new("/"),
+            )
+            .and_then(|v| ev.force(&v, kiln_lang::Span::default()).map(|_| ()));
+        value.map_err(|e| e.message().to_owned())
+    });
+    // The fetch fails (no fetcher), after its empty-hash warning.
+    assert!(value.is_err());
+    let rendered: Vec<String> = collected
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.render())
+        .collect();
+    assert_eq!(
+        rendered,
+        [
+            "trace: { a = 1; }",
+            "evaluation warning: careful\n                    now",
+            "warning: found empty hash, assuming 'sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='",
+        ]
+    );
+}

@@ -2,7 +2,8 @@
 //! `.drv` files, copies of sources — into a [`LocalStore`] and registers them as valid.
 //! Copies of sources are registered at once; texts are written at once and registered in
 //! batches (see [`TextBatch`]): every [`TEXT_BATCH_SIZE`] texts, on [`LocalEvalStore::flush`],
-//! and when the store is dropped. Call `flush` before handing out the paths, to see errors.
+//! and when the store is dropped. Call `flush` before handing out the paths, to see errors
+//! (dropping does not report them).
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -195,11 +196,13 @@ impl EvalStore for LocalEvalStore {
     }
 }
 
+/// Dropping registers what is still pending, for callers that return early on an error path
+/// (every caller that goes on flushes first and sees the error). An error here is not
+/// reported — the caller is already reporting the first one — and texts it could not register
+/// stay invalid, as if never written, until the garbage collector removes them.
 impl Drop for LocalEvalStore {
     fn drop(&mut self) {
-        if let Err(error) = self.flush() {
-            eprintln!("error: cannot register the texts written by evaluation: {error}");
-        }
+        let _ = self.flush();
     }
 }
 

@@ -132,6 +132,7 @@ fn evaluator_with_fetcher(
     options.show_trace = global.show_trace;
     options.abort_on_warn = global.abort_on_warn;
     options.pure = global.pure_eval;
+    options.messages = Rc::new(crate::log_events::EvalMessageLog);
     // A download shows a byte bar on a terminal, or a JSON activity (see `crate::progress`).
     let fetcher = fetcher.with_display(Box::new(|name: &str| {
         crate::progress::eval_download_display(name).map(|display| DownloadBar {

@@ -129,7 +129,7 @@ fn trace(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
         Value::String(s) => s.to_str_lossy().into_owned(),
         other => String::from_utf8_lossy(&ev.print_value(other, false)?).into_owned(),
     };
-    eprintln!("trace: {}", crate::error::for_stderr(&shown));
+    ev.report(crate::EvalMessage::Trace(shown));
     ev.force(arg(args, 1), span)
 }
 
@@ -137,25 +137,12 @@ fn break_point(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
     ev.force(arg(args, 0), span)
 }
 
-/// The warning as current Nix prints it: continuation lines are aligned under the first
-/// line's text, unless the message starts on a line of its own.
-fn warning_text(message: &str) -> String {
-    const PREFIX: &str = "evaluation warning:";
-    if message.starts_with('\n') {
-        format!("{PREFIX}{message}")
-    } else {
-        let indent = format!("\n{}", " ".repeat(PREFIX.len() + 1));
-        format!("{PREFIX} {}", message.replace('\n', &indent))
-    }
-}
-
 fn warn(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     // Only strings, as Nix: other values are left for a future extension there.
     let text = ev.force_string(arg(args, 0), span)?;
-    eprintln!(
-        "{}",
-        crate::error::for_stderr(&warning_text(&text.to_str_lossy()))
-    );
+    ev.report(crate::EvalMessage::UserWarning(
+        text.to_str_lossy().into_owned(),
+    ));
     if ev.options().abort_on_warn {
         // As current Nix with `--option abort-on-warn true`: the warning becomes an error
         // whose trace shows where it came from.
@@ -174,19 +161,5 @@ fn add_error_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
             let context = message(ev, arg(args, 0), span)?;
             Err(e.add_trace(context, None))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::warning_text;
-
-    #[test]
-    fn warning_continuation_lines_align_under_the_text() {
-        assert_eq!(
-            warning_text("foo\nbar"),
-            "evaluation warning: foo\n                    bar"
-        );
-        assert_eq!(warning_text("\nfoo\nbar"), "evaluation warning:\nfoo\nbar");
     }
 }

@@ -386,7 +386,10 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
             let hash = Hash::parse_allow_empty(output_hash, algo)
                 .map_err(|e| error(e.to_string(), span))?;
             if output_hash.is_empty() {
-                eprintln!("warning: found empty hash, assuming '{}'", hash.to_sri());
+                ev.report(crate::EvalMessage::Warning(format!(
+                    "found empty hash, assuming '{}'",
+                    hash.to_sri()
+                )));
             }
             let fixed = FixedOutputHash {
                 method: collected.ingestion.unwrap_or(ContentAddressMethod::Flat),

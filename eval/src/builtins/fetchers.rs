@@ -85,7 +85,10 @@ fn read_args(
                     let hash = Hash::parse_allow_empty(&text, Some(HashAlgo::Sha256))
                         .map_err(|e| EvalError::eval(e.to_string()).at(at))?;
                     if text.is_empty() {
-                        eprintln!("warning: found empty hash, assuming '{}'", hash.to_sri());
+                        ev.report(crate::EvalMessage::Warning(format!(
+                            "found empty hash, assuming '{}'",
+                            hash.to_sri()
+                        )));
                     }
                     expected = Some(hash);
                 }
