@@ -27,7 +27,9 @@ impl FileType {
 /// What the evaluator may ask of the outside world. Errors are messages phrased for the user.
 pub trait EvalIo {
     fn read_file(&self, path: &Path) -> Result<Vec<u8>, String>;
-    fn read_dir(&self, path: &Path) -> Result<BTreeMap<String, FileType>, String>;
+    /// The entries of a directory by name; names are bytes, as on the file system (they need
+    /// not be UTF-8).
+    fn read_dir(&self, path: &Path) -> Result<BTreeMap<Vec<u8>, FileType>, String>;
     /// `None` if nothing is there; follows symlinks.
     fn file_type(&self, path: &Path) -> Option<FileType>;
     /// `None` if nothing is there; does not follow a final symlink (`lstat`), so a symlink,
@@ -68,7 +70,8 @@ impl EvalIo for StdIo {
             .map_err(|e| format!("opening file '{}': {}", path.display(), io_reason(&e)))
     }
 
-    fn read_dir(&self, path: &Path) -> Result<BTreeMap<String, FileType>, String> {
+    fn read_dir(&self, path: &Path) -> Result<BTreeMap<Vec<u8>, FileType>, String> {
+        use std::os::unix::ffi::OsStrExt;
         let entries = std::fs::read_dir(path)
             .map_err(|e| format!("opening directory '{}': {}", path.display(), io_reason(&e)))?;
         let mut out = BTreeMap::new();
@@ -89,7 +92,7 @@ impl EvalIo for StdIo {
                     }
                 })
                 .unwrap_or(FileType::Unknown);
-            out.insert(entry.file_name().to_string_lossy().into_owned(), kind);
+            out.insert(entry.file_name().as_bytes().to_vec(), kind);
         }
         Ok(out)
     }
@@ -149,14 +152,14 @@ impl EvalIo for MemoryIo {
             })
     }
 
-    fn read_dir(&self, path: &Path) -> Result<BTreeMap<String, FileType>, String> {
+    fn read_dir(&self, path: &Path) -> Result<BTreeMap<Vec<u8>, FileType>, String> {
         let prefix = format!("{}/", path.display().to_string().trim_end_matches('/'));
         let mut out = BTreeMap::new();
         for name in self.files.keys() {
             if let Some(rest) = name.strip_prefix(&prefix) {
                 match rest.split_once('/') {
-                    Some((dir, _)) => out.insert(dir.to_string(), FileType::Directory),
-                    None => out.insert(rest.to_string(), FileType::Regular),
+                    Some((dir, _)) => out.insert(dir.as_bytes().to_vec(), FileType::Directory),
+                    None => out.insert(rest.as_bytes().to_vec(), FileType::Regular),
                 };
             }
         }

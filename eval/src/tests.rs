@@ -579,3 +579,27 @@ fn traces_and_warnings_go_to_the_message_sink() {
         ]
     );
 }
+
+/// `readDir` keeps entry names as bytes: a name that is not UTF-8 is three bytes long here, as
+/// in Nix 2.8 (`[ [ 3 "regular" ] [ 3 "directory" ] ]`), not a replacement character.
+#[test]
+fn read_dir_names_are_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(std::ffi::OsStr::from_bytes(b"a\xffb")), "").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let source = format!(
+        "let d = builtins.readDir {}; in map (n: [ (builtins.stringLength n) d.${{n}} ]) (builtins.attrNames d)",
+        dir.path().display()
+    );
+    let printed = with_eval_stack(move || {
+        let ev = Evaluator::new(EvalOptions::new(Rc::new(FakeStore(
+            kiln_store::store_path::StoreDir::new("/nix/store"),
+        ))));
+        ev.eval_string(&source, Path::new("/"))
+            .and_then(|v| ev.print_value(&v, true))
+            .map(|s| String::from_utf8_lossy(&s).into_owned())
+            .map_err(|e| e.message().to_owned())
+    });
+    assert_eq!(printed.unwrap(), r#"[ [ 3 "regular" ] [ 3 "directory" ] ]"#);
+}

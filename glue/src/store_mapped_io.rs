@@ -59,7 +59,7 @@ impl EvalIo for StoreMappedIo {
             .map_err(|message| self.logical_message(message))
     }
 
-    fn read_dir(&self, path: &Path) -> Result<BTreeMap<String, FileType>, String> {
+    fn read_dir(&self, path: &Path) -> Result<BTreeMap<Vec<u8>, FileType>, String> {
         self.inner
             .read_dir(&self.located(path))
             .map_err(|message| self.logical_message(message))
@@ -111,7 +111,7 @@ mod tests {
                 .unwrap()
                 .into_keys()
                 .collect::<Vec<_>>(),
-            ["sub"]
+            [b"sub".to_vec()]
         );
         let missing = io
             .read_file(Path::new("/kiln/store/abc-src/missing"))

@@ -9,7 +9,7 @@ use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{sym, CoerceMode, Evaluator};
 use crate::value::{Attrs, Context, ContextElem, NixString, Value};
-use kiln_lang::Span;
+use kiln_lang::{Span, Symbol};
 
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -213,7 +213,12 @@ fn read_dir(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     Ok(Value::attrs(Attrs::from_unsorted(
         entries
             .into_iter()
-            .map(|(name, kind)| (sym(&name), Value::string(kind.as_nix_str())))
+            .map(|(name, kind)| {
+                (
+                    Symbol::intern_bytes(&name),
+                    Value::string(kind.as_nix_str()),
+                )
+            })
             .collect(),
     )))
 }
