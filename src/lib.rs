@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod drv_diff;
+pub mod eval_limits;
 pub mod installable;
 pub mod log_events;
 pub mod progress;

@@ -174,6 +174,7 @@ fn instantiate(
     eval_store
         .flush()
         .context("cannot register the derivations in the store")?;
+    crate::eval_limits::disarm();
     Ok(targets)
 }
 

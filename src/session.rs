@@ -70,6 +70,12 @@ pub struct GlobalOptions {
         value_name = "FORMAT"
     )]
     pub log_format: Option<LogFormat>,
+    /// Stop evaluation after this many seconds (an error; builds are not counted).
+    #[arg(long = "timeout", global = true, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Stop evaluation when the process holds more memory than this (`512M`, `4G`).
+    #[arg(long = "max-memory", global = true, value_name = "SIZE")]
+    pub max_memory: Option<ByteSize>,
     /// `builtins.warn` fails instead of going on (set by `--option abort-on-warn true`).
     #[arg(skip)]
     pub abort_on_warn: bool,
@@ -129,6 +135,14 @@ impl GlobalOptions {
             .or_else(|| self.config.store_dir.clone())
             .unwrap_or_else(|| DEFAULT_STORE_DIR.to_string());
         Ok(())
+    }
+
+    /// The limits `--timeout` and `--max-memory` put on evaluation.
+    pub fn eval_limits(&self) -> crate::eval_limits::EvalLimits {
+        crate::eval_limits::EvalLimits {
+            timeout: self.timeout.map(std::time::Duration::from_secs),
+            max_memory: self.max_memory,
+        }
     }
 
     /// The logical store directory given by `--store-dir` or `KILN_STORE_DIR`, if any.

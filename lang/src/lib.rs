@@ -6,6 +6,7 @@
 pub mod error;
 pub mod ir;
 pub mod lower;
+pub mod nesting;
 pub mod source;
 pub mod suggest;
 pub mod symbol;

@@ -74,6 +74,13 @@ pub struct LowerContext<'a> {
 /// Parses and lowers `source`. Source bytes that are not UTF-8 are rejected by the caller when
 /// reading (see `check_utf8`).
 pub fn parse_and_lower(source: &str, cx: &LowerContext<'_>) -> Result<ExprRef, SyntaxError> {
+    if let Some(offset) = crate::nesting::too_deep_at(source) {
+        return Err(SyntaxError {
+            message: "expression nested too deeply".into(),
+            span: Span::new(cx.file, offset as u32, offset as u32 + 1),
+            suggestion: None,
+        });
+    }
     let parse = rnix::Root::parse(source);
     if let Some(error) = parse.errors().first() {
         return Err(syntax_error(error, source, cx.file));
@@ -101,6 +108,13 @@ pub fn parse_and_lower(source: &str, cx: &LowerContext<'_>) -> Result<ExprRef, S
     }
     lowerer.lower(&expr)
 }
+
+/// Stack left below which lowering continues on a new segment (a debug build's `lower` frame
+/// alone is about 15 KiB).
+const LOWERING_RED_ZONE: usize = 256 * 1024;
+
+/// The size of each new stack segment.
+const LOWERING_STACK_SEGMENT: usize = 8 * 1024 * 1024;
 
 /// A lexical scope during lowering: a frame of named slots, or a `with` frame.
 enum Scope {
@@ -184,7 +198,15 @@ impl Lowerer<'_, '_> {
         })
     }
 
+    /// Lowers `expr`. Chains of binary operators nest as deep as they are long (Nix takes
+    /// 100,000 `+` in a row), so the recursion runs on a stack that grows when it runs low.
     fn lower(&mut self, expr: &ast::Expr) -> Result<ExprRef, SyntaxError> {
+        stacker::maybe_grow(LOWERING_RED_ZONE, LOWERING_STACK_SEGMENT, || {
+            self.lower_here(expr)
+        })
+    }
+
+    fn lower_here(&mut self, expr: &ast::Expr) -> Result<ExprRef, SyntaxError> {
         let span = self.span(expr.syntax());
         let kind = match expr {
             ast::Expr::Paren(p) => return self.lower_child(p.expr(), span),

@@ -126,6 +126,7 @@ fn evaluator_with_fetcher(
     store: Rc<dyn EvalStore>,
     fetcher: StoreFetcher,
 ) -> Evaluator {
+    crate::eval_limits::arm(global.eval_limits());
     let mut options = EvalOptions::new(store);
     options.search_path = search_path(global);
     options.implicit_search_path = implicit_search_path(global);

@@ -4,7 +4,7 @@
 //! attribute and function positions unless `--no-location`, as `nix-instantiate --eval --xml`).
 //! The document is bytes: a string value's bytes are written as they are, UTF-8 or not.
 use super::{arg, Builtin};
-use crate::error::EvalResult;
+use crate::error::{EvalError, EvalResult};
 use crate::eval::{sym, Evaluator};
 use crate::print::format_float;
 use crate::value::{Attrs, Context, NixString, Value};
@@ -67,6 +67,11 @@ fn escape(text: &[u8], out: &mut Vec<u8>) {
         }
     }
 }
+
+/// The largest document `toXML` writes. Each line is indented by its depth, so a deeply
+/// nested value gives a document quadratic in its depth (100,000 nested sets: 10 GB); past
+/// this size the document is an error rather than a process the system kills for its memory.
+const MAX_DOCUMENT_BYTES: usize = 1 << 30;
 
 struct XmlWriter {
     out: Vec<u8>,
@@ -171,6 +176,13 @@ impl XmlWriter {
         depth: usize,
     ) -> EvalResult<()> {
         ev.check_stack(span)?;
+        if self.out.len() > MAX_DOCUMENT_BYTES {
+            return Err(EvalError::eval(format!(
+                "the XML document would be larger than {} MiB (a value nested {depth} deep)",
+                MAX_DOCUMENT_BYTES >> 20
+            ))
+            .at(span));
+        }
         match v {
             Value::Null => self.empty(depth, "null", &[]),
             Value::Bool(b) => self.empty(depth, "bool", &[("value", b.to_string())]),
