@@ -70,9 +70,10 @@ thread_local! {
 /// Stack reserved for the evaluation thread by `with_eval_stack`.
 pub const EVAL_STACK_SIZE: usize = 1 << 30;
 
+/// The stack pointer as the machine has it (not the address of a local, which a sanitizer's
+/// fake stack can move off the real stack).
 fn approximate_stack_pointer() -> usize {
-    let marker = 0u8;
-    std::ptr::addr_of!(marker) as usize
+    psm::stack_pointer() as usize
 }
 
 /// Runs `f` on a new thread with a 1 GiB stack (deep but finite Nix recursion needs it) and

@@ -149,6 +149,9 @@ pub struct EvalOptions {
     pub fetcher: Option<Rc<dyn store_access::EvalFetcher>>,
     /// Where traces and warnings go (standard error, as Nix prints them, by default).
     pub messages: Rc<dyn EvalMessages>,
+    /// Asked at every function call whether to stop (Nix's `checkInterrupt`): a reason stops
+    /// the evaluation with that error. An embedder's budget of steps, time or memory.
+    pub interrupt: Option<Rc<dyn Fn() -> Option<String>>>,
 }
 
 impl EvalOptions {
@@ -166,6 +169,7 @@ impl EvalOptions {
             abort_on_warn: false,
             fetcher: None,
             messages: Rc::new(StderrMessages),
+            interrupt: None,
         }
     }
 }

@@ -603,3 +603,58 @@ fn read_dir_names_are_bytes() {
     });
     assert_eq!(printed.unwrap(), r#"[ [ 3 "regular" ] [ 3 "directory" ] ]"#);
 }
+
+/// The interrupt hook stops an evaluation with its reason, here after 1,000 calls.
+#[test]
+fn the_interrupt_hook_stops_evaluation() {
+    let message = with_eval_stack(|| {
+        let mut opts = EvalOptions::new(Rc::new(FakeStore(kiln_store::store_path::StoreDir::new(
+            "/nix/store",
+        ))));
+        let calls = std::cell::Cell::new(0u32);
+        opts.interrupt = Some(Rc::new(move || {
+            calls.set(calls.get() + 1);
+            (calls.get() > 1000).then(|| "budget of 1000 calls used up".to_owned())
+        }));
+        let ev = Evaluator::new(opts);
+        let short = ev
+            .eval_string(
+                "let f = n: if n == 0 then 0 else f (n - 1); in f 100",
+                Path::new("/"),
+            )
+            .and_then(|v| ev.print_value(&v, true));
+        assert_eq!(short.unwrap(), b"0");
+        ev.eval_string(
+            "let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 30",
+            Path::new("/"),
+        )
+        .and_then(|v| ev.print_value(&v, true))
+        .map(|_| ())
+        .unwrap_err()
+        .message()
+        .to_owned()
+    });
+    assert_eq!(message, "budget of 1000 calls used up");
+}
+
+/// Found by the `eval` fuzz target: an infinite list written as JSON on a thread of ordinary
+/// size (not `with_eval_stack`) is Nix's stack overflow error. The stack guard reads the real
+/// stack pointer, so it holds under a sanitizer's fake stack too.
+#[test]
+fn an_infinite_list_through_to_json_on_a_small_stack_is_an_error() {
+    let message = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(|| {
+            let ev = Evaluator::new(EvalOptions::new(Rc::new(FakeStore(
+                kiln_store::store_path::StoreDir::new("/nix/store"),
+            ))));
+            let value = ev
+                .eval_string("let x = [ x ]; in x", Path::new("/"))
+                .unwrap();
+            ev.to_json(&value).unwrap_err().message().to_owned()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(message, "stack overflow (possible infinite recursion)");
+}

@@ -138,6 +138,11 @@ impl Evaluator {
             .at(span));
         }
         self.check_stack(span)?;
+        if let Some(interrupt) = &self.options.interrupt {
+            if let Some(reason) = interrupt() {
+                return Err(EvalError::eval(reason).at(span));
+            }
+        }
         self.call_depth.set(depth);
         Ok(())
     }

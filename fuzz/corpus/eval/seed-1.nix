@@ -1,0 +1,1 @@
+builtins.head (map (x: if x == 2 then throw "two" else x) [ 1 2 ])

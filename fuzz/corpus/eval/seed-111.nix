@@ -1,0 +1,1 @@
+toString { outPath = "/o"; __toString = _: "ts"; }

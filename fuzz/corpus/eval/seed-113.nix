@@ -1,0 +1,1 @@
+"${{ outPath = { outPath = "/nested"; }; }}"

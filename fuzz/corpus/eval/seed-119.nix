@@ -1,0 +1,1 @@
+let o = { __toString = _: "T"; }; in "a${o}b"

@@ -1,0 +1,1 @@
+toString [ (derivation { name = "l"; system = "x86_64-linux"; builder = "/bin/sh"; }) "x" ]

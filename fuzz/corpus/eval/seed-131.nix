@@ -1,0 +1,1 @@
+let d = builtins.toFile "f" "x"; in "prefix-" + d + "-suffix"

@@ -1,0 +1,1 @@
+[ (true && false) (true || false) (false && throw "short") (true || throw "short") ]

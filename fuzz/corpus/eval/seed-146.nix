@@ -1,0 +1,1 @@
+[ (!true || true) (true || false && false) (false -> true && false) (true -> false -> false) ]

@@ -1,0 +1,1 @@
+map builtins.isPath [ ./x "./x" /abs (toString ./x) ]

@@ -1,0 +1,1 @@
+map builtins.typeOf [ ("a" + "b") (./x + "y") ("y" + toString ./x) ]

@@ -1,0 +1,1 @@
+builtins.attrNames (derivation { name = "o"; system = "s"; builder = "b"; outputs = [ "b" "a" ]; })

@@ -1,0 +1,1 @@
+(derivation { name = "env"; system = "s"; builder = "b"; f = x: x; }).drvPath

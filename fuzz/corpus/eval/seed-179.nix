@@ -1,0 +1,1 @@
+(builtins.derivation { name = "alias"; system = "x86_64-linux"; builder = "/bin/sh"; }).drvPath == (derivation { name = "alias"; system = "x86_64-linux"; builder = "/bin/sh"; }).drvPath

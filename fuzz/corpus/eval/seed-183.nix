@@ -1,0 +1,1 @@
+let a = builtins.toFile "a" "A"; in builtins.toFile "b" "ref: ${a}"

@@ -1,0 +1,1 @@
+map builtins.isBool [ true false 0 null ]

@@ -1,0 +1,1 @@
+(derivation { name = "o"; system = "s"; builder = "b"; outputs = [ "out" "out" ]; }).drvPath

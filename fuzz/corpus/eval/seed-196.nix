@@ -1,0 +1,1 @@
+(derivation { name = "o"; system = "x86_64-linux"; builder = "/bin/sh"; outputs = [ "out" "drv" ]; }).drvPath

@@ -1,0 +1,1 @@
+(derivation { name = "bad name!"; system = "s"; builder = "b"; }).drvPath

@@ -1,0 +1,1 @@
+let s = { a = 1; b = throw "b"; }; in s.a

@@ -1,0 +1,1 @@
+(derivation { name = "n"; builder = "b"; }).drvPath

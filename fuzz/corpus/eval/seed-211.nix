@@ -1,0 +1,1 @@
+builtins.path { path = ./fixtures/tree; name = "renamed"; }

@@ -1,0 +1,2 @@
+# Lengths are in bytes.
+map builtins.stringLength [ "héllo" "€" "😀" "日本語" "" ]

@@ -1,0 +1,1 @@
+map builtins.isString [ "" "a" ./x 1 { __toString = _: "s"; } ]

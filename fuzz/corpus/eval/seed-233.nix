@@ -1,0 +1,1 @@
+{ "${builtins.toFile "n" "n"}" = 1; }

@@ -1,0 +1,1 @@
+/kiln-corpus-nonexistent/../elsewhere/./doc

@@ -1,0 +1,1 @@
+[ (baseNameOf ./fixtures/hello.txt) (dirOf ./fixtures/hello.txt) ]

@@ -1,0 +1,1 @@
+builtins.concatStringsSep "," [ ./fixtures/hello.txt "x" ]

@@ -1,0 +1,1 @@
+map dirOf [ "/a/b/c" "/a/b/" "file" "/" "a/b" "/a" ]

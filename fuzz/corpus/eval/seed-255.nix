@@ -1,0 +1,1 @@
+[ (dirOf ./fixtures/hello.txt) (dirOf /a/b) (dirOf /a) ]

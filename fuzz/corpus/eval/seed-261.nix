@@ -1,0 +1,1 @@
+builtins.getEnv "KILN_CORPUS_VAR"

@@ -1,0 +1,1 @@
+builtins.pathExists ./fixtures/links/dangling-link

@@ -1,0 +1,3 @@
+''  starts on first line
+  next
+  ''

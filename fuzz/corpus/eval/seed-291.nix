@@ -1,0 +1,1 @@
+({ a ? throw "unused default" }: a) { a = 1; }

@@ -1,0 +1,1 @@
+rec { x = "dyn"; ${"static"} = 1; }

@@ -1,0 +1,1 @@
+let p = ./strings; in "${toString p}"

@@ -1,0 +1,4 @@
+let x = "  spaced"; in ''
+    ${x}
+  y
+''

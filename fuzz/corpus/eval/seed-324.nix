@@ -1,0 +1,1 @@
+builtins.attrNames { ${throw "names are strict"} = 1; }

@@ -1,0 +1,5 @@
+rec {
+  "${"dyn"}" = b;
+  __overrides = { b = "overridden"; };
+  b = "plain";
+}

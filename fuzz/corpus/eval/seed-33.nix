@@ -1,0 +1,4 @@
+[ '''' ''a
+  b'' ''
+  x
+  y'' (builtins.toJSON ''cd'') ]

@@ -1,0 +1,1 @@
+let x = { a = 1; }; inherit (x) a; in a

@@ -1,0 +1,4 @@
+let v = "value"; multi = "a\nb"; in ''
+  x = ${v};
+    y = ${multi};
+''

@@ -1,0 +1,1 @@
+let b = { x = 1; }; in { inherit b; b.y = 2; }

@@ -1,0 +1,1 @@
+builtins.warn "kiln corpus warning" 1

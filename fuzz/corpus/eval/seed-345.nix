@@ -1,0 +1,1 @@
+builtins.replaceStrings [ "x" "aa" ] [ 0 0 ] ""

@@ -1,0 +1,1 @@
+builtins.break [ 1 2 ]

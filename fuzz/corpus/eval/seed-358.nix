@@ -1,0 +1,4 @@
+# a line comment
+[ 1 /* block
+  comment */ 2 # trailing
+  3 ]

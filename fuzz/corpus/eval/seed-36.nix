@@ -1,0 +1,4 @@
+''
+	no stripping for tabs
+	  here
+''

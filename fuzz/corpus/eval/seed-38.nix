@@ -1,0 +1,1 @@
+let o = { outPath = "/some/path"; }; in "${o}/bin"

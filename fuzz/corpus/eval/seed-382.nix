@@ -1,0 +1,1 @@
+[ "cr\r" "tab\t" "dollar-brace $${" "just $" "brace {" "back\\slash" "quote\"" ]

@@ -1,0 +1,1 @@
+let l = [ 1 2 ]; s = { a = l; }; in [ l l s s ]

@@ -1,0 +1,3 @@
+let v = "V"; in ''${v}
+    indented
+  ''

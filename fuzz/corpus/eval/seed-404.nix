@@ -1,0 +1,1 @@
+if false then throw "no" else "else branch"

@@ -1,0 +1,1 @@
+let enabled = false; in assert enabled -> false; "ok"

@@ -1,0 +1,1 @@
+[ (builtins.match "ab" "ab") (builtins.match "a" "ab") (builtins.match "a(b)?(c)?" "ab") ]

@@ -1,0 +1,1 @@
+builtins.replaceStrings [ "o" "l" ] [ "0" "1" ] "hello world"

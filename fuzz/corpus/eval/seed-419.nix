@@ -1,0 +1,1 @@
+let p = builtins.toFile "x" "y"; in builtins.hasContext (builtins.unsafeDiscardStringContext p)

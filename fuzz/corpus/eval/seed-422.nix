@@ -1,0 +1,1 @@
+map (s: builtins.match "[[:space:]]*([[:upper:]][[:lower:]]+)[[:punct:]]?" s) [ "  Hello!" "hello" "World" ]

@@ -1,0 +1,1 @@
+builtins.hasContext (builtins.concatStringsSep "/" [ "x" (builtins.toFile "c" "c") ])

@@ -1,0 +1,1 @@
+builtins.toJSON ./fixtures/hello.txt

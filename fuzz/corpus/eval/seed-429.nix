@@ -1,0 +1,1 @@
+builtins.match "(foo|bar)(-([0-9]+))?" "bar-42"

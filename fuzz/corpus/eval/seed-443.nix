@@ -1,0 +1,1 @@
+map builtins.stringLength [ "" "abc" "héllo" "✓" ]

@@ -1,0 +1,1 @@
+builtins.getContext (builtins.replaceStrings [ "a" ] [ "${builtins.toFile "r" "r"}" ] "a-a")

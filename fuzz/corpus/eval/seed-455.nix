@@ -1,0 +1,1 @@
+builtins.match "([^=]+)=(.*)" "key=val=ue"

@@ -1,0 +1,1 @@
+builtins.toJSON { p = ./fixtures/hello.txt; l = [ ./fixtures/hello.txt ]; }

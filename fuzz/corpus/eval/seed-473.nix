@@ -1,0 +1,1 @@
+[ 1 { a = abort "deep abort"; } ]

@@ -1,0 +1,1 @@
+let v = 1; in throw "thrown from an imported file"

@@ -1,0 +1,1 @@
+let s = { apple = 1; apply = 2; }; in s.appel

@@ -1,0 +1,1 @@
+let y = 1; in { inherit y; y = 2; }

@@ -1,0 +1,1 @@
+abort "stopped here"

@@ -1,0 +1,1 @@
+let inherit ({ a = 1; b = 2; }) a; in a

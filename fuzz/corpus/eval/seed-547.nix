@@ -1,0 +1,1 @@
+let builtins = { length = _: "shadowed"; }; in builtins.length [ 1 2 ]

@@ -1,0 +1,1 @@
+builtins.getAttr "b" (builtins.getAttr "a" { a.b = 5; })

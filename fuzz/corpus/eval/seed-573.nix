@@ -1,0 +1,1 @@
+import (toString ./fixtures/value.nix)

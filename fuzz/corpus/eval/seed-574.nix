@@ -1,0 +1,1 @@
+import ./fixtures/bad_syntax.nix

@@ -1,0 +1,1 @@
+let h = import ./helper.nix; in { fromDir = true; helper = h; }

@@ -1,0 +1,1 @@
+{ top = import ./sub/leaf.nix; here = ./.; }

@@ -1,0 +1,1 @@
+{ leaf = "leaf value"; path = ./.; up = import ../../value.nix; }

@@ -1,0 +1,1 @@
+import ./fixtures/fun.nix { x = 2; }

@@ -1,0 +1,1 @@
+"tab\t nl\n cr\r quote\" backslash\\ ctl" + builtins.fromJSON "\"\\u0001\\u001f\""

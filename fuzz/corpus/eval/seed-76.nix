@@ -1,0 +1,1 @@
+builtins.length (builtins.foldl' (acc: x: acc ++ [ x ]) [ ] (builtins.genList (i: i) 500))

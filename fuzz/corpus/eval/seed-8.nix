@@ -1,0 +1,1 @@
+builtins.attrNames { a = throw "lazy"; b = 1; }

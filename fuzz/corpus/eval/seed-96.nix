@@ -1,0 +1,1 @@
+builtins.sort builtins.lessThan [ "pear" "apple" "Banana" "cherry" ]

@@ -1,0 +1,1 @@
+builtins.fromTOML "[[item]]\nname = \"a\"\n[[item]]\nname = \"b\"\n"
