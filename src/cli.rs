@@ -1,7 +1,7 @@
 //! Command-line definition (clap) and dispatch to `commands::<verb>`. Owns the large-stack
 //! thread every command runs on (the evaluator's `with_eval_stack`), and the mapping of
 //! outcomes to exit codes: 0 ok, 1 evaluation or build failure, 2 usage, 3 internal.
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands;
 use crate::log_events;
@@ -114,7 +114,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Key(args) => commands::key::run(&cli.global, args),
         Command::Sign(args) => commands::sign::run(&cli.global, args),
         Command::Shell(args) => commands::shell::run(&cli.global, args),
-        Command::Completions(args) => commands::completions::run(&cli.global, args),
-        Command::Manpage(args) => commands::manpage::run(&cli.global, args),
+        Command::Completions(args) => commands::completions::run(Cli::command(), args),
+        Command::Manpage(args) => commands::manpage::run(Cli::command(), args),
     }
 }

@@ -4,11 +4,10 @@
 use std::io::Write;
 
 use anyhow::Context;
-use clap::{Args, CommandFactory};
+use clap::Args;
 use clap_complete::Shell;
 
-use crate::cli::Cli;
-use crate::session::{Failure, GlobalOptions};
+use crate::session::Failure;
 
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
@@ -18,14 +17,15 @@ pub struct CompletionsArgs {
 }
 
 /// Writes the completion script of `shell` for the `kiln` command to `out`.
-pub fn write_script(shell: Shell, out: &mut dyn Write) {
-    let mut command = Cli::command();
+/// Writes the completion script of `command` (the whole command line, handed down by the
+/// caller so that this verb does not depend on the parser that dispatches to it).
+pub fn write_script(mut command: clap::Command, shell: Shell, out: &mut dyn Write) {
     clap_complete::generate(shell, &mut command, "kiln", out);
 }
 
-pub fn run(_global: &GlobalOptions, args: CompletionsArgs) -> Result<(), Failure> {
+pub fn run(command: clap::Command, args: CompletionsArgs) -> Result<(), Failure> {
     let mut script = Vec::new();
-    write_script(args.shell, &mut script);
+    write_script(command, args.shell, &mut script);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(&script)

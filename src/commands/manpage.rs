@@ -6,10 +6,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, CommandFactory};
+use clap::Args;
 
-use crate::cli::Cli;
-use crate::session::{Failure, GlobalOptions};
+use crate::session::Failure;
 
 #[derive(Args, Debug)]
 pub struct ManpageArgs {
@@ -19,22 +18,23 @@ pub struct ManpageArgs {
 }
 
 /// The roff text of `kiln(1)`.
-pub fn main_page() -> std::io::Result<Vec<u8>> {
+/// The page of `command` (the whole command line, handed down by the caller).
+pub fn main_page(command: clap::Command) -> std::io::Result<Vec<u8>> {
     let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    clap_mangen::Man::new(command).render(&mut page)?;
     Ok(page)
 }
 
-pub fn run(_global: &GlobalOptions, args: ManpageArgs) -> Result<(), Failure> {
+pub fn run(command: clap::Command, args: ManpageArgs) -> Result<(), Failure> {
     match args.out_dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            clap_mangen::generate_to(Cli::command(), &dir)
+            clap_mangen::generate_to(command, &dir)
                 .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
         }
         None => {
-            let page = main_page().context("cannot render the manual page")?;
+            let page = main_page(command).context("cannot render the manual page")?;
             let mut stdout = std::io::stdout().lock();
             stdout
                 .write_all(&page)
