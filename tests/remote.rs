@@ -203,6 +203,15 @@ impl Client {
             .unwrap()
     }
 
+    /// Writes the graph's expression and its large source; returns the expression's path.
+    fn write_graph(&self, salt: &str) -> String {
+        let large: Vec<u8> = (0..6u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::write(self.dir.path().join("large.bin"), large).unwrap();
+        self.write("graph.nix", &graph(salt))
+    }
+
     fn write(&self, name: &str, text: &str) -> String {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -249,12 +258,14 @@ fn stderr(output: &Output) -> String {
 }
 
 /// Two independent builds and one that reads both; `left` holds an absolute symlink (which
-/// BuildGrid refuses in a tree: outputs travel as NARs). `salt` keeps each test's actions its
-/// own.
+/// BuildGrid refuses in a tree: outputs travel as NARs), `right` reads a 6 MiB source and
+/// writes a 6 MiB output (larger than BuildGrid's 4 MiB batches: both go through ByteStream).
+/// `salt` keeps each test's actions its own. The source is written next to the expression.
 fn graph(salt: &str) -> String {
     format!(
         r#"
 let
+  large = builtins.path {{ name = "large-source"; path = ./large.bin; }};
   binDir = if builtins.pathExists /usr/bin/busybox then /usr/bin else /bin;
   busybox = builtins.path {{
     name = "busybox";
@@ -270,7 +281,7 @@ let
     salt = "{salt}";
   }};
   left = mk "left" "${{sh}} mkdir $out; echo left > $out/value; ${{sh}} ln -s /etc/passwd $out/absolute; ${{sh}} ln -s ${{sh}} $out/tool";
-  right = mk "right" "${{sh}} mkdir $out; echo right > $out/value";
+  right = mk "right" "${{sh}} mkdir $out; echo right > $out/value; ${{sh}} cat ${{large}} > $out/large; echo more >> $out/large";
 in mk "both" "${{sh}} mkdir $out; ${{sh}} cat ${{left}}/value ${{right}}/value > $out/both; ${{sh}} ln -s ${{left}} $out/left; echo the both builder ran >&2"
 "#
     )
@@ -284,7 +295,7 @@ fn remote_realise_matches_local_and_the_action_cache_serves_a_wiped_store() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
     let cluster = Cluster::start(true);
     let local = Client::new();
-    let file = local.write("graph.nix", &graph("cache"));
+    let file = local.write_graph("cache");
     let (output, local_paths) = local.realise(&file, None);
     assert!(
         output.status.success(),
@@ -294,7 +305,7 @@ fn remote_realise_matches_local_and_the_action_cache_serves_a_wiped_store() {
     let local_hashes = local.closure_hashes(&local_paths[0]);
 
     let remote = Client::new();
-    let file = remote.write("graph.nix", &graph("cache"));
+    let file = remote.write_graph("cache");
     let (output, remote_paths) = remote.realise(&file, Some(&cluster.url()));
     assert!(
         output.status.success(),
@@ -447,7 +458,7 @@ fn a_server_killed_mid_build_is_retried_then_the_build_runs_locally() {
     // No bot: the action stays queued until the server dies.
     let cluster = Cluster::start(false);
     let client = Client::new();
-    let file = client.write("graph.nix", &graph("fallback"));
+    let file = client.write_graph("fallback");
     let realise = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("--store")
         .arg(client.root())
@@ -479,7 +490,7 @@ fn a_server_killed_mid_build_is_retried_then_the_build_runs_locally() {
         .map(str::to_owned)
         .collect();
     let local = Client::new();
-    let local_file = local.write("graph.nix", &graph("fallback"));
+    let local_file = local.write_graph("fallback");
     let (local_output, local_paths) = local.realise(&local_file, None);
     assert!(local_output.status.success(), "{}", stderr(&local_output));
     assert_eq!(
