@@ -251,3 +251,155 @@ fn platform_of(build: &PlannedBuild) -> Platform {
     properties.sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
     Platform { properties }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_builder::plan::BuildReason;
+    use kiln_local_store::ValidPathInfo;
+    use kiln_store::derivation::Derivation;
+    use kiln_store::store_path::StoreDir;
+    use prost::Message;
+
+    /// A store holding one source file and a `.drv` that reads it, built with `args`.
+    fn store_with_build(args: &str) -> (tempfile::TempDir, LocalStore, PlannedBuild, StorePath) {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = StoreDir::new("/kiln/store");
+        let store = LocalStore::open(dir.path().join("root"), store_dir.clone()).unwrap();
+        let src = store_dir
+            .make_text_path("src.txt", b"hello", &BTreeSet::new())
+            .unwrap();
+        std::fs::create_dir_all(store.physical_store_dir()).unwrap();
+        std::fs::write(store.physical_path(&src), "hello").unwrap();
+        let (hash, size) = kiln_store::nar::hash_path(&store.physical_path(&src)).unwrap();
+        store
+            .register_valid_paths(&[ValidPathInfo::new(src.clone(), hash, size)])
+            .unwrap();
+        let out = store_dir
+            .make_text_path("x", args.as_bytes(), &BTreeSet::new())
+            .unwrap();
+        let (src_text, out_text) = (store_dir.print(&src), store_dir.print(&out));
+        let aterm = format!(
+            r#"Derive([("out","{out_text}","","")],[],["{src_text}"],"x86_64-linux","/bin/sh",["-c","{args}"],[("out","{out_text}")])"#
+        );
+        let references = BTreeSet::from([src.clone()]);
+        let drv_path = store_dir
+            .make_text_path("x.drv", aterm.as_bytes(), &references)
+            .unwrap();
+        std::fs::write(store.physical_path(&drv_path), &aterm).unwrap();
+        let (hash, size) = kiln_store::nar::hash_path(&store.physical_path(&drv_path)).unwrap();
+        let mut info = ValidPathInfo::new(drv_path.clone(), hash, size);
+        info.references = references;
+        store.register_valid_paths(&[info]).unwrap();
+        let drv = Derivation::from_drv_file(&store_dir, &drv_path, &aterm).unwrap();
+        let build = PlannedBuild {
+            drv_path,
+            drv,
+            outputs: BTreeMap::from([("out".to_owned(), out)]),
+            output_hashes: BTreeMap::new(),
+            resolve: false,
+            reason: BuildReason::MissingOutputs(vec!["out".to_owned()]),
+            inputs: BTreeSet::from([src.clone()]),
+            depends_on: Vec::new(),
+        };
+        (dir, store, build, src)
+    }
+
+    fn blob<'a>(prepared: &'a PreparedAction, digest: &Digest) -> &'a BlobSource {
+        &prepared
+            .blobs
+            .iter()
+            .find(|(candidate, _)| candidate == digest)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn an_action_is_deterministic_and_names_each_path_by_its_registered_nar_hash() {
+        let (_dir, store, build, src) = store_with_build("echo one");
+        let closure = BTreeSet::from([src.clone()]);
+        let first = prepare(&store, &build, &closure, "kiln").unwrap();
+        let again = prepare(&store, &build, &closure, "kiln").unwrap();
+        assert_eq!(first.action_digest, again.action_digest);
+
+        let action_blob = match blob(&first, &first.action_digest) {
+            BlobSource::Bytes(bytes) => Action::decode(bytes.as_slice()).unwrap(),
+            BlobSource::StorePath(_) => panic!("the action is a message"),
+        };
+        let root = match blob(&first, action_blob.input_root_digest.as_ref().unwrap()) {
+            BlobSource::Bytes(bytes) => Directory::decode(bytes.as_slice()).unwrap(),
+            BlobSource::StorePath(_) => panic!("the root is a message"),
+        };
+        assert!(root.symlinks.is_empty());
+        assert_eq!(root.files[0].name, MANIFEST);
+        assert_eq!(root.directories[0].name, NARS);
+        let nars = match blob(&first, root.directories[0].digest.as_ref().unwrap()) {
+            BlobSource::Bytes(bytes) => Directory::decode(bytes.as_slice()).unwrap(),
+            BlobSource::StorePath(_) => panic!("the folder is a message"),
+        };
+        let names: Vec<&str> = nars.files.iter().map(|file| file.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "names are sorted as the API requires");
+        let info = store.query_path_info(&src).unwrap().unwrap();
+        let src_node = nars
+            .files
+            .iter()
+            .find(|file| file.name == nar_file_name(src.base_name()))
+            .unwrap();
+        assert_eq!(
+            src_node.digest,
+            Some(Digest {
+                hash: info.nar_hash.to_hex(),
+                size_bytes: info.nar_size as i64,
+            })
+        );
+        assert!(matches!(
+            blob(&first, src_node.digest.as_ref().unwrap()),
+            BlobSource::StorePath(path) if path == &src
+        ));
+        assert_eq!(first.output_files["out"], "out/out.nar");
+    }
+
+    #[test]
+    fn a_changed_derivation_changes_the_action_but_not_the_blobs_of_its_inputs() {
+        let (_one, store_one, build_one, src) = store_with_build("echo one");
+        let (_two, store_two, build_two, _) = store_with_build("echo two");
+        let closure = BTreeSet::from([src.clone()]);
+        let one = prepare(&store_one, &build_one, &closure, "kiln").unwrap();
+        let two = prepare(&store_two, &build_two, &closure, "kiln").unwrap();
+        assert_ne!(one.action_digest, two.action_digest);
+        let source_digest = |prepared: &PreparedAction| {
+            prepared
+                .blobs
+                .iter()
+                .find(|(_, source)| matches!(source, BlobSource::StorePath(path) if path == &src))
+                .map(|(digest, _)| digest.clone())
+                .unwrap()
+        };
+        assert_eq!(source_digest(&one), source_digest(&two));
+    }
+
+    #[test]
+    fn the_platform_carries_the_system_and_each_required_feature_sorted() {
+        let (_dir, _store, mut build, _) = store_with_build("echo one");
+        build.drv.env.insert(
+            "requiredSystemFeatures".to_owned(),
+            "kvm big-parallel".to_owned(),
+        );
+        let properties: Vec<(String, String)> = platform_of(&build)
+            .properties
+            .into_iter()
+            .map(|property| (property.name, property.value))
+            .collect();
+        assert_eq!(
+            properties,
+            [
+                (FEATURE_PROPERTY, "big-parallel"),
+                (FEATURE_PROPERTY, "kvm"),
+                (SYSTEM_PROPERTY, "x86_64-linux"),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        );
+    }
+}

@@ -16,10 +16,11 @@
 //!
 //! A failure of the cluster (unreachable, deadline, an execution that ends without a result) is
 //! retried; after the retries the build falls back to a local build with a warning.
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2::{
@@ -86,7 +87,15 @@ pub struct RemoteExecutor {
     settings: RemoteSettings,
     executed: AtomicU64,
     cached: AtomicU64,
+    /// Blobs this client has uploaded or found present, each behind its own lock: builds
+    /// running at once that share an input (a root filesystem) upload it once, not once each.
+    blobs: Mutex<HashMap<BlobKey, BlobSlot>>,
 }
+
+/// A blob's digest (hash, size).
+type BlobKey = (String, i64);
+/// Whether a blob is known to be in the CAS; held while it is uploaded.
+type BlobSlot = Arc<tokio::sync::Mutex<bool>>;
 
 /// The `http://` URL tonic connects to for a `grpc://` one.
 pub fn endpoint_url(url: &str) -> Result<String, RemoteError> {
@@ -143,6 +152,7 @@ impl RemoteExecutor {
             settings,
             executed: AtomicU64::new(0),
             cached: AtomicU64::new(0),
+            blobs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -249,58 +259,81 @@ impl RemoteExecutor {
         self.take_result(job, prepared, &result).await
     }
 
-    /// Uploads the blobs of `prepared` that the server lacks.
+    /// Uploads the blobs of `prepared` that the server lacks. A blob another build of this run
+    /// is uploading is waited for, not uploaded again.
     async fn upload_missing(
         &self,
         store: &LocalStore,
         prepared: &PreparedAction,
     ) -> Result<(), RemoteError> {
-        let digests: Vec<Digest> = prepared
-            .blobs
-            .iter()
-            .map(|(digest, _)| digest.clone())
-            .collect();
+        let slot = |key: &(String, i64)| {
+            let mut blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+            blobs.entry(key.clone()).or_default().clone()
+        };
+        let mut unknown = Vec::new();
+        for (digest, _) in &prepared.blobs {
+            let key = (digest.hash.clone(), digest.size_bytes);
+            if !*slot(&key).lock().await {
+                unknown.push(digest.clone());
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(());
+        }
         let missing: BTreeSet<(String, i64)> = self
             .cas
-            .find_missing(digests)
+            .find_missing(unknown.clone())
             .await?
             .into_iter()
             .map(|digest| (digest.hash, digest.size_bytes))
             .collect();
-        let mut done = BTreeSet::new();
         for (digest, source) in &prepared.blobs {
             let key = (digest.hash.clone(), digest.size_bytes);
-            if !missing.contains(&key) || !done.insert(key) {
+            let slot = slot(&key);
+            let mut present = slot.lock().await;
+            if *present {
                 continue;
             }
-            match source {
-                BlobSource::Bytes(bytes) => self.cas.upload_bytes(digest, bytes.clone()).await?,
-                BlobSource::StorePath(path) => {
-                    let physical = store.physical_path(path);
-                    let nar = tempfile::NamedTempFile::new().map_err(|source| RemoteError::Io {
-                        action: "cannot create a temporary file for the NAR of",
-                        path: physical.clone(),
-                        source,
-                    })?;
-                    let mut writer = std::io::BufWriter::new(nar.as_file());
-                    kiln_store::nar::dump_path(&physical, &mut writer).map_err(|error| {
-                        RemoteError::Io {
-                            action: "cannot serialise",
-                            path: physical.clone(),
-                            source: std::io::Error::other(error.to_string()),
-                        }
-                    })?;
-                    writer.flush().map_err(|source| RemoteError::Io {
-                        action: "cannot write the NAR of",
-                        path: physical.clone(),
-                        source,
-                    })?;
-                    drop(writer);
-                    self.cas.upload_file(digest, nar.path()).await?;
-                }
+            if missing.contains(&key) {
+                self.upload_blob(store, digest, source).await?;
             }
+            *present = true;
         }
         Ok(())
+    }
+
+    async fn upload_blob(
+        &self,
+        store: &LocalStore,
+        digest: &Digest,
+        source: &BlobSource,
+    ) -> Result<(), RemoteError> {
+        match source {
+            BlobSource::Bytes(bytes) => self.cas.upload_bytes(digest, bytes.clone()).await,
+            BlobSource::StorePath(path) => {
+                let physical = store.physical_path(path);
+                let nar = tempfile::NamedTempFile::new().map_err(|source| RemoteError::Io {
+                    action: "cannot create a temporary file for the NAR of",
+                    path: physical.clone(),
+                    source,
+                })?;
+                let mut writer = std::io::BufWriter::new(nar.as_file());
+                kiln_store::nar::dump_path(&physical, &mut writer).map_err(|error| {
+                    RemoteError::Io {
+                        action: "cannot serialise",
+                        path: physical.clone(),
+                        source: std::io::Error::other(error.to_string()),
+                    }
+                })?;
+                writer.flush().map_err(|source| RemoteError::Io {
+                    action: "cannot write the NAR of",
+                    path: physical.clone(),
+                    source,
+                })?;
+                drop(writer);
+                self.cas.upload_file(digest, nar.path()).await
+            }
+        }
     }
 
     /// Copies the builder's output into the log, then (exit code 0) the outputs into place.
@@ -482,5 +515,41 @@ impl RemoteBuilder for RemoteExecutor {
         }
         clear_outputs(job);
         Err(RemoteFailure::Unavailable(last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_grpc_urls_are_accepted_and_grpcs_says_why_not() {
+        assert_eq!(
+            endpoint_url("grpc://127.0.0.1:8980").unwrap(),
+            "http://127.0.0.1:8980"
+        );
+        let tls = endpoint_url("grpcs://cluster:443").unwrap_err().to_string();
+        assert!(tls.contains("grpcs:// (TLS) is not supported"), "{tls}");
+        let other = endpoint_url("http://cluster").unwrap_err().to_string();
+        assert!(other.contains("must be grpc://HOST:PORT"), "{other}");
+    }
+
+    #[test]
+    fn an_unreachable_server_is_a_clear_connection_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .unwrap();
+        let error =
+            RemoteExecutor::connect(RemoteSettings::new(&format!("grpc://127.0.0.1:{port}")))
+                .err()
+                .unwrap();
+        assert!(error.is_infrastructure());
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot reach the remote executor grpc://127.0.0.1:"),
+            "{error}"
+        );
     }
 }
