@@ -24,6 +24,7 @@
 //! remote-executor = "grpc://build.example.org:8980"  # build on a REAPI v2 cluster
 //! remote-instance-name = ""         # the cluster's REAPI instance (default empty)
 //! remote-jobs = 64                  # builds sent to the cluster at once (default 64)
+//! remote-token-file = "/secrets/reapi-token"  # sent as `authorization: Bearer …`
 //!
 //! [[rewrite]]                       # applied at fetch time: no .drv or output path changes
 //! from = "https://cloud.centos.org/"
@@ -79,6 +80,8 @@ pub struct Config {
     pub remote_instance_name: Option<String>,
     /// Builds sent to the remote executor at once.
     pub remote_jobs: Option<usize>,
+    /// A file holding the bearer token sent to the remote executor.
+    pub remote_token_file: Option<PathBuf>,
     /// URL prefix rewrites for fetches, first match wins.
     #[serde(default)]
     pub rewrite: Vec<RewriteRule>,

@@ -18,6 +18,7 @@ use kiln_builder::remote::RemoteHandle;
 use kiln_builder::scheduler::ScheduleOptions;
 use kiln_local_store::LocalStore;
 use kiln_remote::client::{RemoteExecutor, RemoteSettings};
+use kiln_remote::connection::BearerToken;
 use kiln_store::store_path::StorePath;
 
 use crate::commands::input::{self, InputArgs, SelectionArgs};
@@ -346,6 +347,10 @@ fn build(
             let mut remote_settings = RemoteSettings::new(url);
             if let Some(instance) = &global.config.remote_instance_name {
                 remote_settings.instance_name = instance.clone();
+            }
+            if let Some(file) = &global.config.remote_token_file {
+                remote_settings.token =
+                    BearerToken::from_file(file).map_err(anyhow::Error::from)?;
             }
             let executor = RemoteExecutor::connect(remote_settings).map_err(anyhow::Error::from)?;
             // Remote builds wait on the network, not on this machine's CPUs.

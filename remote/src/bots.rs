@@ -9,7 +9,8 @@
 use bazel_remote_apis::google::protobuf::{Any, Timestamp};
 use bazel_remote_apis::google::rpc::Status;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::Channel;
+
+use crate::connection::Connection;
 
 /// `BotStatus.OK`: the bot accepts leases.
 pub const BOT_STATUS_OK: i32 = 1;
@@ -112,11 +113,11 @@ pub struct UpdateBotSessionRequest {
 /// A client of the `Bots` service.
 #[derive(Clone)]
 pub struct BotsClient {
-    inner: tonic::client::Grpc<Channel>,
+    inner: tonic::client::Grpc<Connection>,
 }
 
 impl BotsClient {
-    pub fn new(channel: Channel) -> BotsClient {
+    pub fn new(channel: Connection) -> BotsClient {
         BotsClient {
             inner: tonic::client::Grpc::new(channel),
         }

@@ -15,8 +15,8 @@ use bazel_remote_apis::google::bytestream::{
     byte_stream_client::ByteStreamClient, ReadRequest, WriteRequest,
 };
 use sha2::{Digest as _, Sha256};
-use tonic::transport::Channel;
 
+use crate::connection::Connection;
 use crate::RemoteError;
 
 /// ByteStream chunks are this large.
@@ -39,7 +39,7 @@ pub fn encode_message(message: &impl prost::Message) -> (Digest, Vec<u8>) {
 /// One REAPI instance's CAS.
 #[derive(Clone)]
 pub struct Cas {
-    channel: Channel,
+    channel: Connection,
     instance: String,
     /// The most bytes one batch request may carry (the server's limit less room for framing).
     max_batch_bytes: usize,
@@ -50,7 +50,7 @@ pub struct Cas {
 static UPLOAD_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 impl Cas {
-    pub fn new(channel: Channel, instance: &str, max_batch_bytes: usize) -> Cas {
+    pub fn new(channel: Connection, instance: &str, max_batch_bytes: usize) -> Cas {
         Cas {
             channel,
             instance: instance.to_owned(),

@@ -35,17 +35,17 @@ use kiln_builder::remote::{RemoteBuilder, RemoteFailure, RemoteJob};
 use kiln_local_store::fs_tree::delete_tree;
 use kiln_local_store::LocalStore;
 use tokio::runtime::Runtime;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::action::{self, BlobSource, PreparedAction};
 use crate::cas::Cas;
+use crate::connection::{connect, BearerToken, Connection};
 use crate::RemoteError;
 
 /// The batch limit assumed when the server states none.
 const DEFAULT_MAX_BATCH: usize = 4 << 20;
 
 /// Where and how to build remotely.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RemoteSettings {
     /// `grpc://host:port`.
     pub url: String,
@@ -55,6 +55,8 @@ pub struct RemoteSettings {
     pub retries: u32,
     /// The program the worker runs (`kiln`, found on the worker's `PATH`).
     pub program: String,
+    /// Sent with every call.
+    pub token: BearerToken,
 }
 
 impl RemoteSettings {
@@ -64,6 +66,7 @@ impl RemoteSettings {
             instance_name: String::new(),
             retries: 2,
             program: "kiln".to_owned(),
+            token: BearerToken::default(),
         }
     }
 }
@@ -82,7 +85,7 @@ pub struct RemoteStats {
 /// A connection to one REAPI instance.
 pub struct RemoteExecutor {
     runtime: Runtime,
-    channel: Channel,
+    channel: Connection,
     cas: Cas,
     settings: RemoteSettings,
     executed: AtomicU64,
@@ -97,36 +100,6 @@ type BlobKey = (String, i64);
 /// Whether a blob is known to be in the CAS; held while it is uploaded.
 type BlobSlot = Arc<tokio::sync::Mutex<bool>>;
 
-/// The `http://` URL tonic connects to for a `grpc://` one.
-pub fn endpoint_url(url: &str) -> Result<String, RemoteError> {
-    if let Some(rest) = url.strip_prefix("grpc://") {
-        Ok(format!("http://{rest}"))
-    } else if url.starts_with("grpcs://") {
-        Err(RemoteError::Config(format!(
-            "remote executor {url}: grpcs:// (TLS) is not supported by this kiln yet; use grpc:// through a TLS-terminating proxy"
-        )))
-    } else {
-        Err(RemoteError::Config(format!(
-            "remote executor `{url}` must be grpc://HOST:PORT"
-        )))
-    }
-}
-
-/// Opens a channel to `url` (`grpc://`), waiting at most a few seconds for the connection.
-pub async fn open_channel(url: &str) -> Result<Channel, RemoteError> {
-    let endpoint = Endpoint::from_shared(endpoint_url(url)?)
-        .map_err(|error| RemoteError::Config(format!("remote executor `{url}`: {error}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    endpoint
-        .connect()
-        .await
-        .map_err(|error| RemoteError::Connect {
-            url: url.to_owned(),
-            message: error.to_string(),
-        })
-}
-
 impl RemoteExecutor {
     /// Connects and checks the server's capabilities.
     pub fn connect(settings: RemoteSettings) -> Result<RemoteExecutor, RemoteError> {
@@ -140,7 +113,7 @@ impl RemoteExecutor {
                 source,
             })?;
         let (channel, max_batch) = runtime.block_on(async {
-            let channel = open_channel(&settings.url).await?;
+            let channel = connect(&settings.url, settings.token.clone()).await?;
             let max_batch = check_capabilities(&channel, &settings).await?;
             Ok::<_, RemoteError>((channel, max_batch))
         })?;
@@ -429,7 +402,7 @@ enum Attempt {
 
 /// Checks that the server can run kiln's actions; returns its batch limit.
 async fn check_capabilities(
-    channel: &Channel,
+    channel: &Connection,
     settings: &RemoteSettings,
 ) -> Result<usize, RemoteError> {
     let url = &settings.url;
@@ -521,18 +494,6 @@ impl RemoteBuilder for RemoteExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_grpc_urls_are_accepted_and_grpcs_says_why_not() {
-        assert_eq!(
-            endpoint_url("grpc://127.0.0.1:8980").unwrap(),
-            "http://127.0.0.1:8980"
-        );
-        let tls = endpoint_url("grpcs://cluster:443").unwrap_err().to_string();
-        assert!(tls.contains("grpcs:// (TLS) is not supported"), "{tls}");
-        let other = endpoint_url("http://cluster").unwrap_err().to_string();
-        assert!(other.contains("must be grpc://HOST:PORT"), "{other}");
-    }
 
     #[test]
     fn an_unreachable_server_is_a_clear_connection_error() {

@@ -6,6 +6,7 @@
 //!   build's);
 //! - [`action`]: a derivation as an `Action` (its input closure as NAR blobs) and the manifest;
 //! - [`cas`]: the content-addressable storage (batches and ByteStream);
+//! - [`connection`]: the gRPC channel and its bearer token;
 //! - [`runner`]: what the `Command` runs on the worker (`kiln remote-run-action`);
 //! - [`worker`]: kiln's own bot for the Remote Workers API that BuildGrid serves
 //!   (`kiln remote-worker`), with the protocol's messages in [`bots`].
@@ -16,6 +17,7 @@ pub mod action;
 pub mod bots;
 pub mod cas;
 pub mod client;
+pub mod connection;
 pub mod runner;
 pub mod worker;
 

@@ -31,7 +31,7 @@ use crate::bots::{
     Worker, BOT_STATUS_OK, LEASE_ACTIVE, LEASE_CANCELLED, LEASE_COMPLETED, LEASE_PENDING,
 };
 use crate::cas::Cas;
-use crate::client::open_channel;
+use crate::connection::{connect, BearerToken};
 use crate::RemoteError;
 
 const ACTION_RESULT_TYPE: &str = "type.googleapis.com/build.bazel.remote.execution.v2.ActionResult";
@@ -39,7 +39,7 @@ const ACTION_RESULT_TYPE: &str = "type.googleapis.com/build.bazel.remote.executi
 const FAILED_PRECONDITION: i32 = 9;
 
 /// How the bot runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerSettings {
     pub url: String,
     pub instance_name: String,
@@ -49,6 +49,8 @@ pub struct WorkerSettings {
     pub system: String,
     /// Where actions' input roots are laid out (one fresh folder each).
     pub work_dir: PathBuf,
+    /// Sent with every call.
+    pub token: BearerToken,
 }
 
 /// Runs the bot until the process is stopped; a lost server is waited for.
@@ -82,7 +84,7 @@ pub fn run_worker(settings: &WorkerSettings) -> Result<(), RemoteError> {
 }
 
 async fn serve(settings: &WorkerSettings) -> Result<(), RemoteError> {
-    let channel = open_channel(&settings.url).await?;
+    let channel = connect(&settings.url, settings.token.clone()).await?;
     let cas = Cas::new(channel.clone(), &settings.instance_name, 4 << 20);
     let mut bots = BotsClient::new(channel);
     let mut session = bots

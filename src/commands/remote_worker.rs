@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use clap::Args;
+use kiln_remote::connection::BearerToken;
 use kiln_remote::worker::{run_worker, WorkerSettings};
 
 use crate::session::{Failure, GlobalOptions};
@@ -26,6 +27,9 @@ pub struct RemoteWorkerArgs {
     /// Where actions are laid out (default: a folder in the temporary directory).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// A file holding the bearer token sent with every call.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 pub fn run(_global: &GlobalOptions, args: RemoteWorkerArgs) -> Result<(), Failure> {
@@ -33,6 +37,12 @@ pub fn run(_global: &GlobalOptions, args: RemoteWorkerArgs) -> Result<(), Failur
         .ok()
         .and_then(|name| name.into_string().ok())
         .unwrap_or_else(|| "kiln".to_owned());
+    let token = match &args.token_file {
+        Some(file) => {
+            BearerToken::from_file(file).map_err(|error| Failure::Error(anyhow!(error)))?
+        }
+        None => BearerToken::default(),
+    };
     let settings = WorkerSettings {
         url: args.executor,
         instance_name: args.instance_name,
@@ -43,6 +53,7 @@ pub fn run(_global: &GlobalOptions, args: RemoteWorkerArgs) -> Result<(), Failur
         work_dir: args
             .work_dir
             .unwrap_or_else(|| std::env::temp_dir().join("kiln-remote-worker")),
+        token,
     };
     run_worker(&settings).map_err(|error| Failure::Error(anyhow!(error)))
 }
