@@ -14,6 +14,9 @@
 //!    against its digest and unpacks it at the output's host path. The builder then checks
 //!    and registers the outputs exactly as a local build's.
 //!
+//! The stages of each remote build (queued, executing, downloading outputs, or served by the
+//! ActionCache) are lines of its log, so the progress display shows them beside local builds.
+//!
 //! A failure of the cluster (unreachable, deadline, an execution that ends without a result) is
 //! retried; after the retries the build falls back to a local build with a warning.
 use std::collections::{BTreeSet, HashMap};
@@ -25,8 +28,9 @@ use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2::{
     action_cache_client::ActionCacheClient, capabilities_client::CapabilitiesClient,
-    digest_function, execution_client::ExecutionClient, ActionResult, Digest, ExecuteRequest,
-    ExecuteResponse, GetActionResultRequest, GetCapabilitiesRequest,
+    digest_function, execution_client::ExecutionClient, execution_stage, ActionResult, Digest,
+    ExecuteOperationMetadata, ExecuteRequest, ExecuteResponse, GetActionResultRequest,
+    GetCapabilitiesRequest,
 };
 use bazel_remote_apis::google::longrunning::operation;
 use kiln_builder::build::BuildError;
@@ -182,11 +186,30 @@ impl RemoteExecutor {
             .map_err(|status| Attempt::Remote(status.into()))?
             .into_inner();
         let mut finished = None;
+        let mut stage = None;
         while let Some(operation) = operations
             .message()
             .await
             .map_err(|status| Attempt::Remote(status.into()))?
         {
+            // The stages reach the progress display as log lines.
+            let now = operation
+                .metadata
+                .as_ref()
+                .and_then(|any| {
+                    <ExecuteOperationMetadata as prost::Message>::decode(any.value.as_slice()).ok()
+                })
+                .map(|metadata| metadata.stage);
+            if now.is_some() && now != stage {
+                stage = now;
+                match now.and_then(|value| execution_stage::Value::try_from(value).ok()) {
+                    Some(execution_stage::Value::Queued) => job.log.note("kiln: remote: queued"),
+                    Some(execution_stage::Value::Executing) => {
+                        job.log.note("kiln: remote: executing")
+                    }
+                    _ => {}
+                }
+            }
             if operation.done {
                 finished = operation.result;
                 break;
@@ -344,6 +367,7 @@ impl RemoteExecutor {
                 ),
             }));
         }
+        job.log.note("kiln: remote: downloading outputs");
         for output in &job.outputs {
             let Some(file) = prepared.output_files.get(&output.name) else {
                 continue;
