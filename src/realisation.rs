@@ -352,14 +352,24 @@ fn build(
                 remote_settings.token =
                     BearerToken::from_file(file).map_err(anyhow::Error::from)?;
             }
-            let executor = RemoteExecutor::connect(remote_settings).map_err(anyhow::Error::from)?;
-            // Remote builds wait on the network, not on this machine's CPUs.
-            jobs = options
-                .remote_jobs
-                .or(global.config.remote_jobs)
-                .unwrap_or(DEFAULT_REMOTE_JOBS)
-                .max(1);
-            Some(Arc::new(executor))
+            match RemoteExecutor::connect(remote_settings) {
+                Ok(executor) => {
+                    // Remote builds wait on the network, not on this machine's CPUs.
+                    jobs = options
+                        .remote_jobs
+                        .or(global.config.remote_jobs)
+                        .unwrap_or(DEFAULT_REMOTE_JOBS)
+                        .max(1);
+                    Some(Arc::new(executor))
+                }
+                // A cluster that is down is no reason not to build: everything builds here.
+                Err(error) if error.is_infrastructure() => {
+                    log_events::warn(&format!("{error}; building locally"));
+                    None
+                }
+                // A cluster that cannot run kiln's actions is a configuration to fix.
+                Err(error) => return Err(anyhow::Error::from(error).into()),
+            }
         }
         None => None,
     };

@@ -501,3 +501,32 @@ fn a_server_killed_mid_build_is_retried_then_the_build_runs_locally() {
     let verify = client.kiln(&["verify", "--check-contents"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
 }
+
+#[test]
+fn an_unreachable_cluster_means_building_locally_with_a_warning() {
+    if !sandbox_ready() {
+        return;
+    }
+    let client = Client::new();
+    let file = client.write_graph("unreachable");
+    let url = format!("grpc://127.0.0.1:{}", free_port());
+    let (output, paths) = client.realise(&file, Some(&url));
+    let text = stderr(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("cannot reach the remote executor {url}"))
+            && text.contains("building locally"),
+        "{text}"
+    );
+    assert_eq!(paths.len(), 1);
+    // A URL kiln cannot use is an error, not a silent local build.
+    let fresh = Client::new();
+    let file = fresh.write_graph("unreachable");
+    let (output, _) = fresh.realise(&file, Some("grpcs://127.0.0.1:1"));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("grpcs:// (TLS) is not supported"),
+        "{}",
+        stderr(&output)
+    );
+}
