@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use kiln_builder::plan::{read_derivation, BuildPlan, BuildTarget};
-use kiln_builder::remote::RemoteHandle;
+use kiln_builder::remote::{LocalSlots, RemoteHandle};
 use kiln_builder::scheduler::ScheduleOptions;
 use kiln_local_store::LocalStore;
 use kiln_remote::client::{RemoteExecutor, RemoteSettings};
@@ -354,7 +354,9 @@ fn build(
             }
             match RemoteExecutor::connect(remote_settings) {
                 Ok(executor) => {
-                    // Remote builds wait on the network, not on this machine's CPUs.
+                    // Remote builds wait on the network, not on this machine's CPUs; what
+                    // builds here keeps the local count.
+                    settings.local_slots = Some(Arc::new(LocalSlots::new(jobs)));
                     jobs = options
                         .remote_jobs
                         .or(global.config.remote_jobs)

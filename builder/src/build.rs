@@ -77,6 +77,9 @@ pub struct BuildSettings {
     pub limits: ResourceLimits,
     /// Where builds run when not here (see [`crate::remote`]); `None`: all builds are local.
     pub remote: Option<RemoteHandle>,
+    /// Bounds the builds that run on this machine when the scheduler runs more at once (the
+    /// remote builds' count): `None`, the scheduler's own count.
+    pub local_slots: Option<Arc<crate::remote::LocalSlots>>,
 }
 
 /// What a successful build did.
@@ -353,6 +356,7 @@ fn run_and_register(
 
     let result = (|| {
         let produced = if builtin.is_some() {
+            let _slot = settings.local_slots.as_ref().map(|slots| slots.acquire());
             run_builtin_builder(store, build, settings, events, &writer, slots)?;
             // In-process builders create the files themselves: kiln's own, no network handed
             // to anything else.
@@ -367,6 +371,7 @@ fn run_and_register(
         {
             produced
         } else {
+            let _slot = settings.local_slots.as_ref().map(|slots| slots.acquire());
             let network = fixed_output || impure;
             let build_ids = run_sandboxed(
                 store, build, settings, events, &writer, slots, &closure, network,

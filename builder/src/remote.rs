@@ -6,10 +6,14 @@
 //! local build's own code: canonicalisation, reference scan, NAR hash, fixed-output checks and
 //! registration in one transaction (see [`crate::build`]). A remote failure that is not the
 //! builder's fault ([`RemoteFailure::Unavailable`]) makes the build run locally instead.
+//!
+//! With a remote builder the scheduler runs many builds at once (they wait on the network);
+//! [`LocalSlots`] keeps the ones that run here (builtins, `preferLocalBuild`, fallbacks) to
+//! the local job count.
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
@@ -65,5 +69,71 @@ pub struct RemoteHandle(pub Arc<dyn RemoteBuilder>);
 impl fmt::Debug for RemoteHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RemoteHandle")
+    }
+}
+
+/// A counting semaphore over the builds that run on this machine.
+#[derive(Debug)]
+pub struct LocalSlots {
+    free: Mutex<usize>,
+    released: Condvar,
+}
+
+/// One held slot, given back on drop.
+pub struct LocalSlot<'a> {
+    slots: &'a LocalSlots,
+}
+
+impl LocalSlots {
+    /// `count` builds at once (at least one).
+    pub fn new(count: usize) -> LocalSlots {
+        LocalSlots {
+            free: Mutex::new(count.max(1)),
+            released: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot and takes it.
+    pub fn acquire(&self) -> LocalSlot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.released.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        LocalSlot { slots: self }
+    }
+}
+
+impl Drop for LocalSlot<'_> {
+    fn drop(&mut self) {
+        let mut free = self.slots.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += 1;
+        self.slots.released.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn local_slots_never_let_more_builds_run_than_their_count() {
+        let slots = LocalSlots::new(2);
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..6 {
+                scope.spawn(|| {
+                    let _slot = slots.acquire();
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 }
