@@ -23,7 +23,7 @@ cleanup() {
 trap cleanup EXIT
 bash "$repo/remote/tests/buildgrid/start.sh" "$venv" "$work/server" "$port" "$pgport"
 until python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null; do sleep 0.5; done
-PATH="$(dirname "$kiln"):$PATH" "$kiln" remote-worker --executor "grpc://127.0.0.1:$port" \
+PATH="$(dirname "$kiln"):$PATH" "$kiln" remote-worker -j 2 --executor "grpc://127.0.0.1:$port" \
   --work-dir "$work/worker" >"$work/worker.log" 2>&1 &
 worker_pid=$!
 

@@ -129,7 +129,14 @@ impl Cluster {
         );
         let log = std::fs::File::create(self.worker_log_path()).unwrap();
         let child = Command::new(&kiln)
-            .args(["remote-worker", "--executor", &self.url(), "--work-dir"])
+            .args([
+                "remote-worker",
+                "-j",
+                "2",
+                "--executor",
+                &self.url(),
+                "--work-dir",
+            ])
             .arg(self.dir.path().join("worker"))
             .env("PATH", path)
             .stdin(Stdio::null())

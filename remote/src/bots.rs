@@ -129,15 +129,20 @@ impl BotsClient {
     ) -> Result<BotSession, tonic::Status> {
         self.unary(
             "/google.devtools.remoteworkers.v1test2.Bots/CreateBotSession",
-            request,
+            tonic::Request::new(request),
         )
         .await
     }
 
+    /// Updates the session; the server may hold the call until it has a lease to offer, at
+    /// most `timeout`.
     pub async fn update_bot_session(
         &mut self,
         request: UpdateBotSessionRequest,
+        timeout: std::time::Duration,
     ) -> Result<BotSession, tonic::Status> {
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(timeout);
         self.unary(
             "/google.devtools.remoteworkers.v1test2.Bots/UpdateBotSession",
             request,
@@ -148,7 +153,7 @@ impl BotsClient {
     async fn unary<Request: prost::Message + 'static>(
         &mut self,
         path: &'static str,
-        request: Request,
+        request: tonic::Request<Request>,
     ) -> Result<BotSession, tonic::Status> {
         self.inner
             .ready()
@@ -157,11 +162,7 @@ impl BotsClient {
         let codec = tonic_prost::ProstCodec::<Request, BotSession>::default();
         let response = self
             .inner
-            .unary(
-                tonic::Request::new(request),
-                PathAndQuery::from_static(path),
-                codec,
-            )
+            .unary(request, PathAndQuery::from_static(path), codec)
             .await?;
         Ok(response.into_inner())
     }

@@ -61,6 +61,9 @@ impl RemoteError {
                     | tonic::Code::Unknown
                     | tonic::Code::Cancelled
                     | tonic::Code::NotFound
+                    // An action whose inputs the CAS lost meanwhile, or a worker that could
+                    // not fetch them: upload and execute again.
+                    | tonic::Code::FailedPrecondition
             ),
             RemoteError::Protocol(_) => true,
             RemoteError::Config(_) | RemoteError::Io { .. } | RemoteError::Store(_) => false,

@@ -4,14 +4,15 @@
 //! their own, which this bot does not speak.
 //!
 //! The bot keeps one session: it advertises its system as the platform property
-//! `kiln-system` (the property an action's platform matches), takes one lease at a time, and
-//! for each: reads the `Action` (inline or by digest), its `Command` and input root from the
+//! `kiln-system` (the property an action's platform matches), takes up to `jobs` leases at
+//! once, and for each: reads the `Action` (inline or by digest), its `Command` and input root from the
 //! CAS into a fresh directory, runs the command there (`kiln remote-run-action …` for kiln's
 //! actions, found on the bot's `PATH`), uploads the output files, stdout and stderr, and
-//! completes the lease with the `ActionResult`; the server caches it. While a lease runs the
-//! session is refreshed every second, so it does not expire. Each lease it starts is announced
-//! on stderr (`kiln remote-worker: executing action HASH/SIZE`).
-use std::collections::BTreeSet;
+//! completes the lease with the `ActionResult`; the server caches it. The session is updated at
+//! least every 20 s, so it does not expire, and at once when a lease finishes. Each lease it
+//! starts is announced on stderr (`kiln remote-worker: executing action with input root
+//! HASH/SIZE`).
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -35,8 +36,11 @@ use crate::connection::{connect, BearerToken};
 use crate::RemoteError;
 
 const ACTION_RESULT_TYPE: &str = "type.googleapis.com/build.bazel.remote.execution.v2.ActionResult";
-/// gRPC code FAILED_PRECONDITION: the action could not be set up (a missing input).
+/// gRPC code FAILED_PRECONDITION: the action could not be set up (a missing input, a bad
+/// message).
 const FAILED_PRECONDITION: i32 = 9;
+/// gRPC code UNAVAILABLE: the CAS failed the bot; the client tries again.
+const UNAVAILABLE: i32 = 14;
 
 /// How the bot runs.
 #[derive(Clone)]
@@ -51,6 +55,8 @@ pub struct WorkerSettings {
     pub work_dir: PathBuf,
     /// Sent with every call.
     pub token: BearerToken,
+    /// Leases run at once.
+    pub jobs: usize,
 }
 
 /// Runs the bot until the process is stopped; a lost server is waited for.
@@ -94,6 +100,11 @@ async fn serve(settings: &WorkerSettings) -> Result<(), RemoteError> {
                 bot_id: settings.bot_id.clone(),
                 status: BOT_STATUS_OK,
                 worker: Some(Worker {
+                    // BuildGrid's key for how many leases a bot runs at once.
+                    configs: vec![Property {
+                        key: "capacity".to_owned(),
+                        value: settings.jobs.max(1).to_string(),
+                    }],
                     devices: vec![Device {
                         handle: settings.bot_id.clone(),
                         properties: vec![Property {
@@ -101,7 +112,7 @@ async fn serve(settings: &WorkerSettings) -> Result<(), RemoteError> {
                             value: settings.system.clone(),
                         }],
                     }],
-                    ..Worker::default()
+                    properties: Vec::new(),
                 }),
                 ..BotSession::default()
             }),
@@ -111,83 +122,125 @@ async fn serve(settings: &WorkerSettings) -> Result<(), RemoteError> {
         "kiln remote-worker: session {} on {}",
         session.name, settings.url
     );
-    let mut running: Option<(
-        String,
-        tokio::task::JoinHandle<Result<ActionResult, String>>,
-    )> = None;
+    let mut running: BTreeMap<String, LeaseTask> = BTreeMap::new();
     // Leases this bot has completed (the server may list one again before it drops it).
     let mut finished: BTreeSet<String> = BTreeSet::new();
+    let task_done = std::sync::Arc::new(tokio::sync::Notify::new());
     loop {
-        if let Some((id, task)) = running.take() {
-            if task.is_finished() {
-                let outcome = task
-                    .await
-                    .map_err(|error| RemoteError::Protocol(format!("worker task: {error}")))?;
-                finished.insert(id.clone());
-                for lease in session.leases.iter_mut().filter(|lease| lease.id == id) {
-                    lease.state = LEASE_COMPLETED;
-                    match &outcome {
-                        Ok(result) => {
-                            lease.status = Some(Status::default());
-                            lease.result = Some(Any {
-                                type_url: ACTION_RESULT_TYPE.to_owned(),
-                                value: result.encode_to_vec(),
-                            });
-                        }
-                        Err(message) => {
-                            eprintln!("kiln remote-worker: lease {id}: {message}");
-                            lease.status = Some(Status {
-                                code: FAILED_PRECONDITION,
-                                message: message.clone(),
-                                details: Vec::new(),
-                            });
-                        }
+        let done: Vec<String> = running
+            .iter()
+            .filter(|(_, task)| task.is_finished())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in done {
+            let Some(task) = running.remove(&id) else {
+                continue;
+            };
+            let outcome = task
+                .await
+                .map_err(|error| RemoteError::Protocol(format!("worker task: {error}")))?;
+            finished.insert(id.clone());
+            for lease in session.leases.iter_mut().filter(|lease| lease.id == id) {
+                lease.state = LEASE_COMPLETED;
+                match &outcome {
+                    Ok(result) => {
+                        lease.status = Some(Status::default());
+                        lease.result = Some(Any {
+                            type_url: ACTION_RESULT_TYPE.to_owned(),
+                            value: result.encode_to_vec(),
+                        });
+                    }
+                    Err((code, message)) => {
+                        eprintln!("kiln remote-worker: lease {id}: {message}");
+                        lease.status = Some(Status {
+                            code: *code,
+                            message: message.clone(),
+                            details: Vec::new(),
+                        });
                     }
                 }
-            } else {
-                running = Some((id, task));
             }
         }
-        if running.is_none() {
-            // BuildGrid offers a lease as PENDING or, once it counts it as executing, ACTIVE.
-            if let Some(lease) = session.leases.iter_mut().find(|lease| {
-                (lease.state == LEASE_PENDING || lease.state == LEASE_ACTIVE)
-                    && !finished.contains(&lease.id)
-            }) {
-                lease.state = LEASE_ACTIVE;
-                let payload = lease.payload.clone().unwrap_or_default();
-                let (cas, work_dir) = (cas.clone(), settings.work_dir.clone());
-                running = Some((
-                    lease.id.clone(),
-                    tokio::spawn(async move { execute(&cas, &payload, &work_dir).await }),
-                ));
+        // BuildGrid offers a lease as PENDING or, once it counts it as executing, ACTIVE.
+        for lease in session.leases.iter_mut() {
+            if running.len() >= settings.jobs.max(1) {
+                break;
             }
+            let offered = lease.state == LEASE_PENDING || lease.state == LEASE_ACTIVE;
+            if !offered || finished.contains(&lease.id) || running.contains_key(&lease.id) {
+                continue;
+            }
+            lease.state = LEASE_ACTIVE;
+            let payload = lease.payload.clone().unwrap_or_default();
+            let (cas, work_dir) = (cas.clone(), settings.work_dir.clone());
+            let done = task_done.clone();
+            running.insert(
+                lease.id.clone(),
+                tokio::spawn(async move {
+                    let outcome = execute(&cas, &payload, &work_dir).await;
+                    done.notify_one();
+                    outcome
+                }),
+            );
         }
         session
             .leases
             .retain(|lease| lease.state != LEASE_CANCELLED);
-        let busy = running.is_some();
+        let busy = !running.is_empty();
         let request = UpdateBotSessionRequest {
             name: session.name.clone(),
             bot_session: Some(session.clone()),
         };
-        let mut request = tonic::Request::new(request);
-        // An idle bot long-polls for leases; a short poll bounds how long a newly queued action
-        // waits for a bot that was busy when the server last looked.
-        request.set_timeout(Duration::from_secs(if busy { 10 } else { 5 }));
-        session = match bots.update_bot_session(request.into_inner()).await {
-            Ok(updated) => updated,
-            Err(status) if status.code() == tonic::Code::DeadlineExceeded => session,
-            Err(status) => return Err(status.into()),
-        };
-        if busy {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        // The bot long-polls for leases (the server answers when it assigns one); a lease that
+        // finishes meanwhile cuts the call short so its result is handed in at once (the
+        // server offers again a lease it assigned in a call the bot gave up).
+        let update = bots.update_bot_session(request, Duration::from_secs(20));
+        tokio::select! {
+            answer = update => {
+                session = match answer {
+                    Ok(updated) => updated,
+                    Err(status) if status.code() == tonic::Code::DeadlineExceeded => session,
+                    Err(status) => return Err(status.into()),
+                };
+            }
+            () = task_done.notified(), if busy => {}
         }
     }
 }
 
+/// A running lease: its `ActionResult`, or the gRPC code and message of why it could not run.
+type LeaseTask = tokio::task::JoinHandle<Result<ActionResult, (i32, String)>>;
+
 /// Runs one lease's action and returns its result; `Err` when it could not be set up.
-async fn execute(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<ActionResult, String> {
+async fn execute(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<ActionResult, (i32, String)> {
+    execute_action(cas, payload, work_dir)
+        .await
+        .map_err(|error| match error {
+            Setup::Remote(error) if error.is_infrastructure() => (UNAVAILABLE, error.to_string()),
+            Setup::Remote(error) => (FAILED_PRECONDITION, error.to_string()),
+            Setup::Other(message) => (FAILED_PRECONDITION, message),
+        })
+}
+
+/// Why an action could not be run.
+enum Setup {
+    Remote(RemoteError),
+    Other(String),
+}
+
+impl From<RemoteError> for Setup {
+    fn from(error: RemoteError) -> Setup {
+        Setup::Remote(error)
+    }
+}
+
+impl From<String> for Setup {
+    fn from(message: String) -> Setup {
+        Setup::Other(message)
+    }
+}
+
+async fn execute_action(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<ActionResult, Setup> {
     let action = if payload
         .type_url
         .ends_with("build.bazel.remote.execution.v2.Action")
@@ -196,13 +249,15 @@ async fn execute(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<ActionResu
     } else {
         let digest = Digest::decode(payload.value.as_slice())
             .map_err(|e| format!("unreadable lease payload: {e}"))?;
-        let bytes = cas.read_bytes(&digest).await.map_err(|e| e.to_string())?;
+        let bytes = cas.read_bytes(&digest).await?;
         Action::decode(bytes.as_slice()).map_err(|e| format!("unreadable Action: {e}"))?
     };
     let (Some(command_digest), Some(root_digest)) =
         (&action.command_digest, &action.input_root_digest)
     else {
-        return Err("the Action lacks its command or input root".to_owned());
+        return Err(Setup::Other(
+            "the Action lacks its command or input root".to_owned(),
+        ));
     };
     eprintln!(
         "kiln remote-worker: executing action with input root {}/{}",
@@ -240,7 +295,7 @@ async fn execute(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<ActionResu
         }
     }
     let Some((program, arguments)) = command.arguments.split_first() else {
-        return Err("the Command has no arguments".to_owned());
+        return Err(Setup::Other("the Command has no arguments".to_owned()));
     };
     let cwd = root.join(&command.working_directory);
     let mut process = std::process::Command::new(program);

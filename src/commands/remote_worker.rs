@@ -27,6 +27,9 @@ pub struct RemoteWorkerArgs {
     /// Where actions are laid out (default: a folder in the temporary directory).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Run up to N actions at once.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
     /// A file holding the bearer token sent with every call.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -54,6 +57,7 @@ pub fn run(_global: &GlobalOptions, args: RemoteWorkerArgs) -> Result<(), Failur
             .work_dir
             .unwrap_or_else(|| std::env::temp_dir().join("kiln-remote-worker")),
         token,
+        jobs: args.jobs,
     };
     run_worker(&settings).map_err(|error| Failure::Error(anyhow!(error)))
 }

@@ -26,6 +26,8 @@ server:
   - !channel
     address: "127.0.0.1:$port"
     insecure-mode: true
+# Every waiting Execute stream and long-polling bot holds one of the server's threads.
+thread-pool-size: 200
 authorization:
   method: none
 connections:
