@@ -51,6 +51,11 @@ pub enum Command {
     Sign(commands::sign::SignArgs),
     /// Enter a root file system: an interactive shell, or a command, in a sandbox.
     Shell(commands::shell::ShellArgs),
+    /// Run builds for a REAPI cluster: a bot of its Remote Workers API (Bots service).
+    RemoteWorker(commands::remote_worker::RemoteWorkerArgs),
+    /// Build one remote action from its manifest (what `remote-worker` runs).
+    #[command(hide = true)]
+    RemoteRunAction(commands::remote_worker::RemoteRunActionArgs),
     /// Print the shell completion script of bash, zsh, fish, elvish or powershell.
     Completions(commands::completions::CompletionsArgs),
     /// Print the manual page (roff), or write one page per verb into a directory.
@@ -114,6 +119,8 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Key(args) => commands::key::run(&cli.global, args),
         Command::Sign(args) => commands::sign::run(&cli.global, args),
         Command::Shell(args) => commands::shell::run(&cli.global, args),
+        Command::RemoteWorker(args) => commands::remote_worker::run(&cli.global, args),
+        Command::RemoteRunAction(args) => commands::remote_worker::run_action(&cli.global, args),
         Command::Completions(args) => commands::completions::run(Cli::command(), args),
         Command::Manpage(args) => commands::manpage::run(Cli::command(), args),
     }

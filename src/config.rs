@@ -21,6 +21,10 @@
 //! require-sigs = true               # refuse unsigned narinfos (default true)
 //! stalled-download-timeout = 300    # give up on a cache silent this long, in s
 //! push-to = "file:///srv/cache"     # `realise` uploads what it builds there
+//! remote-executor = "grpc://build.example.org:8980"  # build on a REAPI v2 cluster
+//! remote-instance-name = ""         # the cluster's REAPI instance (default empty)
+//! remote-jobs = 64                  # builds sent to the cluster at once (default 64)
+//! remote-token-file = "/secrets/reapi-token"  # sent as `authorization: Bearer …`
 //!
 //! [[rewrite]]                       # applied at fetch time: no .drv or output path changes
 //! from = "https://cloud.centos.org/"
@@ -70,6 +74,14 @@ pub struct Config {
     pub stalled_download_timeout: Option<u64>,
     /// A binary cache every path `realise` builds is pushed to.
     pub push_to: Option<String>,
+    /// A REAPI v2 server (`grpc://HOST:PORT`) that `realise` builds on.
+    pub remote_executor: Option<String>,
+    /// The REAPI instance name on `remote_executor`.
+    pub remote_instance_name: Option<String>,
+    /// Builds sent to the remote executor at once.
+    pub remote_jobs: Option<usize>,
+    /// A file holding the bearer token sent to the remote executor.
+    pub remote_token_file: Option<PathBuf>,
     /// URL prefix rewrites for fetches, first match wins.
     #[serde(default)]
     pub rewrite: Vec<RewriteRule>,

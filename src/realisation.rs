@@ -2,7 +2,8 @@
 //! given (`copy --to FILE -A …`): the targets (`.drv` store paths, optionally `DRV!out,dev`, or
 //! an expression evaluated and instantiated, which writes and registers the `.drv` files; a
 //! `.drv` that exists but is not registered is registered with its input derivations first),
-//! then substitution from binary caches, the build plan, the builds in the sandbox, and the
+//! then substitution from binary caches, the build plan, the builds in the sandbox (or on a
+//! REAPI cluster with `--remote`, through kiln-remote), and the
 //! push of what was built (`--push-to`). [`BuildOptions`] are the flags that steer it.
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use kiln_builder::plan::{read_derivation, BuildPlan, BuildTarget};
+use kiln_builder::remote::{LocalSlots, RemoteHandle};
 use kiln_builder::scheduler::ScheduleOptions;
 use kiln_local_store::LocalStore;
+use kiln_remote::client::{RemoteExecutor, RemoteSettings};
+use kiln_remote::connection::BearerToken;
 use kiln_store::store_path::StorePath;
 
 use crate::commands::input::{self, InputArgs, SelectionArgs};
@@ -66,6 +70,13 @@ pub struct BuildOptions {
     /// Upload every path built to this binary cache (default: the configuration's `push-to`).
     #[arg(long, value_name = "URL")]
     pub push_to: Option<String>,
+    /// Build on this REAPI v2 cluster (`grpc://HOST:PORT`; default: the configuration's
+    /// `remote-executor`); what it cannot run is built here.
+    #[arg(long = "remote", value_name = "URL")]
+    pub remote: Option<String>,
+    /// Send at most N builds to the cluster at once (default 64).
+    #[arg(long, value_name = "N")]
+    pub remote_jobs: Option<usize>,
 }
 
 /// Whether an argument names a `.drv` (possibly with `!outputs`) rather than a file to evaluate.
@@ -324,17 +335,70 @@ fn build(
     if let Some(count) = options.max_build_pids {
         settings.limits.pids = Some(count).filter(|&c| c > 0);
     }
-    let options = ScheduleOptions {
-        jobs: options
-            .jobs
-            .or(global.config.jobs)
-            .unwrap_or_else(ScheduleOptions::default_jobs),
+    let mut jobs = options
+        .jobs
+        .or(global.config.jobs)
+        .unwrap_or_else(ScheduleOptions::default_jobs);
+    let remote = match options
+        .remote
+        .as_ref()
+        .or(global.config.remote_executor.as_ref())
+    {
+        Some(url) => {
+            let mut remote_settings = RemoteSettings::new(url);
+            if let Some(instance) = &global.config.remote_instance_name {
+                remote_settings.instance_name = instance.clone();
+            }
+            if let Some(file) = &global.config.remote_token_file {
+                remote_settings.token =
+                    BearerToken::from_file(file).map_err(anyhow::Error::from)?;
+            }
+            match RemoteExecutor::connect(remote_settings) {
+                Ok(executor) => {
+                    // Remote builds wait on the network, not on this machine's CPUs; what
+                    // builds here keeps the local count.
+                    settings.local_slots = Some(Arc::new(LocalSlots::new(jobs)));
+                    jobs = options
+                        .remote_jobs
+                        .or(global.config.remote_jobs)
+                        .unwrap_or(DEFAULT_REMOTE_JOBS)
+                        .max(1);
+                    Some(Arc::new(executor))
+                }
+                // A cluster that is down is no reason not to build: everything builds here.
+                Err(error) if error.is_infrastructure() => {
+                    log_events::warn(&format!("{error}; building locally"));
+                    None
+                }
+                // A cluster that cannot run kiln's actions is a configuration to fix.
+                Err(error) => return Err(anyhow::Error::from(error).into()),
+            }
+        }
+        None => None,
+    };
+    settings.remote = remote
+        .clone()
+        .map(|executor| RemoteHandle(executor as Arc<dyn kiln_builder::remote::RemoteBuilder>));
+    let schedule = ScheduleOptions {
+        jobs,
         keep_going: options.keep_going,
         check: options.check,
         settings,
     };
-    run_builds(store, plan, &options)
+    let result = run_builds(store, plan, &schedule);
+    if let Some(executor) = remote {
+        let stats = executor.stats();
+        log_events::info(&format!(
+            "remote: {} built on the cluster, {} from its action cache, {} bytes uploaded",
+            stats.executed, stats.cached, stats.uploaded_bytes
+        ));
+    }
+    result
 }
+
+/// Builds sent to a remote cluster at once when neither `--remote-jobs` nor the configuration
+/// says.
+const DEFAULT_REMOTE_JOBS: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -47,6 +47,7 @@ use crate::builtin_builders::{
 use crate::log::{BuildLog, LogWriter};
 use crate::outputs::{self, OutputError, ScannedOutput};
 use crate::plan::PlannedBuild;
+use crate::remote::{RemoteFailure, RemoteHandle, RemoteJob, RemoteOutput};
 use crate::sandbox::{
     nix_build_env, BuilderStatus, IdMapPolicy, LogSink, NixEnvParams, ResourceLimits, RootFs,
     Sandbox, SandboxError, SandboxSpec, StoreMount, SANDBOX_BUILD_DIR,
@@ -74,6 +75,11 @@ pub struct BuildSettings {
     pub id_map: IdMapPolicy,
     /// Memory and process limits of each sandboxed build.
     pub limits: ResourceLimits,
+    /// Where builds run when not here (see [`crate::remote`]); `None`: all builds are local.
+    pub remote: Option<RemoteHandle>,
+    /// Bounds the builds that run on this machine when the scheduler runs more at once (the
+    /// remote builds' count): `None`, the scheduler's own count.
+    pub local_slots: Option<Arc<crate::remote::LocalSlots>>,
 }
 
 /// What a successful build did.
@@ -125,6 +131,8 @@ pub enum BuildError {
     Builtin(#[from] BuiltinError),
     #[error("builder {how}")]
     BuilderFailed { how: String },
+    #[error("remote build: {0}")]
+    Remote(String),
     #[error("builtin:unpack: refusing the source {src}: {reason}")]
     UnpackSource { src: String, reason: String },
     #[error("builtin:oci: refusing the layer {layer}: {reason}")]
@@ -310,8 +318,13 @@ fn run_and_register(
         return Err(BuildError::NetworkRefused);
     }
     let impure = wants_network && !fixed_output;
+    let remote = settings
+        .remote
+        .as_ref()
+        .filter(|remote| builtin.is_none() && !impure && !check && remote.0.accepts(build));
     let host = host_system();
-    if drv.platform != host && !(builtin.is_some() && drv.platform == "builtin") {
+    if remote.is_none() && drv.platform != host && !(builtin.is_some() && drv.platform == "builtin")
+    {
         return Err(BuildError::WrongPlatform {
             platform: drv.platform.clone(),
             host,
@@ -343,6 +356,7 @@ fn run_and_register(
 
     let result = (|| {
         let produced = if builtin.is_some() {
+            let _slot = settings.local_slots.as_ref().map(|slots| slots.acquire());
             run_builtin_builder(store, build, settings, events, &writer, slots)?;
             // In-process builders create the files themselves: kiln's own, no network handed
             // to anything else.
@@ -350,7 +364,14 @@ fn run_and_register(
                 build_ids: None,
                 had_network: false,
             }
+        } else if let Some(produced) = remote
+            .map(|remote| run_remote(store, build, events, &writer, slots, &closure, remote))
+            .transpose()?
+            .flatten()
+        {
+            produced
         } else {
+            let _slot = settings.local_slots.as_ref().map(|slots| slots.acquire());
             let network = fixed_output || impure;
             let build_ids = run_sandboxed(
                 store, build, settings, events, &writer, slots, &closure, network,
@@ -366,6 +387,55 @@ fn run_and_register(
         writer.note(&format!("kiln: build failed: {error}"));
     }
     result.map(|()| impure)
+}
+
+/// Hands the build to the remote builder. `Ok(None)`: the cluster could not run it, and the
+/// build runs here (the partial outputs are removed and a warning is logged).
+fn run_remote(
+    store: &LocalStore,
+    build: &PlannedBuild,
+    events: &Arc<dyn BuildEvents>,
+    writer: &LogWriter,
+    slots: &[OutputSlot],
+    closure: &BTreeSet<StorePath>,
+    remote: &RemoteHandle,
+) -> Result<Option<ProducedBy>, BuildError> {
+    let job = RemoteJob {
+        store,
+        build,
+        closure,
+        outputs: slots
+            .iter()
+            .map(|slot| RemoteOutput {
+                name: slot.name.clone(),
+                path: slot.path.clone(),
+                host_path: slot.host_path.clone(),
+            })
+            .collect(),
+        log: writer,
+        events,
+    };
+    match remote.0.build_remotely(&job) {
+        // The outputs were unpacked from NARs by this process: nothing else holds them, and
+        // their owner is whoever runs kiln.
+        Ok(()) => Ok(Some(ProducedBy {
+            build_ids: None,
+            had_network: false,
+        })),
+        Err(RemoteFailure::Build(error)) => Err(error),
+        Err(RemoteFailure::Unavailable(reason)) => {
+            for slot in slots {
+                let _ = delete_tree(&slot.host_path);
+            }
+            let warning = format!(
+                "remote execution of {} failed ({reason}); building it locally",
+                store.store_dir().print(&build.drv_path)
+            );
+            writer.note(&format!("kiln: {warning}"));
+            events.warning(&warning);
+            Ok(None)
+        }
+    }
 }
 
 fn run_builtin_builder(

@@ -1,6 +1,6 @@
 //! kiln-builder: turns `.drv` files into outputs: the build plan (a DAG), the scheduler, the
 //! Linux sandbox, the builtin builders and content-addressed builds (resolution, floating
-//! outputs, realisations).
+//! outputs, realisations), and the hook that hands a build to a remote cluster.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 pub mod build;
 pub mod build_dirs;
@@ -9,5 +9,6 @@ pub mod ca;
 pub mod log;
 pub mod outputs;
 pub mod plan;
+pub mod remote;
 pub mod sandbox;
 pub mod scheduler;

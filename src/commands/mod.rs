@@ -14,6 +14,7 @@ pub mod log;
 pub mod manpage;
 pub mod path_info;
 pub mod realise;
+pub mod remote_worker;
 pub mod shell;
 pub mod show_derivation;
 pub mod sign;

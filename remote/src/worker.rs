@@ -1,0 +1,447 @@
+//! `kiln remote-worker`: kiln's own bot for a REAPI server that hands work out through the
+//! Remote Workers API (`google.devtools.remoteworkers.v1test2.Bots`; BuildGrid serves it and
+//! ships no bot of its own). Buildbarn, BuildBuddy and NativeLink each have a worker protocol of
+//! their own, which this bot does not speak.
+//!
+//! The bot keeps one session: it advertises its system as the platform property
+//! `kiln-system` (the property an action's platform matches), takes up to `jobs` leases at
+//! once, and for each: reads the `Action` (inline or by digest), its `Command` and input root from the
+//! CAS into a fresh directory, runs the command there (`kiln remote-run-action …` for kiln's
+//! actions, found on the bot's `PATH`), uploads the output files, stdout and stderr, and
+//! completes the lease with the `ActionResult`; the server caches it. The session is updated at
+//! least every 20 s, so it does not expire, and at once when a lease finishes. Each lease it
+//! starts is announced on stderr (`kiln remote-worker: executing action with input root
+//! HASH/SIZE`).
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2::{
+    Action, ActionResult, Command, Digest, Directory, OutputFile,
+};
+use bazel_remote_apis::google::protobuf::Any;
+use bazel_remote_apis::google::rpc::Status;
+use prost::Message;
+use sha2::{Digest as _, Sha256};
+
+use crate::bots::{
+    BotSession, BotsClient, CreateBotSessionRequest, Device, Property, UpdateBotSessionRequest,
+    Worker, BOT_STATUS_OK, LEASE_ACTIVE, LEASE_CANCELLED, LEASE_COMPLETED, LEASE_PENDING,
+};
+use crate::cas::Cas;
+use crate::connection::{connect, BearerToken};
+use crate::RemoteError;
+
+const ACTION_RESULT_TYPE: &str = "type.googleapis.com/build.bazel.remote.execution.v2.ActionResult";
+/// gRPC code FAILED_PRECONDITION: the action could not be set up (a missing input, a bad
+/// message).
+const FAILED_PRECONDITION: i32 = 9;
+/// gRPC code UNAVAILABLE: the CAS failed the bot; the client tries again.
+const UNAVAILABLE: i32 = 14;
+
+/// How the bot runs.
+#[derive(Clone)]
+pub struct WorkerSettings {
+    pub url: String,
+    pub instance_name: String,
+    /// The bot's id (unique among the server's bots).
+    pub bot_id: String,
+    /// The Nix system it builds for (`x86_64-linux`).
+    pub system: String,
+    /// Where actions' input roots are laid out (one fresh folder each).
+    pub work_dir: PathBuf,
+    /// Sent with every call.
+    pub token: BearerToken,
+    /// Leases run at once.
+    pub jobs: usize,
+}
+
+/// Runs the bot until the process is stopped; a lost server is waited for.
+pub fn run_worker(settings: &WorkerSettings) -> Result<(), RemoteError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| RemoteError::Io {
+            action: "cannot start the runtime for",
+            path: settings.url.clone().into(),
+            source,
+        })?;
+    std::fs::create_dir_all(&settings.work_dir).map_err(|source| RemoteError::Io {
+        action: "cannot create",
+        path: settings.work_dir.clone(),
+        source,
+    })?;
+    runtime.block_on(async {
+        loop {
+            match serve(settings).await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_infrastructure() => {
+                    eprintln!("kiln remote-worker: {error}; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    })
+}
+
+async fn serve(settings: &WorkerSettings) -> Result<(), RemoteError> {
+    let channel = connect(&settings.url, settings.token.clone()).await?;
+    let cas = Cas::new(channel.clone(), &settings.instance_name, 4 << 20);
+    let mut bots = BotsClient::new(channel);
+    let mut session = bots
+        .create_bot_session(CreateBotSessionRequest {
+            parent: settings.instance_name.clone(),
+            bot_session: Some(BotSession {
+                bot_id: settings.bot_id.clone(),
+                status: BOT_STATUS_OK,
+                worker: Some(Worker {
+                    // BuildGrid's key for how many leases a bot runs at once.
+                    configs: vec![Property {
+                        key: "capacity".to_owned(),
+                        value: settings.jobs.max(1).to_string(),
+                    }],
+                    devices: vec![Device {
+                        handle: settings.bot_id.clone(),
+                        properties: vec![Property {
+                            key: crate::action::SYSTEM_PROPERTY.to_owned(),
+                            value: settings.system.clone(),
+                        }],
+                    }],
+                    properties: Vec::new(),
+                }),
+                ..BotSession::default()
+            }),
+        })
+        .await?;
+    eprintln!(
+        "kiln remote-worker: session {} on {}",
+        session.name, settings.url
+    );
+    let mut running: BTreeMap<String, LeaseTask> = BTreeMap::new();
+    // Leases this bot has completed (the server may list one again before it drops it).
+    let mut finished: BTreeSet<String> = BTreeSet::new();
+    let task_done = std::sync::Arc::new(tokio::sync::Notify::new());
+    loop {
+        let done: Vec<String> = running
+            .iter()
+            .filter(|(_, task)| task.is_finished())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in done {
+            let Some(task) = running.remove(&id) else {
+                continue;
+            };
+            let outcome = task
+                .await
+                .map_err(|error| RemoteError::Protocol(format!("worker task: {error}")))?;
+            finished.insert(id.clone());
+            for lease in session.leases.iter_mut().filter(|lease| lease.id == id) {
+                lease.state = LEASE_COMPLETED;
+                match &outcome {
+                    Ok(result) => {
+                        lease.status = Some(Status::default());
+                        lease.result = Some(Any {
+                            type_url: ACTION_RESULT_TYPE.to_owned(),
+                            value: result.encode_to_vec(),
+                        });
+                    }
+                    Err((code, message)) => {
+                        eprintln!("kiln remote-worker: lease {id}: {message}");
+                        lease.status = Some(Status {
+                            code: *code,
+                            message: message.clone(),
+                            details: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+        // BuildGrid offers a lease as PENDING or, once it counts it as executing, ACTIVE.
+        for lease in session.leases.iter_mut() {
+            if running.len() >= settings.jobs.max(1) {
+                break;
+            }
+            let offered = lease.state == LEASE_PENDING || lease.state == LEASE_ACTIVE;
+            if !offered || finished.contains(&lease.id) || running.contains_key(&lease.id) {
+                continue;
+            }
+            lease.state = LEASE_ACTIVE;
+            let payload = lease.payload.clone().unwrap_or_default();
+            let (cas, work_dir) = (cas.clone(), settings.work_dir.clone());
+            let done = task_done.clone();
+            running.insert(
+                lease.id.clone(),
+                tokio::spawn(async move {
+                    let outcome = execute(&cas, &payload, &work_dir).await;
+                    done.notify_one();
+                    outcome
+                }),
+            );
+        }
+        session
+            .leases
+            .retain(|lease| lease.state != LEASE_CANCELLED);
+        let busy = !running.is_empty();
+        let request = UpdateBotSessionRequest {
+            name: session.name.clone(),
+            bot_session: Some(session.clone()),
+        };
+        // The bot long-polls for leases (the server answers when it assigns one); a lease that
+        // finishes meanwhile cuts the call short so its result is handed in at once (the
+        // server offers again a lease it assigned in a call the bot gave up).
+        let update = bots.update_bot_session(request, Duration::from_secs(20));
+        tokio::select! {
+            answer = update => {
+                session = match answer {
+                    Ok(updated) => updated,
+                    Err(status) if status.code() == tonic::Code::DeadlineExceeded => session,
+                    Err(status) => return Err(status.into()),
+                };
+            }
+            () = task_done.notified(), if busy => {}
+        }
+    }
+}
+
+/// A running lease: its `ActionResult`, or the gRPC code and message of why it could not run.
+type LeaseTask = tokio::task::JoinHandle<Result<ActionResult, (i32, String)>>;
+
+/// Runs one lease's action and returns its result; `Err` when it could not be set up.
+async fn execute(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<ActionResult, (i32, String)> {
+    execute_action(cas, payload, work_dir)
+        .await
+        .map_err(|error| match error {
+            Setup::Remote(error) if error.is_infrastructure() => (UNAVAILABLE, error.to_string()),
+            Setup::Remote(error) => (FAILED_PRECONDITION, error.to_string()),
+            Setup::Other(message) => (FAILED_PRECONDITION, message),
+        })
+}
+
+/// Why an action could not be run.
+enum Setup {
+    Remote(RemoteError),
+    Other(String),
+}
+
+impl From<RemoteError> for Setup {
+    fn from(error: RemoteError) -> Setup {
+        Setup::Remote(error)
+    }
+}
+
+impl From<String> for Setup {
+    fn from(message: String) -> Setup {
+        Setup::Other(message)
+    }
+}
+
+async fn execute_action(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<ActionResult, Setup> {
+    let action = if payload
+        .type_url
+        .ends_with("build.bazel.remote.execution.v2.Action")
+    {
+        Action::decode(payload.value.as_slice()).map_err(|e| format!("unreadable Action: {e}"))?
+    } else {
+        let digest = Digest::decode(payload.value.as_slice())
+            .map_err(|e| format!("unreadable lease payload: {e}"))?;
+        let bytes = cas.read_bytes(&digest).await?;
+        Action::decode(bytes.as_slice()).map_err(|e| format!("unreadable Action: {e}"))?
+    };
+    let (Some(command_digest), Some(root_digest)) =
+        (&action.command_digest, &action.input_root_digest)
+    else {
+        return Err(Setup::Other(
+            "the Action lacks its command or input root".to_owned(),
+        ));
+    };
+    eprintln!(
+        "kiln remote-worker: executing action with input root {}/{}",
+        root_digest.hash, root_digest.size_bytes
+    );
+    let command_bytes = cas
+        .read_bytes(command_digest)
+        .await
+        .map_err(|e| e.to_string())?;
+    let command = Command::decode(command_bytes.as_slice())
+        .map_err(|e| format!("unreadable Command: {e}"))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("action-")
+        .tempdir_in(work_dir)
+        .map_err(|e| {
+            format!(
+                "cannot create an action folder in {}: {e}",
+                work_dir.display()
+            )
+        })?;
+    let root = scratch.path().to_owned();
+    fetch_tree(cas, root_digest, &root)
+        .await
+        .map_err(|e| e.to_string())?;
+    #[allow(deprecated)]
+    let declared: BTreeSet<String> = if command.output_paths.is_empty() {
+        command.output_files.iter().cloned().collect()
+    } else {
+        command.output_paths.iter().cloned().collect()
+    };
+    for output in &declared {
+        if let Some(parent) = root.join(output).parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+    }
+    let Some((program, arguments)) = command.arguments.split_first() else {
+        return Err(Setup::Other("the Command has no arguments".to_owned()));
+    };
+    let cwd = root.join(&command.working_directory);
+    let mut process = std::process::Command::new(program);
+    process
+        .args(arguments)
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for variable in &command.environment_variables {
+        process.env(&variable.name, &variable.value);
+    }
+    let output = tokio::task::spawn_blocking(move || process.output())
+        .await
+        .map_err(|e| format!("command task: {e}"))?
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let mut result = ActionResult {
+        exit_code: output.status.code().unwrap_or(128),
+        ..ActionResult::default()
+    };
+    result.stdout_digest = Some(upload_bytes(cas, output.stdout).await?);
+    result.stderr_digest = Some(upload_bytes(cas, output.stderr).await?);
+    for path in &declared {
+        let file = root.join(path);
+        let Ok(metadata) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if !metadata.is_file() {
+            continue;
+        }
+        let digest =
+            file_digest(&file).map_err(|e| format!("cannot hash {}: {e}", file.display()))?;
+        let missing = cas
+            .find_missing(vec![digest.clone()])
+            .await
+            .map_err(|e| e.to_string())?;
+        if !missing.is_empty() {
+            cas.upload_file(&digest, &file)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        result.output_files.push(OutputFile {
+            path: path.clone(),
+            digest: Some(digest),
+            is_executable: metadata.permissions().mode() & 0o100 != 0,
+            ..OutputFile::default()
+        });
+    }
+    drop(scratch);
+    Ok(result)
+}
+
+async fn upload_bytes(cas: &Cas, bytes: Vec<u8>) -> Result<Digest, String> {
+    let digest = crate::cas::digest_of(&bytes);
+    if digest.size_bytes > 0 {
+        cas.upload_bytes(&digest, bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(digest)
+}
+
+fn file_digest(path: &Path) -> std::io::Result<Digest> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0i64;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        size += read as i64;
+    }
+    Ok(Digest {
+        hash: data_encoding::HEXLOWER.encode(&hasher.finalize()),
+        size_bytes: size,
+    })
+}
+
+/// Lays out the input root `digest` at `dest` (which exists). Symlinks with absolute targets
+/// and names that leave the folder are refused.
+async fn fetch_tree(cas: &Cas, digest: &Digest, dest: &Path) -> Result<(), RemoteError> {
+    let mut pending = vec![(digest.clone(), dest.to_owned())];
+    while let Some((digest, dir)) = pending.pop() {
+        let bytes = cas.read_bytes(&digest).await?;
+        let directory = Directory::decode(bytes.as_slice())
+            .map_err(|e| RemoteError::Protocol(format!("sent an unreadable Directory: {e}")))?;
+        let checked = |name: &str| -> Result<PathBuf, RemoteError> {
+            if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+                return Err(RemoteError::Protocol(format!(
+                    "sent the bad entry name `{name}`"
+                )));
+            }
+            Ok(dir.join(name))
+        };
+        for file in &directory.files {
+            let path = checked(&file.name)?;
+            let Some(file_digest) = &file.digest else {
+                return Err(RemoteError::Protocol(format!(
+                    "sent no digest for {}",
+                    file.name
+                )));
+            };
+            cas.read_to_file(file_digest, &path).await?;
+            let mode = if file.is_executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(
+                |source| RemoteError::Io {
+                    action: "cannot set the mode of",
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+        }
+        for symlink in &directory.symlinks {
+            let path = checked(&symlink.name)?;
+            if symlink.target.starts_with('/') {
+                return Err(RemoteError::Protocol(format!(
+                    "sent the absolute symlink {} -> {}",
+                    symlink.name, symlink.target
+                )));
+            }
+            std::os::unix::fs::symlink(&symlink.target, &path).map_err(|source| {
+                RemoteError::Io {
+                    action: "cannot create",
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        for child in &directory.directories {
+            let path = checked(&child.name)?;
+            std::fs::create_dir(&path).map_err(|source| RemoteError::Io {
+                action: "cannot create",
+                path: path.clone(),
+                source,
+            })?;
+            let Some(child_digest) = &child.digest else {
+                return Err(RemoteError::Protocol(format!(
+                    "sent no digest for {}",
+                    child.name
+                )));
+            };
+            pending.push((child_digest.clone(), path));
+        }
+    }
+    Ok(())
+}
