@@ -76,6 +76,10 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("toXML of a set", with_deep_values("builtins.toXML s"), Error("the XML document would be larger than 1024 MiB")),
         ("structured attributes", with_deep_values("builtins.stringLength (derivation { name = \"x\"; system = \"x\"; builder = \"x\"; __structuredAttrs = true; a = s; }).drvPath"), Value("50".into())),
         ("fromTOML of nested arrays", format!("builtins.fromTOML \"a = {}{}\"", "[".repeat(DEPTH), "]".repeat(DEPTH)), Error("while parsing a TOML string")),
+        // Values that contain themselves (found by the `eval` fuzz target): Nix 2.8 recurses
+        // until its stack overflows; kiln gives the same error, at once for toXML.
+        ("toXML of a set that contains itself", "builtins.toXML builtins".into(), Error("stack overflow (possible infinite recursion)")),
+        ("toJSON of a list that contains itself", "let x = [ x ]; in builtins.toJSON x".into(), Error("stack overflow (possible infinite recursion)")),
         // Recursion in Nix code.
         ("unbounded recursion", "let f = n: 1 + f (n + 1); in f 0".into(), Error("stack overflow")),
     ]

@@ -4,13 +4,14 @@
 //! attribute and function positions unless `--no-location`, as `nix-instantiate --eval --xml`).
 //! The document is bytes: a string value's bytes are written as they are, UTF-8 or not.
 use super::{arg, Builtin};
-use crate::error::{EvalError, EvalResult};
+use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{sym, Evaluator};
 use crate::print::format_float;
 use crate::value::{Attrs, Context, NixString, Value};
 use kiln_lang::ir::Param;
 use kiln_lang::Span;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 pub const BUILTINS: &[Builtin] = &[Builtin {
     name: "toXML",
@@ -38,6 +39,7 @@ fn xml_document(
         derivations_seen: BTreeSet::new(),
         strict,
         location,
+        open: Default::default(),
     };
     // The top-level value is always evaluated (`nix-instantiate` forces it).
     let top = ev.force(value, span)?;
@@ -81,6 +83,9 @@ struct XmlWriter {
     strict: bool,
     /// Give attributes and functions `column`/`line`/`path` of their definition.
     location: bool,
+    /// The sets and lists being written (addresses): one that contains itself would be
+    /// written without end — Nix recurses until its stack overflows; kiln says so at once.
+    open: crate::eval::SeenSet,
 }
 
 impl XmlWriter {
@@ -176,6 +181,36 @@ impl XmlWriter {
         depth: usize,
     ) -> EvalResult<()> {
         ev.check_stack(span)?;
+        let address = match v {
+            Value::Attrs(attrs) if !attrs.is_empty() => Some(Rc::as_ptr(attrs) as usize),
+            Value::List(items) if !items.is_empty() => {
+                Some(Rc::as_ptr(items) as *const u8 as usize)
+            }
+            _ => None,
+        };
+        if let Some(address) = address {
+            if !self.open.insert(address) {
+                return Err(EvalError::new(
+                    ErrorKind::StackOverflow,
+                    "stack overflow (possible infinite recursion)",
+                )
+                .at(span));
+            }
+        }
+        let written = self.forced_value_inner(ev, v, span, depth);
+        if let Some(address) = address {
+            self.open.remove(&address);
+        }
+        written
+    }
+
+    fn forced_value_inner(
+        &mut self,
+        ev: &Evaluator,
+        v: &Value,
+        span: Span,
+        depth: usize,
+    ) -> EvalResult<()> {
         if self.out.len() > MAX_DOCUMENT_BYTES {
             return Err(EvalError::eval(format!(
                 "the XML document would be larger than {} MiB (a value nested {depth} deep)",
