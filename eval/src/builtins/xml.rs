@@ -39,7 +39,7 @@ fn xml_document(
         derivations_seen: BTreeSet::new(),
         strict,
         location,
-        open: Default::default(),
+        being_written: Default::default(),
     };
     // The top-level value is always evaluated (`nix-instantiate` forces it).
     let top = ev.force(value, span)?;
@@ -85,7 +85,7 @@ struct XmlWriter {
     location: bool,
     /// The sets and lists being written (addresses): one that contains itself would be
     /// written without end — Nix recurses until its stack overflows; kiln says so at once.
-    open: crate::eval::SeenSet,
+    being_written: crate::eval::SeenSet,
 }
 
 impl XmlWriter {
@@ -181,27 +181,20 @@ impl XmlWriter {
         depth: usize,
     ) -> EvalResult<()> {
         ev.check_stack(span)?;
-        let address = match v {
-            Value::Attrs(attrs) if !attrs.is_empty() => Some(Rc::as_ptr(attrs) as usize),
-            Value::List(items) if !items.is_empty() => {
-                Some(Rc::as_ptr(items) as *const u8 as usize)
-            }
-            _ => None,
-        };
-        if let Some(address) = address {
-            if !self.open.insert(address) {
-                return Err(EvalError::new(
-                    ErrorKind::StackOverflow,
-                    "stack overflow (possible infinite recursion)",
-                )
-                .at(span));
-            }
+        self.forced_value_inner(ev, v, span, depth)
+    }
+
+    /// Marks a set or list (by address) as being written; one that is written already
+    /// contains itself.
+    fn enter(&mut self, address: usize, span: Span) -> EvalResult<()> {
+        if self.being_written.insert(address) {
+            return Ok(());
         }
-        let written = self.forced_value_inner(ev, v, span, depth);
-        if let Some(address) = address {
-            self.open.remove(&address);
-        }
-        written
+        Err(EvalError::new(
+            ErrorKind::StackOverflow,
+            "stack overflow (possible infinite recursion)",
+        )
+        .at(span))
     }
 
     fn forced_value_inner(
@@ -229,11 +222,14 @@ impl XmlWriter {
             }
             Value::Path(p) => self.empty(depth, "path", &[("value", p.to_string())]),
             Value::List(items) => {
+                let address = Rc::as_ptr(items) as *const u8 as usize;
+                self.enter(address, span)?;
                 self.open(depth, "list", &[]);
                 for item in items.iter() {
                     self.value(ev, item, span, depth + 1)?;
                 }
                 self.close(depth, "list");
+                self.being_written.remove(&address);
             }
             Value::Attrs(attrs) => {
                 if ev.is_derivation(attrs, span)? {
@@ -257,9 +253,12 @@ impl XmlWriter {
                     }
                     self.close(depth, "derivation");
                 } else {
+                    let address = Rc::as_ptr(attrs) as usize;
+                    self.enter(address, span)?;
                     self.open(depth, "attrs", &[]);
                     self.attrs(ev, attrs, span, depth + 1)?;
                     self.close(depth, "attrs");
+                    self.being_written.remove(&address);
                 }
             }
             Value::Lambda(closure) => {
