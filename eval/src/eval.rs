@@ -268,13 +268,13 @@ impl Evaluator {
             _ => return None,
         };
         for name in path {
-            let AttrName::Static(name) = name else {
+            let AttrName::Static(name, hint) = name else {
                 return None;
             };
             let next = match &value {
-                Value::Attrs(attrs) => attrs.get(*name)?.clone(),
+                Value::Attrs(attrs) => attrs.get_hinted(*name, hint)?.clone(),
                 Value::Thunk(thunk) => match thunk.value()? {
-                    Value::Attrs(attrs) => attrs.get(*name)?.clone(),
+                    Value::Attrs(attrs) => attrs.get_hinted(*name, hint)?.clone(),
                     _ => return None,
                 },
                 _ => return None,
@@ -393,9 +393,14 @@ impl Evaluator {
                 Value::Thunk(thunk) => self.force_thunk(thunk, span),
                 value => Ok(value.clone()),
             },
-            ExprKind::WithVar { name, with_depths } => {
-                self.force(&self.lookup_with(*name, with_depths, env, span)?, span)
-            }
+            ExprKind::WithVar {
+                name,
+                with_depths,
+                hint,
+            } => self.force(
+                &self.lookup_with(*name, with_depths, hint, env, span)?,
+                span,
+            ),
             ExprKind::Lambda(lambda) => Ok(Value::Lambda(Rc::new(Closure {
                 lambda: lambda.clone(),
                 env: env.clone(),
@@ -532,8 +537,8 @@ impl Evaluator {
         span: Span,
     ) -> EvalResult<Value> {
         let mut v = self.eval(subject, env)?;
-        for (step, name) in path.iter().enumerate() {
-            let Ok(name) = self.lookup_name(name, env)? else {
+        for (step, attr_name) in path.iter().enumerate() {
+            let Ok(name) = self.lookup_name(attr_name, env)? else {
                 return Ok(Value::Bool(false));
             };
             // As Nix: every set along the path is forced, the value found last is not.
@@ -541,7 +546,7 @@ impl Evaluator {
                 v = self.force(&v, span)?;
             }
             match v {
-                Value::Attrs(attrs) => match attrs.get(name) {
+                Value::Attrs(attrs) => match get_at(&attrs, name, attr_name) {
                     Some(next) => v = next.clone(),
                     None => return Ok(Value::Bool(false)),
                 },
@@ -570,11 +575,11 @@ impl Evaluator {
             .unwrap_or_default();
         Value::attrs(Attrs::from_sorted(vec![
             (
-                sym("column"),
+                sym!("column"),
                 Value::Int(pos.map_or(0, |p| p.column as i64)),
             ),
-            (sym("file"), Value::string(file)),
-            (sym("line"), Value::Int(pos.map_or(0, |p| p.line as i64))),
+            (sym!("file"), Value::string(file)),
+            (sym!("line"), Value::Int(pos.map_or(0, |p| p.line as i64))),
         ]))
     }
 
@@ -583,13 +588,14 @@ impl Evaluator {
         &self,
         name: Symbol,
         with_depths: &[u32],
+        hint: &ir::LookupHint,
         env: &Env,
         span: Span,
     ) -> EvalResult<Value> {
         for depth in with_depths {
             let ns = env.get(*depth, 0);
             let attrs = self.force_attrs(&ns, span)?;
-            if let Some(v) = attrs.get(name) {
+            if let Some(v) = attrs.get_hinted(name, hint) {
                 return Ok(v.clone());
             }
         }
@@ -600,7 +606,7 @@ impl Evaluator {
     /// so no set can have it (and interning it would only grow the symbol table).
     fn lookup_name(&self, name: &AttrName, env: &Env) -> EvalResult<Result<Symbol, NixString>> {
         match name {
-            AttrName::Static(s) => Ok(Ok(*s)),
+            AttrName::Static(s, _) => Ok(Ok(*s)),
             AttrName::Dynamic(expr) => {
                 let v = self.eval(expr, env)?;
                 let s = self.coerce_to_string(
@@ -627,8 +633,8 @@ impl Evaluator {
         span: Span,
     ) -> EvalResult<Value> {
         let mut v = self.eval(subject, env)?;
-        for name in path {
-            let name = self.lookup_name(name, env)?;
+        for step in path {
+            let name = self.lookup_name(step, env)?;
             let attrs = match &v {
                 Value::Attrs(attrs) => attrs.clone(),
                 other => {
@@ -638,7 +644,11 @@ impl Evaluator {
                     return Err(not_a_set(other, span));
                 }
             };
-            match name.as_ref().ok().and_then(|name| attrs.get(*name)) {
+            match name
+                .as_ref()
+                .ok()
+                .and_then(|found| get_at(&attrs, *found, step))
+            {
                 Some(next) => {
                     v = match next {
                         Value::Thunk(thunk) => self
@@ -811,6 +821,16 @@ impl Evaluator {
     // ----- coercion ------------------------------------------------------------------------
 
     // ----- equality and ordering -----------------------------------------------------------
+}
+
+/// The value of `name` in `attrs`, found by the lookup hint of `step` (the place `name` is
+/// written) when `name` is written there and not computed.
+#[inline]
+fn get_at<'a>(attrs: &'a Attrs, name: Symbol, step: &AttrName) -> Option<&'a Value> {
+    match step {
+        AttrName::Static(_, hint) => attrs.get_hinted(name, hint),
+        AttrName::Dynamic(_) => attrs.get(name),
+    }
 }
 
 /// "while evaluating the attribute 'a'", added to an error from forcing `a` in `x.a`.

@@ -4,7 +4,7 @@
 use crate::builtins::Builtin;
 use crate::error::EvalError;
 use crate::Evaluator;
-use kiln_lang::ir::{AttrsExpr, ExprRef, Lambda};
+use kiln_lang::ir::{AttrsExpr, ExprRef, Lambda, LookupHint};
 use kiln_lang::{Span, Symbol};
 use std::cell::{Cell, RefCell};
 use std::fmt;
