@@ -378,6 +378,21 @@ impl Evaluator {
         }
     }
 
+    /// `eval` for an operand (a condition, an operator's side, the set of a selection),
+    /// which is most often a variable or a constant: those are evaluated here, inlined,
+    /// without entering `eval`, whose frame every other kind of node needs.
+    #[inline(always)]
+    pub(crate) fn eval_operand(&self, expr: &ExprRef, env: &Env) -> EvalResult<Value> {
+        match &expr.kind {
+            ExprKind::Local { depth, slot, .. } => match env.get_forced(*depth, *slot) {
+                Value::Thunk(thunk) => self.force_thunk(&thunk, expr.span),
+                value => Ok(value),
+            },
+            ExprKind::Int(i) => Ok(Value::Int(*i)),
+            _ => self.eval(expr, env),
+        }
+    }
+
     /// Evaluates an expression to weak head normal form.
     pub(crate) fn eval(&self, expr: &ExprRef, env: &Env) -> EvalResult<Value> {
         let span = expr.span;
@@ -433,7 +448,7 @@ impl Evaluator {
                 then_branch,
                 else_branch,
             } => {
-                let c = self.eval(condition, env)?;
+                let c = self.eval_operand(condition, env)?;
                 match c {
                     Value::Bool(true) => self.eval(then_branch, env),
                     Value::Bool(false) => self.eval(else_branch, env),
@@ -441,7 +456,7 @@ impl Evaluator {
                 }
             }
             ExprKind::Binary { op, lhs, rhs } => self.eval_binary(*op, lhs, rhs, env, span),
-            ExprKind::Not(operand) => match self.eval(operand, env)? {
+            ExprKind::Not(operand) => match self.eval_operand(operand, env)? {
                 Value::Bool(b) => Ok(Value::Bool(!b)),
                 other => Err(EvalError::type_mismatch("a Boolean", &other).at(span)),
             },
@@ -470,7 +485,7 @@ impl Evaluator {
                 condition,
                 body,
                 shown,
-            } => match self.eval(condition, env)? {
+            } => match self.eval_operand(condition, env)? {
                 Value::Bool(true) => self.eval(body, env),
                 other => Err(assertion_error(shown, &other, span)),
             },
@@ -536,7 +551,7 @@ impl Evaluator {
         env: &Env,
         span: Span,
     ) -> EvalResult<Value> {
-        let mut v = self.eval(subject, env)?;
+        let mut v = self.eval_operand(subject, env)?;
         for (step, attr_name) in path.iter().enumerate() {
             let Ok(name) = self.lookup_name(attr_name, env)? else {
                 return Ok(Value::Bool(false));
@@ -604,23 +619,32 @@ impl Evaluator {
 
     /// An attribute name for a lookup (`.`/`?`): `Err(text)` when the name was never interned,
     /// so no set can have it (and interning it would only grow the symbol table).
+    #[inline]
     fn lookup_name(&self, name: &AttrName, env: &Env) -> EvalResult<Result<Symbol, NixString>> {
         match name {
             AttrName::Static(s, _) => Ok(Ok(*s)),
-            AttrName::Dynamic(expr) => {
-                let v = self.eval(expr, env)?;
-                let s = self.coerce_to_string(
-                    &v,
-                    expr.span,
-                    CoerceMode {
-                        more: false,
-                        copy_to_store: true,
-                    },
-                )?;
-                reject_context(&s, expr.span)?;
-                Ok(Symbol::lookup_bytes(s.as_bytes()).ok_or(s))
-            }
+            AttrName::Dynamic(expr) => self.dynamic_lookup_name(expr, env),
         }
+    }
+
+    /// `lookup_name` of a name computed by an expression.
+    #[inline(never)]
+    fn dynamic_lookup_name(
+        &self,
+        expr: &ExprRef,
+        env: &Env,
+    ) -> EvalResult<Result<Symbol, NixString>> {
+        let v = self.eval(expr, env)?;
+        let s = self.coerce_to_string(
+            &v,
+            expr.span,
+            CoerceMode {
+                more: false,
+                copy_to_store: true,
+            },
+        )?;
+        reject_context(&s, expr.span)?;
+        Ok(Symbol::lookup_bytes(s.as_bytes()).ok_or(s))
     }
 
     #[inline(never)]
@@ -632,11 +656,29 @@ impl Evaluator {
         env: &Env,
         span: Span,
     ) -> EvalResult<Value> {
-        let mut v = self.eval(subject, env)?;
+        let mut v = self.eval_operand(subject, env)?;
         for step in path {
             let name = self.lookup_name(step, env)?;
-            let attrs = match &v {
-                Value::Attrs(attrs) => attrs.clone(),
+            // `v` holds the set while its attribute is forced.
+            let next = match &v {
+                Value::Attrs(attrs) => {
+                    match name
+                        .as_ref()
+                        .ok()
+                        .and_then(|found| get_at(attrs, *found, step))
+                    {
+                        Some(Value::Thunk(thunk)) => self
+                            .force_thunk(thunk, span)
+                            .map_err(|e| attribute_frame(e, &name, span))?,
+                        Some(value) => value.clone(),
+                        None => {
+                            if let Some(d) = default {
+                                return self.eval(d, env);
+                            }
+                            return Err(missing_attribute(&name, attrs, span));
+                        }
+                    }
+                }
                 other => {
                     if let Some(d) = default {
                         return self.eval(d, env);
@@ -644,26 +686,7 @@ impl Evaluator {
                     return Err(not_a_set(other, span));
                 }
             };
-            match name
-                .as_ref()
-                .ok()
-                .and_then(|found| get_at(&attrs, *found, step))
-            {
-                Some(next) => {
-                    v = match next {
-                        Value::Thunk(thunk) => self
-                            .force_thunk(thunk, span)
-                            .map_err(|e| attribute_frame(e, &name, span))?,
-                        value => value.clone(),
-                    }
-                }
-                None => {
-                    if let Some(d) = default {
-                        return self.eval(d, env);
-                    }
-                    return Err(missing_attribute(&name, &attrs, span));
-                }
-            }
+            v = next;
         }
         Ok(v)
     }
