@@ -209,7 +209,7 @@ impl Symbol {
         if self == other {
             std::cmp::Ordering::Equal
         } else {
-            compare_names(self.0.as_bytes(), other.0.as_bytes())
+            self.0.as_bytes().cmp(other.0.as_bytes())
         }
     }
 
@@ -268,36 +268,6 @@ impl Ord for Symbol {
     }
 }
 
-/// Byte order of two names, eight bytes at a time: names are short and mostly differ in
-/// their first word, where calling `memcmp` costs more than the comparison itself.
-#[inline]
-fn compare_names(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    let common = a.len().min(b.len());
-    let mut i = 0;
-    while i + 8 <= common {
-        let (x, y) = (word(&a[i..i + 8]), word(&b[i..i + 8]));
-        if x != y {
-            return x.cmp(&y);
-        }
-        i += 8;
-    }
-    while i < common {
-        if a[i] != b[i] {
-            return a[i].cmp(&b[i]);
-        }
-        i += 1;
-    }
-    a.len().cmp(&b.len())
-}
-
-/// Eight bytes of a name, read so that integer order is byte order.
-#[inline]
-fn word(bytes: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(bytes);
-    u64::from_be_bytes(word)
-}
-
 #[cold]
 #[inline(never)]
 fn compare_bytes(a: Symbol, b: Symbol) -> std::cmp::Ordering {
@@ -318,29 +288,6 @@ impl fmt::Display for Symbol {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_compare_in_byte_order() {
-        let names: [&[u8]; 12] = [
-            b"",
-            b"a",
-            b"ab",
-            b"abcdefgh",
-            b"abcdefghi",
-            b"abcdefgi",
-            b"abcdefghabcdefgh",
-            b"abcdefghabcdefgha",
-            b"b",
-            b"\xff",
-            b"zzzzzzzzzzzzzzzzzz",
-            b"abcdefga",
-        ];
-        for a in names {
-            for b in names {
-                assert_eq!(compare_names(a, b), a.cmp(b), "{a:?} vs {b:?}");
-            }
-        }
-    }
 
     #[test]
     fn interning_is_identity() {
