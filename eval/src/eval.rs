@@ -277,13 +277,13 @@ impl Evaluator {
             _ => return None,
         };
         for name in path {
-            let AttrName::Static(name) = name else {
+            let AttrName::Static(name, hint) = name else {
                 return None;
             };
             let next = match &value {
-                Value::Attrs(attrs) => attrs.get(*name)?.clone(),
+                Value::Attrs(attrs) => attrs.get_hinted(*name, hint)?.clone(),
                 Value::Thunk(thunk) => match thunk.value()? {
-                    Value::Attrs(attrs) => attrs.get(*name)?.clone(),
+                    Value::Attrs(attrs) => attrs.get_hinted(*name, hint)?.clone(),
                     _ => return None,
                 },
                 _ => return None,
@@ -387,6 +387,21 @@ impl Evaluator {
         }
     }
 
+    /// `eval` for an operand (a condition, an operator's side, the set of a selection),
+    /// which is most often a variable or a constant: those are evaluated here, inlined,
+    /// without entering `eval`, whose frame every other kind of node needs.
+    #[inline(always)]
+    pub(crate) fn eval_operand(&self, expr: &ExprRef, env: &Env) -> EvalResult<Value> {
+        match &expr.kind {
+            ExprKind::Local { depth, slot, .. } => match env.get_forced(*depth, *slot) {
+                Value::Thunk(thunk) => self.force_thunk(&thunk, expr.span),
+                value => Ok(value),
+            },
+            ExprKind::Int(i) => Ok(Value::Int(*i)),
+            _ => self.eval(expr, env),
+        }
+    }
+
     /// Evaluates an expression to weak head normal form.
     pub(crate) fn eval(&self, expr: &ExprRef, env: &Env) -> EvalResult<Value> {
         let span = expr.span;
@@ -402,9 +417,14 @@ impl Evaluator {
                 Value::Thunk(thunk) => self.force_thunk(thunk, span),
                 value => Ok(value.clone()),
             },
-            ExprKind::WithVar { name, with_depths } => {
-                self.force(&self.lookup_with(*name, with_depths, env, span)?, span)
-            }
+            ExprKind::WithVar {
+                name,
+                with_depths,
+                hint,
+            } => self.force(
+                &self.lookup_with(*name, with_depths, hint, env, span)?,
+                span,
+            ),
             ExprKind::Lambda(lambda) => Ok(Value::Lambda(Rc::new(Closure {
                 lambda: lambda.clone(),
                 env: env.clone(),
@@ -437,7 +457,7 @@ impl Evaluator {
                 then_branch,
                 else_branch,
             } => {
-                let c = self.eval(condition, env)?;
+                let c = self.eval_operand(condition, env)?;
                 match c {
                     Value::Bool(true) => self.eval(then_branch, env),
                     Value::Bool(false) => self.eval(else_branch, env),
@@ -445,7 +465,7 @@ impl Evaluator {
                 }
             }
             ExprKind::Binary { op, lhs, rhs } => self.eval_binary(*op, lhs, rhs, env, span),
-            ExprKind::Not(operand) => match self.eval(operand, env)? {
+            ExprKind::Not(operand) => match self.eval_operand(operand, env)? {
                 Value::Bool(b) => Ok(Value::Bool(!b)),
                 other => Err(EvalError::type_mismatch("a Boolean", &other).at(span)),
             },
@@ -474,7 +494,7 @@ impl Evaluator {
                 condition,
                 body,
                 shown,
-            } => match self.eval(condition, env)? {
+            } => match self.eval_operand(condition, env)? {
                 Value::Bool(true) => self.eval(body, env),
                 other => Err(assertion_error(shown, &other, span)),
             },
@@ -540,9 +560,9 @@ impl Evaluator {
         env: &Env,
         span: Span,
     ) -> EvalResult<Value> {
-        let mut v = self.eval(subject, env)?;
-        for (step, name) in path.iter().enumerate() {
-            let Ok(name) = self.lookup_name(name, env)? else {
+        let mut v = self.eval_operand(subject, env)?;
+        for (step, attr_name) in path.iter().enumerate() {
+            let Ok(name) = self.lookup_name(attr_name, env)? else {
                 return Ok(Value::Bool(false));
             };
             // As Nix: every set along the path is forced, the value found last is not.
@@ -550,7 +570,7 @@ impl Evaluator {
                 v = self.force(&v, span)?;
             }
             match v {
-                Value::Attrs(attrs) => match attrs.get(name) {
+                Value::Attrs(attrs) => match get_at(&attrs, name, attr_name) {
                     Some(next) => v = next.clone(),
                     None => return Ok(Value::Bool(false)),
                 },
@@ -579,11 +599,11 @@ impl Evaluator {
             .unwrap_or_default();
         Value::attrs(Attrs::from_sorted(vec![
             (
-                sym("column"),
+                sym!("column"),
                 Value::Int(pos.map_or(0, |p| p.column as i64)),
             ),
-            (sym("file"), Value::string(file)),
-            (sym("line"), Value::Int(pos.map_or(0, |p| p.line as i64))),
+            (sym!("file"), Value::string(file)),
+            (sym!("line"), Value::Int(pos.map_or(0, |p| p.line as i64))),
         ]))
     }
 
@@ -592,13 +612,14 @@ impl Evaluator {
         &self,
         name: Symbol,
         with_depths: &[u32],
+        hint: &ir::LookupHint,
         env: &Env,
         span: Span,
     ) -> EvalResult<Value> {
         for depth in with_depths {
             let ns = env.get(*depth, 0);
             let attrs = self.force_attrs(&ns, span)?;
-            if let Some(v) = attrs.get(name) {
+            if let Some(v) = attrs.get_hinted(name, hint) {
                 return Ok(v.clone());
             }
         }
@@ -607,23 +628,32 @@ impl Evaluator {
 
     /// An attribute name for a lookup (`.`/`?`): `Err(text)` when the name was never interned,
     /// so no set can have it (and interning it would only grow the symbol table).
+    #[inline]
     fn lookup_name(&self, name: &AttrName, env: &Env) -> EvalResult<Result<Symbol, NixString>> {
         match name {
-            AttrName::Static(s) => Ok(Ok(*s)),
-            AttrName::Dynamic(expr) => {
-                let v = self.eval(expr, env)?;
-                let s = self.coerce_to_string(
-                    &v,
-                    expr.span,
-                    CoerceMode {
-                        more: false,
-                        copy_to_store: true,
-                    },
-                )?;
-                reject_context(&s, expr.span)?;
-                Ok(Symbol::lookup_bytes(s.as_bytes()).ok_or(s))
-            }
+            AttrName::Static(s, _) => Ok(Ok(*s)),
+            AttrName::Dynamic(expr) => self.dynamic_lookup_name(expr, env),
         }
+    }
+
+    /// `lookup_name` of a name computed by an expression.
+    #[inline(never)]
+    fn dynamic_lookup_name(
+        &self,
+        expr: &ExprRef,
+        env: &Env,
+    ) -> EvalResult<Result<Symbol, NixString>> {
+        let v = self.eval(expr, env)?;
+        let s = self.coerce_to_string(
+            &v,
+            expr.span,
+            CoerceMode {
+                more: false,
+                copy_to_store: true,
+            },
+        )?;
+        reject_context(&s, expr.span)?;
+        Ok(Symbol::lookup_bytes(s.as_bytes()).ok_or(s))
     }
 
     #[inline(never)]
@@ -635,11 +665,29 @@ impl Evaluator {
         env: &Env,
         span: Span,
     ) -> EvalResult<Value> {
-        let mut v = self.eval(subject, env)?;
-        for name in path {
-            let name = self.lookup_name(name, env)?;
-            let attrs = match &v {
-                Value::Attrs(attrs) => attrs.clone(),
+        let mut v = self.eval_operand(subject, env)?;
+        for step in path {
+            let name = self.lookup_name(step, env)?;
+            // `v` holds the set while its attribute is forced.
+            let next = match &v {
+                Value::Attrs(attrs) => {
+                    match name
+                        .as_ref()
+                        .ok()
+                        .and_then(|found| get_at(attrs, *found, step))
+                    {
+                        Some(Value::Thunk(thunk)) => self
+                            .force_thunk(thunk, span)
+                            .map_err(|e| attribute_frame(e, &name, span))?,
+                        Some(value) => value.clone(),
+                        None => {
+                            if let Some(d) = default {
+                                return self.eval(d, env);
+                            }
+                            return Err(missing_attribute(&name, attrs, span));
+                        }
+                    }
+                }
                 other => {
                     if let Some(d) = default {
                         return self.eval(d, env);
@@ -647,22 +695,7 @@ impl Evaluator {
                     return Err(not_a_set(other, span));
                 }
             };
-            match name.as_ref().ok().and_then(|name| attrs.get(*name)) {
-                Some(next) => {
-                    v = match next {
-                        Value::Thunk(thunk) => self
-                            .force_thunk(thunk, span)
-                            .map_err(|e| attribute_frame(e, &name, span))?,
-                        value => value.clone(),
-                    }
-                }
-                None => {
-                    if let Some(d) = default {
-                        return self.eval(d, env);
-                    }
-                    return Err(missing_attribute(&name, &attrs, span));
-                }
-            }
+            v = next;
         }
         Ok(v)
     }
@@ -820,6 +853,16 @@ impl Evaluator {
     // ----- coercion ------------------------------------------------------------------------
 
     // ----- equality and ordering -----------------------------------------------------------
+}
+
+/// The value of `name` in `attrs`, found by the lookup hint of `step` (the place `name` is
+/// written) when `name` is written there and not computed.
+#[inline]
+fn get_at<'a>(attrs: &'a Attrs, name: Symbol, step: &AttrName) -> Option<&'a Value> {
+    match step {
+        AttrName::Static(_, hint) => attrs.get_hinted(name, hint),
+        AttrName::Dynamic(_) => attrs.get(name),
+    }
 }
 
 /// "while evaluating the attribute 'a'", added to an error from forcing `a` in `x.a`.

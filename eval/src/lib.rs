@@ -7,6 +7,16 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![forbid(unsafe_code)]
 
+/// The symbol of a name written in the evaluator's own source, interned once per place it is
+/// written (interning hashes and compares the name, which hot builtins such as `tryEval` and
+/// `listToAttrs` would otherwise pay on every call).
+macro_rules! sym {
+    ($name:literal) => {{
+        static SYMBOL: std::sync::OnceLock<kiln_lang::Symbol> = std::sync::OnceLock::new();
+        *SYMBOL.get_or_init(|| kiln_lang::Symbol::intern($name))
+    }};
+}
+
 pub mod builtins;
 pub mod error;
 pub mod eval;
@@ -276,9 +286,9 @@ impl Evaluator {
                 }
                 kiln_lang::ir::Param::Ident(_) => Ok(v),
             },
-            Value::Attrs(attrs) if attrs.contains(sym("__functor")) => {
+            Value::Attrs(attrs) if attrs.contains(sym!("__functor")) => {
                 let functor =
-                    self.force(attrs.get(sym("__functor")).unwrap_or(&Value::Null), span)?;
+                    self.force(attrs.get(sym!("__functor")).unwrap_or(&Value::Null), span)?;
                 let f = self.call(&functor, v.clone(), span)?;
                 self.auto_call(f, args)
             }
@@ -340,7 +350,7 @@ impl Evaluator {
     fn derivation_path(&self, attrs: &Attrs) -> EvalResult<String> {
         let span = Span::default();
         let drv_path = attrs
-            .get(sym("drvPath"))
+            .get(sym!("drvPath"))
             .ok_or_else(|| EvalError::eval("derivation has no 'drvPath' attribute"))?;
         let drv = self
             .coerce_to_string(
@@ -353,7 +363,7 @@ impl Evaluator {
             )?
             .to_str_lossy()
             .into_owned();
-        let output = match attrs.get(sym("outputName")) {
+        let output = match attrs.get(sym!("outputName")) {
             Some(o) => self.force_string(o, span)?.to_str_lossy().into_owned(),
             None => "out".to_string(),
         };
@@ -375,7 +385,7 @@ impl Evaluator {
                     }
                     return Ok(());
                 }
-                let recurse = match attrs.get(sym("recurseForDerivations")) {
+                let recurse = match attrs.get(sym!("recurseForDerivations")) {
                     Some(r) => self.force_bool(r, span)?,
                     None => false,
                 };

@@ -4,7 +4,7 @@
 //! only the characters Nix escapes are escaped.
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::SeenSet;
-use crate::eval::{sym, CoerceMode, Evaluator};
+use crate::eval::{CoerceMode, Evaluator};
 use crate::value::{Context, Value};
 use kiln_lang::Span;
 use std::io::Write;
@@ -217,13 +217,13 @@ impl Evaluator {
                 context.extend(s.context().iter().cloned());
             }
             Value::Attrs(attrs) => {
-                if attrs.contains(sym("__toString")) {
+                if attrs.contains(sym!("__toString")) {
                     let s = self.coerce_to_string(&v, span, CoerceMode::INTERPOLATION)?;
                     json_string(s.as_bytes(), out);
                     context.extend(s.context().iter().cloned());
                     return Ok(());
                 }
-                if let Some(out_path) = attrs.get(sym("outPath")) {
+                if let Some(out_path) = attrs.get(sym!("outPath")) {
                     return self.json_into(out_path, span, out, context);
                 }
                 out.push(b'{');

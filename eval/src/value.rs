@@ -4,7 +4,7 @@
 use crate::builtins::Builtin;
 use crate::error::EvalError;
 use crate::Evaluator;
-use kiln_lang::ir::{AttrsExpr, ExprRef, Lambda};
+use kiln_lang::ir::{AttrsExpr, ExprRef, Lambda, LookupHint};
 use kiln_lang::{Span, Symbol};
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -582,6 +582,8 @@ mod tests {
     #[test]
     fn values_are_small() {
         assert!(std::mem::size_of::<Value>() <= 16);
+        // An attribute: a thin symbol and a value.
+        assert!(std::mem::size_of::<(Symbol, Value)>() <= 24);
         // Text pointer and length plus one pointer for the (usually absent) context.
         assert!(std::mem::size_of::<StringData>() <= 24);
         // Flat or layered, a set's header stays three words plus its origin.

@@ -4,6 +4,7 @@
 //! enclosing `with` frames. Attribute names are interned, string parts pre-split.
 use crate::source::Span;
 use crate::symbol::Symbol;
+use std::cell::Cell;
 use std::rc::Rc;
 
 pub type ExprRef = Rc<Expr>;
@@ -86,11 +87,38 @@ pub enum StrPart {
     Interpolation(ExprRef),
 }
 
-/// An attribute name in a select, `?` or dynamic binding.
+/// An attribute name in a select, `?` or dynamic binding. A static name carries the hint of
+/// where its lookups from this place found it.
 #[derive(Debug)]
 pub enum AttrName {
-    Static(Symbol),
+    Static(Symbol, LookupHint),
     Dynamic(ExprRef),
+}
+
+impl AttrName {
+    pub fn fixed(name: Symbol) -> AttrName {
+        AttrName::Static(name, LookupHint::default())
+    }
+}
+
+/// The index at which a lookup from one place in the code last found its attribute in a set's
+/// entries, which the evaluator tries first the next time. Lookups from one place mostly
+/// look in the same set or in sets of one shape (`lib.foo`, `cfg.enable`, a `with` scope), so
+/// the index is usually right and the search of the names is skipped; a wrong one costs one
+/// comparison of symbols.
+#[derive(Debug, Default)]
+pub struct LookupHint(Cell<u32>);
+
+impl LookupHint {
+    #[inline]
+    pub fn get(&self) -> usize {
+        self.0.get() as usize
+    }
+
+    #[inline]
+    pub fn set(&self, index: usize) {
+        self.0.set(u32::try_from(index).unwrap_or(u32::MAX));
+    }
 }
 
 /// A statically named attribute of a set literal.
@@ -126,6 +154,8 @@ pub struct Formal {
     pub name: Symbol,
     pub default: Option<ExprRef>,
     pub span: Span,
+    /// Where calls last found the formal in their argument set.
+    pub hint: LookupHint,
 }
 
 #[derive(Debug)]
@@ -188,6 +218,7 @@ pub enum ExprKind {
     WithVar {
         name: Symbol,
         with_depths: Rc<[u32]>,
+        hint: LookupHint,
     },
     Attrs(Rc<AttrsExpr>),
     List(Vec<ExprRef>),

@@ -183,6 +183,7 @@ impl Lowerer<'_, '_> {
             return Ok(ExprKind::WithVar {
                 name,
                 with_depths: with_depths.into(),
+                hint: Default::default(),
             });
         }
         let mut candidates: Vec<&str> = Vec::new();
@@ -286,7 +287,7 @@ impl Lowerer<'_, '_> {
                 let mut path = self.lower_attrpath(select.attrpath(), span)?;
                 // `builtins.name` is the global `__name` when `builtins` is not shadowed: resolve
                 // it now instead of searching the builtins set at every use.
-                if let (ExprKind::Global { name, .. }, Some(AttrName::Static(first))) =
+                if let (ExprKind::Global { name, .. }, Some(AttrName::Static(first, _))) =
                     (&subject.kind, path.first())
                 {
                     let direct = Symbol::intern(&format!("__{first}"));
@@ -436,7 +437,7 @@ impl Lowerer<'_, '_> {
                 let attrs_expr = self.mk(ExprKind::Attrs(attrs), span);
                 ExprKind::Select {
                     subject: attrs_expr,
-                    path: vec![AttrName::Static(body_sym)],
+                    path: vec![AttrName::fixed(body_sym)],
                     default: None,
                 }
             }
@@ -493,6 +494,7 @@ impl Lowerer<'_, '_> {
                         name,
                         default: None,
                         span: fspan,
+                        hint: LookupHint::default(),
                     });
                     defaults.push(entry.default());
                 }

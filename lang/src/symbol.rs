@@ -15,8 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Mutex, OnceLock};
 
 /// An interned name. Two symbols are equal iff they were interned from equal bytes.
+///
+/// A thin pointer (to the name's leaked text reference), so an attribute, a name and its
+/// value, takes three words rather than four.
 #[derive(Clone, Copy)]
-pub struct Symbol(&'static str);
+pub struct Symbol(&'static &'static str);
 
 /// A small, fast, non-cryptographic hasher (FxHash's multiply-rotate) for symbol tables.
 #[derive(Default, Clone, Copy)]
@@ -46,7 +49,7 @@ pub type BuildFxHasher = std::hash::BuildHasherDefault<FxHasher>;
 /// A table entry: a UTF-8 name, hashed and compared as bytes so that the tables can be
 /// searched with a byte slice (a slice that is not UTF-8 finds nothing there).
 #[derive(Clone, Copy)]
-struct Name(&'static str);
+struct Name(&'static &'static str);
 
 impl Borrow<[u8]> for Name {
     fn borrow(&self) -> &[u8] {
@@ -89,7 +92,7 @@ static NON_UTF8_NAMES: AtomicBool = AtomicBool::new(false);
 #[derive(Default)]
 struct NonUtf8Names {
     /// The name's bytes → its symbol's text.
-    by_bytes: HashMap<&'static [u8], &'static str>,
+    by_bytes: HashMap<&'static [u8], &'static &'static str>,
     /// The address of a symbol's text → the name's bytes.
     by_text: HashMap<usize, &'static [u8]>,
 }
@@ -164,7 +167,8 @@ impl Symbol {
         if let Some(existing) = set.get(name.as_bytes()) {
             return Symbol(existing.0);
         }
-        let leaked: &'static str = Box::leak(Box::from(name));
+        let text: &'static str = Box::leak(Box::from(name));
+        let leaked: &'static &'static str = Box::leak(Box::new(text));
         set.insert(Name(leaked));
         Symbol(leaked)
     }
@@ -179,6 +183,7 @@ impl Symbol {
         let bytes: &'static [u8] = Box::leak(Box::from(name));
         let text: &'static str =
             Box::leak(String::from_utf8_lossy(bytes).into_owned().into_boxed_str());
+        let text: &'static &'static str = Box::leak(Box::new(text));
         names.by_bytes.insert(bytes, text);
         names.by_text.insert(text.as_ptr() as usize, bytes);
         NON_UTF8_NAMES.store(true, AtomicOrdering::Release);
@@ -232,14 +237,14 @@ impl Symbol {
 
 impl PartialEq for Symbol {
     fn eq(&self, other: &Self) -> bool {
-        std::ptr::eq(self.0.as_ptr(), other.0.as_ptr())
+        std::ptr::eq(self.0, other.0)
     }
 }
 impl Eq for Symbol {}
 
 impl Hash for Symbol {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        (self.0.as_ptr() as usize).hash(state)
+        (self.0 as *const &str as usize).hash(state)
     }
 }
 

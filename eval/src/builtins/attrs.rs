@@ -116,9 +116,9 @@ fn list_to_attrs(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value
     let mut entries = Vec::with_capacity(list.len());
     for item in list.iter() {
         let pair = ev.force_attrs(item, span)?;
-        let name = required_attr(&pair, "name", "listToAttrs", span)?;
+        let name = required_attr(&pair, sym!("name"), "listToAttrs", span)?;
         let name = force_attr_name(ev, &name, span)?;
-        let value = required_attr(&pair, "value", "listToAttrs", span)?;
+        let value = required_attr(&pair, sym!("value"), "listToAttrs", span)?;
         entries.push((name, value));
     }
     Ok(Value::attrs(Attrs::from_unsorted(entries)))
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn missing_attribute_message_names_the_builtin() {
         let attrs = Attrs::new();
-        let err = required_attr(&attrs, "value", "listToAttrs", Span::default()).unwrap_err();
+        let err = required_attr(&attrs, sym!("value"), "listToAttrs", Span::default()).unwrap_err();
         assert_eq!(
             err.message(),
             "attribute 'value' missing for call to 'listToAttrs'"

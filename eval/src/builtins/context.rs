@@ -82,16 +82,16 @@ fn get_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> 
         .map(|(path, info)| {
             let mut fields: Vec<(Symbol, Value)> = Vec::new();
             if info.all_outputs {
-                fields.push((sym("allOutputs"), Value::Bool(true)));
+                fields.push((sym!("allOutputs"), Value::Bool(true)));
             }
             if !info.outputs.is_empty() {
                 fields.push((
-                    sym("outputs"),
+                    sym!("outputs"),
                     Value::list(info.outputs.into_iter().map(Value::string).collect()),
                 ));
             }
             if info.path {
-                fields.push((sym("path"), Value::Bool(true)));
+                fields.push((sym!("path"), Value::Bool(true)));
             }
             (sym(&path), Value::attrs(Attrs::from_sorted(fields)))
         })
@@ -121,12 +121,12 @@ fn append_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Valu
     let mut context = s.context().clone();
     for (path, info) in extra.iter() {
         let info = ev.force_attrs(info, span)?;
-        if let Some(v) = info.get(sym("path")) {
+        if let Some(v) = info.get(sym!("path")) {
             if ev.force_bool(v, span)? {
                 context.insert(ContextElem::Plain(path.as_str().to_string()));
             }
         }
-        if let Some(v) = info.get(sym("allOutputs")) {
+        if let Some(v) = info.get(sym!("allOutputs")) {
             if ev.force_bool(v, span)? {
                 if !path.as_str().ends_with(".drv") {
                     return Err(EvalError::eval(format!(
@@ -137,7 +137,7 @@ fn append_context(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Valu
                 context.insert(ContextElem::AllOutputs(path.as_str().to_string()));
             }
         }
-        if let Some(v) = info.get(sym("outputs")) {
+        if let Some(v) = info.get(sym!("outputs")) {
             for output in ev.force_list(v, span)?.iter() {
                 let output = ev.force_string(output, span)?;
                 context.insert(ContextElem::Output {

@@ -2,7 +2,7 @@
 //! `addErrorContext`, `break`.
 use super::{arg, Builtin};
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::eval::{sym, CoerceMode, Evaluator};
+use crate::eval::{CoerceMode, Evaluator};
 use crate::value::{Attrs, Value};
 use kiln_lang::Span;
 
@@ -107,8 +107,8 @@ fn try_eval(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
         Err(e) => return Err(e),
     };
     Ok(Value::attrs(Attrs::from_sorted(vec![
-        (sym("success"), Value::Bool(success)),
-        (sym("value"), value),
+        (sym!("success"), Value::Bool(success)),
+        (sym!("value"), value),
     ])))
 }
 

@@ -338,7 +338,7 @@ fn input_hash_modulo(
 
 fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let attrs = ev.force_attrs(arg(args, 0), span)?;
-    let name_value = attrs.get(sym("name")).ok_or_else(|| {
+    let name_value = attrs.get(sym!("name")).ok_or_else(|| {
         error(
             "attribute 'name' missing for call to 'derivationStrict'",
             span,
@@ -466,7 +466,7 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
     let mut result: Vec<(kiln_lang::Symbol, Value)> = Vec::with_capacity(drv.outputs.len() + 1);
     let drv_context = Context::from([ContextElem::AllOutputs(drv_path.clone())]);
     result.push((
-        sym("drvPath"),
+        sym!("drvPath"),
         Value::String(NixString::with_context(drv_path.clone(), drv_context)),
     ));
     // Floating and deferred outputs have no path yet: dependents see a placeholder, replaced by

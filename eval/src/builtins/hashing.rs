@@ -5,7 +5,7 @@ use super::lists::required_attr;
 use super::strings::force_string_no_context;
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
-use crate::eval::{sym, Evaluator};
+use crate::eval::Evaluator;
 use crate::value::Value;
 use kiln_lang::Span;
 use kiln_store::hash::{Hash, HashAlgo, HashEncoding};
@@ -58,13 +58,13 @@ fn hash_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 
 fn convert_hash(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let input = ev.force_attrs(arg(args, 0), span)?;
-    let text = required_attr(&input, "hash", "convertHash", span)?;
+    let text = required_attr(&input, sym!("hash"), "convertHash", span)?;
     let text = force_string_no_context(ev, &text, span)?;
-    let algo = match input.get(sym("hashAlgo")) {
+    let algo = match input.get(sym!("hashAlgo")) {
         Some(v) => Some(algorithm(ev, v, span)?),
         None => None,
     };
-    let format = required_attr(&input, "toHashFormat", "convertHash", span)?;
+    let format = required_attr(&input, sym!("toHashFormat"), "convertHash", span)?;
     let format = force_string_no_context(ev, &format, span)?;
     let encoding = match format.as_str() {
         "base16" => HashEncoding::Base16,

@@ -4,7 +4,7 @@
 //! suspended) and its order of argument forcing, which decides the error a bad call reports.
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
-use crate::eval::{sym, Evaluator};
+use crate::eval::Evaluator;
 use crate::value::{Attrs, LazyCall, Value};
 use kiln_lang::{Span, Symbol};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -383,8 +383,8 @@ fn partition(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
         }
     }
     Ok(Value::attrs(Attrs::from_sorted(vec![
-        (sym("right"), Value::list(right)),
-        (sym("wrong"), Value::list(wrong)),
+        (sym!("right"), Value::list(right)),
+        (sym!("wrong"), Value::list(wrong)),
     ])))
 }
 
@@ -407,11 +407,11 @@ fn group_by(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
 /// A required attribute of a builtin's set argument, with Nix's message when it is missing.
 pub(crate) fn required_attr(
     attrs: &Attrs,
-    name: &str,
+    name: Symbol,
     builtin: &str,
     span: Span,
 ) -> EvalResult<Value> {
-    attrs.get(sym(name)).cloned().ok_or_else(|| {
+    attrs.get(name).cloned().ok_or_else(|| {
         EvalError::eval(format!(
             "attribute '{name}' missing for call to '{builtin}'"
         ))
@@ -478,16 +478,16 @@ impl SeenKeys {
 
 fn generic_closure(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let input = ev.force_attrs(arg(args, 0), span)?;
-    let start_set = required_attr(&input, "startSet", "genericClosure", span)?;
+    let start_set = required_attr(&input, sym!("startSet"), "genericClosure", span)?;
     let start_set = ev.force_list(&start_set, span)?;
-    let operator = required_attr(&input, "operator", "genericClosure", span)?;
+    let operator = required_attr(&input, sym!("operator"), "genericClosure", span)?;
     let mut work: VecDeque<Value> = start_set.iter().cloned().collect();
     let mut seen = SeenKeys::Empty;
     let mut result = Vec::new();
     while let Some(item) = work.pop_front() {
         let attrs = ev.force_attrs(&item, span)?;
         let key = attrs
-            .get(sym("key"))
+            .get(sym!("key"))
             .ok_or_else(|| EvalError::eval("attribute 'key' required").at(span))?;
         let key = ev.force(key, span)?;
         if !seen.insert(ev, key, span)? {

@@ -121,11 +121,11 @@ pub(crate) fn build_globals(_options: &EvalOptions) -> (Globals, Vec<Value>) {
     }
     // `builtins.builtins` is the set itself: close the loop through a thunk.
     let self_ref = Thunk::done(Value::Null);
-    entries.push((sym("builtins"), Value::Thunk(self_ref.clone())));
+    entries.push((sym!("builtins"), Value::Thunk(self_ref.clone())));
     entries.reverse(); // later registrations win in from_unsorted's first-occurrence rule
     let builtins_set = Value::attrs(Attrs::from_unsorted(entries));
     self_ref.set_value(builtins_set.clone());
-    set(&mut globals, &mut values, sym("builtins"), builtins_set);
+    set(&mut globals, &mut values, sym!("builtins"), builtins_set);
     (globals, values)
 }
 

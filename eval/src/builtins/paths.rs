@@ -7,7 +7,7 @@
 //! clear error rather than being missing.
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
-use crate::eval::{sym, CoerceMode, Evaluator};
+use crate::eval::{CoerceMode, Evaluator};
 use crate::value::{Attrs, Context, ContextElem, NixString, Value};
 use kiln_lang::{Span, Symbol};
 
@@ -357,11 +357,11 @@ fn find_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Value> {
     let mut entries = Vec::new();
     for item in list.iter() {
         let item = ev.force_attrs(item, span)?;
-        let prefix = match item.get(sym("prefix")) {
+        let prefix = match item.get(sym!("prefix")) {
             Some(p) => ev.force_string(p, span)?.to_str_lossy().into_owned(),
             None => String::new(),
         };
-        let path = match item.get(sym("path")) {
+        let path = match item.get(sym!("path")) {
             Some(p) => ev.coerce_to_path(p, span)?,
             None => return Err(EvalError::eval("attribute 'path' missing").at(span)),
         };
@@ -391,9 +391,12 @@ fn nix_path(ev: &Evaluator, _args: &[Value], _span: Span) -> EvalResult<Value> {
             .iter()
             .map(|entry| {
                 Value::attrs(Attrs::from_sorted(vec![
-                    (sym("path"), Value::string(entry.path.display().to_string())),
                     (
-                        sym("prefix"),
+                        sym!("path"),
+                        Value::string(entry.path.display().to_string()),
+                    ),
+                    (
+                        sym!("prefix"),
                         Value::string(entry.prefix.clone().unwrap_or_default()),
                     ),
                 ]))

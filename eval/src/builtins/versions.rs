@@ -5,7 +5,7 @@
 use super::strings::force_string_no_context;
 use super::{arg, Builtin};
 use crate::error::EvalResult;
-use crate::eval::{sym, Evaluator};
+use crate::eval::Evaluator;
 use crate::value::{Attrs, Value};
 use kiln_lang::Span;
 use std::cmp::Ordering;
@@ -144,8 +144,8 @@ fn parse_drv_name(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<Valu
     let full = force_string_no_context(ev, arg(args, 0), span)?;
     let (name, version) = split_drv_name(&full);
     Ok(Value::attrs(Attrs::from_sorted(vec![
-        (sym("name"), Value::string(name)),
-        (sym("version"), Value::string(version)),
+        (sym!("name"), Value::string(name)),
+        (sym!("version"), Value::string(version)),
     ])))
 }
 

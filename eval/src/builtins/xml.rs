@@ -5,7 +5,7 @@
 //! The document is bytes: a string value's bytes are written as they are, UTF-8 or not.
 use super::{arg, Builtin};
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::eval::{sym, Evaluator};
+use crate::eval::Evaluator;
 use crate::print::format_float;
 use crate::value::{Attrs, Context, NixString, Value};
 use kiln_lang::ir::Param;
@@ -234,11 +234,11 @@ impl XmlWriter {
             Value::Attrs(attrs) => {
                 if ev.is_derivation(attrs, span)? {
                     let mut element_attrs = Vec::new();
-                    let drv_path = self.string_attr(ev, attrs.get(sym("drvPath")), span)?;
+                    let drv_path = self.string_attr(ev, attrs.get(sym!("drvPath")), span)?;
                     if let Some(p) = &drv_path {
                         element_attrs.push(("drvPath", p.clone()));
                     }
-                    if let Some(p) = self.string_attr(ev, attrs.get(sym("outPath")), span)? {
+                    if let Some(p) = self.string_attr(ev, attrs.get(sym!("outPath")), span)? {
                         element_attrs.push(("outPath", p));
                     }
                     self.open(depth, "derivation", &element_attrs);

@@ -59,7 +59,7 @@ impl Evaluator {
                     })))
                 }
             }
-            Value::Attrs(attrs) => match attrs.get(sym("__functor")) {
+            Value::Attrs(attrs) => match attrs.get(sym!("__functor")) {
                 Some(functor) => {
                     let functor = self.force(functor, span)?;
                     let partial = self.call(&functor, function.clone(), span)?;
@@ -224,7 +224,7 @@ impl Evaluator {
         );
         let mut used = 0usize;
         for (slot, formal) in formals.iter().enumerate() {
-            let v = match attrs.get(formal.name) {
+            let v = match attrs.get_hinted(formal.name, &formal.hint) {
                 Some(v) => {
                     used += 1;
                     v.clone()

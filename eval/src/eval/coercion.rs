@@ -48,12 +48,12 @@ impl Evaluator {
                 }
             }
             Value::Attrs(attrs) => {
-                if let Some(f) = attrs.get(sym("__toString")) {
+                if let Some(f) = attrs.get(sym!("__toString")) {
                     let f = self.force(f, span)?;
                     let result = self.call(&f, v.clone(), span)?;
                     return self.coerce_to_string(&result, span, mode);
                 }
-                if let Some(out) = attrs.get(sym("outPath")) {
+                if let Some(out) = attrs.get(sym!("outPath")) {
                     return self.coerce_to_string(out, span, mode);
                 }
                 Err(EvalError::new(ErrorKind::Type, "cannot coerce a set to a string").at(span))
@@ -123,7 +123,7 @@ impl Evaluator {
                     return Ok(true);
                 }
                 if self.is_derivation(x, span)? && self.is_derivation(y, span)? {
-                    if let (Some(p), Some(q)) = (x.get(sym("outPath")), y.get(sym("outPath"))) {
+                    if let (Some(p), Some(q)) = (x.get(sym!("outPath")), y.get(sym!("outPath"))) {
                         return self.equal(p, q, span);
                     }
                 }
@@ -146,7 +146,7 @@ impl Evaluator {
 
     /// Whether a set is a derivation (`type = "derivation"`).
     pub fn is_derivation(&self, attrs: &Attrs, span: Span) -> EvalResult<bool> {
-        match attrs.get(sym("type")) {
+        match attrs.get(sym!("type")) {
             Some(t) => Ok(
                 matches!(self.force(t, span)?, Value::String(s) if s.as_bytes() == b"derivation"),
             ),

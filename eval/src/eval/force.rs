@@ -26,18 +26,28 @@ impl Evaluator {
         }
     }
 
+    /// Forces a thunk: an evaluated one (the common case) is read in this small inlined
+    /// function, the others are evaluated out of line.
+    #[inline]
     pub fn force_thunk(&self, thunk: &Thunk, span: Span) -> EvalResult<Value> {
         // A constant placeholder (written with immediates); the states that stay blackholed
-        // while they are evaluated get their real position below.
-        let state = thunk.replace_state(ThunkState::Blackhole(Span::default()));
-        // The common cases stay in this small frame (it is on the stack once per level of
-        // lazy recursion); the others are in `force_other_thunk`.
-        let (expr, env) = match state {
+        // while they are evaluated get their real position later.
+        match thunk.replace_state(ThunkState::Blackhole(Span::default())) {
             ThunkState::Done(v) => {
                 let value = v.clone();
                 thunk.set_state(ThunkState::Done(v));
-                return Ok(value);
+                Ok(value)
             }
+            state => self.force_taken_thunk(thunk, state, span),
+        }
+    }
+
+    /// `force_thunk` of a thunk that was not evaluated: `state` was taken out of it and a
+    /// blackhole left in its place. Out of line, but it is on the stack once per level of
+    /// lazy recursion, so the rarer states are in `force_other_thunk`.
+    #[inline(never)]
+    fn force_taken_thunk(&self, thunk: &Thunk, state: ThunkState, span: Span) -> EvalResult<Value> {
+        let (expr, env) = match state {
             ThunkState::Suspended(expr, env) => (expr, env),
             other => return self.force_other_thunk(thunk, other, span),
         };
@@ -226,7 +236,7 @@ impl Evaluator {
         let v = self.force(value, span)?;
         match &v {
             Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => Ok(v),
-            Value::Attrs(a) if a.contains(sym("__functor")) => Ok(v),
+            Value::Attrs(a) if a.contains(sym!("__functor")) => Ok(v),
             other => Err(EvalError::type_mismatch("a function", other).at(span)),
         }
     }

@@ -31,8 +31,8 @@ impl Evaluator {
                 Ok(Value::Bool(self.eval_bool(rhs, env, span)?))
             }
             _ => {
-                let a = self.eval(lhs, env)?;
-                let b = self.eval(rhs, env)?;
+                let a = self.eval_operand(lhs, env)?;
+                let b = self.eval_operand(rhs, env)?;
                 if let (Value::Int(x), Value::Int(y)) = (&a, &b) {
                     let (x, y) = (*x, *y);
                     match op {
@@ -69,7 +69,7 @@ impl Evaluator {
     }
 
     pub(super) fn eval_bool(&self, expr: &ExprRef, env: &Env, span: Span) -> EvalResult<bool> {
-        match self.eval(expr, env)? {
+        match self.eval_operand(expr, env)? {
             Value::Bool(b) => Ok(b),
             other => Err(EvalError::type_mismatch("a Boolean", &other).at(span)),
         }

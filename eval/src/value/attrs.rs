@@ -68,6 +68,26 @@ pub(super) fn find(entries: &[(Symbol, Value)], name: Symbol) -> Option<&Value> 
     found.ok().map(|i| &entries[i].1)
 }
 
+/// `find`, remembering the index found in `hint`.
+#[inline(never)]
+fn find_and_hint<'a>(
+    entries: &'a [(Symbol, Value)],
+    name: Symbol,
+    hint: &LookupHint,
+) -> Option<&'a Value> {
+    let index = if entries.len() <= LINEAR_SEARCH_MAX {
+        entries.iter().position(|(k, _)| *k == name)
+    } else {
+        match entries.binary_search_by(|(k, _)| k.cmp_text(name)) {
+            Err(_) if !Symbol::all_utf8() => entries.binary_search_by(|(k, _)| k.cmp(&name)),
+            found => found,
+        }
+        .ok()
+    }?;
+    hint.set(index);
+    Some(&entries[index].1)
+}
+
 impl Default for Entries {
     fn default() -> Self {
         Entries::Flat(Vec::new())
@@ -170,6 +190,22 @@ impl Attrs {
         match &self.entries {
             Entries::Flat(entries) => find(entries, name),
             Entries::Layered(layer) => find(&layer.delta, name).or_else(|| layer.base.get(name)),
+        }
+    }
+
+    /// `get` from a place in the code that remembers where its last lookup found the name
+    /// (see `LookupHint`): that index is tried first and updated when the name is found
+    /// elsewhere.
+    #[inline]
+    pub fn get_hinted(&self, name: Symbol, hint: &LookupHint) -> Option<&Value> {
+        match &self.entries {
+            Entries::Flat(entries) => match entries.get(hint.get()) {
+                Some((found, value)) if *found == name => Some(value),
+                _ => find_and_hint(entries, name, hint),
+            },
+            Entries::Layered(layer) => {
+                find(&layer.delta, name).or_else(|| layer.base.get_hinted(name, hint))
+            }
         }
     }
 

@@ -54,11 +54,18 @@ struct Search<'f> {
 impl Env {
     /// Gives up a handle to a frame whose scope has ended, first emptying its slots if
     /// nothing outside the frame's own objects can reach it any more (see this module).
+    #[inline]
     pub(crate) fn release(self) {
-        let count = Rc::strong_count(&self.0);
-        if count == 1 {
-            return;
+        // Most frames are held by nothing else by now, and are simply dropped.
+        if Rc::strong_count(&self.0) != 1 {
+            self.release_shared();
         }
+    }
+
+    /// `release` of a frame something else still holds.
+    #[inline(never)]
+    fn release_shared(self) {
+        let count = Rc::strong_count(&self.0);
         let Ok(slots) = self.0.slots.try_borrow() else {
             return;
         };

@@ -13,7 +13,7 @@ impl Lowerer<'_, '_> {
         let mut names = Vec::new();
         for attr in path.attrs() {
             names.push(match self.key_name(&attr)? {
-                KeyName::Static(sym) => AttrName::Static(sym),
+                KeyName::Static(sym) => AttrName::fixed(sym),
                 KeyName::Dynamic(expr) => AttrName::Dynamic(self.lower(&expr)?),
             });
         }
@@ -232,7 +232,7 @@ impl Lowerer<'_, '_> {
                 Ok(self.mk(
                     ExprKind::Select {
                         subject,
-                        path: vec![AttrName::Static(name)],
+                        path: vec![AttrName::fixed(name)],
                         default: None,
                     },
                     span,

@@ -48,11 +48,11 @@ pub(super) fn collect_attrs(
     drv_name: &str,
     span: Span,
 ) -> EvalResult<CollectedAttrs> {
-    let structured = match attrs.get(sym("__structuredAttrs")) {
+    let structured = match attrs.get(sym!("__structuredAttrs")) {
         Some(v) => ev.force_bool(v, span)?,
         None => false,
     };
-    let ignore_nulls = match attrs.get(sym("__ignoreNulls")) {
+    let ignore_nulls = match attrs.get(sym!("__ignoreNulls")) {
         Some(v) => ev.force_bool(v, span)?,
         None => false,
     };
