@@ -141,6 +141,8 @@ pub struct Evaluator {
     pub(crate) root_env: Env,
     /// The derivations and texts this evaluation made (`derivationStrict`, `toFile`).
     pub(crate) known_paths: RefCell<builtins::KnownPaths>,
+    /// `builtins.builtins`: the thunk through which the global set contains itself.
+    builtins_self: Thunk,
     call_depth: Cell<usize>,
     stack_floor: usize,
 }
@@ -148,6 +150,15 @@ pub struct Evaluator {
 thread_local! {
     /// `__overrides`, looked for in every recursive set.
     static OVERRIDES: Symbol = Symbol::intern("__overrides");
+}
+
+/// Cuts `builtins.builtins`, the one loop every evaluator makes, so that the global set is
+/// freed with the evaluator (an embedder or a fuzzer making many evaluators leaked one set
+/// each).
+impl Drop for Evaluator {
+    fn drop(&mut self) {
+        self.builtins_self.set_value(Value::Null);
+    }
 }
 
 pub(crate) fn sym(name: &str) -> Symbol {
@@ -162,7 +173,7 @@ impl Evaluator {
             // well inside it.
             stack_floor = approximate_stack_pointer().saturating_sub(6 << 20);
         }
-        let (globals, global_values) = builtins::build_globals(&options);
+        let (globals, global_values, builtins_self) = builtins::build_globals(&options);
         Evaluator {
             options,
             sources: RefCell::new(SourceMap::new()),
@@ -172,6 +183,7 @@ impl Evaluator {
             symbol_strings: RefCell::new(HashMap::default()),
             root_env: Env::new(Vec::new(), None),
             known_paths: RefCell::default(),
+            builtins_self,
             call_depth: Cell::new(0),
             stack_floor,
         }

@@ -658,3 +658,24 @@ fn an_infinite_list_through_to_json_on_a_small_stack_is_an_error() {
         .unwrap();
     assert_eq!(message, "stack overflow (possible infinite recursion)");
 }
+
+/// An evaluator's global `builtins` set (which contains itself) is freed with the evaluator.
+#[test]
+fn the_global_set_goes_with_its_evaluator() {
+    let freed = with_eval_stack(|| {
+        let ev = Evaluator::new(EvalOptions::new(Rc::new(FakeStore(
+            kiln_store::store_path::StoreDir::new("/nix/store"),
+        ))));
+        let value = ev
+            .eval_string("builtins.builtins.builtins", Path::new("/"))
+            .unwrap();
+        let Value::Attrs(set) = value else {
+            panic!("builtins is a set");
+        };
+        let weak = Rc::downgrade(&set);
+        drop(set);
+        drop(ev);
+        weak.upgrade().is_none()
+    });
+    assert!(freed);
+}

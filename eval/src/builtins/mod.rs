@@ -85,8 +85,10 @@ fn builtin_value(builtin: &'static Builtin) -> Value {
 }
 
 /// Builds the global frame: `builtins`, `true`/`false`/`null`, `__name` for every builtin and
-/// plain names for the top-level ones.
-pub(crate) fn build_globals(_options: &EvalOptions) -> (Globals, Vec<Value>) {
+/// plain names for the top-level ones. Also returns the thunk through which `builtins`
+/// contains itself, for the evaluator to cut when it goes (reference counting would keep the
+/// loop, and so the whole set, alive).
+pub(crate) fn build_globals(_options: &EvalOptions) -> (Globals, Vec<Value>, Thunk) {
     let mut globals = Globals::new();
     let mut values: Vec<Value> = Vec::new();
     let set = |globals: &mut Globals, values: &mut Vec<Value>, name: Symbol, value: Value| {
@@ -126,7 +128,7 @@ pub(crate) fn build_globals(_options: &EvalOptions) -> (Globals, Vec<Value>) {
     let builtins_set = Value::attrs(Attrs::from_unsorted(entries));
     self_ref.set_value(builtins_set.clone());
     set(&mut globals, &mut values, sym!("builtins"), builtins_set);
-    (globals, values)
+    (globals, values, self_ref)
 }
 
 /// Helper for builtins: the argument at `index` (the registry guarantees `arity` arguments).
