@@ -44,6 +44,7 @@ const MAX_BYTES_IN_USE: usize = 256 << 20;
 
 /// Programs whose integer literals are small: `genList f 1000000000` allocates in one
 /// builtin, between two calls, so the budget could not stop it.
+#[allow(dead_code)] // used by the `eval` target only
 pub fn has_only_small_numbers(source: &str) -> bool {
     let mut run = 0;
     for byte in source.bytes() {

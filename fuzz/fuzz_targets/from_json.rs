@@ -1,5 +1,7 @@
-//! `builtins.fromJSON` on any bytes: a value or an error, never a panic; and what it parses,
-//! written back with `toJSON` and parsed again, writes the same text (printing is stable).
+//! `builtins.fromJSON` on any bytes: a value or an error, never a panic; and `toJSON` after
+//! `fromJSON` settles after one round: the text written for what the first round wrote is
+//! written again unchanged. (Not after the first: as in Nix 2.8, the float `-0.0` is written
+//! `-0`, which reads back as the integer 0.)
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -8,22 +10,26 @@ mod eval_budget;
 #[global_allocator]
 static ALLOCATOR: eval_budget::CountingAllocator = eval_budget::CountingAllocator;
 
-fuzz_target!(|data: &[u8]| {
+/// One, two and three rounds of `toJSON (fromJSON …)` over the input.
+const ROUND: &str = "builtins.toJSON (builtins.fromJSON (builtins.readFile /input))";
+const TWO_ROUNDS: &str = "builtins.toJSON (builtins.fromJSON (builtins.toJSON (builtins.fromJSON (builtins.readFile /input))))";
+const THREE_ROUNDS: &str = "builtins.toJSON (builtins.fromJSON (builtins.toJSON (builtins.fromJSON (builtins.toJSON (builtins.fromJSON (builtins.readFile /input))))))";
+
+fn text(ev: &kiln_eval::Evaluator, source: &str) -> Option<Vec<u8>> {
+    match eval_budget::evaluate(ev, source).ok()? {
+        kiln_eval::Value::String(s) => Some(s.as_bytes().to_vec()),
+        _ => panic!("toJSON gives a string"),
+    }
+}
+
+fn main_check(data: &[u8]) {
     let ev = eval_budget::evaluator(&[("/input", data.to_vec())]);
-    let parsed = "builtins.fromJSON (builtins.readFile /input)";
-    let Ok(value) = eval_budget::evaluate(&ev, parsed) else {
+    if text(&ev, ROUND).is_none() {
         return;
-    };
-    let Ok(once) = ev.to_json(&value) else {
-        return;
-    };
-    let again = eval_budget::evaluate(
-        &ev,
-        "builtins.toJSON (builtins.fromJSON (builtins.toJSON (builtins.fromJSON (builtins.readFile /input))))",
-    )
-    .expect("what toJSON wrote parses");
-    let kiln_eval::Value::String(again) = again else {
-        panic!("toJSON gives a string");
-    };
-    assert_eq!(once, again.as_bytes(), "toJSON after fromJSON is stable");
-});
+    }
+    let twice = text(&ev, TWO_ROUNDS).expect("what toJSON wrote parses");
+    let thrice = text(&ev, THREE_ROUNDS).expect("what toJSON wrote parses");
+    assert_eq!(twice, thrice, "toJSON after fromJSON settles after one round");
+}
+
+fuzz_target!(|data: &[u8]| main_check(data));

@@ -1,1 +1,0 @@
-toString { a = 1; }

@@ -1,1 +1,0 @@
-toString { outPath = "/o"; __toString = _: "ts"; }

@@ -1,1 +1,0 @@
-map builtins.typeOf [ ("a" + "b") (./x + "y") ("y" + toString ./x) ]

@@ -1,1 +1,0 @@
-"${./fixtures/tree}/sub/inner.txt"

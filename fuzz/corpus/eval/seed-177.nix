@@ -1,1 +1,0 @@
-builtins.getContext (builtins.path { path = ./fixtures/tree; name = "ctx-tree"; })

@@ -1,1 +1,0 @@
-"${./fixtures/hello.txt}"

@@ -1,1 +1,0 @@
-(derivation { name = "hello"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo" ]; }).drvPath

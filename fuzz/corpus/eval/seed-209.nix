@@ -1,1 +1,0 @@
-builtins.path { path = ./fixtures/tree; }

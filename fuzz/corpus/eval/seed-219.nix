@@ -1,2 +1,0 @@
-# A store text holds the string's bytes: its path depends on them.
-builtins.toFile "binary" (builtins.readFile ./fixtures/binary.dat)

@@ -1,1 +1,0 @@
-map builtins.isString [ "" "a" ./x 1 { __toString = _: "s"; } ]

@@ -1,1 +1,0 @@
-/kiln-corpus-nonexistent/../elsewhere/./doc

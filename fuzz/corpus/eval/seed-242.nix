@@ -1,1 +1,0 @@
-builtins.concatStringsSep "," [ ./fixtures/hello.txt "x" ]

@@ -1,1 +1,0 @@
-map dirOf [ "/a/b/c" "/a/b/" "file" "/" "a/b" "/a" ]

@@ -1,1 +1,0 @@
-builtins.readFile (toString ./fixtures/hello.txt)

@@ -1,1 +1,0 @@
-builtins.getEnv "KILN_CORPUS_UNSET_VAR"

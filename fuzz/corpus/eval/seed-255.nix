@@ -1,1 +1,0 @@
-[ (dirOf ./fixtures/hello.txt) (dirOf /a/b) (dirOf /a) ]

@@ -1,1 +1,0 @@
-[ (builtins.pathExists (toString ./fixtures/hello.txt)) (builtins.pathExists "relative/path") ]

@@ -1,1 +1,0 @@
-builtins.pathExists ./fixtures/links/dangling-link

@@ -1,1 +1,0 @@
-builtins.readFile ./fixtures/hello.txt

@@ -1,3 +1,0 @@
-"line1
-line2
-  indented"

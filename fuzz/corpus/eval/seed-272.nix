@@ -1,1 +1,0 @@
-({ a, ... }@args: builtins.attrNames args) { a = 1; c = 2; }

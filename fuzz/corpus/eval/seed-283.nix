@@ -1,1 +1,0 @@
-let base = 10; in ({ x ? base }: x) { }

@@ -1,1 +1,0 @@
-({ a ? throw "unused default" }: a) { a = 1; }

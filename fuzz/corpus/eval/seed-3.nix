@@ -1,1 +1,0 @@
-builtins.seq (throw "forced by seq") 1

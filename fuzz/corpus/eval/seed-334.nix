@@ -1,1 +1,0 @@
-let x = 10; in rec { inherit x; y = x + 1; }

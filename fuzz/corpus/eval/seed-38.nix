@@ -1,1 +1,0 @@
-let o = { outPath = "/some/path"; }; in "${o}/bin"

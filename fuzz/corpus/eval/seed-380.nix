@@ -1,1 +1,0 @@
-let x = { a = x; b = 1; }; in x

@@ -1,1 +1,0 @@
-builtins.length (builtins.attrNames (builtins.listToAttrs (builtins.genList (i: { name = "k${toString i}"; value = i; }) 20000)))

@@ -1,1 +1,0 @@
-builtins.stringLength (builtins.concatStringsSep "" (builtins.genList (i: "abc") 50000))

@@ -1,1 +1,0 @@
-builtins.split "(a)" "abca"

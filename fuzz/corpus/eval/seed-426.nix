@@ -1,1 +1,0 @@
-builtins.toJSON ./fixtures/hello.txt

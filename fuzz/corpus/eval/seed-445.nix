@@ -1,1 +1,0 @@
-builtins.fromJSON "{\"a\": 1, \"a\": 2}"

@@ -1,1 +1,0 @@
-let v = 1; in throw "thrown from an imported file"

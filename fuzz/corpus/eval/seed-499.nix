@@ -1,1 +1,0 @@
-let n = 3; in throw "failed with ${toString n}"

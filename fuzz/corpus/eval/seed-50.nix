@@ -1,5 +1,0 @@
-''
-  line one
-    line two
-  line three
-''

@@ -1,1 +1,0 @@
-(derivation { name = "d"; system = "s"; builder = "b"; }).dev

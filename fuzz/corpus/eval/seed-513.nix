@@ -1,1 +1,0 @@
-abort "stopped here"

@@ -1,1 +1,0 @@
-let if = 1; in if

@@ -1,1 +1,0 @@
-{ a = 1; b = throw "strict printing forces b"; }

@@ -1,1 +1,0 @@
-let builtins = { length = _: "shadowed"; }; in builtins.length [ 1 2 ]

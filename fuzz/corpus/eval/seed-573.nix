@@ -1,1 +1,0 @@
-import (toString ./fixtures/value.nix)

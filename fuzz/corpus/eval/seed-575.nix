@@ -1,1 +1,0 @@
-let a = import ./fixtures/value.nix; b = import ./fixtures/value.nix; in a == b

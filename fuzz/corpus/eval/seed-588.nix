@@ -1,1 +1,0 @@
-import ./fixtures/rel/top.nix

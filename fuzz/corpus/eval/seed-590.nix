@@ -1,1 +1,0 @@
-import ./fixtures/value.nix

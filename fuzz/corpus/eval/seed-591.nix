@@ -1,1 +1,0 @@
-let secret = 1; in import ./fixtures/uses_free_var.nix

@@ -1,1 +1,0 @@
-(x: 42) (throw "unused arg")

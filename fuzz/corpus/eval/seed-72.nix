@@ -1,1 +1,0 @@
-builtins.concatMap (x: [ x x ]) [ 1 2 3 ]

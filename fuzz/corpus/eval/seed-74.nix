@@ -1,1 +1,0 @@
-builtins.elemAt [ 1 ] (-1)

@@ -1,1 +1,0 @@
-builtins.elemAt [ 1 2 3 ] 3

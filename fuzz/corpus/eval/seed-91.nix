@@ -1,1 +1,0 @@
-builtins.genList (i: i * i) 6
