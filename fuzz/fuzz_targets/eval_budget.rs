@@ -58,9 +58,7 @@ pub fn has_only_small_numbers(source: &str) -> bool {
 
 /// An evaluator with the budget, `files` in its file system.
 pub fn evaluator(files: &[(&str, Vec<u8>)]) -> Evaluator {
-    let mut options = EvalOptions::new(Rc::new(ComputingStore::new(StoreDir::new(
-        "/nix/store",
-    ))));
+    let mut options = EvalOptions::new(Rc::new(ComputingStore::new(StoreDir::new("/nix/store"))));
     let mut io = MemoryIo::default();
     for (path, bytes) in files {
         io.files.insert((*path).to_owned(), bytes.clone());

@@ -29,7 +29,10 @@ fn main_check(data: &[u8]) {
     }
     let twice = text(&ev, TWO_ROUNDS).expect("what toJSON wrote parses");
     let thrice = text(&ev, THREE_ROUNDS).expect("what toJSON wrote parses");
-    assert_eq!(twice, thrice, "toJSON after fromJSON settles after one round");
+    assert_eq!(
+        twice, thrice,
+        "toJSON after fromJSON settles after one round"
+    );
 }
 
 fuzz_target!(|data: &[u8]| main_check(data));

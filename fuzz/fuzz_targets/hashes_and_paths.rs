@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(bytes) = nixbase32::decode(text) {
-        assert_eq!(nixbase32::decode(&nixbase32::encode(&bytes)).ok(), Some(bytes));
+        assert_eq!(
+            nixbase32::decode(&nixbase32::encode(&bytes)).ok(),
+            Some(bytes)
+        );
     }
     for parsed in [Hash::parse_sri(text), Hash::parse_any(text, None)] {
         if let Ok(hash) = parsed {

@@ -17,9 +17,16 @@ fuzz_target!(|data: &[u8]| {
         .expect("the temporary directory")
         .map(|e| e.expect("an entry").file_name())
         .collect();
-    assert_eq!(outside, ["out"], "nothing is written beside the destination");
+    assert_eq!(
+        outside,
+        ["out"],
+        "nothing is written beside the destination"
+    );
     let mut dumped = Vec::new();
     nar::dump_path(&dest, &mut dumped).expect("a restored tree dumps");
     // A NAR stream may go on after the archive (the reader stops at its end).
-    assert!(data.starts_with(&dumped), "restore → dump gives the same NAR");
+    assert!(
+        data.starts_with(&dumped),
+        "restore → dump gives the same NAR"
+    );
 });

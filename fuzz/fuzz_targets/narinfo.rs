@@ -19,5 +19,9 @@ fn check(text: &str, dir: &StoreDir) {
     };
     let printed = info.to_text(dir);
     let again = NarInfo::parse(&printed, dir).expect("a printed narinfo parses");
-    assert_eq!(again.to_text(dir), printed, "print → parse → print is stable");
+    assert_eq!(
+        again.to_text(dir),
+        printed,
+        "print → parse → print is stable"
+    );
 }

@@ -20,7 +20,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = unpack_archive(&archive, None, 0, &out, &options);
     let mut beside: Vec<_> = std::fs::read_dir(dir.path())
         .expect("the temporary directory")
-        .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     beside.sort();
     assert!(
