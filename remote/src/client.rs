@@ -107,15 +107,7 @@ type BlobSlot = Arc<tokio::sync::Mutex<bool>>;
 impl RemoteExecutor {
     /// Connects and checks the server's capabilities.
     pub fn connect(settings: RemoteSettings) -> Result<RemoteExecutor, RemoteError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|source| RemoteError::Io {
-                action: "cannot start the runtime for",
-                path: settings.url.clone().into(),
-                source,
-            })?;
+        let runtime = crate::connection::runtime_for(&settings.url)?;
         let (channel, max_batch) = runtime.block_on(async {
             let channel = connect(&settings.url, settings.token.clone()).await?;
             let max_batch = check_capabilities(&channel, &settings).await?;

@@ -1,5 +1,6 @@
 //! The connection to a REAPI server: a gRPC channel (`grpc://HOST:PORT`) that sends the
-//! optional bearer token (`authorization: Bearer …`, read from a file) with every call.
+//! optional bearer token (`authorization: Bearer …`, read from a file) with every call, and
+//! the runtime the client and the worker drive it with.
 use std::path::Path;
 use std::time::Duration;
 
@@ -50,6 +51,19 @@ impl Interceptor for BearerToken {
 }
 
 /// The `http://` URL tonic connects to for a `grpc://` one.
+/// The tokio runtime for the server at `url` (two threads: the calls mostly wait).
+pub fn runtime_for(url: &str) -> Result<tokio::runtime::Runtime, RemoteError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| RemoteError::Io {
+            action: "cannot start the runtime for",
+            path: url.into(),
+            source,
+        })
+}
+
 pub fn endpoint_url(url: &str) -> Result<String, RemoteError> {
     if let Some(rest) = url.strip_prefix("grpc://") {
         Ok(format!("http://{rest}"))

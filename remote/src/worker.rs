@@ -61,15 +61,7 @@ pub struct WorkerSettings {
 
 /// Runs the bot until the process is stopped; a lost server is waited for.
 pub fn run_worker(settings: &WorkerSettings) -> Result<(), RemoteError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| RemoteError::Io {
-            action: "cannot start the runtime for",
-            path: settings.url.clone().into(),
-            source,
-        })?;
+    let runtime = crate::connection::runtime_for(&settings.url)?;
     std::fs::create_dir_all(&settings.work_dir).map_err(|source| RemoteError::Io {
         action: "cannot create",
         path: settings.work_dir.clone(),
