@@ -25,7 +25,7 @@ pub use show::show_expr;
 pub use strings::canonical_path;
 use strings::static_string;
 pub use syntax_errors::check_utf8;
-use syntax_errors::syntax_error;
+use syntax_errors::{bison_token, split_path_error, syntax_error};
 
 /// The names of the global frame (builtins and friends) and their slots.
 #[derive(Debug, Default, Clone)]
@@ -86,6 +86,9 @@ pub fn parse_and_lower(source: &str, cx: &LowerContext<'_>) -> Result<ExprRef, S
         return Err(syntax_error(error, source, cx.file));
     }
     let root = parse.tree();
+    if let Some(error) = split_path_error(root.syntax(), cx.file) {
+        return Err(error);
+    }
     let expr = root.expr().ok_or_else(|| SyntaxError {
         message: "syntax error, unexpected end of file".into(),
         span: Span::new(cx.file, source.len() as u32, source.len() as u32),
@@ -244,9 +247,9 @@ impl Lowerer<'_, '_> {
             }
             ast::Expr::CurPos(_) => ExprKind::CurPos,
             ast::Expr::Str(s) => self.lower_string(s)?,
-            ast::Expr::PathAbs(p) => self.lower_path(p.parts(), span)?,
-            ast::Expr::PathRel(p) => self.lower_path(p.parts(), span)?,
-            ast::Expr::PathHome(p) => self.lower_path(p.parts(), span)?,
+            ast::Expr::PathAbs(p) => self.lower_path(self.path_parts(p.syntax())?, span)?,
+            ast::Expr::PathRel(p) => self.lower_path(self.path_parts(p.syntax())?, span)?,
+            ast::Expr::PathHome(p) => self.lower_path(self.path_parts(p.syntax())?, span)?,
             ast::Expr::PathSearch(p) => {
                 let text = p
                     .content()

@@ -5,30 +5,15 @@ use super::*;
 impl Lowerer<'_, '_> {
     pub(super) fn lower_string(&mut self, s: &ast::Str) -> Result<ExprKind, SyntaxError> {
         let multiline = s.syntax().first_token().is_some_and(|t| t.text() == "''");
+        // Indented strings lose their common indentation first; both kinds have their
+        // escapes resolved.
+        let source_parts = if multiline {
+            indented_parts(s)
+        } else {
+            s.normalized_parts()
+        };
         let mut parts = Vec::new();
-        if multiline {
-            for part in indented_parts(s) {
-                match part {
-                    InterpolPart::Literal(text) => {
-                        if !text.is_empty() {
-                            parts.push(StrPart::Literal(Rc::from(text)))
-                        }
-                    }
-                    InterpolPart::Interpolation(interp) => {
-                        let span = self.span(interp.syntax());
-                        parts.push(StrPart::Interpolation(
-                            self.lower_child(interp.expr(), span)?,
-                        ));
-                    }
-                }
-            }
-            return Ok(match parts.as_slice() {
-                [] => ExprKind::Str(StrLiteral::new(Rc::from(""))),
-                [StrPart::Literal(text)] => ExprKind::Str(StrLiteral::new(text.clone())),
-                _ => ExprKind::Interpolated(parts),
-            });
-        }
-        for part in s.normalized_parts() {
+        for part in source_parts {
             match part {
                 InterpolPart::Literal(text) => {
                     if !text.is_empty() {
@@ -48,6 +33,56 @@ impl Lowerer<'_, '_> {
             [StrPart::Literal(text)] => ExprKind::Str(StrLiteral::new(text.clone())),
             _ => ExprKind::Interpolated(parts),
         })
+    }
+
+    /// The literal pieces and interpolations of a path node. rnix's own `parts()` panics on
+    /// a path node with whitespace inside (`/.` and `${…}` on the next line), which
+    /// `split_path_error` reports before lowering; this one reports it too.
+    pub(super) fn path_parts(
+        &self,
+        node: &rnix::SyntaxNode,
+    ) -> Result<Vec<InterpolPart<ast::PathContent>>, SyntaxError> {
+        let mut parts = Vec::new();
+        let mut path_ended = false;
+        for child in node.children_with_tokens() {
+            let span = Span::new(
+                self.cx.file,
+                u32::from(child.text_range().start()),
+                u32::from(child.text_range().end()),
+            );
+            match child {
+                rowan::NodeOrToken::Token(token) if !path_ended => {
+                    match ast::PathContent::cast(token.clone()) {
+                        Some(content) => parts.push(InterpolPart::Literal(content)),
+                        None if token.kind().is_trivia() => path_ended = true,
+                        None => {
+                            return Err(self.error(
+                                format!("syntax error, unexpected '{}'", token.text()),
+                                span,
+                            ))
+                        }
+                    }
+                }
+                rowan::NodeOrToken::Token(token) if token.kind().is_trivia() => {}
+                rowan::NodeOrToken::Token(token) => {
+                    return Err(self.error(
+                        format!("syntax error, unexpected {}", bison_token(token.text())),
+                        span,
+                    ))
+                }
+                rowan::NodeOrToken::Node(node) => match ast::Interpol::cast(node) {
+                    Some(interpolation) if !path_ended => {
+                        parts.push(InterpolPart::Interpolation(interpolation))
+                    }
+                    _ => {
+                        return Err(
+                            self.error("syntax error, unexpected DOLLAR_CURLY".to_owned(), span)
+                        )
+                    }
+                },
+            }
+        }
+        Ok(parts)
     }
 
     pub(super) fn lower_path(

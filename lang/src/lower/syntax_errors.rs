@@ -57,6 +57,7 @@ pub(super) fn bison_token(text: &str) -> String {
         ("->", "IMPL"),
         ("//", "UPDATE"),
         ("++", "CONCAT"),
+        ("${", "DOLLAR_CURLY"),
     ];
     for (op, name) in NAMED {
         if text.starts_with(op) {
@@ -165,4 +166,66 @@ pub(super) fn syntax_error(error: &rnix::ParseError, source: &str, file: FileId)
         span,
         suggestion: None,
     }
+}
+
+/// Nix's lexer ends a path at whitespace or a comment, so a `${…}` after it is a token its
+/// grammar does not expect there, while rnix's parser keeps such an interpolation inside the
+/// path node (`/.` and `${""}` on the next line). The first such path in the tree, as Nix's
+/// error.
+pub(super) fn split_path_error(root: &rnix::SyntaxNode, file: FileId) -> Option<SyntaxError> {
+    use SyntaxKind::*;
+    root.descendants()
+        .filter(|node| matches!(node.kind(), NODE_PATH_ABS | NODE_PATH_REL | NODE_PATH_HOME))
+        .find_map(|path| {
+            let after_trivia = path
+                .children_with_tokens()
+                .skip_while(|child| !child.kind().is_trivia())
+                .find(|child| !child.kind().is_trivia())?;
+            let unexpected = match &after_trivia {
+                rowan::NodeOrToken::Token(token) => bison_token(token.text()),
+                rowan::NodeOrToken::Node(_) => "DOLLAR_CURLY".to_owned(),
+            };
+            let range = after_trivia.text_range();
+            Some(SyntaxError {
+                message: format!(
+                    "syntax error, unexpected {unexpected}{}",
+                    expected_after(&path)
+                ),
+                span: Span::new(file, u32::from(range.start()), u32::from(range.end())),
+                suggestion: None,
+            })
+        })
+}
+
+/// What Bison expects after a complete expression that ends at the end of `node`: the
+/// closing token of the nearest construct around it that has one (`;` of a binding, `)`,
+/// `then`, …), the end of the file at the top, nothing named inside a list (too many
+/// tokens could follow there for Bison to list them).
+fn expected_after(node: &rnix::SyntaxNode) -> String {
+    use SyntaxKind::*;
+    let end = node.text_range().end();
+    for ancestor in node.ancestors().skip(1) {
+        if ancestor.kind() == NODE_ROOT {
+            return ", expecting end of file".to_owned();
+        }
+        let closer = ancestor
+            .children_with_tokens()
+            .filter_map(|child| child.into_token())
+            .find(|token| token.text_range().start() >= end && !token.kind().is_trivia());
+        match closer.map(|token| token.kind()) {
+            Some(TOKEN_R_BRACK) => return String::new(),
+            Some(
+                kind @ (TOKEN_R_PAREN | TOKEN_SEMICOLON | TOKEN_R_BRACE | TOKEN_INTERPOL_END
+                | TOKEN_THEN | TOKEN_ELSE | TOKEN_IN),
+            ) => {
+                let name = match kind {
+                    TOKEN_INTERPOL_END => "'}'".to_owned(),
+                    other => token_name(other),
+                };
+                return format!(", expecting {name}");
+            }
+            _ => {}
+        }
+    }
+    String::new()
 }
