@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use kiln_store::hash::{Hash, HashAlgo, Hasher};
 use kiln_store::nar::{self, HashingSink, NarError};
 use kiln_store::nixbase32;
+use kiln_store::path_io_error::PathIoError;
 use kiln_store::store_path::{ContentAddressMethod, StorePath, HASH_PART_LEN};
 use nix::fcntl::{AtFlags, AT_FDCWD};
 use nix::sys::stat::{utimensat, UtimensatFlags};
@@ -51,13 +52,8 @@ use rayon::prelude::*;
 /// Why an output could not be processed.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     #[error("cannot serialise {path} as a NAR: {source}")]
     Nar {
         path: PathBuf,
@@ -76,17 +72,6 @@ pub enum OutputError {
     },
     #[error("{path} is a {kind}: device nodes, fifos and sockets cannot be store contents")]
     SpecialFile { path: PathBuf, kind: &'static str },
-}
-
-fn io_error<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> OutputError + 'a {
-    move |source| OutputError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// Extended attributes canonicalisation keeps on output entries. Empty: no attribute is known
@@ -166,10 +151,8 @@ fn canonicalise_entry(
     gid: Gid,
 ) -> Result<(), OutputError> {
     let failed = |action: &'static str| {
-        move |errno: nix::errno::Errno| OutputError::Io {
-            action,
-            path: path.to_owned(),
-            source: io::Error::from(errno),
+        move |errno: nix::errno::Errno| {
+            OutputError::Io(PathIoError::new(action, path, io::Error::from(errno)))
         }
     };
     if metadata.uid() != uid.as_raw() || metadata.gid() != gid.as_raw() {
@@ -192,7 +175,7 @@ fn canonicalise_entry(
         // old one had anything to remove.
         if wanted != mode || metadata.uid() != uid.as_raw() {
             fs::set_permissions(path, fs::Permissions::from_mode(wanted))
-                .map_err(io_error("cannot change the mode of", path))?;
+                .map_err(PathIoError::at("cannot change the mode of", path))?;
         }
     }
     utimensat(
@@ -212,11 +195,11 @@ fn remove_xattrs(path: &Path) -> Result<(), OutputError> {
         // A file system without extended attributes has none to remove.
         Err(error) if error.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(()),
         Err(source) => {
-            return Err(OutputError::Io {
-                action: "cannot list the extended attributes of",
-                path: path.to_owned(),
+            return Err(OutputError::Io(PathIoError::new(
+                "cannot list the extended attributes of",
+                path,
                 source,
-            })
+            )))
         }
     };
     for name in names {
@@ -231,11 +214,11 @@ fn remove_xattrs(path: &Path) -> Result<(), OutputError> {
             // Removed meanwhile (a hard link to the same inode was handled in parallel).
             Err(error) if error.raw_os_error() == Some(libc::ENODATA) => {}
             Err(source) => {
-                return Err(OutputError::Io {
-                    action: "cannot remove an extended attribute of",
-                    path: path.to_owned(),
+                return Err(OutputError::Io(PathIoError::new(
+                    "cannot remove an extended attribute of",
+                    path,
                     source,
-                })
+                )))
             }
         }
     }
@@ -262,17 +245,18 @@ pub fn refresh_inodes(root: &Path) -> Result<(), OutputError> {
     let _ = kiln_local_store::fs_tree::delete_tree(root);
     if fs::symlink_metadata(root).is_ok() {
         let _ = kiln_local_store::fs_tree::delete_tree(&copy);
-        return Err(OutputError::Io {
-            action: "cannot delete the original of",
-            path: root.to_owned(),
-            source: io::Error::from(io::ErrorKind::DirectoryNotEmpty),
-        });
+        return Err(OutputError::Io(PathIoError::new(
+            "cannot delete the original of",
+            root,
+            io::Error::from(io::ErrorKind::DirectoryNotEmpty),
+        )));
     }
-    fs::rename(&copy, root).map_err(io_error("cannot move the fresh copy to", root))
+    fs::rename(&copy, root).map_err(PathIoError::at("cannot move the fresh copy to", root))?;
+    Ok(())
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<(), OutputError> {
-    let metadata = fs::symlink_metadata(from).map_err(io_error("cannot inspect", from))?;
+    let metadata = fs::symlink_metadata(from).map_err(PathIoError::at("cannot inspect", from))?;
     let file_type = metadata.file_type();
     if let Some(kind) = special_kind(&file_type) {
         return Err(OutputError::SpecialFile {
@@ -281,15 +265,16 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), OutputError> {
         });
     }
     if file_type.is_symlink() {
-        let target = fs::read_link(from).map_err(io_error("cannot read link", from))?;
-        std::os::unix::fs::symlink(target, to).map_err(io_error("cannot create", to))
+        let target = fs::read_link(from).map_err(PathIoError::at("cannot read link", from))?;
+        std::os::unix::fs::symlink(target, to).map_err(PathIoError::at("cannot create", to))?;
+        Ok(())
     } else if file_type.is_dir() {
-        fs::create_dir(to).map_err(io_error("cannot create", to))?;
+        fs::create_dir(to).map_err(PathIoError::at("cannot create", to))?;
         let children = fs::read_dir(from)
-            .map_err(io_error("cannot list", from))?
+            .map_err(PathIoError::at("cannot list", from))?
             .map(|entry| entry.map(|entry| entry.file_name()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(io_error("cannot list", from))?;
+            .map_err(PathIoError::at("cannot list", from))?;
         children
             .par_iter()
             .try_for_each(|name| copy_tree(&from.join(name), &to.join(name)))
@@ -299,14 +284,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), OutputError> {
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(from)
-            .map_err(io_error("cannot open", from))?;
+            .map_err(PathIoError::at("cannot open", from))?;
         let mut target = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(if executable { 0o755 } else { 0o644 })
             .open(to)
-            .map_err(io_error("cannot create", to))?;
-        io::copy(&mut source, &mut target).map_err(io_error("cannot copy", from))?;
+            .map_err(PathIoError::at("cannot create", to))?;
+        io::copy(&mut source, &mut target).map_err(PathIoError::at("cannot copy", from))?;
         Ok(())
     }
 }
@@ -315,12 +300,12 @@ fn collect_entries(
     path: &Path,
     into: &mut Vec<(PathBuf, fs::Metadata)>,
 ) -> Result<(), OutputError> {
-    let metadata = fs::symlink_metadata(path).map_err(io_error("cannot inspect", path))?;
+    let metadata = fs::symlink_metadata(path).map_err(PathIoError::at("cannot inspect", path))?;
     let is_dir = metadata.is_dir();
     into.push((path.to_owned(), metadata));
     if is_dir {
-        for entry in fs::read_dir(path).map_err(io_error("cannot list", path))? {
-            let entry = entry.map_err(io_error("cannot list", path))?;
+        for entry in fs::read_dir(path).map_err(PathIoError::at("cannot list", path))? {
+            let entry = entry.map_err(PathIoError::at("cannot list", path))?;
             collect_entries(&entry.path(), into)?;
         }
     }
@@ -357,11 +342,9 @@ pub fn scan_and_hash(
         path: physical.to_owned(),
         source,
     })?;
-    let sink = sink.into_inner().map_err(|e| OutputError::Io {
-        action: "cannot hash",
-        path: physical.to_owned(),
-        source: e.into_error(),
-    })?;
+    let sink = sink
+        .into_inner()
+        .map_err(|e| OutputError::Io(PathIoError::new("cannot hash", physical, e.into_error())))?;
     let (nar_hash, nar_size) = sink.hashing.finish();
     let references = sink
         .scanner
@@ -468,22 +451,24 @@ pub fn content_hash(
                 path: physical.to_owned(),
                 source,
             })?;
-            sink.flush().map_err(io_error("cannot hash", physical))?;
+            sink.flush()
+                .map_err(PathIoError::at("cannot hash", physical))?;
         }
         ContentAddressMethod::Flat | ContentAddressMethod::Text => {
-            let metadata =
-                fs::symlink_metadata(physical).map_err(io_error("cannot inspect", physical))?;
+            let metadata = fs::symlink_metadata(physical)
+                .map_err(PathIoError::at("cannot inspect", physical))?;
             if !metadata.is_file() {
                 return Err(OutputError::FlatOutputNotAFile {
                     path: physical.to_owned(),
                 });
             }
-            let mut file = fs::File::open(physical).map_err(io_error("cannot open", physical))?;
+            let mut file =
+                fs::File::open(physical).map_err(PathIoError::at("cannot open", physical))?;
             let mut buffer = vec![0u8; 256 * 1024];
             loop {
                 let read = file
                     .read(&mut buffer)
-                    .map_err(io_error("cannot read", physical))?;
+                    .map_err(PathIoError::at("cannot read", physical))?;
                 if read == 0 {
                     break;
                 }
@@ -522,8 +507,9 @@ fn compare_entries(
     right: &Path,
     relative: &Path,
 ) -> Result<Option<(PathBuf, String)>, OutputError> {
-    let left_meta = fs::symlink_metadata(left).map_err(io_error("cannot inspect", left))?;
-    let right_meta = fs::symlink_metadata(right).map_err(io_error("cannot inspect", right))?;
+    let left_meta = fs::symlink_metadata(left).map_err(PathIoError::at("cannot inspect", left))?;
+    let right_meta =
+        fs::symlink_metadata(right).map_err(PathIoError::at("cannot inspect", right))?;
     let differs = |what: String| Ok(Some((relative.to_owned(), what)));
     let kind = |meta: &fs::Metadata| {
         if meta.is_dir() {
@@ -542,8 +528,9 @@ fn compare_entries(
         ));
     }
     if left_meta.file_type().is_symlink() {
-        let left_target = fs::read_link(left).map_err(io_error("cannot read link", left))?;
-        let right_target = fs::read_link(right).map_err(io_error("cannot read link", right))?;
+        let left_target = fs::read_link(left).map_err(PathIoError::at("cannot read link", left))?;
+        let right_target =
+            fs::read_link(right).map_err(PathIoError::at("cannot read link", right))?;
         if left_target != right_target {
             return differs(format!(
                 "symlink target {} became {}",
@@ -565,8 +552,8 @@ fn compare_entries(
                 right_meta.len()
             ));
         }
-        let left_bytes = fs::read(left).map_err(io_error("cannot read", left))?;
-        let right_bytes = fs::read(right).map_err(io_error("cannot read", right))?;
+        let left_bytes = fs::read(left).map_err(PathIoError::at("cannot read", left))?;
+        let right_bytes = fs::read(right).map_err(PathIoError::at("cannot read", right))?;
         if left_bytes != right_bytes {
             return differs("contents differ".to_owned());
         }
@@ -574,8 +561,8 @@ fn compare_entries(
     }
     let names = |dir: &Path| -> Result<BTreeSet<Vec<u8>>, OutputError> {
         let mut names = BTreeSet::new();
-        for entry in fs::read_dir(dir).map_err(io_error("cannot list", dir))? {
-            let entry = entry.map_err(io_error("cannot list", dir))?;
+        for entry in fs::read_dir(dir).map_err(PathIoError::at("cannot list", dir))? {
+            let entry = entry.map_err(PathIoError::at("cannot list", dir))?;
             names.insert(entry.file_name().as_bytes().to_vec());
         }
         Ok(names)

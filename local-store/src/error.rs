@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use kiln_store::path_io_error::PathIoError;
+
 /// Everything that can go wrong in the local store.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalStoreError {
@@ -13,14 +15,9 @@ pub enum LocalStoreError {
         #[source]
         source: rusqlite::Error,
     },
-    /// A file-system operation failed; `action` says what kiln was doing.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// A file-system operation failed.
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     /// Serialising a store object as a NAR (to hash it) failed.
     #[error("cannot serialise {path} as a NAR: {source}")]
     Nar {
@@ -66,11 +63,7 @@ pub enum LocalStoreError {
 impl LocalStoreError {
     /// An [`LocalStoreError::Io`] for `path`.
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        LocalStoreError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        LocalStoreError::Io(PathIoError::new(action, path, source))
     }
 }
 

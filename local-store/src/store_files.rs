@@ -10,6 +10,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use kiln_store::path_io_error::PathIoError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_store::content_address::{content_hash, render_content_address, ContentHashError};
@@ -28,12 +30,8 @@ pub enum StoreFilesError {
     Nar(#[from] NarError),
     #[error(transparent)]
     StorePath(#[from] StorePathError),
-    #[error("{action} '{path}': {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     #[error("'{0}' is not a regular file; only regular files can be added flat")]
     NotARegularFile(PathBuf),
     #[error("'{path}' changed while it was being copied into the store (expected {expected}, copied {actual})")]
@@ -48,28 +46,9 @@ impl From<ContentHashError> for StoreFilesError {
     fn from(error: ContentHashError) -> StoreFilesError {
         match error {
             ContentHashError::Nar(error) => StoreFilesError::Nar(error),
-            ContentHashError::Io {
-                action,
-                path,
-                source,
-            } => StoreFilesError::Io {
-                action,
-                path,
-                source,
-            },
+            ContentHashError::Io(error) => StoreFilesError::Io(error),
             ContentHashError::NotARegularFile(path) => StoreFilesError::NotARegularFile(path),
         }
-    }
-}
-
-fn io_error<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> StoreFilesError + 'a {
-    move |source| StoreFilesError::Io {
-        action,
-        path: path.to_owned(),
-        source,
     }
 }
 
@@ -122,14 +101,16 @@ fn write_text_file(
             .create_new(true)
             .mode(0o444)
             .open(&temp)
-            .map_err(io_error("cannot create", &temp))?;
+            .map_err(PathIoError::at("cannot create", &temp))?;
         file.write_all(contents)
-            .map_err(io_error("cannot write", &temp))?;
+            .map_err(PathIoError::at("cannot write", &temp))?;
         file.set_times(canonical_times())
-            .map_err(io_error("cannot set times of", &temp))?;
+            .map_err(PathIoError::at("cannot set times of", &temp))?;
         drop(file);
         let physical = store.physical_path(path);
-        fs::rename(&temp, &physical).map_err(io_error("cannot move into place", &physical))
+        fs::rename(&temp, &physical)
+            .map_err(PathIoError::at("cannot move into place", &physical))?;
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
@@ -297,14 +278,15 @@ pub fn stage_copy(
     if method == ContentAddressMethod::Flat {
         // As Nix: a flat addition reads the file's bytes (through a symlink) and stores them as
         // a plain, non-executable file; the filter is not consulted.
-        let metadata = fs::metadata(source).map_err(io_error("cannot stat", source))?;
+        let metadata = fs::metadata(source).map_err(PathIoError::at("cannot stat", source))?;
         if !metadata.is_file() {
             return Err(StoreFilesError::NotARegularFile(source.to_owned()));
         }
         staged.location = temp.clone();
         copy_flat(source, &metadata, &temp)?;
     } else {
-        let metadata = fs::symlink_metadata(source).map_err(io_error("cannot stat", source))?;
+        let metadata =
+            fs::symlink_metadata(source).map_err(PathIoError::at("cannot stat", source))?;
         // From here on the temporary is removed again if anything fails.
         staged.location = temp.clone();
         copy_tree(source, &metadata, &temp, &mut filter)?;
@@ -336,7 +318,7 @@ pub fn commit_copy(
     }
     let physical = store.physical_path(path);
     fs::rename(&staged.location, &physical)
-        .map_err(io_error("cannot move into place", &physical))?;
+        .map_err(PathIoError::at("cannot move into place", &physical))?;
     let mut info = ValidPathInfo::new(path.clone(), staged.nar_hash, staged.nar_size);
     info.ca = Some(render_content_address(ca_method, &staged.content_hash));
     let mut staged = staged;
@@ -371,20 +353,21 @@ fn canonicalise(path: &Path, metadata: &fs::Metadata) -> Result<(), StoreFilesEr
         0o444
     };
     let times = canonical_times();
-    let handle = fs::File::open(path).map_err(io_error("cannot open", path))?;
+    let handle = fs::File::open(path).map_err(PathIoError::at("cannot open", path))?;
     handle
         .set_times(times)
-        .map_err(io_error("cannot set times of", path))?;
+        .map_err(PathIoError::at("cannot set times of", path))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(io_error("cannot set permissions of", path))
+        .map_err(PathIoError::at("cannot set permissions of", path))?;
+    Ok(())
 }
 
 /// Copies a regular file's bytes to `dest` as a non-executable file (flat ingestion).
 fn copy_flat(source: &Path, metadata: &fs::Metadata, dest: &Path) -> Result<(), StoreFilesError> {
-    fs::copy(source, dest).map_err(io_error("cannot copy", source))?;
+    fs::copy(source, dest).map_err(PathIoError::at("cannot copy", source))?;
     fs::set_permissions(dest, fs::Permissions::from_mode(0o644))
-        .map_err(io_error("cannot set permissions of", dest))?;
-    let copied = fs::symlink_metadata(dest).map_err(io_error("cannot stat", dest))?;
+        .map_err(PathIoError::at("cannot set permissions of", dest))?;
+    let copied = fs::symlink_metadata(dest).map_err(PathIoError::at("cannot stat", dest))?;
     if copied.len() != metadata.len() {
         return Err(StoreFilesError::SourceChanged {
             path: source.to_owned(),
@@ -403,18 +386,19 @@ fn copy_tree(
 ) -> Result<(), StoreFilesError> {
     let file_type = metadata.file_type();
     if file_type.is_symlink() {
-        let target = fs::read_link(source).map_err(io_error("cannot read link", source))?;
-        std::os::unix::fs::symlink(&target, dest).map_err(io_error("cannot create link", dest))?;
+        let target = fs::read_link(source).map_err(PathIoError::at("cannot read link", source))?;
+        std::os::unix::fs::symlink(&target, dest)
+            .map_err(PathIoError::at("cannot create link", dest))?;
         return Ok(());
     }
     if file_type.is_file() {
-        fs::copy(source, dest).map_err(io_error("cannot copy", source))?;
+        fs::copy(source, dest).map_err(PathIoError::at("cannot copy", source))?;
         fs::set_permissions(
             dest,
             fs::Permissions::from_mode(0o644 | (metadata.permissions().mode() & 0o100)),
         )
-        .map_err(io_error("cannot set permissions of", dest))?;
-        let copied = fs::symlink_metadata(dest).map_err(io_error("cannot stat", dest))?;
+        .map_err(PathIoError::at("cannot set permissions of", dest))?;
+        let copied = fs::symlink_metadata(dest).map_err(PathIoError::at("cannot stat", dest))?;
         if copied.len() != metadata.len() {
             return Err(StoreFilesError::SourceChanged {
                 path: source.to_owned(),
@@ -427,12 +411,12 @@ fn copy_tree(
     if !file_type.is_dir() {
         return Err(NarError::UnsupportedFileType(source.to_owned()).into());
     }
-    fs::create_dir(dest).map_err(io_error("cannot create directory", dest))?;
+    fs::create_dir(dest).map_err(PathIoError::at("cannot create directory", dest))?;
     let mut names = Vec::new();
-    for entry in fs::read_dir(source).map_err(io_error("cannot read directory", source))? {
+    for entry in fs::read_dir(source).map_err(PathIoError::at("cannot read directory", source))? {
         names.push(
             entry
-                .map_err(io_error("cannot read directory", source))?
+                .map_err(PathIoError::at("cannot read directory", source))?
                 .file_name(),
         );
     }
@@ -440,7 +424,7 @@ fn copy_tree(
     for name in names {
         let child = source.join(&name);
         let child_metadata =
-            fs::symlink_metadata(&child).map_err(io_error("cannot stat", &child))?;
+            fs::symlink_metadata(&child).map_err(PathIoError::at("cannot stat", &child))?;
         if let Some(filter) = filter.as_mut() {
             if !filter(&child, &child_metadata)
                 .map_err(|()| NarError::FilterFailed(child.clone()))?
@@ -450,7 +434,7 @@ fn copy_tree(
         }
         copy_tree(&child, &child_metadata, &dest.join(&name), filter)?;
     }
-    let dir_metadata = fs::symlink_metadata(dest).map_err(io_error("cannot stat", dest))?;
+    let dir_metadata = fs::symlink_metadata(dest).map_err(PathIoError::at("cannot stat", dest))?;
     canonicalise(dest, &dir_metadata)
 }
 

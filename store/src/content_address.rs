@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::hash::{Hash, HashAlgo, HashEncoding, Hasher};
 use crate::nar::{self, NarError, NarFilter};
+use crate::path_io_error::PathIoError;
 use crate::store_path::ContentAddressMethod;
 
 /// Why the content hash of a host path could not be computed.
@@ -14,26 +15,10 @@ use crate::store_path::ContentAddressMethod;
 pub enum ContentHashError {
     #[error(transparent)]
     Nar(#[from] NarError),
-    #[error("{action} '{path}': {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     #[error("'{0}' is not a regular file; only regular files can be added flat")]
     NotARegularFile(PathBuf),
-}
-
-fn io_error<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> ContentHashError + 'a {
-    move |source| ContentHashError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// The content address Nix records for a path: `text:sha256:<nixbase32>` or
@@ -59,13 +44,14 @@ pub fn content_hash(
             Ok(nar::hash_path_filtered(source, filter)?.0)
         }
         ContentAddressMethod::Flat => {
-            let metadata = fs::metadata(source).map_err(io_error("cannot stat", source))?;
+            let metadata = fs::metadata(source).map_err(PathIoError::at("cannot stat", source))?;
             if !metadata.is_file() {
                 return Err(ContentHashError::NotARegularFile(source.to_owned()));
             }
-            let mut file = fs::File::open(source).map_err(io_error("cannot open", source))?;
+            let mut file =
+                fs::File::open(source).map_err(PathIoError::at("cannot open", source))?;
             let mut hasher = Hasher::new(HashAlgo::Sha256);
-            io::copy(&mut file, &mut hasher).map_err(io_error("cannot read", source))?;
+            io::copy(&mut file, &mut hasher).map_err(PathIoError::at("cannot read", source))?;
             Ok(hasher.finish())
         }
     }
@@ -161,19 +147,18 @@ pub fn content_hash_modulo(
             nar::dump_path(source, &mut sink)?;
         }
         ContentAddressMethod::Flat => {
-            let metadata = fs::metadata(source).map_err(io_error("cannot stat", source))?;
+            let metadata = fs::metadata(source).map_err(PathIoError::at("cannot stat", source))?;
             if !metadata.is_file() {
                 return Err(ContentHashError::NotARegularFile(source.to_owned()));
             }
-            let mut file = fs::File::open(source).map_err(io_error("cannot open", source))?;
-            io::copy(&mut file, &mut sink).map_err(io_error("cannot read", source))?;
+            let mut file =
+                fs::File::open(source).map_err(PathIoError::at("cannot open", source))?;
+            io::copy(&mut file, &mut sink).map_err(PathIoError::at("cannot read", source))?;
         }
     }
-    let hasher = sink.into_inner().map_err(|e| ContentHashError::Io {
-        action: "cannot hash",
-        path: source.to_owned(),
-        source: e.into_error(),
-    })?;
+    let hasher = sink
+        .into_inner()
+        .map_err(|e| PathIoError::new("cannot hash", source, e.into_error()))?;
     Ok(hasher.finish())
 }
 

@@ -9,5 +9,6 @@ pub mod derivation;
 pub mod hash;
 pub mod nar;
 pub mod nixbase32;
+pub mod path_io_error;
 pub mod realisation;
 pub mod store_path;

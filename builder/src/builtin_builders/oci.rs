@@ -31,6 +31,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use kiln_store::path_io_error::PathIoError;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -101,21 +102,8 @@ pub enum ImageError {
     UnsupportedFile { path: PathBuf },
     #[error("builtin:oci: no store location was given")]
     NoStoreLocation,
-    #[error("builtin:oci: {what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ImageError + 'a {
-    move |source| ImageError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
+    #[error("builtin:oci: {0}")]
+    Io(#[from] PathIoError),
 }
 
 impl ImageRequest {
@@ -311,15 +299,16 @@ fn append_tree<W: Write>(
 ) -> Result<(), ImageError> {
     let dir = root.join(relative);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(io_error("listing", &dir))?
+        .map_err(PathIoError::at("listing", &dir))?
         .map(|entry| entry.map(|e| e.file_name()))
         .collect::<Result<_, _>>()
-        .map_err(io_error("listing", &dir))?;
+        .map_err(PathIoError::at("listing", &dir))?;
     entries.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
     for name in entries {
         let path = root.join(relative).join(&name);
         let inside = relative.join(&name);
-        let metadata = std::fs::symlink_metadata(&path).map_err(io_error("reading", &path))?;
+        let metadata =
+            std::fs::symlink_metadata(&path).map_err(PathIoError::at("reading", &path))?;
         let mode = metadata.permissions().mode() & 0o7777;
         let file_type = metadata.file_type();
         let is_whiteout = name
@@ -332,11 +321,11 @@ fn append_tree<W: Write>(
             let mut header = header(tar::EntryType::Directory, mode, 0);
             tar.append_data(&mut header, &inside, io::empty())
         } else if file_type.is_symlink() {
-            let target = std::fs::read_link(&path).map_err(io_error("reading", &path))?;
+            let target = std::fs::read_link(&path).map_err(PathIoError::at("reading", &path))?;
             let mut header = header(tar::EntryType::Symlink, 0o777, 0);
             tar.append_link(&mut header, &inside, &target)
         } else if file_type.is_file() {
-            let file = File::open(&path).map_err(io_error("opening", &path))?;
+            let file = File::open(&path).map_err(PathIoError::at("opening", &path))?;
             // The size the header announces is the size read: a file that changed under us
             // would make the tar crate fail rather than write a wrong archive.
             let mut header = header(tar::EntryType::Regular, mode, metadata.size());
@@ -344,7 +333,7 @@ fn append_tree<W: Write>(
         } else {
             return Err(ImageError::UnsupportedFile { path });
         };
-        append.map_err(io_error("archiving", &path))?;
+        append.map_err(PathIoError::at("archiving", &path))?;
         if file_type.is_dir() {
             append_tree(tar, root, &inside)?;
         }
@@ -358,7 +347,9 @@ fn write_layer_tar<W: Write>(layer: &Path, out: W) -> Result<(W, String, u64), I
     let mut tar = tar::Builder::new(Hashing::new(out));
     tar.follow_symlinks(false);
     append_tree(&mut tar, layer, Path::new(""))?;
-    let hashing = tar.into_inner().map_err(io_error("archiving", layer))?;
+    let hashing = tar
+        .into_inner()
+        .map_err(PathIoError::at("archiving", layer))?;
     Ok(hashing.finish())
 }
 
@@ -383,7 +374,7 @@ struct Layout {
 impl Layout {
     fn create(out: &Path) -> Result<Layout, ImageError> {
         let blobs = out.join("blobs").join("sha256");
-        std::fs::create_dir_all(&blobs).map_err(io_error("creating", &blobs))?;
+        std::fs::create_dir_all(&blobs).map_err(PathIoError::at("creating", &blobs))?;
         Ok(Layout { blobs })
     }
 
@@ -394,7 +385,7 @@ impl Layout {
     fn add_bytes(&self, media_type: &'static str, bytes: &[u8]) -> Result<Blob, ImageError> {
         let digest = digest_of(bytes);
         let path = self.blob_path(&digest);
-        std::fs::write(&path, bytes).map_err(io_error("writing", &path))?;
+        std::fs::write(&path, bytes).map_err(PathIoError::at("writing", &path))?;
         Ok(Blob {
             media_type,
             digest,
@@ -409,7 +400,7 @@ impl Layout {
         compression: LayerCompression,
     ) -> Result<(Blob, String), ImageError> {
         let partial = self.blobs.join(".partial-layer");
-        let file = File::create(&partial).map_err(io_error("creating", &partial))?;
+        let file = File::create(&partial).map_err(PathIoError::at("creating", &partial))?;
         let compressed = Hashing::new(io::BufWriter::new(file));
         let (compressed, diff_id) = match compression {
             LayerCompression::Gzip => {
@@ -420,27 +411,33 @@ impl Layout {
                     .operating_system(255)
                     .write(compressed, flate2::Compression::default());
                 let (encoder, diff_id, _) = write_layer_tar(layer, encoder)?;
-                let compressed = encoder.finish().map_err(io_error("compressing", layer))?;
+                let compressed = encoder
+                    .finish()
+                    .map_err(PathIoError::at("compressing", layer))?;
                 (compressed, diff_id)
             }
             LayerCompression::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(compressed, 3)
-                    .map_err(io_error("compressing", layer))?;
+                    .map_err(PathIoError::at("compressing", layer))?;
                 // The content size in the frame header would depend on how the tar was
                 // written in pieces; leave it out.
                 encoder
                     .include_contentsize(false)
-                    .map_err(io_error("compressing", layer))?;
+                    .map_err(PathIoError::at("compressing", layer))?;
                 let (encoder, diff_id, _) = write_layer_tar(layer, encoder)?;
-                let compressed = encoder.finish().map_err(io_error("compressing", layer))?;
+                let compressed = encoder
+                    .finish()
+                    .map_err(PathIoError::at("compressing", layer))?;
                 (compressed, diff_id)
             }
         };
         let (mut writer, digest, size) = compressed.finish();
-        writer.flush().map_err(io_error("writing", &partial))?;
+        writer
+            .flush()
+            .map_err(PathIoError::at("writing", &partial))?;
         drop(writer);
         let path = self.blob_path(&digest);
-        std::fs::rename(&partial, &path).map_err(io_error("writing", &path))?;
+        std::fs::rename(&partial, &path).map_err(PathIoError::at("writing", &path))?;
         Ok((
             Blob {
                 media_type: compression.media_type(),
@@ -553,7 +550,7 @@ fn oci_layout(
         ("index.json", to_bytes(&index)),
     ] {
         let path = out.join(name);
-        std::fs::write(&path, bytes).map_err(io_error("writing", &path))?;
+        std::fs::write(&path, bytes).map_err(PathIoError::at("writing", &path))?;
     }
     Ok(ImageReport {
         manifest_digest: manifest.digest,
@@ -570,7 +567,8 @@ fn append_file<W: Write, R: io::Read>(
 ) -> Result<(), ImageError> {
     let mut header = header(tar::EntryType::Regular, 0o644, size);
     tar.append_data(&mut header, name, data)
-        .map_err(io_error("writing", out))
+        .map_err(PathIoError::at("writing", out))?;
+    Ok(())
 }
 
 fn docker_archive(
@@ -582,13 +580,13 @@ fn docker_archive(
     let scratch = tempfile::Builder::new()
         .prefix("kiln-image-")
         .tempdir()
-        .map_err(io_error("creating a scratch directory for", out))?;
+        .map_err(PathIoError::at("creating a scratch directory for", out))?;
     let mut layer_files = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
         let path = scratch.path().join(format!("{index}.tar"));
-        let file = File::create(&path).map_err(io_error("creating", &path))?;
+        let file = File::create(&path).map_err(PathIoError::at("creating", &path))?;
         let (mut writer, diff_id, size) = write_layer_tar(layer, io::BufWriter::new(file))?;
-        writer.flush().map_err(io_error("writing", &path))?;
+        writer.flush().map_err(PathIoError::at("writing", &path))?;
         layer_files.push((path, diff_id, size));
     }
     let diff_ids: Vec<String> = layer_files.iter().map(|(_, d, _)| d.clone()).collect();
@@ -605,14 +603,14 @@ fn docker_archive(
         "RepoTags": [reference],
         "Layers": layer_names,
     }]));
-    let file = File::create(out).map_err(io_error("creating", out))?;
+    let file = File::create(out).map_err(PathIoError::at("creating", out))?;
     let mut tar = tar::Builder::new(io::BufWriter::new(file));
     for ((path, _, size), name) in layer_files.iter().zip(&layer_names) {
         let directory = name.trim_end_matches("/layer.tar");
         let mut header = header(tar::EntryType::Directory, 0o755, 0);
         tar.append_data(&mut header, format!("{directory}/"), io::empty())
-            .map_err(io_error("writing", out))?;
-        let layer = File::open(path).map_err(io_error("opening", path))?;
+            .map_err(PathIoError::at("writing", out))?;
+        let layer = File::open(path).map_err(PathIoError::at("opening", path))?;
         append_file(&mut tar, name, *size, layer, out)?;
     }
     append_file(
@@ -629,8 +627,8 @@ fn docker_archive(
         &manifest[..],
         out,
     )?;
-    let mut writer = tar.into_inner().map_err(io_error("writing", out))?;
-    writer.flush().map_err(io_error("writing", out))?;
+    let mut writer = tar.into_inner().map_err(PathIoError::at("writing", out))?;
+    writer.flush().map_err(PathIoError::at("writing", out))?;
     Ok(ImageReport {
         manifest_digest: digest_of(&manifest),
     })
