@@ -600,8 +600,7 @@ impl Evaluator {
             match part {
                 StrPart::Literal(s) => text.extend_from_slice(s.as_bytes()),
                 StrPart::Interpolation(expr) => {
-                    let v = self.eval(expr, env)?;
-                    let s = self.coerce_to_string(&v, expr.span, CoerceMode::INTERPOLATION)?;
+                    let s = self.eval_to_string(expr, env, CoerceMode::INTERPOLATION)?;
                     text.extend_from_slice(s.as_bytes());
                     if s.has_context() {
                         context.extend(s.context().iter().cloned());
@@ -622,10 +621,9 @@ impl Evaluator {
                     match part {
                         StrPart::Literal(s) => text.push_str(s),
                         StrPart::Interpolation(expr) => {
-                            let v = self.eval(expr, env)?;
-                            let s = self.coerce_to_string(
-                                &v,
-                                expr.span,
+                            let s = self.eval_to_string(
+                                expr,
+                                env,
                                 CoerceMode {
                                     more: false,
                                     copy_to_store: false,

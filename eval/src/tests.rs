@@ -2,8 +2,7 @@
 //! (`nix-instantiate --eval --strict`).
 use super::*;
 use kiln_store::store_path::StorePath;
-use std::collections::BTreeSet;
-use store_access::{AddPathError, IngestionMethod, PathFilter, StoreAccessError};
+use store_access::{AddPathError, PathFilter, PathToAdd, StoreAccessError, StoreText};
 
 /// A store that only computes stand-in paths (no hashing): enough for evaluation tests that
 /// interpolate paths.
@@ -18,23 +17,15 @@ impl EvalStore for FakeStore {
     fn store_dir(&self) -> &kiln_store::store_path::StoreDir {
         &self.0
     }
-    fn add_text(
-        &self,
-        name: &str,
-        _: &[u8],
-        _: &BTreeSet<StorePath>,
-    ) -> Result<StorePath, StoreAccessError> {
-        stand_in('0', name)
+    fn add_text(&self, text: StoreText<'_>) -> Result<StorePath, StoreAccessError> {
+        stand_in('0', text.name)
     }
     fn add_path(
         &self,
-        name: &str,
-        _: &Path,
-        _: IngestionMethod,
+        request: PathToAdd<'_>,
         _: Option<PathFilter<'_>>,
-        _: Option<[u8; 32]>,
     ) -> Result<StorePath, AddPathError> {
-        Ok(stand_in('1', name)?)
+        Ok(stand_in('1', request.name)?)
     }
 }
 

@@ -14,7 +14,7 @@ use kiln_eval::store_access::source_ingestion::{
     nar_filter, source_path, with_source_cache, SourceCache,
 };
 use kiln_eval::store_access::{
-    AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError,
+    AddPathError, EvalStore, PathFilter, PathToAdd, StoreAccessError, StoreText,
 };
 use kiln_local_store::store_files::{commit_copy, stage_copy, StoreFilesError, TextBatch};
 use kiln_local_store::LocalStore;
@@ -79,18 +79,22 @@ impl LocalEvalStore {
 
     fn write_text(
         &self,
-        name: &str,
-        contents: &[u8],
-        references: &BTreeSet<StorePath>,
+        text: StoreText<'_>,
         derivation_outputs: BTreeMap<String, StorePath>,
     ) -> Result<StorePath, StoreAccessError> {
         let path = self
             .dir
-            .make_text_path(name, contents, references)
+            .make_text_path(text.name, text.contents, text.references)
             .map_err(access_error)?;
         let mut texts = self.texts.borrow_mut();
         texts
-            .add(&self.store, &path, contents, references, derivation_outputs)
+            .add(
+                &self.store,
+                &path,
+                text.contents,
+                text.references,
+                derivation_outputs,
+            )
             .map_err(access_error)?;
         if texts.len() >= TEXT_BATCH_SIZE {
             texts.flush(&self.store).map_err(access_error)?;
@@ -104,23 +108,16 @@ impl EvalStore for LocalEvalStore {
         &self.dir
     }
 
-    fn add_text(
-        &self,
-        name: &str,
-        contents: &[u8],
-        references: &BTreeSet<StorePath>,
-    ) -> Result<StorePath, StoreAccessError> {
-        self.write_text(name, contents, references, BTreeMap::new())
+    fn add_text(&self, text: StoreText<'_>) -> Result<StorePath, StoreAccessError> {
+        self.write_text(text, BTreeMap::new())
     }
 
     fn add_derivation(
         &self,
-        name: &str,
-        contents: &[u8],
-        references: &BTreeSet<StorePath>,
+        text: StoreText<'_>,
         outputs: &BTreeMap<String, StorePath>,
     ) -> Result<StorePath, StoreAccessError> {
-        self.write_text(name, contents, references, outputs.clone())
+        self.write_text(text, outputs.clone())
     }
 
     fn read_store_file(&self, path: &StorePath) -> Option<Vec<u8>> {
@@ -141,23 +138,22 @@ impl EvalStore for LocalEvalStore {
 
     fn add_path(
         &self,
-        name: &str,
-        source: &Path,
-        method: IngestionMethod,
+        request: PathToAdd<'_>,
         filter: Option<PathFilter<'_>>,
-        expected_sha256: Option<[u8; 32]>,
     ) -> Result<StorePath, AddPathError> {
         // A source inside the logical store directory is read where it physically lives.
-        let physical_source = self.physical_location(source);
-        let source = physical_source.as_deref().unwrap_or(source);
-        let method_ca = content_address_method(method);
-        let expected = expected_path(&self.dir, name, method_ca, expected_sha256)?;
+        let physical_source = self.physical_location(request.source);
+        let source = physical_source.as_deref().unwrap_or(request.source);
+        let request = PathToAdd { source, ..request };
+        let name = request.name;
+        let method_ca = content_address_method(request.method);
+        let expected = expected_path(&self.dir, name, method_ca, request.expected_sha256)?;
         if let Some(expected) = &expected {
             if self.store.is_valid(expected).map_err(access_error)? {
                 return Ok(expected.clone());
             }
         }
-        let path = with_source_cache(&self.sources, name, source, method, filter, |filter| {
+        let path = with_source_cache(&self.sources, request, filter, |filter| {
             let path = match filter {
                 Some(filter) => {
                     let mut adapted = nar_filter(filter);

@@ -21,7 +21,9 @@ use kiln_store::store_path::{ContentAddressMethod, StoreDir, StorePath};
 use super::{arg, Builtin};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{sym, CoerceMode, Evaluator};
-use crate::store_access::{AddPathError, EntryKind, FilterAborted, IngestionMethod};
+use crate::store_access::{
+    AddPathError, EntryKind, FilterAborted, IngestionMethod, PathToAdd, StoreText,
+};
 use crate::value::{Attrs, Context, ContextElem, LazyCall, NixString, Thunk, Value};
 
 mod collect;
@@ -444,9 +446,11 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
     let parsed_drv_path = ev
         .store()
         .add_derivation(
-            &format!("{drv_name}.drv"),
-            aterm.as_bytes(),
-            &references,
+            StoreText {
+                name: &format!("{drv_name}.drv"),
+                contents: aterm.as_bytes(),
+                references: &references,
+            },
             &outputs,
         )
         .map_err(|e| error(e.to_string(), span))?;

@@ -74,10 +74,9 @@ impl Evaluator {
         expr: &ExprRef,
         env: &Env,
     ) -> EvalResult<Result<Symbol, NixString>> {
-        let v = self.eval(expr, env)?;
-        let s = self.coerce_to_string(
-            &v,
-            expr.span,
+        let s = self.eval_to_string(
+            expr,
+            env,
             CoerceMode {
                 more: false,
                 copy_to_store: true,

@@ -17,14 +17,28 @@ impl Evaluator {
             .unwrap_or_else(|| "source".into());
         self.store()
             .add_path(
-                &name,
-                Path::new(path),
-                crate::store_access::IngestionMethod::Recursive,
-                None,
+                crate::store_access::PathToAdd {
+                    name: &name,
+                    source: Path::new(path),
+                    method: crate::store_access::IngestionMethod::Recursive,
+                    expected_sha256: None,
+                },
                 None,
             )
             .map(|stored| self.store().store_dir().print(&stored))
             .map_err(|e| EvalError::eval(e.to_string()).at(span))
+    }
+
+    /// Evaluates `expr` and coerces the value to a string (string and path interpolation,
+    /// dynamic attribute names), errors placed at `expr`.
+    pub(crate) fn eval_to_string(
+        &self,
+        expr: &ExprRef,
+        env: &Env,
+        mode: CoerceMode,
+    ) -> EvalResult<NixString> {
+        let v = self.eval(expr, env)?;
+        self.coerce_to_string(&v, expr.span, mode)
     }
 
     /// Nix's `coerceToString`.

@@ -2,7 +2,6 @@
 //! writes nothing, for `kiln eval` and read-only evaluation.
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::rc::Rc;
 
 use kiln_store::content_address::content_hash;
@@ -12,7 +11,7 @@ use super::source_ingestion::{
     access_error, content_address_method, content_hash_error, expected_path, mismatch_error,
     nar_filter, source_path, with_source_cache, SourceCache,
 };
-use super::{AddPathError, EvalStore, IngestionMethod, PathFilter, StoreAccessError};
+use super::{AddPathError, EvalStore, PathFilter, PathToAdd, StoreAccessError, StoreText};
 
 /// Computes store paths for the logical store directory; never touches a store. The texts
 /// of `builtins.toFile` are kept in memory, so that the evaluation can read and import what
@@ -35,14 +34,9 @@ impl ComputingStore {
         }
     }
 
-    fn text_path(
-        &self,
-        name: &str,
-        contents: &[u8],
-        references: &BTreeSet<StorePath>,
-    ) -> Result<StorePath, StoreAccessError> {
+    fn text_path(&self, text: StoreText<'_>) -> Result<StorePath, StoreAccessError> {
         self.dir
-            .make_text_path(name, contents, references)
+            .make_text_path(text.name, text.contents, text.references)
             .map_err(access_error)
     }
 }
@@ -52,21 +46,16 @@ impl EvalStore for ComputingStore {
         &self.dir
     }
 
-    fn add_text(
-        &self,
-        name: &str,
-        contents: &[u8],
-        references: &BTreeSet<StorePath>,
-    ) -> Result<StorePath, StoreAccessError> {
-        let path = self.text_path(name, contents, references)?;
+    fn add_text(&self, text: StoreText<'_>) -> Result<StorePath, StoreAccessError> {
+        let path = self.text_path(text)?;
         self.texts
             .borrow_mut()
             .entry(path.clone())
-            .or_insert_with(|| Rc::from(contents));
-        if !references.is_empty() {
+            .or_insert_with(|| Rc::from(text.contents));
+        if !text.references.is_empty() {
             self.text_references
                 .borrow_mut()
-                .insert(path.clone(), references.clone());
+                .insert(path.clone(), text.references.clone());
         }
         Ok(path)
     }
@@ -74,12 +63,10 @@ impl EvalStore for ComputingStore {
     /// `.drv` texts are not kept: there can be many, and nothing reads them back.
     fn add_derivation(
         &self,
-        name: &str,
-        contents: &[u8],
-        references: &BTreeSet<StorePath>,
+        text: StoreText<'_>,
         _outputs: &BTreeMap<String, StorePath>,
     ) -> Result<StorePath, StoreAccessError> {
-        self.text_path(name, contents, references)
+        self.text_path(text)
     }
 
     fn read_store_file(&self, path: &StorePath) -> Option<Vec<u8>> {
@@ -101,15 +88,13 @@ impl EvalStore for ComputingStore {
 
     fn add_path(
         &self,
-        name: &str,
-        source: &Path,
-        method: IngestionMethod,
+        request: PathToAdd<'_>,
         filter: Option<PathFilter<'_>>,
-        expected_sha256: Option<[u8; 32]>,
     ) -> Result<StorePath, AddPathError> {
-        let method_ca = content_address_method(method);
-        let expected = expected_path(&self.dir, name, method_ca, expected_sha256)?;
-        let path = with_source_cache(&self.sources, name, source, method, filter, |filter| {
+        let PathToAdd { name, source, .. } = request;
+        let method_ca = content_address_method(request.method);
+        let expected = expected_path(&self.dir, name, method_ca, request.expected_sha256)?;
+        let path = with_source_cache(&self.sources, request, filter, |filter| {
             let hash = match filter {
                 Some(filter) => {
                     let mut adapted = nar_filter(filter);

@@ -71,6 +71,27 @@ pub struct FilterAborted;
 /// A filter deciding, for each entry below the root being added, whether it is kept.
 pub type PathFilter<'a> = &'a mut dyn FnMut(&Path, EntryKind) -> Result<bool, FilterAborted>;
 
+/// A text file for the store (`builtins.toFile`, a `.drv` file): its path is computed from
+/// its name, contents and references.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreText<'a> {
+    pub name: &'a str,
+    pub contents: &'a [u8],
+    pub references: &'a BTreeSet<StorePath>,
+}
+
+/// A host path to copy into the store (path literals, `builtins.path`, `filterSource`).
+#[derive(Clone, Copy, Debug)]
+pub struct PathToAdd<'a> {
+    /// The store path's name.
+    pub name: &'a str,
+    /// The host file or directory.
+    pub source: &'a Path,
+    pub method: IngestionMethod,
+    /// The content hash (raw sha256 bytes) the copy must have, when one was given.
+    pub expected_sha256: Option<[u8; 32]>,
+}
+
 /// Why `add_path` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AddPathError {
@@ -87,24 +108,17 @@ pub trait EvalStore {
 
     /// A text file in the store (`builtins.toFile`, `.drv` files): computes its path from the
     /// name, contents and references, writes it unless read-only, and returns the path.
-    fn add_text(
-        &self,
-        name: &str,
-        contents: &[u8],
-        references: &BTreeSet<StorePath>,
-    ) -> Result<StorePath, StoreAccessError>;
+    fn add_text(&self, text: StoreText<'_>) -> Result<StorePath, StoreAccessError>;
 
     /// A `.drv` file: like `add_text`, and a writing store also records `outputs` (output
     /// name → output path) for the derivation.
     fn add_derivation(
         &self,
-        name: &str,
-        contents: &[u8],
-        references: &BTreeSet<StorePath>,
+        text: StoreText<'_>,
         outputs: &BTreeMap<String, StorePath>,
     ) -> Result<StorePath, StoreAccessError> {
         let _ = outputs;
-        self.add_text(name, contents, references)
+        self.add_text(text)
     }
 
     /// The contents of the store file `path` if this store holds it — `.drv` files of earlier evaluations that an expression refers to. Stores that only
@@ -127,11 +141,8 @@ pub trait EvalStore {
     /// cache unfiltered copies by source path, so a path literal used many times is hashed once.
     fn add_path(
         &self,
-        name: &str,
-        source: &Path,
-        method: IngestionMethod,
+        path: PathToAdd<'_>,
         filter: Option<PathFilter<'_>>,
-        expected_sha256: Option<[u8; 32]>,
     ) -> Result<StorePath, AddPathError>;
 }
 

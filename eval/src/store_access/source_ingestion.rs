@@ -13,7 +13,8 @@ use kiln_store::nar::NarError;
 use kiln_store::store_path::{ContentAddressMethod, StoreDir, StorePath};
 
 use crate::store_access::{
-    AddPathError, EntryKind, FilterAborted, IngestionMethod, PathFilter, StoreAccessError,
+    AddPathError, EntryKind, FilterAborted, IngestionMethod, PathFilter, PathToAdd,
+    StoreAccessError,
 };
 
 /// What an unfiltered source copy is cached by: source, name, method.
@@ -112,16 +113,18 @@ pub fn mismatch_error(source: &Path) -> AddPathError {
 /// Runs `add` for an unfiltered, cacheable request or directly for a filtered one.
 pub fn with_source_cache(
     cache: &SourceCache,
-    name: &str,
-    source: &Path,
-    method: IngestionMethod,
+    request: PathToAdd<'_>,
     filter: Option<PathFilter<'_>>,
     add: impl FnOnce(Option<PathFilter<'_>>) -> Result<StorePath, AddPathError>,
 ) -> Result<StorePath, AddPathError> {
     if filter.is_some() {
         return add(filter);
     }
-    let key = (source.to_owned(), name.to_owned(), method);
+    let key = (
+        request.source.to_owned(),
+        request.name.to_owned(),
+        request.method,
+    );
     if let Some(path) = cache.get(&key) {
         return Ok(path);
     }

@@ -7,7 +7,9 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use kiln_eval::store_access::{ComputingStore, EntryKind, EvalStore, FilterAborted};
+use kiln_eval::store_access::{
+    ComputingStore, EntryKind, EvalStore, FilterAborted, IngestionMethod,
+};
 use kiln_eval::{with_eval_stack, EvalOptions, Evaluator};
 use kiln_local_store::LocalStore;
 use kiln_store::hash::Hash;
@@ -33,37 +35,68 @@ const FILE_RECURSIVE: &str = "/nix/store/664yy119pds2n905bls61j77r67z57cw-f";
 const FILTERED_NO_SUB: &str = "/nix/store/25j26mgbi28w0q2ql1ij44w9la2q4q99-filtered";
 const FILTERED_REGULAR_ONLY: &str = "/nix/store/8lsqyidqzmv7w4msqcnnn8rapi1256gm-tree";
 
+/// No references.
+static NO_REFERENCES: BTreeSet<StorePath> = BTreeSet::new();
+
+fn text<'a>(name: &'a str, contents: &'a [u8]) -> StoreText<'a> {
+    StoreText {
+        name,
+        contents,
+        references: &NO_REFERENCES,
+    }
+}
+
+fn to_add<'a>(
+    name: &'a str,
+    source: &'a Path,
+    method: IngestionMethod,
+    expected_sha256: Option<[u8; 32]>,
+) -> PathToAdd<'a> {
+    PathToAdd {
+        name,
+        source,
+        method,
+        expected_sha256,
+    }
+}
+
 fn check_store(store: &dyn EvalStore, temp: &Path) {
     let printed = |path: Result<StorePath, AddPathError>| store.store_dir().print(&path.unwrap());
     let tree = temp.join("tree");
     let file = temp.join("f");
     let recursive = IngestionMethod::Recursive;
     assert_eq!(
-        printed(store.add_path("tree", &tree, recursive, None, None)),
+        printed(store.add_path(to_add("tree", &tree, recursive, None), None)),
         TREE
     );
     assert_eq!(
-        printed(store.add_path("f", &file, IngestionMethod::Flat, None, None)),
+        printed(store.add_path(to_add("f", &file, IngestionMethod::Flat, None), None)),
         FILE_FLAT
     );
     assert_eq!(
-        printed(store.add_path("f", &file, recursive, None, None)),
+        printed(store.add_path(to_add("f", &file, recursive, None), None)),
         FILE_RECURSIVE
     );
     let mut no_sub = |path: &Path, _: EntryKind| Ok(!path.ends_with("sub"));
     assert_eq!(
-        printed(store.add_path("filtered", &tree, recursive, Some(&mut no_sub), None)),
+        printed(store.add_path(
+            to_add("filtered", &tree, recursive, None),
+            Some(&mut no_sub)
+        )),
         FILTERED_NO_SUB
     );
     let mut regular_only =
         |_: &Path, kind: EntryKind| Ok(kind != EntryKind::Symlink && kind != EntryKind::Directory);
     assert_eq!(
-        printed(store.add_path("tree", &tree, recursive, Some(&mut regular_only), None)),
+        printed(store.add_path(
+            to_add("tree", &tree, recursive, None),
+            Some(&mut regular_only)
+        )),
         FILTERED_REGULAR_ONLY
     );
     let mut stop = |_: &Path, _: EntryKind| Err(FilterAborted);
     assert!(matches!(
-        store.add_path("tree", &tree, recursive, Some(&mut stop), None),
+        store.add_path(to_add("tree", &tree, recursive, None), Some(&mut stop)),
         Err(AddPathError::FilterAborted)
     ));
     // The flat hash of `f` as expected hash, then a hash that does not match.
@@ -71,20 +104,26 @@ fn check_store(store: &dyn EvalStore, temp: &Path) {
     let mut digest = [0u8; 32];
     digest.copy_from_slice(flat_hash.as_bytes());
     assert_eq!(
-        printed(store.add_path("f", &file, IngestionMethod::Flat, None, Some(digest))),
+        printed(store.add_path(
+            to_add("f", &file, IngestionMethod::Flat, Some(digest)),
+            None
+        )),
         FILE_FLAT
     );
     assert!(store
-        .add_path("f", &file, IngestionMethod::Flat, None, Some([1u8; 32]))
+        .add_path(
+            to_add("f", &file, IngestionMethod::Flat, Some([1u8; 32])),
+            None
+        )
         .is_err());
     // builtins.toFile "foo" "hello"
     assert_eq!(
         store
             .store_dir()
-            .print(&store.add_text("foo", b"hello", &BTreeSet::new()).unwrap()),
+            .print(&store.add_text(text("foo", b"hello")).unwrap()),
         "/nix/store/310sbjjj0kkf5zpszk81r054z76hsrww-foo"
     );
-    assert!(store.add_text("a b", b"x", &BTreeSet::new()).is_err());
+    assert!(store.add_text(text("a b", b"x")).is_err());
 }
 
 fn setup() -> tempfile::TempDir {
@@ -145,7 +184,7 @@ fn local_store_records_derivation_outputs() {
         local.store_dir().parse(&out).unwrap(),
     )]);
     let drv = store
-        .add_derivation("base.drv", b"Derive([])", &BTreeSet::new(), &outputs)
+        .add_derivation(text("base.drv", b"Derive([])"), &outputs)
         .unwrap();
     assert!(
         !local.is_valid(&drv).unwrap(),
@@ -166,18 +205,18 @@ fn local_store_reads_store_paths_physically() {
     let local =
         Arc::new(LocalStore::open(temp.path().join("root"), StoreDir::new("/kiln/store")).unwrap());
     let store = LocalEvalStore::new(local.clone());
-    let text = store.add_text("f", b"hello", &BTreeSet::new()).unwrap();
+    let written = store.add_text(text("f", b"hello")).unwrap();
     store.flush().unwrap();
-    let text = local.store_dir().print(&text);
+    let written = local.store_dir().print(&written);
     let copied = store
-        .add_path("f", Path::new(&text), IngestionMethod::Flat, None, None)
+        .add_path(
+            to_add("f", Path::new(&written), IngestionMethod::Flat, None),
+            None,
+        )
         .unwrap();
     let direct = ComputingStore::new(StoreDir::new("/kiln/store"))
         .add_path(
-            "f",
-            &temp.path().join("f"),
-            IngestionMethod::Flat,
-            None,
+            to_add("f", &temp.path().join("f"), IngestionMethod::Flat, None),
             None,
         )
         .unwrap();

@@ -33,7 +33,11 @@ pub(super) fn to_file(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<
     }
     let path = ev
         .store()
-        .add_text(&name, contents.as_bytes(), &references)
+        .add_text(StoreText {
+            name: &name,
+            contents: contents.as_bytes(),
+            references: &references,
+        })
         .map_err(|e| error(e.to_string(), span))?;
     ev.known_paths
         .borrow_mut()
@@ -63,6 +67,12 @@ pub(super) fn add_path(
     span: Span,
 ) -> EvalResult<Value> {
     let mut filter_error: Option<EvalError> = None;
+    let to_add = PathToAdd {
+        name: &request.name,
+        source: &request.source,
+        method: request.method,
+        expected_sha256: request.expected_sha256,
+    };
     let result = match request.filter {
         Some(filter) => {
             let mut call_filter = |path: &Path, kind: EntryKind| -> Result<bool, FilterAborted> {
@@ -78,21 +88,9 @@ pub(super) fn add_path(
                     FilterAborted
                 })
             };
-            ev.store().add_path(
-                &request.name,
-                &request.source,
-                request.method,
-                Some(&mut call_filter),
-                request.expected_sha256,
-            )
+            ev.store().add_path(to_add, Some(&mut call_filter))
         }
-        None => ev.store().add_path(
-            &request.name,
-            &request.source,
-            request.method,
-            None,
-            request.expected_sha256,
-        ),
+        None => ev.store().add_path(to_add, None),
     };
     let trace = format!("while adding path '{}'", request.source.display());
     match result {
