@@ -29,7 +29,9 @@ use std::sync::Arc;
 use kiln_local_store::fs_tree::delete_tree;
 use kiln_local_store::{LocalStore, OutputClaim, ValidPathInfo};
 use kiln_store::content_address::{content_hash_modulo, render_content_address, ContentHashError};
-use kiln_store::derivation::{hash_placeholder, rewrite_strings, DerivationError, DrvHashCache};
+use kiln_store::derivation::{
+    hash_placeholder, rewrite_strings, Derivation, DerivationError, DrvHashCache,
+};
 use kiln_store::hash::{Hash, HashAlgo};
 use kiln_store::nar;
 use kiln_store::realisation::{DrvOutput, Realisation};
@@ -128,6 +130,31 @@ fn realised_output(
     Ok(store.query_realisation(&id)?.map(|r| r.out_path))
 }
 
+/// `drv` resolved against the store (Nix's `tryResolve`): each used output of each input
+/// derivation replaced by its path, written in the input or realised. Reading the store
+/// failing is the outer error; an output that is not realised yet, the inner one.
+pub fn resolve_in_store(
+    store: &LocalStore,
+    drv: &Derivation,
+    hashes: &mut DrvHashCache,
+) -> Result<Result<Derivation, DerivationError>, PlanError> {
+    let mut failure = None;
+    let resolved = drv.resolve(
+        store.store_dir(),
+        &mut |input, output| match realised_output(store, input, output, hashes) {
+            Ok(path) => path,
+            Err(error) => {
+                failure.get_or_insert(error);
+                None
+            }
+        },
+    );
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(resolved),
+    }
+}
+
 /// Resolves `build` and builds (or finds valid) the resolved derivation; records the original
 /// derivation's realisations (see the module doc).
 pub(crate) fn build_resolved(
@@ -139,23 +166,7 @@ pub(crate) fn build_resolved(
 ) -> Result<BuildOutcome, BuildError> {
     let dir = store.store_dir();
     let mut hashes = DrvHashCache::new();
-    let mut failure = None;
-    let resolved = build
-        .drv
-        .resolve(
-            dir,
-            &mut |input, output| match realised_output(store, input, output, &mut hashes) {
-                Ok(path) => path,
-                Err(error) => {
-                    failure.get_or_insert(error);
-                    None
-                }
-            },
-        );
-    if let Some(error) = failure {
-        return Err(error.into());
-    }
-    let resolved = resolved?;
+    let resolved = resolve_in_store(store, &build.drv, &mut hashes)??;
     let aterm = resolved.to_aterm(dir);
     let resolved_path = resolved.drv_path(dir, &aterm)?;
     let known: BTreeMap<String, StorePath> = resolved

@@ -2,7 +2,6 @@
 //! one of its outputs (logical or physical path, or a `result` link), without terminal control
 //! sequences (a build must not drive the user's terminal). A derivation resolved before its
 //! build (it uses content-addressed outputs) shows the log of its resolved derivation.
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
@@ -12,6 +11,7 @@ use kiln_local_store::LocalStore;
 use kiln_store::derivation::DrvHashCache;
 use kiln_store::store_path::StorePath;
 
+use crate::session::write_stdout;
 use crate::session::{open_store, store_path_arg};
 use crate::session::{Failure, GlobalOptions};
 
@@ -34,25 +34,7 @@ fn resolved_derivation(
     }
     let dir = store.store_dir();
     let mut hashes = DrvHashCache::new();
-    let mut failure = None;
-    let resolved = drv.resolve(dir, &mut |input, output| {
-        let found = kiln_builder::plan::read_derivation(store, input)
-            .and_then(|input_drv| {
-                kiln_builder::plan::known_output_paths(store, &input_drv, &mut hashes)
-            })
-            .map(|outputs| outputs.get(output).cloned().flatten());
-        match found {
-            Ok(path) => path,
-            Err(error) => {
-                failure.get_or_insert(error);
-                None
-            }
-        }
-    });
-    if let Some(error) = failure {
-        return Err(error.into());
-    }
-    let Ok(resolved) = resolved else {
+    let Ok(resolved) = kiln_builder::ca::resolve_in_store(store, &drv, &mut hashes)? else {
         return Ok(None);
     };
     let aterm = resolved.to_aterm(dir);
@@ -96,10 +78,6 @@ pub fn run(global: &GlobalOptions, args: LogArgs) -> Result<(), Failure> {
     }
     let text =
         text.ok_or_else(|| anyhow!("no build log for '{}'", store.store_dir().print(&drv)))?;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(printable(&text).as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
+    write_stdout(printable(&text).as_bytes())?;
     Ok(())
 }
