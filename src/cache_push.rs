@@ -58,12 +58,7 @@ pub fn push_built(
             &|path, pushed| {
                 if let Pushed::Uploaded { file_size, .. } = pushed {
                     uploaded.fetch_add(1, Ordering::SeqCst);
-                    report_upload(
-                        &format!("pushed '{}' to '{}'", dir.print(path), cache.url()),
-                        &dir.print(path),
-                        cache.url(),
-                        *file_size,
-                    );
+                    report_upload("pushed", &dir.print(path), cache.url(), *file_size);
                 }
             },
         )
@@ -75,14 +70,15 @@ pub fn push_built(
     Ok(())
 }
 
-/// Reports one path uploaded to a binary cache: `text` on a line, or in JSON a `copy`
+/// Reports one path uploaded to a binary cache: "`verb` 'path' to 'cache'" on a line, or in JSON a `copy`
 /// activity (started, its `copied` result and stopped at once: the upload is reported when
 /// it is done).
-pub fn report_upload(text: &str, path: &str, to: &str, file_size: u64) {
+pub fn report_upload(verb: &str, path: &str, to: &str, file_size: u64) {
+    let text = format!("{verb} '{path}' to '{to}'");
     if !log_events::is_json() {
-        return log_events::info(text);
+        return log_events::info(&text);
     }
-    let id = JsonLog.start(Activity::Copy, 0, text, json!({ "path": path, "to": to }));
+    let id = JsonLog.start(Activity::Copy, 0, &text, json!({ "path": path, "to": to }));
     JsonLog.result(
         id,
         Activity::Copy,

@@ -348,3 +348,14 @@ pub fn fetch_options(global: &GlobalOptions) -> FetchOptions {
         ..FetchOptions::default()
     }
 }
+
+/// Writes a verb's result to standard output and flushes it.
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")
+}

@@ -3,10 +3,10 @@
 //! output, so it always knows every verb and option of this binary.
 use std::io::Write;
 
-use anyhow::Context;
 use clap::Args;
 use clap_complete::Shell;
 
+use crate::session::write_stdout;
 use crate::session::Failure;
 
 #[derive(Args, Debug)]
@@ -26,10 +26,6 @@ pub fn write_script(mut command: clap::Command, shell: Shell, out: &mut dyn Writ
 pub fn run(command: clap::Command, args: CompletionsArgs) -> Result<(), Failure> {
     let mut script = Vec::new();
     write_script(command, args.shell, &mut script);
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&script)
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
+    write_stdout(&script)?;
     Ok(())
 }

@@ -92,7 +92,7 @@ pub fn run(global: &GlobalOptions, args: CopyArgs) -> Result<(), Failure> {
                     uploaded.fetch_add(1, Ordering::SeqCst);
                     bytes.fetch_add(*file_size, Ordering::SeqCst);
                     crate::cache_push::report_upload(
-                        &format!("copied path '{}' to '{}'", dir.print(path), cache.url()),
+                        "copied path",
                         &dir.print(path),
                         cache.url(),
                         *file_size,

@@ -5,7 +5,6 @@
 //! current directory has it (the revision's tree is exported to a temporary directory, so
 //! relative imports see that revision too). Prints the differences, or says that there are
 //! none; exits 0 either way.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use kiln_store::store_path::StorePath;
 
 use super::input::{self, InputArgs, SelectionArgs};
 use crate::drv_diff;
+use crate::session::write_stdout;
 use crate::session::{open_store, store_path_arg, Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
@@ -188,10 +188,6 @@ pub fn run(global: &GlobalOptions, args: DiffArgs) -> Result<(), Failure> {
             drv_diff::render_text(&differences)
         )
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
+    write_stdout(text.as_bytes())?;
     Ok(())
 }

@@ -2,14 +2,13 @@
 //! (`--strict` forces it deeply, `--json` prints Nix's JSON, `--xml` Nix's XML, `--parse`
 //! only checks syntax).
 //! Evaluation is read-only: store paths are computed, nothing is written.
-use std::io::Write;
 use std::rc::Rc;
 
-use anyhow::Context;
 use clap::Args;
 use kiln_store::store_path::StoreDir;
 
 use super::input::{self, InputArgs};
+use crate::session::write_stdout;
 use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
@@ -58,11 +57,7 @@ pub fn run(global: &GlobalOptions, args: EvalArgs) -> Result<(), Failure> {
             out.push(b'\n');
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&out)
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
+    write_stdout(&out)?;
     // The process ends next: its exit discards the heap at once, where dropping the
     // evaluator and the values would free them one by one.
     std::mem::forget(values);

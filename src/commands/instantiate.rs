@@ -1,7 +1,6 @@
 //! `kiln instantiate`: evaluate, write the `.drv` files of the derivations found (Nix's
 //! `getDerivations` rules: a derivation, the derivations among a set's attributes or a list's
 //! elements) under the store root, and print their logical paths, one per line.
-use std::io::Write;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -12,6 +11,7 @@ use kiln_local_store::LocalStore;
 use kiln_store::store_path::StoreDir;
 
 use super::input::{self, InputArgs};
+use crate::session::write_stdout;
 use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
@@ -42,10 +42,6 @@ pub fn run(global: &GlobalOptions, args: InstantiateArgs) -> Result<(), Failure>
     eval_store
         .flush()
         .context("cannot register the derivations in the store")?;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
+    write_stdout(out.as_bytes())?;
     Ok(())
 }

@@ -11,7 +11,6 @@
 //! The lock step is a derivation like any other: when its output is already valid it is
 //! reused, not run again. Its inputs pin the release and the package set, so for frozen
 //! repositories (AlmaLinux's vault) the answer does not change.
-use std::io::Write;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use super::input::{self, InputArgs};
 use super::lock_advice::target_failure;
 use crate::rpm_lock::{lock_target, package_diff, parse_packages, write_atomically, PackageChange};
 use crate::session;
+use crate::session::write_stdout;
 use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
@@ -165,9 +165,6 @@ pub fn run(global: &GlobalOptions, args: LockArgs) -> Result<(), Failure> {
     if changes.is_empty() {
         stdout.push_str("no package changed (the request, release or repositories did)\n");
     }
-    let mut out = std::io::stdout().lock();
-    out.write_all(stdout.as_bytes())
-        .and_then(|()| out.flush())
-        .context("cannot write to standard output")?;
+    write_stdout(stdout.as_bytes())?;
     Ok(())
 }

@@ -5,15 +5,15 @@
 //! realisations (`.doi` documents) that name the path. `DRV!OUTPUT` names an output of a
 //! derivation, floating and deferred ones through their realisations.
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::Args;
 use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 use serde_json::{json, Value};
 
+use crate::session::write_stdout;
 use crate::session::{open_store, store_path_arg};
 use crate::session::{Failure, GlobalOptions};
 
@@ -132,10 +132,6 @@ pub fn run(global: &GlobalOptions, args: PathInfoArgs) -> Result<(), Failure> {
         text = Value::Array(objects).to_string();
         text.push('\n');
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
+    write_stdout(text.as_bytes())?;
     Ok(())
 }

@@ -9,7 +9,6 @@
 //! `--no-out-link` a `result` symlink per output named as `nix-build` names them (`result`,
 //! `result-dev`, `result-2`, …), each registered as an indirect GC root. Failures exit 1,
 //! naming each failed derivation with the tail of its log.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -18,6 +17,7 @@ use kiln_local_store::LocalStore;
 
 use super::input::SelectionArgs;
 use crate::realisation::{realise, BuildOptions, Realised};
+use crate::session::write_stdout;
 use crate::session::{Failure, GlobalOptions};
 
 #[derive(Args, Debug)]
@@ -59,11 +59,7 @@ pub fn run(global: &GlobalOptions, args: RealiseArgs) -> Result<(), Failure> {
             stdout_text.push('\n');
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(stdout_text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
+    write_stdout(stdout_text.as_bytes())?;
     Ok(())
 }
 
