@@ -48,8 +48,7 @@ pub trait EvalIo {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdIo;
 
-fn classify(meta: &std::fs::Metadata) -> FileType {
-    let ft = meta.file_type();
+fn classify(ft: std::fs::FileType) -> FileType {
     if ft.is_file() {
         FileType::Regular
     } else if ft.is_dir() {
@@ -78,31 +77,22 @@ impl EvalIo for StdIo {
         for entry in entries {
             let entry =
                 entry.map_err(|e| format!("reading directory '{}': {e}", path.display()))?;
-            let kind = entry
-                .file_type()
-                .map(|ft| {
-                    if ft.is_file() {
-                        FileType::Regular
-                    } else if ft.is_dir() {
-                        FileType::Directory
-                    } else if ft.is_symlink() {
-                        FileType::Symlink
-                    } else {
-                        FileType::Unknown
-                    }
-                })
-                .unwrap_or(FileType::Unknown);
+            let kind = entry.file_type().map(classify).unwrap_or(FileType::Unknown);
             out.insert(entry.file_name().as_bytes().to_vec(), kind);
         }
         Ok(out)
     }
 
     fn file_type(&self, path: &Path) -> Option<FileType> {
-        std::fs::metadata(path).ok().map(|m| classify(&m))
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| classify(m.file_type()))
     }
 
     fn entry_type(&self, path: &Path) -> Option<FileType> {
-        std::fs::symlink_metadata(path).ok().map(|m| classify(&m))
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| classify(m.file_type()))
     }
 
     fn get_env(&self, name: &str) -> Option<Vec<u8>> {

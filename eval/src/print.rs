@@ -57,17 +57,26 @@ fn quote(s: &[u8], out: &mut Vec<u8>, escape_dollar: impl Fn(Option<&u8>) -> boo
     out.push(b'"');
     let mut bytes = s.iter().peekable();
     while let Some(&b) = bytes.next() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'$' if escape_dollar(bytes.peek().copied()) => out.extend_from_slice(b"\\$"),
-            b => out.push(b),
+        match (b, quoted_escape(b)) {
+            (_, Some(escape)) => out.extend_from_slice(escape),
+            (b'$', None) if escape_dollar(bytes.peek().copied()) => out.extend_from_slice(b"\\$"),
+            (b, None) => out.push(b),
         }
     }
     out.push(b'"');
+}
+
+/// The escape of `b` shared by Nix's value printer and its JSON writer: `"`, `\`, line feed,
+/// carriage return and tab.
+fn quoted_escape(b: u8) -> Option<&'static [u8]> {
+    Some(match b {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        _ => return None,
+    })
 }
 
 /// Whether an attribute name can be printed without quotes.
@@ -268,12 +277,11 @@ impl Evaluator {
 pub fn json_string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     for &b in s {
+        if let Some(escape) = quoted_escape(b) {
+            out.extend_from_slice(escape);
+            continue;
+        }
         match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
             0x08 => out.extend_from_slice(b"\\b"),
             0x0c => out.extend_from_slice(b"\\f"),
             b if b < 0x20 => {

@@ -669,45 +669,30 @@ impl StoreDb {
 
     /// Every realisation whose output is `path`.
     pub(crate) fn realisations_of_path(&self, path: &StorePath) -> Result<Vec<Realisation>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT r.id, r.drvPath, r.outputName, r.signatures FROM Realisations r \
-                 JOIN ValidPaths v ON v.id = r.outputPath WHERE v.path = ?1 ORDER BY r.id",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let printed = self.store_dir.print(path);
-        let rows = stmt
-            .query_map([&printed], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                ))
-            })
-            .map_err(|e| self.wrap(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.wrap(e))?;
-        rows.into_iter()
-            .map(|(row_id, hash, output, signatures)| {
-                let id = self.parse_drv_output(&hash, &output)?;
-                self.realisation_from_row(id, row_id, &printed, signatures.as_deref())
-            })
-            .collect()
+        self.query_realisations("WHERE v.path = ?1", [self.store_dir.print(path)])
     }
 
     /// Every realisation in the store.
     pub(crate) fn all_realisations(&self) -> Result<Vec<Realisation>> {
+        self.query_realisations("", [])
+    }
+
+    /// The realisations that `condition` (an SQL `WHERE` clause over `r`, the realisation,
+    /// and `v`, its output's valid path, or nothing) selects, oldest first.
+    fn query_realisations(
+        &self,
+        condition: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<Realisation>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT r.id, r.drvPath, r.outputName, v.path, r.signatures FROM Realisations r \
-                 JOIN ValidPaths v ON v.id = r.outputPath ORDER BY r.id",
-            )
+                 JOIN ValidPaths v ON v.id = r.outputPath {condition} ORDER BY r.id"
+            ))
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params, |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,

@@ -45,50 +45,34 @@ pub const NIXBLD_GID: u32 = 100;
 /// How many ids a range mapping covers when kiln runs as root.
 pub const DEFAULT_RANGE: u32 = SLOT_SIZE;
 
-/// Capability numbers (linux/capability.h) a root builder keeps; see the module documentation.
-pub mod cap {
-    /// `CAP_CHOWN`.
-    pub const CHOWN: u32 = 0;
-    /// `CAP_DAC_OVERRIDE`.
-    pub const DAC_OVERRIDE: u32 = 1;
-    /// `CAP_DAC_READ_SEARCH`.
-    pub const DAC_READ_SEARCH: u32 = 2;
-    /// `CAP_FOWNER`.
-    pub const FOWNER: u32 = 3;
-    /// `CAP_FSETID`.
-    pub const FSETID: u32 = 4;
-    /// `CAP_KILL`.
-    pub const KILL: u32 = 5;
-    /// `CAP_SETGID`.
-    pub const SETGID: u32 = 6;
-    /// `CAP_SETUID`.
-    pub const SETUID: u32 = 7;
-    /// `CAP_SETPCAP`.
-    pub const SETPCAP: u32 = 8;
-    /// `CAP_NET_BIND_SERVICE`.
-    pub const NET_BIND_SERVICE: u32 = 10;
-    /// `CAP_SYS_CHROOT`.
-    pub const SYS_CHROOT: u32 = 18;
-    /// `CAP_AUDIT_WRITE`.
-    pub const AUDIT_WRITE: u32 = 29;
-    /// `CAP_SETFCAP`.
-    pub const SETFCAP: u32 = 31;
-}
+/// The capabilities a root builder keeps, by name and number (linux/capability.h); see the
+/// module documentation.
+pub const ROOTFS_CAPABILITY_NUMBERS: [(&str, u32); 13] = [
+    ("CAP_CHOWN", 0),
+    ("CAP_DAC_OVERRIDE", 1),
+    ("CAP_DAC_READ_SEARCH", 2),
+    ("CAP_FOWNER", 3),
+    ("CAP_FSETID", 4),
+    ("CAP_KILL", 5),
+    ("CAP_SETGID", 6),
+    ("CAP_SETUID", 7),
+    ("CAP_SETPCAP", 8),
+    ("CAP_NET_BIND_SERVICE", 10),
+    ("CAP_SYS_CHROOT", 18),
+    ("CAP_AUDIT_WRITE", 29),
+    ("CAP_SETFCAP", 31),
+];
 
 /// The capability set (bit `n` = capability `n`) of a builder that is root inside.
-pub const ROOTFS_CAPABILITIES: u64 = 1 << cap::CHOWN
-    | 1 << cap::DAC_OVERRIDE
-    | 1 << cap::DAC_READ_SEARCH
-    | 1 << cap::FOWNER
-    | 1 << cap::FSETID
-    | 1 << cap::KILL
-    | 1 << cap::SETGID
-    | 1 << cap::SETUID
-    | 1 << cap::SETPCAP
-    | 1 << cap::NET_BIND_SERVICE
-    | 1 << cap::SYS_CHROOT
-    | 1 << cap::AUDIT_WRITE
-    | 1 << cap::SETFCAP;
+pub const ROOTFS_CAPABILITIES: u64 = {
+    let mut set = 0u64;
+    let mut i = 0;
+    while i < ROOTFS_CAPABILITY_NUMBERS.len() {
+        set |= 1 << ROOTFS_CAPABILITY_NUMBERS[i].1;
+        i += 1;
+    }
+    set
+};
 
 /// How the sandbox's user namespace should be mapped; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

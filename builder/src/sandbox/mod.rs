@@ -71,8 +71,8 @@ pub use env::{nix_build_env, NixEnvParams, HOMELESS_SHELTER, SANDBOX_BUILD_DIR};
 pub use error::SandboxError;
 pub use id_slots::{FIRST_HOST_ID, SLOT_COUNT, SLOT_DIR, SLOT_SIZE};
 pub use idmap::{
-    cap, find_subid_range, IdMapPolicy, IdMapping, SubIdRange, DEFAULT_RANGE, NIXBLD_GID,
-    NIXBLD_UID, ROOTFS_CAPABILITIES,
+    find_subid_range, IdMapPolicy, IdMapping, SubIdRange, DEFAULT_RANGE, NIXBLD_GID, NIXBLD_UID,
+    ROOTFS_CAPABILITIES,
 };
 pub use spec::{Bind, LogSink, RootFs, SandboxSpec, ShellSession, StoreMount};
 

@@ -172,18 +172,6 @@ impl XmlWriter {
         self.forced_value(ev, &v, span, depth)
     }
 
-    /// Writes a value that is already evaluated.
-    fn forced_value(
-        &mut self,
-        ev: &Evaluator,
-        v: &Value,
-        span: Span,
-        depth: usize,
-    ) -> EvalResult<()> {
-        ev.check_stack(span)?;
-        self.forced_value_inner(ev, v, span, depth)
-    }
-
     /// Marks a set or list (by address) as being written; one that is written already
     /// contains itself.
     fn enter(&mut self, address: usize, span: Span) -> EvalResult<()> {
@@ -197,13 +185,15 @@ impl XmlWriter {
         .at(span))
     }
 
-    fn forced_value_inner(
+    /// Writes a value that is already evaluated.
+    fn forced_value(
         &mut self,
         ev: &Evaluator,
         v: &Value,
         span: Span,
         depth: usize,
     ) -> EvalResult<()> {
+        ev.check_stack(span)?;
         if self.out.len() > MAX_DOCUMENT_BYTES {
             return Err(EvalError::eval(format!(
                 "the XML document would be larger than {} MiB (a value nested {depth} deep)",
