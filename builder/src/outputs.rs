@@ -39,7 +39,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use kiln_store::hash::{Hash, HashAlgo, Hasher};
-use kiln_store::nar::{self, HashingSink, NarError};
+use kiln_store::nar::{self, HashingSink};
 use kiln_store::nixbase32;
 use kiln_store::path_io_error::PathIoError;
 use kiln_store::store_path::{ContentAddressMethod, StorePath, HASH_PART_LEN};
@@ -54,12 +54,8 @@ use rayon::prelude::*;
 pub enum OutputError {
     #[error(transparent)]
     Io(#[from] PathIoError),
-    #[error("cannot serialise {path} as a NAR: {source}")]
-    Nar {
-        path: PathBuf,
-        #[source]
-        source: NarError,
-    },
+    #[error(transparent)]
+    Nar(#[from] nar::DumpError),
     #[error("the output {path} of a flat fixed-output derivation must be a regular file")]
     FlatOutputNotAFile { path: PathBuf },
     #[error("invalid ownership on {path}: owner {uid}:{gid} is not one of the build's ids {first}..={last} (a hard link to a file the build does not own?)")]
@@ -338,10 +334,7 @@ pub fn scan_and_hash(
             scanner,
         },
     );
-    nar::dump_path(physical, &mut sink).map_err(|source| OutputError::Nar {
-        path: physical.to_owned(),
-        source,
-    })?;
+    nar::dump_object(physical, &mut sink)?;
     let sink = sink
         .into_inner()
         .map_err(|e| OutputError::Io(PathIoError::new("cannot hash", physical, e.into_error())))?;
@@ -447,10 +440,7 @@ pub fn content_hash(
     match method {
         ContentAddressMethod::Recursive => {
             let mut sink = BufWriter::with_capacity(256 * 1024, HasherWriter(&mut hasher));
-            nar::dump_path(physical, &mut sink).map_err(|source| OutputError::Nar {
-                path: physical.to_owned(),
-                source,
-            })?;
+            nar::dump_object(physical, &mut sink)?;
             sink.flush()
                 .map_err(PathIoError::at("cannot hash", physical))?;
         }

@@ -554,24 +554,10 @@ impl StoreDb {
     pub(crate) fn register_realisations(&mut self, realisations: &[Realisation]) -> Result<()> {
         let store_dir = self.store_dir.clone();
         self.write_transaction(|tx, wrap| {
-            let realisation_row = |id: &DrvOutput| -> Result<Option<(i64, String, Option<String>)>> {
-                tx.prepare_cached(
-                    "SELECT r.id, v.path, r.signatures FROM Realisations r \
-                     JOIN ValidPaths v ON v.id = r.outputPath \
-                     WHERE r.drvPath = ?1 AND r.outputName = ?2",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![id.hash_text(), id.output], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()
-                })
-                .map_err(wrap)
-            };
             for realisation in realisations {
                 let printed = store_dir.print(&realisation.out_path);
                 let id_text = realisation.id.to_string();
-                let row_id = match realisation_row(&realisation.id)? {
+                let row_id = match realisation_row(tx, &realisation.id).map_err(wrap)? {
                     Some((row_id, existing, signatures)) => {
                         if existing != printed {
                             return Err(LocalStoreError::RealisationConflict {
@@ -610,7 +596,7 @@ impl StoreDb {
                     }
                 };
                 for (dependency, path) in &realisation.dependent_realisations {
-                    let problem = match realisation_row(dependency)? {
+                    let problem = match realisation_row(tx, dependency).map_err(wrap)? {
                         None => Some("does not have"),
                         Some((_, existing, _)) if existing != store_dir.print(path) => {
                             Some("realised at another path")
@@ -646,20 +632,7 @@ impl StoreDb {
 
     /// The realisation of `id`, if this store has one.
     pub(crate) fn query_realisation(&self, id: &DrvOutput) -> Result<Option<Realisation>> {
-        let row: Option<(i64, String, Option<String>)> = self
-            .conn
-            .prepare_cached(
-                "SELECT r.id, v.path, r.signatures FROM Realisations r \
-                 JOIN ValidPaths v ON v.id = r.outputPath \
-                 WHERE r.drvPath = ?1 AND r.outputName = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![id.hash_text(), id.output], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
-            })
-            .map_err(|e| self.wrap(e))?;
+        let row = realisation_row(&self.conn, id).map_err(|e| self.wrap(e))?;
         let Some((row_id, path, signatures)) = row else {
             return Ok(None);
         };
@@ -777,4 +750,22 @@ fn split_signatures(text: Option<&str>) -> BTreeSet<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// The row of the realisation of `id`: its row id, output path and signatures.
+fn realisation_row(
+    conn: &rusqlite::Connection,
+    id: &DrvOutput,
+) -> rusqlite::Result<Option<(i64, String, Option<String>)>> {
+    conn.prepare_cached(
+        "SELECT r.id, v.path, r.signatures FROM Realisations r \
+         JOIN ValidPaths v ON v.id = r.outputPath \
+         WHERE r.drvPath = ?1 AND r.outputName = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![id.hash_text(), id.output], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+    })
 }

@@ -19,12 +19,8 @@ pub enum LocalStoreError {
     #[error(transparent)]
     Io(#[from] PathIoError),
     /// Serialising a store object as a NAR (to hash it) failed.
-    #[error("cannot serialise {path} as a NAR: {source}")]
-    Nar {
-        path: PathBuf,
-        #[source]
-        source: kiln_store::nar::NarError,
-    },
+    #[error(transparent)]
+    Nar(#[from] kiln_store::nar::DumpError),
     /// The operation needs a valid path and the database does not list it.
     #[error("path `{0}` is not valid in the store")]
     InvalidPath(String),

@@ -62,6 +62,22 @@ fn temp_location(store: &LocalStore, name: &str) -> PathBuf {
         .join(format!(".tmp-{pid}-{serial}-{name}"))
 }
 
+/// The lock on `path` with any invalid leftover there removed, ready to be written; `None`
+/// when `path` is valid already (before or once the lock is held).
+fn lock_unless_valid(
+    store: &LocalStore,
+    path: &StorePath,
+) -> Result<Option<OutputLock>, StoreFilesError> {
+    if store.is_valid(path)? {
+        return Ok(None);
+    }
+    let lock = OutputLock::acquire(store, path, |_| {})?;
+    if store.prepare_path_for_write(&lock)? {
+        return Ok(None);
+    }
+    Ok(Some(lock))
+}
+
 /// Writes `path` (a text file with `contents`) unless it is already valid, and registers it with
 /// its references. `derivation_outputs` is for `.drv` files (output name → output path).
 pub fn add_text(
@@ -71,13 +87,9 @@ pub fn add_text(
     references: &BTreeSet<StorePath>,
     derivation_outputs: BTreeMap<String, StorePath>,
 ) -> Result<(), StoreFilesError> {
-    if store.is_valid(path)? {
+    let Some(lock) = lock_unless_valid(store, path)? else {
         return Ok(());
-    }
-    let lock = OutputLock::acquire(store, path, |_| {})?;
-    if store.prepare_path_for_write(&lock)? {
-        return Ok(());
-    }
+    };
     write_text_file(store, path, contents)?;
     let info = text_path_info(path, contents, references, derivation_outputs);
     register(store, info)?;
@@ -309,13 +321,9 @@ pub fn commit_copy(
     path: &StorePath,
     ca_method: ContentAddressMethod,
 ) -> Result<(), StoreFilesError> {
-    if store.is_valid(path)? {
+    let Some(lock) = lock_unless_valid(store, path)? else {
         return Ok(());
-    }
-    let lock = OutputLock::acquire(store, path, |_| {})?;
-    if store.prepare_path_for_write(&lock)? {
-        return Ok(());
-    }
+    };
     let physical = store.physical_path(path);
     fs::rename(&staged.location, &physical)
         .map_err(PathIoError::at("cannot move into place", &physical))?;

@@ -64,10 +64,7 @@ impl LocalStore {
                 continue;
             };
             let mut sink = HashingSink::new(info.nar_hash.algo());
-            nar::dump_path(&physical, &mut sink).map_err(|source| LocalStoreError::Nar {
-                path: physical.clone(),
-                source,
-            })?;
+            nar::dump_object(&physical, &mut sink)?;
             let (actual_hash, actual_size) = sink.finish();
             if actual_hash != info.nar_hash || actual_size != info.nar_size {
                 report.hash_mismatches.push(HashMismatch {

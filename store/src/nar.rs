@@ -88,6 +88,23 @@ impl<W: Write> NarSink<'_, W> {
     }
 }
 
+/// A failed NAR serialisation of a whole store object, naming the object.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serialise {path} as a NAR: {source}")]
+pub struct DumpError {
+    pub path: PathBuf,
+    #[source]
+    pub source: NarError,
+}
+
+/// [`dump_path`] of a store object (to hash or verify it), its error naming the object.
+pub fn dump_object(path: &Path, out: &mut impl Write) -> Result<(), DumpError> {
+    dump_path(path, out).map_err(|source| DumpError {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Serialises the file tree at `path` into `out`.
 pub fn dump_path(path: &Path, out: &mut impl Write) -> Result<(), NarError> {
     dump_path_filtered(path, None, out)
