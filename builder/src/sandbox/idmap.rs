@@ -307,33 +307,42 @@ impl IdMapping {
 
     /// The host uid that uid `inside` of the sandbox is, if mapped.
     pub fn host_uid(&self, inside: u32) -> Option<u32> {
-        match self {
-            IdMapping::Nixbld { host_uid, .. } => (inside == NIXBLD_UID).then_some(*host_uid),
-            IdMapping::Caller { uid, .. } => (inside == *uid).then_some(*uid),
-            IdMapping::HostRootRange { base, count, .. } => {
-                (inside < *count).then(|| base + inside)
-            }
-            IdMapping::Subordinate { host_uid, uids, .. } => match inside {
-                0 => Some(*host_uid),
-                n if n <= uids.count => Some(uids.start + (n - 1)),
-                _ => None,
-            },
-        }
+        self.host_id(inside, false)
     }
 
     /// The host gid that gid `inside` of the sandbox is, if mapped.
     pub fn host_gid(&self, inside: u32) -> Option<u32> {
+        self.host_id(inside, true)
+    }
+
+    /// The host id (a gid if `group`, else a uid) that id `inside` of the sandbox is.
+    fn host_id(&self, inside: u32, group: bool) -> Option<u32> {
+        let pick = |uid: &u32, gid: &u32| if group { *gid } else { *uid };
         match self {
-            IdMapping::Nixbld { host_gid, .. } => (inside == NIXBLD_GID).then_some(*host_gid),
-            IdMapping::Caller { gid, .. } => (inside == *gid).then_some(*gid),
+            IdMapping::Nixbld { host_uid, host_gid } => {
+                (inside == pick(&NIXBLD_UID, &NIXBLD_GID)).then_some(pick(host_uid, host_gid))
+            }
+            IdMapping::Caller { uid, gid } => {
+                let id = pick(uid, gid);
+                (inside == id).then_some(id)
+            }
             IdMapping::HostRootRange { base, count, .. } => {
                 (inside < *count).then(|| base + inside)
             }
-            IdMapping::Subordinate { host_gid, gids, .. } => match inside {
-                0 => Some(*host_gid),
-                n if n <= gids.count => Some(gids.start + (n - 1)),
-                _ => None,
-            },
+            IdMapping::Subordinate {
+                host_uid,
+                host_gid,
+                uids,
+                gids,
+                ..
+            } => {
+                let range = if group { gids } else { uids };
+                match inside {
+                    0 => Some(pick(host_uid, host_gid)),
+                    n if n <= range.count => Some(range.start + (n - 1)),
+                    _ => None,
+                }
+            }
         }
     }
 
