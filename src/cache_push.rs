@@ -1,7 +1,7 @@
 //! Pushing what `realise` built to a binary cache (`--push-to URL` or the configuration's
 //! `push-to`): after the builds, the closure of every output built in this run is uploaded,
 //! signed with the configuration's `secret-key-files`, skipping what the cache has.
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use kiln_builder::plan::BuildPlan;
@@ -39,6 +39,36 @@ pub fn push_built(
     if built.is_empty() {
         return Ok(());
     }
+    let pushed = push_closures(global, store, &built, url, Compression::Xz, jobs, "pushed")
+        .with_context(|| format!("cannot push the built paths to '{url}'"))?;
+    log_events::info(&format!("pushed {} paths to '{url}'", pushed.uploaded));
+    Ok(())
+}
+
+/// What [`push_closures`] did.
+pub struct PushCounts {
+    /// The cache's URL as it names itself.
+    pub cache_url: String,
+    /// Paths uploaded.
+    pub uploaded: u64,
+    /// Paths the cache had already.
+    pub present: u64,
+    /// Compressed bytes uploaded.
+    pub bytes: u64,
+}
+
+/// Uploads the closures of `paths` to the cache at `url`, signed with the configuration's
+/// `secret-key-files`, skipping what the cache has; each upload is reported as
+/// "`verb` 'path' to 'url'".
+pub fn push_closures(
+    global: &GlobalOptions,
+    store: &LocalStore,
+    paths: &[StorePath],
+    url: &str,
+    compression: Compression,
+    jobs: usize,
+    verb: &str,
+) -> anyhow::Result<PushCounts> {
     let keys = global
         .config
         .secret_key_files
@@ -47,33 +77,36 @@ pub fn push_built(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cache = BinaryCache::open(url, DEFAULT_STALL_TIMEOUT)?;
     let dir = store.store_dir();
-    let uploaded = AtomicUsize::new(0);
-    cache
-        .push_closure(
-            store,
-            &built,
-            Compression::Xz,
-            &keys,
-            jobs,
-            &|path, pushed| {
-                if let Pushed::Uploaded { file_size, .. } = pushed {
-                    uploaded.fetch_add(1, Ordering::SeqCst);
-                    report_upload("pushed", &dir.print(path), cache.url(), *file_size);
-                }
-            },
-        )
-        .with_context(|| format!("cannot push the built paths to '{url}'"))?;
-    log_events::info(&format!(
-        "pushed {} paths to '{url}'",
-        uploaded.into_inner()
-    ));
-    Ok(())
+    let (uploaded, present, bytes) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    cache.push_closure(
+        store,
+        paths,
+        compression,
+        &keys,
+        jobs,
+        &|path, pushed| match pushed {
+            Pushed::Present => {
+                present.fetch_add(1, Ordering::SeqCst);
+            }
+            Pushed::Uploaded { file_size, .. } => {
+                uploaded.fetch_add(1, Ordering::SeqCst);
+                bytes.fetch_add(*file_size, Ordering::SeqCst);
+                report_upload(verb, &dir.print(path), cache.url(), *file_size);
+            }
+        },
+    )?;
+    Ok(PushCounts {
+        cache_url: cache.url().to_owned(),
+        uploaded: uploaded.into_inner(),
+        present: present.into_inner(),
+        bytes: bytes.into_inner(),
+    })
 }
 
 /// Reports one path uploaded to a binary cache: "`verb` 'path' to 'cache'" on a line, or in JSON a `copy`
 /// activity (started, its `copied` result and stopped at once: the upload is reported when
 /// it is done).
-pub fn report_upload(verb: &str, path: &str, to: &str, file_size: u64) {
+fn report_upload(verb: &str, path: &str, to: &str, file_size: u64) {
     let text = format!("{verb} '{path}' to '{to}'");
     if !log_events::is_json() {
         return log_events::info(&text);

@@ -8,20 +8,17 @@
 //! from a cache into the local store, checking signatures as substitution does.
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use clap::Args;
-use kiln_cache::binary_cache::{BinaryCache, Pushed};
 use kiln_cache::compression::Compression;
 use kiln_cache::substitute::{SubstituteEvent, Substituters};
-use kiln_cache::transport::DEFAULT_STALL_TIMEOUT;
 use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 use std::sync::Arc;
 
 use super::input::SelectionArgs;
-use crate::config::read_secret_key;
+use crate::cache_push::push_closures;
 use crate::log_events;
 use crate::realisation::{realise, BuildOptions};
 use crate::session::{open_store, store_path_arg};
@@ -68,45 +65,22 @@ pub fn run(global: &GlobalOptions, args: CopyArgs) -> Result<(), Failure> {
         (None, None) => return Err(anyhow::anyhow!("give --to URL or --from URL").into()),
     };
     let (store, paths) = paths_to_push(global, &args)?;
-    let dir = store.store_dir().clone();
-    let keys = global
-        .config
-        .secret_key_files
-        .iter()
-        .map(|file| read_secret_key(file))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let cache = BinaryCache::open(&to, DEFAULT_STALL_TIMEOUT).map_err(anyhow::Error::from)?;
-    let (uploaded, present, bytes) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-    cache
-        .push_closure(
-            &store,
-            &paths,
-            args.compression,
-            &keys,
-            jobs,
-            &|path, pushed| match pushed {
-                Pushed::Present => {
-                    present.fetch_add(1, Ordering::SeqCst);
-                }
-                Pushed::Uploaded { file_size, .. } => {
-                    uploaded.fetch_add(1, Ordering::SeqCst);
-                    bytes.fetch_add(*file_size, Ordering::SeqCst);
-                    crate::cache_push::report_upload(
-                        "copied path",
-                        &dir.print(path),
-                        cache.url(),
-                        *file_size,
-                    );
-                }
-            },
-        )
-        .with_context(|| format!("cannot copy to '{to}'"))?;
+    let pushed = push_closures(
+        global,
+        &store,
+        &paths,
+        &to,
+        args.compression,
+        jobs,
+        "copied path",
+    )
+    .with_context(|| format!("cannot copy to '{to}'"))?;
     log_events::info(&format!(
         "copied {} paths ({:.1} MiB compressed) to '{}'; {} were there already",
-        uploaded.into_inner(),
-        bytes.into_inner() as f64 / (1024.0 * 1024.0),
-        cache.url(),
-        present.into_inner()
+        pushed.uploaded,
+        pushed.bytes as f64 / (1024.0 * 1024.0),
+        pushed.cache_url,
+        pushed.present
     ));
     Ok(())
 }
