@@ -107,8 +107,11 @@ impl Fixture {
         )];
         spec.outputs = vec![StoreMount::new(self.out_host(), self.out_logical())];
         spec.env = BTreeMap::from([
-            ("PATH".to_owned(), format!("{}/bin", self.busybox_logical())),
-            ("out".to_owned(), self.out_logical()),
+            (
+                "PATH".into(),
+                format!("{}/bin", self.busybox_logical()).into(),
+            ),
+            ("out".into(), self.out_logical().into()),
         ]);
         spec
     }
@@ -476,10 +479,10 @@ fn hostname_is_localhost_and_env_is_exactly_the_given_one() {
     spec.args = Vec::new();
     let outputs = BTreeMap::from([("out".to_owned(), fixture.out_logical())]);
     let drv_env = BTreeMap::from([
-        ("name".to_owned(), "test".to_owned()),
+        (b"name".to_vec(), b"test".to_vec()),
         (
-            "PATH".to_owned(),
-            format!("{}/bin", fixture.busybox_logical()),
+            b"PATH".to_vec(),
+            format!("{}/bin", fixture.busybox_logical()).into_bytes(),
         ),
     ]);
     spec.env = nix_build_env(
@@ -491,7 +494,11 @@ fn hostname_is_localhost_and_env_is_exactly_the_given_one() {
             fixed_output: false,
         },
     );
-    let expected: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let expected: Vec<String> = spec
+        .env
+        .iter()
+        .map(|(k, v)| format!("{}={}", k.display(), v.display()))
+        .collect();
     let (outcome, log) = run_logged(spec);
     assert!(outcome.success(), "{outcome:?} {log}");
     let mut seen: Vec<String> = log.lines().map(str::to_owned).collect();
