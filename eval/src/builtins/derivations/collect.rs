@@ -109,7 +109,9 @@ pub(super) fn collect_attrs(
                     if key == "__structuredAttrs" {
                         return Ok(());
                     }
-                    let (json, context) = ev.to_json_with_context(value, span)?;
+                    // The `.drv` holds what Nix 2.8 writes (its path is computed from it).
+                    let (json, context) =
+                        ev.to_json_as(value, span, crate::print::JsonEscapes::Nix28)?;
                     collected.context.extend(context);
                     json_entries.push((name, json));
                     match key {
@@ -180,7 +182,7 @@ pub(super) fn collect_attrs(
             if index > 0 {
                 json.push(b',');
             }
-            crate::print::json_string(key, &mut json);
+            crate::print::json_string_as(key, &mut json, crate::print::JsonEscapes::Nix28);
             json.push(b':');
             json.extend_from_slice(value);
         }
