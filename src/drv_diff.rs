@@ -9,13 +9,16 @@
 //! where it starts, strings are compared with store path hashes and placeholders masked, and a
 //! string that differs only there is left to the input that causes it. Long strings (scripts)
 //! are shown as a word-level diff of their changed lines; text sources as a line diff.
+//!
+//! The builder, arguments and environment are bytes: they are compared as bytes and shown as
+//! text, with bytes that are not UTF-8 as U+FFFD.
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use kiln_local_store::LocalStore;
 use kiln_store::derivation::{Derivation, DerivationOutput};
 use kiln_store::store_path::StorePath;
-use regex::Regex;
+use regex::bytes::Regex;
 use serde_json::{json, Value};
 use similar::{ChangeTag, TextDiff};
 
@@ -105,10 +108,10 @@ impl Masks {
         })
     }
 
-    fn apply(&self, text: &str) -> String {
-        let masked = self.store_path.replace_all(text, "<store path>-");
+    fn apply(&self, text: &[u8]) -> Vec<u8> {
+        let masked = self.store_path.replace_all(text, &b"<store path>-"[..]);
         self.placeholder
-            .replace_all(&masked, "<placeholder>")
+            .replace_all(&masked, &b"<placeholder>"[..])
             .into_owned()
     }
 }
@@ -123,6 +126,11 @@ struct Walk<'a> {
 fn read(store: &LocalStore, path: &StorePath) -> anyhow::Result<Derivation> {
     kiln_builder::plan::read_derivation(store, path)
         .with_context(|| format!("cannot read {}", store.store_dir().print(path)))
+}
+
+/// Bytes of a derivation's builder, argument or environment, as text to show.
+fn shown(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A store path's name (after the hash).
@@ -160,7 +168,7 @@ impl Walk<'_> {
         });
     }
 
-    fn differs(&self, first: &str, second: &str) -> bool {
+    fn differs(&self, first: &[u8], second: &[u8]) -> bool {
         first != second && self.masks.apply(first) != self.masks.apply(second)
     }
 
@@ -195,27 +203,28 @@ impl Walk<'_> {
             self.report(
                 &chain,
                 DifferenceKind::Builder {
-                    first: first.builder.clone(),
-                    second: second.builder.clone(),
+                    first: shown(&first.builder),
+                    second: shown(&second.builder),
                 },
             );
         }
-        let masked =
-            |args: &[String]| -> Vec<String> { args.iter().map(|a| self.masks.apply(a)).collect() };
+        let masked = |args: &[Vec<u8>]| -> Vec<Vec<u8>> {
+            args.iter().map(|a| self.masks.apply(a)).collect()
+        };
         if masked(&first.args) != masked(&second.args) {
             self.report(
                 &chain,
                 DifferenceKind::Args {
-                    first: first.args.clone(),
-                    second: second.args.clone(),
+                    first: first.args.iter().map(|arg| shown(arg)).collect(),
+                    second: second.args.iter().map(|arg| shown(arg)).collect(),
                 },
             );
         }
-        let names: BTreeSet<&String> = first.env.keys().chain(second.env.keys()).collect();
+        let names: BTreeSet<&Vec<u8>> = first.env.keys().chain(second.env.keys()).collect();
         for name in names {
             // An output's variable holds its path: it differs when anything does (and an output
             // on one side only is reported with the outputs).
-            if first.outputs.contains_key(name) || second.outputs.contains_key(name) {
+            if first.is_output_name(name) || second.is_output_name(name) {
                 continue;
             }
             let (a, b) = (first.env.get(name), second.env.get(name));
@@ -227,9 +236,9 @@ impl Walk<'_> {
                 self.report(
                     &chain,
                     DifferenceKind::Env {
-                        name: name.clone(),
-                        first: a.cloned(),
-                        second: b.cloned(),
+                        name: shown(name),
+                        first: a.map(|value| shown(value)),
+                        second: b.map(|value| shown(value)),
                     },
                 );
             }

@@ -1,5 +1,5 @@
-//! `kiln diff`: pairs of derivations that differ by an environment variable deep in the graph,
-//! by a source file, by an output name, by a content-addressed input's script, and identical
+//! `kiln diff`: pairs of derivations that differ by an environment variable deep in the graph
+//! (text or bytes that are not UTF-8), by a source file, by an output name, by a content-addressed input's script, and identical
 //! ones, in text (insta snapshots) and JSON. Expressions are instantiated into a fresh store;
 //! their paths depend only on the expressions, so the snapshots are stable.
 use std::path::Path;
@@ -124,6 +124,35 @@ fn json_names_the_chain_of_inputs() {
         json["differences"],
         serde_json::json!([{
             "kind": "env", "name": "greeting", "first": "hello", "second": "bye",
+            "chain": ["top", "mid", "leaf"],
+        }])
+    );
+}
+
+/// Values that are not UTF-8 are compared as bytes: two that are shown alike (U+FFFD) still
+/// differ.
+#[test]
+fn bytes_that_are_not_utf8_differ_as_bytes() {
+    let json: serde_json::Value = serde_json::from_str(&diff(
+        &graph(
+            r#"${builtins.substring 1 1 "é"}"#,
+            NOTES,
+            r#""out""#,
+            SCRIPT,
+        ),
+        &graph(
+            r#"${builtins.substring 1 1 "ü"}"#,
+            NOTES,
+            r#""out""#,
+            SCRIPT,
+        ),
+        &["--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        json["differences"],
+        serde_json::json!([{
+            "kind": "env", "name": "greeting", "first": "\u{fffd}", "second": "\u{fffd}",
             "chain": ["top", "mid", "leaf"],
         }])
     );

@@ -166,13 +166,16 @@ impl Worker {
                 }
                 continue;
             }
-            let expected = std::fs::read_to_string(&nix_file).unwrap_or_default();
-            let actual = std::fs::read_to_string(&kiln_file).unwrap_or_default();
+            let expected = std::fs::read(&nix_file).unwrap_or_default();
+            let actual = std::fs::read(&kiln_file).unwrap_or_default();
             if expected != actual {
                 return Some(format!(
                     "{} differs:\n{}",
                     dir.print(&path),
-                    diff(&expected, &actual)
+                    diff(
+                        &String::from_utf8_lossy(&expected),
+                        &String::from_utf8_lossy(&actual)
+                    )
                 ));
             }
             if let Ok(drv) = Derivation::from_drv_file(&dir, &path, &expected) {

@@ -246,6 +246,60 @@ fn fixed_output_hash_mismatch_fails_naming_both_hashes() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// Every byte value but NUL (which a Nix string cannot hold), so most of it is not UTF-8.
+fn every_byte_but_nul() -> Vec<u8> {
+    (1..=u8::MAX).collect()
+}
+
+#[test]
+fn a_builder_gets_the_derivation_bytes_that_are_not_utf8_unchanged() {
+    if !sandbox_ready() {
+        return;
+    }
+    let t = Sandbox::new();
+    let binary = every_byte_but_nul();
+    std::fs::write(t.work().join("binary.dat"), &binary).unwrap();
+    // The builder copies an environment value, an argument (`$0` of `sh -c`) and a
+    // `passAsFile` file to its output, and the environment it was started with (the shell
+    // drops variables whose names are not identifiers); every string there holds the file's
+    // bytes or half of `é`.
+    let file = t.expression(
+        "bytes.nix",
+        r#"let
+          binary = builtins.readFile ./binary.dat;
+          half = builtins.substring 0 1 "é";
+        in derivation {
+          name = "bytes";
+          system = builtins.currentSystem;
+          builder = "${busybox}/busybox";
+          args = [ "sh" "-c" ''
+            set -e; bb=${busybox}/busybox; $bb mkdir $out
+            $bb printf '%s' "$value" > $out/value
+            $bb printf '%s' "$0" > $out/argument
+            $bb cat "$filedPath" > $out/filed
+            $bb tr '\0' '\n' < /proc/$$/environ > $out/env
+          '' (binary + half) ];
+          value = binary;
+          passAsFile = [ "filed" ];
+          filed = half + binary;
+          "name${half}" = "x${half}";
+        }"#,
+    );
+    let printed = ok(&t.kiln(&["realise", file.to_str().unwrap()]));
+    let out = PathBuf::from(printed.trim());
+    let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+    assert_eq!(read("value"), binary);
+    assert_eq!(read("argument"), [&binary[..], b"\xc3"].concat());
+    assert_eq!(read("filed"), [&b"\xc3"[..], &binary].concat());
+    let env = read("env");
+    assert!(
+        env.split(|&byte| byte == b'\n')
+            .any(|line| line == b"name\xc3=x\xc3"),
+        "{}",
+        String::from_utf8_lossy(&env)
+    );
+}
+
 /// Waits until a build of the derivation named `name` has started (its log exists).
 fn wait_for_build_start(t: &Sandbox, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);

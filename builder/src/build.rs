@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,6 +132,8 @@ pub enum BuildError {
     WrongPlatform { platform: String, host: String },
     #[error("`rootfs` entry `{0}` is not a store path")]
     BadRootfs(String),
+    #[error("the builtin builder `{builder}` takes text, but the variable `{name}` is not UTF-8")]
+    BuiltinEnvNotText { builder: String, name: String },
     #[error("`rootfs` layer `{layer}` is refused: {reason}")]
     RootfsRefused { layer: String, reason: String },
     #[error(transparent)]
@@ -320,8 +323,8 @@ fn run_and_register(
     let dir = store.store_dir();
     let drv = &build.drv;
     let fixed_output = drv.is_fixed_output();
-    let builtin = BuiltinBuilder::from_builder(&drv.builder);
-    let wants_network = drv.env.get("__network").is_some_and(|v| v == "1");
+    let builtin = builtin_builder(drv);
+    let wants_network = drv.env_var("__network") == Some(b"1");
     if wants_network && !fixed_output && !settings.allow_network {
         return Err(BuildError::NetworkRefused);
     }
@@ -483,13 +486,35 @@ fn run_builtin_builder(
             physical: store.physical_store_dir(),
         });
     }
-    match BuiltinBuilder::from_builder(&build.drv.builder) {
-        Some(BuiltinBuilder::Unpack) => check_unpack_source(store, &build.drv.env)?,
-        Some(BuiltinBuilder::Oci) => check_image_layers(store, &build.drv.env)?,
+    let builder = String::from_utf8_lossy(&build.drv.builder).into_owned();
+    let env = build
+        .drv
+        .env
+        .iter()
+        .map(
+            |(name, value)| match (std::str::from_utf8(name), std::str::from_utf8(value)) {
+                (Ok(name), Ok(value)) => Ok((name.to_owned(), value.to_owned())),
+                _ => Err(BuildError::BuiltinEnvNotText {
+                    builder: builder.clone(),
+                    name: String::from_utf8_lossy(name).into_owned(),
+                }),
+            },
+        )
+        .collect::<Result<BTreeMap<String, String>, BuildError>>()?;
+    match builtin_builder(&build.drv) {
+        Some(BuiltinBuilder::Unpack) => check_unpack_source(store, &env)?,
+        Some(BuiltinBuilder::Oci) => check_image_layers(store, &env)?,
         _ => {}
     }
-    run_builtin(&build.drv.builder, &build.drv.env, &out.host_path, &options)?;
+    run_builtin(&builder, &env, &out.host_path, &options)?;
     Ok(())
+}
+
+/// The builtin builder `drv` names (`builtin:fetchurl`, …), if any.
+fn builtin_builder(drv: &kiln_store::derivation::Derivation) -> Option<BuiltinBuilder> {
+    std::str::from_utf8(&drv.builder)
+        .ok()
+        .and_then(BuiltinBuilder::from_builder)
 }
 
 /// `builtin:unpack`'s `src` must be a valid store path or a file inside one (the unpack itself

@@ -177,7 +177,7 @@ pub(crate) fn build_resolved(
     kiln_local_store::store_files::add_text(
         store,
         &resolved_path,
-        aterm.as_bytes(),
+        &aterm,
         &resolved.references(),
         known.clone(),
     )

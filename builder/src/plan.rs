@@ -163,12 +163,12 @@ pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Deriv
 fn read_derivation_text(
     store: &LocalStore,
     drv_path: &StorePath,
-) -> Result<(Derivation, String), PlanError> {
+) -> Result<(Derivation, Vec<u8>), PlanError> {
     if !drv_path.is_derivation() {
         return Err(PlanError::NotADerivation(store.store_dir().print(drv_path)));
     }
     let physical = store.physical_path(drv_path);
-    let text = std::fs::read_to_string(&physical).map_err(|source| PlanError::ReadDrv {
+    let text = std::fs::read(&physical).map_err(|source| PlanError::ReadDrv {
         path: physical,
         source,
     })?;
@@ -183,7 +183,7 @@ pub fn verify_derivation_paths(
     store: &LocalStore,
     drv_path: &StorePath,
     drv: &Derivation,
-    text: &str,
+    text: &[u8],
     hashes: &mut DrvHashCache,
 ) -> Result<(), PlanError> {
     let dir = store.store_dir();
@@ -304,7 +304,7 @@ struct Loader<'a> {
     /// Parsed derivations and their outputs (`None`: floating or deferred, not realised).
     parsed: BTreeMap<StorePath, (Derivation, BTreeMap<String, Option<StorePath>>)>,
     /// The `.drv` texts of parsed derivations not yet verified (see the module doc).
-    unverified: BTreeMap<StorePath, String>,
+    unverified: BTreeMap<StorePath, Vec<u8>>,
     /// Hash modulo of the input derivations seen while verifying.
     hashes: DrvHashCache,
     /// Derivation → index in `builds`, once decided that it must be built.

@@ -109,8 +109,8 @@ impl TestStore {
         let mut drv = Derivation {
             name: name.to_owned(),
             platform: host_system(),
-            builder: self.builder(),
-            args: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
+            builder: self.builder().into_bytes(),
+            args: vec![b"sh".to_vec(), b"-c".to_vec(), script.as_bytes().to_vec()],
             ..Derivation::default()
         };
         drv.outputs.insert(
@@ -125,18 +125,17 @@ impl TestStore {
             drv.input_drvs
                 .insert((*input).clone(), BTreeSet::from(["out".to_owned()]));
             let out = self.drvs[*input].outputs["out"].path.clone().unwrap();
-            drv.env
-                .insert(format!("input{index}"), self.dir.print(&out));
+            drv.set_env_var(&format!("input{index}"), self.dir.print(&out));
         }
         for (key, value) in [
             ("name", name),
             ("system", &host_system()),
             ("builder", &self.builder()),
         ] {
-            drv.env.insert(key.to_owned(), value.to_owned());
+            drv.set_env_var(key, value.as_bytes());
         }
         for (key, value) in extra_env {
-            drv.env.insert((*key).to_owned(), (*value).to_owned());
+            drv.set_env_var(key, value.as_bytes());
         }
         self.write(drv)
     }
@@ -157,14 +156,7 @@ impl TestStore {
             .iter()
             .map(|(name, output)| (name.clone(), output.path.clone().unwrap()))
             .collect();
-        add_text(
-            &self.store,
-            &drv_path,
-            aterm.as_bytes(),
-            &drv.references(),
-            outputs,
-        )
-        .unwrap();
+        add_text(&self.store, &drv_path, &aterm, &drv.references(), outputs).unwrap();
         self.drvs.insert(drv_path.clone(), drv);
         drv_path
     }
@@ -406,7 +398,7 @@ fn builtin_unpack_runs_in_process_and_feeds_a_sandboxed_build() {
     let mut unpack = Derivation {
         name: "hello-src".to_owned(),
         platform: "builtin".to_owned(),
-        builder: "builtin:unpack".to_owned(),
+        builder: "builtin:unpack".into(),
         ..Derivation::default()
     };
     unpack.outputs.insert(
@@ -425,7 +417,7 @@ fn builtin_unpack_runs_in_process_and_feeds_a_sandboxed_build() {
         ("src", t.dir.print(&tarball)),
         ("stripComponents", "1".to_owned()),
     ] {
-        unpack.env.insert(key.to_owned(), value);
+        unpack.set_env_var(key, value);
     }
     let unpack = t.write(unpack);
     let user = t.derivation(
@@ -493,16 +485,16 @@ fn rootfs_layers_become_the_root_of_the_build() {
     let layer_out = t.dir.print(&t.out(&layer));
     let mut user = t.drvs[&layer].clone();
     user.name = "user".to_owned();
-    user.builder = "/bin/busybox".to_owned();
+    user.builder = b"/bin/busybox".to_vec();
     user.args = vec![
-        "sh".to_owned(),
-        "-c".to_owned(),
-        "/bin/busybox cat /etc/motd > $out; echo scratch > /tmp/x".to_owned(),
+        "sh".into(),
+        "-c".into(),
+        "/bin/busybox cat /etc/motd > $out; echo scratch > /tmp/x".into(),
     ];
     user.input_srcs.clear();
     user.input_drvs = BTreeMap::from([(layer.clone(), BTreeSet::from(["out".to_owned()]))]);
-    user.env.insert("name".to_owned(), "user".to_owned());
-    user.env.insert("rootfs".to_owned(), layer_out);
+    user.set_env_var("name", "user");
+    user.set_env_var("rootfs", layer_out);
     user.outputs.get_mut("out").unwrap().path = None;
     let user = t.write(user);
     let report = t.run(&t.plan(&[&user], false), 1, false);
@@ -552,7 +544,7 @@ fn builtin_fetchurl_reports_its_download_progress_to_the_events() {
     let mut drv = Derivation {
         name: "big".to_owned(),
         platform: "builtin".to_owned(),
-        builder: "builtin:fetchurl".to_owned(),
+        builder: "builtin:fetchurl".into(),
         ..Derivation::default()
     };
     let hash = Hash::sha256(&body);
@@ -575,7 +567,7 @@ fn builtin_fetchurl_reports_its_download_progress_to_the_events() {
         ("outputHash", hash.to_sri()),
         ("outputHashMode", "flat".to_owned()),
     ] {
-        drv.env.insert(key.to_owned(), value);
+        drv.set_env_var(key, value);
     }
     let drv = t.write(drv);
     let recorder = Arc::new(DownloadRecorder::default());
@@ -743,14 +735,15 @@ fn a_descriptor_leaked_by_a_fixed_output_build_cannot_poison_the_registered_path
     let mut drv = Derivation {
         name: "poisoned".to_owned(),
         platform: host_system(),
-        builder: t.builder(),
+        builder: t.builder().into_bytes(),
         args: vec![
-            "sh".to_owned(),
-            "-c".to_owned(),
+            "sh".into(),
+            "-c".into(),
             format!(
                 "printf 'honest contents\\n' > $out && {}/fd-sender $out {socket_name}",
                 t.dir.print(&sender)
-            ),
+            )
+            .into_bytes(),
         ],
         ..Derivation::default()
     };
@@ -765,7 +758,7 @@ fn a_descriptor_leaked_by_a_fixed_output_build_cannot_poison_the_registered_path
     drv.input_srcs.insert(t.busybox.clone());
     drv.input_srcs.insert(sender.clone());
     for (key, value) in [("name", "poisoned".to_owned()), ("builder", t.builder())] {
-        drv.env.insert(key.to_owned(), value);
+        drv.set_env_var(key, value);
     }
     let attacker = t.write(drv);
     let report = t.run(&t.plan(&[&attacker], false), 1, false);
@@ -845,14 +838,7 @@ fn a_drv_stored_under_a_path_its_contents_do_not_give_is_refused() {
         .make_text_path("honest.drv", b"other contents", &drv.references())
         .unwrap();
     let outputs = [("out".to_owned(), t.out(&honest))].into_iter().collect();
-    add_text(
-        &t.store,
-        &forged_path,
-        aterm.as_bytes(),
-        &drv.references(),
-        outputs,
-    )
-    .unwrap();
+    add_text(&t.store, &forged_path, &aterm, &drv.references(), outputs).unwrap();
     let error = BuildPlan::load(
         &t.store,
         &[BuildTarget::all_outputs(forged_path.clone())],
@@ -874,7 +860,7 @@ fn unpack_derivation(
     let mut unpack = Derivation {
         name: name.to_owned(),
         platform: "builtin".to_owned(),
-        builder: "builtin:unpack".to_owned(),
+        builder: "builtin:unpack".into(),
         ..Derivation::default()
     };
     unpack.outputs.insert(
@@ -892,7 +878,7 @@ fn unpack_derivation(
         ("builder", "builtin:unpack"),
         ("src", src),
     ] {
-        unpack.env.insert(key.to_owned(), value.to_owned());
+        unpack.set_env_var(key, value.as_bytes());
     }
     t.write(unpack)
 }

@@ -194,9 +194,20 @@ impl Evaluator {
         value: &Value,
         span: Span,
     ) -> EvalResult<(Vec<u8>, Context)> {
+        self.to_json_as(value, span, JsonEscapes::Current)
+    }
+
+    /// The value as JSON with the escapes chosen, and the context of the strings used.
+    pub fn to_json_as(
+        &self,
+        value: &Value,
+        span: Span,
+        escapes: JsonEscapes,
+    ) -> EvalResult<(Vec<u8>, Context)> {
         let mut out = Vec::new();
         let mut context = Context::new();
-        self.json_into(value, span, &mut out, &mut context)?;
+        let mut json_string = |s: &[u8], out: &mut Vec<u8>| json_string_as(s, out, escapes);
+        self.json_into(value, span, &mut out, &mut context, &mut json_string)?;
         Ok((out, context))
     }
 
@@ -206,6 +217,7 @@ impl Evaluator {
         span: Span,
         out: &mut Vec<u8>,
         context: &mut Context,
+        json_string: &mut dyn FnMut(&[u8], &mut Vec<u8>),
     ) -> EvalResult<()> {
         self.check_stack(span)?;
         let v = self.force(value, span)?;
@@ -233,7 +245,7 @@ impl Evaluator {
                     return Ok(());
                 }
                 if let Some(out_path) = attrs.get(sym!("outPath")) {
-                    return self.json_into(out_path, span, out, context);
+                    return self.json_into(out_path, span, out, context, json_string);
                 }
                 out.push(b'{');
                 for (i, (name, item)) in attrs.iter().enumerate() {
@@ -242,9 +254,10 @@ impl Evaluator {
                     }
                     json_string(name.as_bytes(), out);
                     out.push(b':');
-                    self.json_into(item, span, out, context).map_err(|e| {
-                        e.add_trace(format!("while evaluating the attribute '{name}'"), None)
-                    })?;
+                    self.json_into(item, span, out, context, json_string)
+                        .map_err(|e| {
+                            e.add_trace(format!("while evaluating the attribute '{name}'"), None)
+                        })?;
                 }
                 out.push(b'}');
             }
@@ -254,7 +267,7 @@ impl Evaluator {
                     if i > 0 {
                         out.push(b',');
                     }
-                    self.json_into(item, span, out, context)?;
+                    self.json_into(item, span, out, context, json_string)?;
                 }
                 out.push(b']');
             }
@@ -275,6 +288,23 @@ impl Evaluator {
 /// JSON string escaping as Nix does it: `"`, `\` and the control characters below 0x20
 /// are escaped, every other byte is copied (so bytes that are not UTF-8 stay as they are).
 pub fn json_string(s: &[u8], out: &mut Vec<u8>) {
+    json_string_as(s, out, JsonEscapes::Current);
+}
+
+/// Which JSON escapes a backspace and a form feed get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonEscapes {
+    /// `\b` and `\f`, as current Nix writes them (`builtins.toJSON`, `--json`; a deliberate
+    /// departure from 2.8, see `tests/lang/newer-nix/`).
+    Current,
+    /// `\u0008` and `\u000c`, as Nix 2.8 writes them — what a `.drv` written by 2.8 holds in
+    /// `__json`, so what its path is computed from.
+    Nix28,
+}
+
+/// [`json_string`] with the escapes chosen.
+pub fn json_string_as(s: &[u8], out: &mut Vec<u8>, escapes: JsonEscapes) {
+    let short = escapes == JsonEscapes::Current;
     out.push(b'"');
     for &b in s {
         if let Some(escape) = quoted_escape(b) {
@@ -282,8 +312,8 @@ pub fn json_string(s: &[u8], out: &mut Vec<u8>) {
             continue;
         }
         match b {
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
+            0x08 if short => out.extend_from_slice(b"\\b"),
+            0x0c if short => out.extend_from_slice(b"\\f"),
             b if b < 0x20 => {
                 let _ = write!(out, "\\u{b:04x}");
             }

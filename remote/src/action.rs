@@ -238,12 +238,13 @@ fn platform_of(build: &PlannedBuild) -> Platform {
         name: SYSTEM_PROPERTY.to_owned(),
         value: build.drv.platform.clone(),
     }];
-    let features: BTreeSet<&str> = build
+    // Feature names are text; bytes that are not UTF-8 name none, lossy or not.
+    let features_text = build
         .drv
-        .env
-        .get("requiredSystemFeatures")
-        .map(|text| text.split_whitespace().collect())
+        .env_var("requiredSystemFeatures")
+        .map(String::from_utf8_lossy)
         .unwrap_or_default();
+    let features: BTreeSet<&str> = features_text.split_whitespace().collect();
     properties.extend(features.into_iter().map(|feature| platform::Property {
         name: FEATURE_PROPERTY.to_owned(),
         value: feature.to_owned(),
@@ -291,7 +292,7 @@ mod tests {
         let mut info = ValidPathInfo::new(drv_path.clone(), hash, size);
         info.references = references;
         store.register_valid_paths(&[info]).unwrap();
-        let drv = Derivation::from_drv_file(&store_dir, &drv_path, &aterm).unwrap();
+        let drv = Derivation::from_drv_file(&store_dir, &drv_path, aterm.as_bytes()).unwrap();
         let build = PlannedBuild {
             drv_path,
             drv,
@@ -383,10 +384,9 @@ mod tests {
     #[test]
     fn the_platform_carries_the_system_and_each_required_feature_sorted() {
         let (_dir, _store, mut build, _) = store_with_build("echo one");
-        build.drv.env.insert(
-            "requiredSystemFeatures".to_owned(),
-            "kvm big-parallel".to_owned(),
-        );
+        build
+            .drv
+            .set_env_var("requiredSystemFeatures", "kvm big-parallel");
         let properties: Vec<(String, String)> = platform_of(&build)
             .properties
             .into_iter()

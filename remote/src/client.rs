@@ -466,11 +466,7 @@ async fn check_capabilities(
 
 impl RemoteBuilder for RemoteExecutor {
     fn accepts(&self, build: &PlannedBuild) -> bool {
-        let prefers_local = build
-            .drv
-            .env
-            .get("preferLocalBuild")
-            .is_some_and(|value| value == "1");
+        let prefers_local = build.drv.env_var("preferLocalBuild") == Some(b"1");
         // Content-addressed builds (resolution, floating outputs) stay local for now.
         !prefers_local && !build.resolve && !build.drv.is_floating() && !build.outputs.is_empty()
     }

@@ -269,7 +269,10 @@ pub fn run(global: &GlobalOptions, args: ShellArgs) -> Result<(), Failure> {
 
     let mut spec = SandboxSpec::new(dir.as_str(), &scratch.0, &programs[0].0);
     spec.args = command_args;
-    spec.env = env;
+    spec.env = env
+        .into_iter()
+        .map(|(name, value)| (name.into(), value.into()))
+        .collect();
     spec.network = args.network;
     spec.inputs = closure
         .iter()

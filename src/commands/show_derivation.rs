@@ -1,13 +1,15 @@
 //! `kiln show-derivation`: print `.drv` files as the JSON of `nix show-derivation` — an object
 //! keyed by derivation path, in store-path order, with `-r` adding every derivation of the
-//! reference closure.
+//! reference closure. Strings are written as the derivation's bytes, UTF-8 or not, as Nix 2.8
+//! writes them.
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
 use kiln_local_store::LocalStore;
-use kiln_store::derivation::Derivation;
+use kiln_store::derivation::{Derivation, Json};
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use crate::session::{Failure, GlobalOptions};
@@ -50,7 +52,7 @@ pub fn run(global: &GlobalOptions, args: ShowDerivationArgs) -> Result<(), Failu
         given
     };
     // Keyed by base name: Nix orders store paths by hash part, then name.
-    let mut shown: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut shown: BTreeMap<String, Json> = BTreeMap::new();
     for path in shown_paths {
         if shown.contains_key(path.base_name()) {
             continue;
@@ -58,13 +60,18 @@ pub fn run(global: &GlobalOptions, args: ShowDerivationArgs) -> Result<(), Failu
         let drv = read_derivation(&store, &dir, &path)?;
         shown.insert(path.base_name().to_string(), drv.to_json(&dir));
     }
-    let object: serde_json::Map<String, serde_json::Value> = shown
-        .into_iter()
-        .map(|(base, json)| (format!("{}/{}", dir.as_str(), base), json))
-        .collect();
-    let text = serde_json::to_string_pretty(&serde_json::Value::Object(object))
-        .context("cannot render JSON")?;
-    println!("{text}");
+    let object = Json::Object(
+        shown
+            .into_iter()
+            .map(|(base, json)| (format!("{}/{}", dir.as_str(), base).into_bytes(), json))
+            .collect(),
+    );
+    let mut text = object.to_pretty();
+    text.push(b'\n');
+    std::io::stdout()
+        .lock()
+        .write_all(&text)
+        .context("cannot write to standard output")?;
     Ok(())
 }
 
@@ -74,8 +81,7 @@ fn read_derivation(
     path: &StorePath,
 ) -> anyhow::Result<Derivation> {
     let file = store.physical_path(path);
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read '{}'", file.display()))?;
+    let text = std::fs::read(&file).with_context(|| format!("cannot read '{}'", file.display()))?;
     Derivation::from_drv_file(dir, path, &text)
         .with_context(|| format!("cannot parse '{}'", dir.print(path)))
 }

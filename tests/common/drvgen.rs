@@ -5,7 +5,8 @@
 //! literals, `builtins.path`, `filterSource` over the files [`write_fixtures`] makes) — whose
 //! body is the list of its derivations. Derivations draw their attributes from every kind of
 //! value Nix coerces into a derivation (strings with control characters, carriage returns,
-//! quotes and non-ASCII text, indented strings, numbers, booleans, null, nested lists, sets with
+//! quotes and non-ASCII text, bytes that are not UTF-8 — characters cut by `substring`, a
+//! binary file read with `readFile` — indented strings, numbers, booleans, null, nested lists, sets with
 //! `outPath` or `__toString`, paths), reference earlier items in every way Nix allows (whole
 //! derivations, chosen outputs, interpolation, `drvPath`, `unsafeDiscardOutputDependency`,
 //! `unsafeDiscardStringContext`, `readFile` of texts, `toJSON`/`toXML` of values), and use the
@@ -54,6 +55,8 @@ pub fn write_fixtures(dir: &Path) {
     write("hello.txt", b"hello\n");
     write("exe.sh", b"#!/bin/sh\necho hi\n");
     write("cr.txt", b"a\r\nb\r");
+    // Every byte but NUL, which a Nix string cannot hold.
+    write("binary.dat", &(1..=u8::MAX).collect::<Vec<u8>>());
     write("dir/a.txt", b"a\n");
     write("dir/sub/b", b"b\n");
     let executable = std::fs::Permissions::from_mode(0o755);
@@ -75,8 +78,39 @@ pub struct Gen {
 }
 
 const STRING_PIECES: &[&str] = &[
-    "a", "b", "hello", " ", "x y", "\\\"", "\\\\", "\\n", "\\t", "\\r", "\\r\\n", "\\${", "$", "é",
-    "€", "😀", "\u{1}", "\u{7f}", "=", "'", "''", "#", "-", "/", "0", "1.5", "\\x",
+    "a",
+    "b",
+    "hello",
+    " ",
+    "x y",
+    "\\\"",
+    "\\\\",
+    "\\n",
+    "\\t",
+    "\\r",
+    "\\r\\n",
+    "\\${",
+    "$",
+    "é",
+    "€",
+    "😀",
+    "\u{1}",
+    "\u{7f}",
+    "=",
+    "'",
+    "''",
+    "#",
+    "-",
+    "/",
+    "0",
+    "1.5",
+    "\\x",
+    "\u{8}",
+    "\u{c}",
+    // Bytes that are not UTF-8.
+    "${builtins.substring 0 1 \"é\"}",
+    "${builtins.substring 1 2 \"€\"}",
+    "${builtins.readFile ./binary.dat}",
 ];
 
 const SYSTEMS: &[&str] = &[
@@ -300,6 +334,7 @@ impl Gen {
                     "src",
                     "buildInputs",
                     "weird name",
+                    "half${builtins.substring 0 1 \"é\"}",
                 ])
                 .to_string();
             if attrs.iter().any(|(n, _)| *n == name) {

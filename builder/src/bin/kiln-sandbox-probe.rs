@@ -39,7 +39,7 @@ fn parse(args: Vec<String>) -> Result<SandboxSpec, String> {
             }
             "--env" => {
                 let (name, val) = split_pair(&value()?)?;
-                spec_parts.env.insert(name, val);
+                spec_parts.env.insert(name.into(), val.into());
             }
             "--network" => spec_parts.network = true,
             "--nixbld" => spec_parts.id_map = IdMapPolicy::Nixbld,

@@ -153,10 +153,11 @@ pub(super) fn check_reference_rules(
     references: &BTreeSet<StorePath>,
 ) -> Result<(), BuildError> {
     let resolve = |attribute: &str| -> Result<Option<BTreeSet<StorePath>>, BuildError> {
-        let Some(value) = build.drv.env.get(attribute) else {
+        let Some(value) = build.drv.env_var(attribute) else {
             return Ok(None);
         };
-        value
+        // Store paths and output names: text that is not UTF-8 names neither, lossy or not.
+        String::from_utf8_lossy(value)
             .split_whitespace()
             .map(|entry| {
                 if let Some(path) = build.outputs.get(entry) {

@@ -69,15 +69,20 @@ pub(super) fn run_sandboxed(
         },
     );
 
-    let mut spec = SandboxSpec::new(dir.as_str(), &sandbox_build_dir, &drv.builder);
-    spec.args = drv.args.iter().map(OsString::from).collect();
+    // The builder and its arguments are the derivation's bytes, UTF-8 or not.
+    let mut spec = SandboxSpec::new(
+        dir.as_str(),
+        &sandbox_build_dir,
+        OsString::from_vec(drv.builder.clone()),
+    );
+    spec.args = drv.args.iter().cloned().map(OsString::from_vec).collect();
     spec.env = env;
     if network {
         spec.env.extend(
             settings
                 .network_env
                 .iter()
-                .map(|(name, value)| (name.clone(), value.clone())),
+                .map(|(name, value)| (OsString::from(name), OsString::from(value))),
         );
     }
     spec.network = network;
@@ -89,7 +94,9 @@ pub(super) fn run_sandboxed(
         .iter()
         .map(|slot| StoreMount::new(&slot.host_path, dir.print(&slot.path)))
         .collect();
-    if let Some(rootfs) = drv.env.get("rootfs").filter(|v| !v.trim().is_empty()) {
+    // Store paths: text that is not UTF-8 names none, lossy or not.
+    let rootfs = drv.env_var("rootfs").map(String::from_utf8_lossy);
+    if let Some(rootfs) = rootfs.filter(|v| !v.trim().is_empty()) {
         let mut lower_layers = Vec::new();
         for entry in rootfs.split_whitespace() {
             let path = dir
@@ -186,20 +193,26 @@ pub(super) fn checked_rootfs_layer(
 /// Nix's `passAsFile`: each named attribute is written to `/build/.attr-<hash>` and replaced
 /// by `<name>Path` naming that file.
 pub(super) fn pass_as_file(
-    env: &mut BTreeMap<String, String>,
+    env: &mut BTreeMap<Vec<u8>, Vec<u8>>,
     build_dir: &Path,
 ) -> std::io::Result<()> {
-    let Some(names) = env.get("passAsFile").cloned() else {
+    let Some(names) = env.get(b"passAsFile".as_slice()).cloned() else {
         return Ok(());
     };
-    for name in names.split_whitespace() {
+    // Nix splits the list on spaces, tabs and line ends; a name is bytes, as the variable's.
+    for name in names
+        .split(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
+        .filter(|name| !name.is_empty())
+    {
         let value = env.remove(name).unwrap_or_default();
-        let digest = Hash::sha256(name.as_bytes());
+        let digest = Hash::sha256(name);
         let file_name = format!(".attr-{}", nixbase32::encode(digest.as_bytes()));
         fs::write(build_dir.join(&file_name), value)?;
+        let mut path_name = name.to_vec();
+        path_name.extend_from_slice(b"Path");
         env.insert(
-            format!("{name}Path"),
-            format!("{SANDBOX_BUILD_DIR}/{file_name}"),
+            path_name,
+            format!("{SANDBOX_BUILD_DIR}/{file_name}").into_bytes(),
         );
     }
     Ok(())

@@ -7,6 +7,8 @@
 //! that map with [`nix_build_env`]. `passAsFile` and `impureEnvVars` are the caller's business.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 
 /// Where the build directory appears inside the sandbox (Nix's `sandbox-build-dir`).
 pub const SANDBOX_BUILD_DIR: &str = "/build";
@@ -30,34 +32,46 @@ pub struct NixEnvParams<'a> {
 /// `HOME`), each output name bound to its logical path, then the build-directory variables,
 /// `NIX_LOG_FD` and `TERM`, which the derivation cannot override.
 pub fn nix_build_env(
-    drv_env: &BTreeMap<String, String>,
+    drv_env: &BTreeMap<Vec<u8>, Vec<u8>>,
     outputs: &BTreeMap<String, String>,
     params: &NixEnvParams<'_>,
-) -> BTreeMap<String, String> {
+) -> BTreeMap<OsString, OsString> {
     let mut env = BTreeMap::new();
-    env.insert("PATH".to_owned(), "/path-not-set".to_owned());
-    env.insert("HOME".to_owned(), HOMELESS_SHELTER.to_owned());
-    env.insert("NIX_STORE".to_owned(), params.store_dir.to_owned());
-    env.insert("NIX_BUILD_CORES".to_owned(), params.build_cores.to_string());
+    let mut set = |name: &str, value: &str| {
+        env.insert(OsString::from(name), OsString::from(value));
+    };
+    set("PATH", "/path-not-set");
+    set("HOME", HOMELESS_SHELTER);
+    set("NIX_STORE", params.store_dir);
+    set("NIX_BUILD_CORES", &params.build_cores.to_string());
     for (name, value) in drv_env {
-        env.insert(name.clone(), value.clone());
+        // The derivation's bytes, UTF-8 or not, are the builder's as they are.
+        env.insert(
+            OsString::from_vec(name.clone()),
+            OsString::from_vec(value.clone()),
+        );
     }
+    let mut set = |name: &str, value: &str| {
+        env.insert(OsString::from(name), OsString::from(value));
+    };
     for (name, path) in outputs {
-        env.insert(name.clone(), path.clone());
+        set(name, path);
     }
     for name in ["NIX_BUILD_TOP", "TMPDIR", "TEMPDIR", "TMP", "TEMP", "PWD"] {
-        env.insert(name.to_owned(), SANDBOX_BUILD_DIR.to_owned());
+        set(name, SANDBOX_BUILD_DIR);
     }
     if params.fixed_output {
-        env.insert("NIX_OUTPUT_CHECKED".to_owned(), "1".to_owned());
+        set("NIX_OUTPUT_CHECKED", "1");
     }
-    env.insert("NIX_LOG_FD".to_owned(), "2".to_owned());
-    env.insert("TERM".to_owned(), "xterm-256color".to_owned());
+    set("NIX_LOG_FD", "2");
+    set("TERM", "xterm-256color");
     env
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -67,9 +81,20 @@ mod tests {
             .collect()
     }
 
+    fn bytes_map(pairs: &[(&str, &str)]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn get<'a>(env: &'a BTreeMap<OsString, OsString>, name: &str) -> &'a OsString {
+        &env[std::ffi::OsStr::new(name)]
+    }
+
     #[test]
     fn derivation_overrides_path_but_not_build_dir_variables() {
-        let drv_env = map(&[
+        let drv_env = bytes_map(&[
             ("PATH", "/kiln/store/abc-tools/bin"),
             ("TMPDIR", "/elsewhere"),
             ("name", "hello"),
@@ -82,16 +107,16 @@ mod tests {
             fixed_output: false,
         };
         let env = nix_build_env(&drv_env, &outputs, &params);
-        assert_eq!(env["PATH"], "/kiln/store/abc-tools/bin");
-        assert_eq!(env["TMPDIR"], "/build");
-        assert_eq!(env["HOME"], "/homeless-shelter");
-        assert_eq!(env["NIX_STORE"], "/kiln/store");
-        assert_eq!(env["NIX_BUILD_CORES"], "4");
-        assert_eq!(env["NIX_LOG_FD"], "2");
-        assert_eq!(env["TERM"], "xterm-256color");
-        assert_eq!(env["PWD"], "/build");
-        assert!(!env.contains_key("NIX_OUTPUT_CHECKED"));
-        let names: Vec<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(get(&env, "PATH"), "/kiln/store/abc-tools/bin");
+        assert_eq!(get(&env, "TMPDIR"), "/build");
+        assert_eq!(get(&env, "HOME"), "/homeless-shelter");
+        assert_eq!(get(&env, "NIX_STORE"), "/kiln/store");
+        assert_eq!(get(&env, "NIX_BUILD_CORES"), "4");
+        assert_eq!(get(&env, "NIX_LOG_FD"), "2");
+        assert_eq!(get(&env, "TERM"), "xterm-256color");
+        assert_eq!(get(&env, "PWD"), "/build");
+        assert!(!env.contains_key(std::ffi::OsStr::new("NIX_OUTPUT_CHECKED")));
+        let names: Vec<&str> = env.keys().filter_map(|name| name.to_str()).collect();
         assert_eq!(
             names,
             [
@@ -122,9 +147,22 @@ mod tests {
         };
         let outputs = map(&[("dev", "/nix/store/d-x-dev"), ("out", "/nix/store/o-x")]);
         let env = nix_build_env(&BTreeMap::new(), &outputs, &params);
-        assert_eq!(env["NIX_OUTPUT_CHECKED"], "1");
-        assert_eq!(env["dev"], "/nix/store/d-x-dev");
-        assert_eq!(env["out"], "/nix/store/o-x");
-        assert_eq!(env["PATH"], "/path-not-set");
+        assert_eq!(get(&env, "NIX_OUTPUT_CHECKED"), "1");
+        assert_eq!(get(&env, "dev"), "/nix/store/d-x-dev");
+        assert_eq!(get(&env, "out"), "/nix/store/o-x");
+        assert_eq!(get(&env, "PATH"), "/path-not-set");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_pass_unchanged() {
+        let drv_env = BTreeMap::from([(b"n\xc3".to_vec(), b"\xff\x01v\xe2\x82".to_vec())]);
+        let params = NixEnvParams {
+            store_dir: "/nix/store",
+            build_cores: 1,
+            fixed_output: false,
+        };
+        let env = nix_build_env(&drv_env, &BTreeMap::new(), &params);
+        let value = &env[std::ffi::OsStr::from_bytes(b"n\xc3")];
+        assert_eq!(value.as_bytes(), b"\xff\x01v\xe2\x82");
     }
 }

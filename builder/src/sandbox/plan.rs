@@ -617,7 +617,12 @@ pub(crate) fn build_plan(
     let envp = spec
         .env
         .iter()
-        .map(|(name, value)| cstring(format!("{name}={value}").as_bytes(), "the environment"))
+        .map(|(name, value)| {
+            let mut entry = name.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            cstring(&entry, "the environment")
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ChildPlan::new(steps, builder_steps, programs, args, envp))
 }

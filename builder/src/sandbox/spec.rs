@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -123,7 +124,8 @@ pub struct SandboxSpec {
     /// `argv[1..]`.
     pub args: Vec<OsString>,
     /// Exactly the builder's environment (see [`super::nix_build_env`]).
-    pub env: BTreeMap<String, String>,
+    /// Names and values are bytes (not necessarily UTF-8), as the derivation gives them.
+    pub env: BTreeMap<OsString, OsString>,
     /// Share the host's network (and bind its `/etc/resolv.conf`, `/etc/hosts`,
     /// `/etc/services` read-only) instead of a private loopback-only one.
     pub network: bool,
@@ -251,7 +253,7 @@ impl SandboxSpec {
             ));
         }
         for name in self.env.keys() {
-            if name.is_empty() || name.contains('=') {
+            if name.is_empty() || name.as_bytes().contains(&b'=') {
                 return invalid(format!("invalid environment variable name {name:?}"));
             }
         }

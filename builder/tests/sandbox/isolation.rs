@@ -173,10 +173,10 @@ fn hostname_is_localhost_and_env_is_exactly_the_given_one() {
     spec.args = Vec::new();
     let outputs = BTreeMap::from([("out".to_owned(), fixture.out_logical())]);
     let drv_env = BTreeMap::from([
-        ("name".to_owned(), "test".to_owned()),
+        (b"name".to_vec(), b"test".to_vec()),
         (
-            "PATH".to_owned(),
-            format!("{}/bin", fixture.busybox_logical()),
+            b"PATH".to_vec(),
+            format!("{}/bin", fixture.busybox_logical()).into_bytes(),
         ),
     ]);
     spec.env = nix_build_env(
@@ -188,7 +188,11 @@ fn hostname_is_localhost_and_env_is_exactly_the_given_one() {
             fixed_output: false,
         },
     );
-    let expected: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let expected: Vec<String> = spec
+        .env
+        .iter()
+        .map(|(k, v)| format!("{}={}", k.display(), v.display()))
+        .collect();
     let (outcome, log) = run_logged(spec);
     assert!(outcome.success(), "{outcome:?} {log}");
     let mut seen: Vec<String> = log.lines().map(str::to_owned).collect();

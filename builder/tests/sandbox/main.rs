@@ -109,8 +109,11 @@ impl Fixture {
         )];
         spec.outputs = vec![StoreMount::new(self.out_host(), self.out_logical())];
         spec.env = BTreeMap::from([
-            ("PATH".to_owned(), format!("{}/bin", self.busybox_logical())),
-            ("out".to_owned(), self.out_logical()),
+            (
+                "PATH".into(),
+                format!("{}/bin", self.busybox_logical()).into(),
+            ),
+            ("out".into(), self.out_logical().into()),
         ]);
         spec
     }

@@ -320,12 +320,11 @@ fn input_hash_modulo(
     if let Some(record) = ev.known_paths.borrow().derivation(drv_path) {
         return Ok(record.hash_modulo.clone());
     }
-    let text = ev
+    let aterm = ev
         .store()
         .read_store_file(drv_path)
-        .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(|| DerivationError::UnknownInput(dir.print(drv_path)))?;
-    let drv = Derivation::from_drv_file(dir, drv_path, &text)?;
+    let drv = Derivation::from_drv_file(dir, drv_path, &aterm)?;
     let hash = drv.hash_modulo(dir, false, &mut |input| input_hash_modulo(ev, dir, input))?;
     ev.known_paths.borrow_mut().add_derivation(
         drv_path.clone(),
@@ -448,7 +447,7 @@ fn derivation_strict(ev: &Evaluator, args: &[Value], span: Span) -> EvalResult<V
         .add_derivation(
             StoreText {
                 name: &format!("{drv_name}.drv"),
-                contents: aterm.as_bytes(),
+                contents: &aterm,
                 references: &references,
             },
             &outputs,
@@ -640,29 +639,64 @@ mod tests {
         }
     }
 
-    /// Nix 2.8 writes such bytes into the `.drv` as they are; kiln's derivation model holds
-    /// text, so it refuses them rather than give another `.drv` path than Nix's.
+    /// Strings that are not UTF-8 (half of `é`) in the environment, the arguments, the builder,
+    /// `__json` and an attribute name: Nix 2.8 writes their bytes into the `.drv` as they are
+    /// (paths from `nix-instantiate --eval --strict --json`, `NIX_STORE_DIR=/nix/store`).
     #[test]
-    fn attributes_that_are_not_utf8_are_refused() {
+    fn attributes_that_are_not_utf8_keep_their_bytes() {
         let half = r#"builtins.substring 0 1 "é""#;
-        for attrs in [
-            format!("a = {half};"),
-            format!("args = [ ({half}) ];"),
-            format!("__structuredAttrs = true; a = [ ({half}) ];"),
-        ] {
+        let cases = [
+            (format!("a = {half};"), "jzc1j84r13342v82rrqqycfxv62fkcjn"),
+            (
+                format!("args = [ ({half}) ];"),
+                "43s2n7hbni0pbbffx2pvdalfqd2qbvpv",
+            ),
+            (
+                format!("__structuredAttrs = true; a = [ ({half}) ];"),
+                "p2vkyw28kx4mnn2yphlydw3hbiip60i5",
+            ),
+            (
+                format!("${{{half}}} = \"v\";"),
+                "6c12rmxmilxjdm3g2lwx991ingjdajgw",
+            ),
+            (
+                format!("builder = \"/b${{{half}}}\";"),
+                "n7n8idm39qkmwala69kms3i59a5kzqaz",
+            ),
+            (
+                format!(
+                    "__structuredAttrs = true; ${{{half}}} = {half}; builder = \"/b${{{half}}}\";"
+                ),
+                "rcjfbdrawmm15ass8jvv1pc07m9wypk7",
+            ),
+        ];
+        for (attrs, hash) in cases {
             let source = format!(
-                r#"(derivation {{ name = "a"; builder = "/b"; system = "x"; {attrs} }}).drvPath"#
+                r#"(derivation ({{ name = "a"; builder = "/b"; system = "x"; }} // {{ {attrs} }})).drvPath"#
+            );
+            assert_eq!(
+                eval_json(&source),
+                format!(r#""/nix/store/{hash}-a.drv""#),
+                "{source}"
+            );
+        }
+    }
+
+    /// The platform is text in kiln's derivations; a `system` that is not UTF-8 (which Nix 2.8
+    /// writes raw) is refused rather than changed into another `.drv` path than Nix's.
+    #[test]
+    fn a_system_that_is_not_utf8_is_refused() {
+        let half = r#"builtins.substring 0 1 "é""#;
+        for structured in ["false", "true"] {
+            let source = format!(
+                r#"(derivation {{ name = "a"; builder = "/b"; system = "x${{{half}}}"; __structuredAttrs = {structured}; }}).drvPath"#
             );
             let actual = eval_json(&source);
             assert!(
-                actual.contains("is not valid UTF-8, which kiln's derivations cannot hold"),
+                actual
+                    .contains("'system' is not valid UTF-8, which kiln's derivations cannot hold"),
                 "{source}: {actual}"
             );
         }
-        // Bytes that are UTF-8 pass.
-        let source = format!(
-            r#"(derivation {{ name = "a"; builder = "/b"; system = "x"; a = {half} + builtins.substring 1 1 "é"; }}).drvPath"#
-        );
-        assert!(eval_json(&source).ends_with(r#"-a.drv""#), "{source}");
     }
 }

@@ -1,49 +1,52 @@
 //! The ATerm text of `.drv` files:
 //! `Derive([outputs],[inputDrvs],[inputSrcs],"platform","builder",[args],[env])`, written
-//! exactly as Nix writes it (escapes `"` `\` newline, carriage return and tab; everything else
-//! verbatim — except the platform, which Nix writes without escapes) and parsed back.
+//! exactly as Nix writes it (escapes `"` `\` newline, carriage return and tab; every other
+//! byte verbatim, UTF-8 or not — except the platform, which Nix writes without escapes) and
+//! parsed back. The builder, arguments and environment are bytes; names, paths, hashes and
+//! the platform are text.
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Derivation, DerivationError, DerivationOutput, FixedOutputHash, FloatingOutput};
 use crate::hash::Hash;
 use crate::store_path::{ContentAddressMethod, StoreDir};
 
-/// Appends `text` as a quoted, escaped ATerm string.
-fn write_string(out: &mut String, text: &str) {
+/// Appends `text` as a quoted, escaped ATerm string; bytes other than the five escaped ones
+/// are copied as they are, whether or not they are UTF-8.
+fn write_string(out: &mut Vec<u8>, text: &[u8]) {
     out.reserve(text.len() + 2);
-    out.push('"');
+    out.push(b'"');
     let mut start = 0;
-    for (index, byte) in text.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
+    for (index, &byte) in text.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
             _ => continue,
         };
-        out.push_str(&text[start..index]);
-        out.push_str(escape);
+        out.extend_from_slice(&text[start..index]);
+        out.extend_from_slice(escape);
         start = index + 1;
     }
-    out.push_str(&text[start..]);
-    out.push('"');
+    out.extend_from_slice(&text[start..]);
+    out.push(b'"');
 }
 
 /// Appends `[item,item,…]` with each item written by `write_item`.
 fn write_list<T>(
-    out: &mut String,
+    out: &mut Vec<u8>,
     items: impl IntoIterator<Item = T>,
-    mut write_item: impl FnMut(&mut String, T),
+    mut write_item: impl FnMut(&mut Vec<u8>, T),
 ) {
-    out.push('[');
+    out.push(b'[');
     for (index, item) in items.into_iter().enumerate() {
         if index > 0 {
-            out.push(',');
+            out.push(b',');
         }
         write_item(out, item);
     }
-    out.push(']');
+    out.push(b']');
 }
 
 /// Writes the ATerm of `drv`. With `input_drvs_by_hash`, the input derivations are replaced
@@ -55,39 +58,39 @@ pub(super) fn write(
     dir: &StoreDir,
     input_drvs_by_hash: Option<&BTreeMap<String, BTreeSet<String>>>,
     mask_outputs: bool,
-) -> String {
-    let mut out = String::with_capacity(1024);
-    out.push_str("Derive(");
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(b"Derive(");
     write_list(&mut out, &drv.outputs, |out, (name, output)| {
-        out.push('(');
-        write_string(out, name);
-        out.push(',');
+        out.push(b'(');
+        write_string(out, name.as_bytes());
+        out.push(b',');
         match (&output.path, mask_outputs) {
-            (Some(path), false) => write_string(out, &dir.print(path)),
-            _ => out.push_str("\"\""),
+            (Some(path), false) => write_string(out, dir.print(path).as_bytes()),
+            _ => out.extend_from_slice(b"\"\""),
         }
-        out.push(',');
+        out.push(b',');
         match (&output.fixed, &output.floating) {
             (Some(fixed), _) => {
-                write_string(out, &fixed.method_algo());
-                out.push(',');
-                write_string(out, &fixed.hash.to_hex());
+                write_string(out, fixed.method_algo().as_bytes());
+                out.push(b',');
+                write_string(out, fixed.hash.to_hex().as_bytes());
             }
             (None, Some(floating)) => {
-                write_string(out, &floating.method_algo());
-                out.push_str(",\"\"");
+                write_string(out, floating.method_algo().as_bytes());
+                out.extend_from_slice(b",\"\"");
             }
-            (None, None) => out.push_str("\"\",\"\""),
+            (None, None) => out.extend_from_slice(b"\"\",\"\""),
         }
-        out.push(')');
+        out.push(b')');
     });
-    out.push(',');
-    let write_input = |out: &mut String, (key, outputs): (String, &BTreeSet<String>)| {
-        out.push('(');
-        write_string(out, &key);
-        out.push(',');
-        write_list(out, outputs, |out, name| write_string(out, name));
-        out.push(')');
+    out.push(b',');
+    let write_input = |out: &mut Vec<u8>, (key, outputs): (String, &BTreeSet<String>)| {
+        out.push(b'(');
+        write_string(out, key.as_bytes());
+        out.push(b',');
+        write_list(out, outputs, |out, name| write_string(out, name.as_bytes()));
+        out.push(b')');
     };
     match input_drvs_by_hash {
         Some(by_hash) => write_list(
@@ -101,40 +104,40 @@ pub(super) fn write(
             write_input,
         ),
     }
-    out.push(',');
+    out.push(b',');
     write_list(&mut out, &drv.input_srcs, |out, path| {
-        write_string(out, &dir.print(path))
+        write_string(out, dir.print(path).as_bytes())
     });
-    out.push(',');
+    out.push(b',');
     // Nix writes the platform quoted but unescaped (`printUnquotedString`): a tab or newline
     // in `system` goes into the `.drv` raw, and so into its hash.
-    out.push('"');
-    out.push_str(&drv.platform);
-    out.push('"');
-    out.push(',');
+    out.push(b'"');
+    out.extend_from_slice(drv.platform.as_bytes());
+    out.push(b'"');
+    out.push(b',');
     write_string(&mut out, &drv.builder);
-    out.push(',');
+    out.push(b',');
     write_list(&mut out, &drv.args, |out, arg| write_string(out, arg));
-    out.push(',');
+    out.push(b',');
     write_list(&mut out, &drv.env, |out, (key, value)| {
-        out.push('(');
+        out.push(b'(');
         write_string(out, key);
-        out.push(',');
-        if mask_outputs && drv.outputs.contains_key(key) {
-            out.push_str("\"\"");
+        out.push(b',');
+        if mask_outputs && drv.is_output_name(key) {
+            out.extend_from_slice(b"\"\"");
         } else {
             write_string(out, value);
         }
-        out.push(')');
+        out.push(b')');
     });
-    out.push(')');
+    out.push(b')');
     out
 }
 
-/// A cursor over the ATerm text.
+/// A cursor over the ATerm bytes.
 struct Parser<'a> {
     name: &'a str,
-    text: &'a str,
+    text: &'a [u8],
     offset: usize,
 }
 
@@ -148,7 +151,7 @@ impl<'a> Parser<'a> {
     }
 
     fn expect(&mut self, token: &str) -> Result<(), DerivationError> {
-        if self.text[self.offset..].starts_with(token) {
+        if self.text[self.offset..].starts_with(token.as_bytes()) {
             self.offset += token.len();
             Ok(())
         } else {
@@ -157,49 +160,52 @@ impl<'a> Parser<'a> {
     }
 
     fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.offset).copied()
+        self.text.get(self.offset).copied()
     }
 
-    fn string(&mut self) -> Result<String, DerivationError> {
+    /// A quoted string's bytes, unescaped: `\n`, `\r` and `\t` stand for their control
+    /// characters, a backslash before any other byte for that byte (as Nix reads them).
+    fn bytes(&mut self) -> Result<Vec<u8>, DerivationError> {
         self.expect("\"")?;
-        let mut out = String::new();
-        let bytes = self.text.as_bytes();
+        let mut out = Vec::new();
         let mut start = self.offset;
         loop {
-            match bytes.get(self.offset) {
+            match self.text.get(self.offset) {
                 None => return Err(self.error("unterminated string")),
                 Some(b'"') => {
-                    out.push_str(&self.text[start..self.offset]);
+                    out.extend_from_slice(&self.text[start..self.offset]);
                     self.offset += 1;
                     return Ok(out);
                 }
                 Some(b'\\') => {
-                    out.push_str(&self.text[start..self.offset]);
-                    let escaped = *bytes
+                    out.extend_from_slice(&self.text[start..self.offset]);
+                    let escaped = *self
+                        .text
                         .get(self.offset + 1)
                         .ok_or_else(|| self.error("unterminated string"))?;
-                    match escaped {
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        _ => {
-                            // Nix keeps the escaped character itself; it may start a multi-byte
-                            // UTF-8 sequence, which the next chunk copies on.
-                            if escaped.is_ascii() {
-                                out.push(char::from(escaped));
-                            } else {
-                                self.offset += 1;
-                                start = self.offset;
-                                continue;
-                            }
-                        }
-                    }
+                    out.push(match escaped {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        other => other,
+                    });
                     self.offset += 2;
                     start = self.offset;
                 }
                 Some(_) => self.offset += 1,
             }
         }
+    }
+
+    /// A quoted string that must be UTF-8 text (names, paths, hashes, the platform).
+    fn string(&mut self) -> Result<String, DerivationError> {
+        let at = self.offset;
+        let bytes = self.bytes()?;
+        String::from_utf8(bytes).map_err(|_| DerivationError::Parse {
+            name: self.name.to_owned(),
+            offset: at,
+            message: "expected a UTF-8 string".to_owned(),
+        })
     }
 
     /// Parses `[item,…]`.
@@ -228,7 +234,11 @@ impl<'a> Parser<'a> {
 }
 
 /// Parses a `.drv` file's text.
-pub(super) fn parse(dir: &StoreDir, name: &str, text: &str) -> Result<Derivation, DerivationError> {
+pub(super) fn parse(
+    dir: &StoreDir,
+    name: &str,
+    text: &[u8],
+) -> Result<Derivation, DerivationError> {
     let mut p = Parser {
         name,
         text,
@@ -296,15 +306,15 @@ pub(super) fn parse(dir: &StoreDir, name: &str, text: &str) -> Result<Derivation
     p.expect(",")?;
     drv.platform = p.string()?;
     p.expect(",")?;
-    drv.builder = p.string()?;
+    drv.builder = p.bytes()?;
     p.expect(",")?;
-    drv.args = p.list(|p| p.string())?;
+    drv.args = p.list(|p| p.bytes())?;
     p.expect(",")?;
     let env = p.list(|p| {
         p.expect("(")?;
-        let key = p.string()?;
+        let key = p.bytes()?;
         p.expect(",")?;
-        let value = p.string()?;
+        let value = p.bytes()?;
         p.expect(")")?;
         Ok((key, value))
     })?;

@@ -83,7 +83,7 @@ pub(super) fn hash_modulo(
         }
     }
     let text = aterm::write(drv, dir, Some(&inputs_by_hash), mask_outputs);
-    let hash = Hash::sha256(text.as_bytes());
+    let hash = Hash::sha256(&text);
     Ok(if deferred {
         DrvHashModulo::Deferred(hash)
     } else {

@@ -4,17 +4,21 @@
 //! `hash_modulo`), output path computation for input-addressed, fixed-output, floating
 //! content-addressed and deferred derivations (Nix's `ca-derivations`), resolution of a
 //! derivation against the realised outputs of its inputs (see `resolve`), and the JSON of
-//! `nix show-derivation`.
+//! `nix show-derivation` (see `json`).
 //!
-//! Maps are `BTreeMap`s keyed by strings or `StorePath`s, so iteration is in byte order, the
-//! order of Nix's `std::map` and of the ATerm file.
+//! Maps are `BTreeMap`s keyed by strings, byte strings or `StorePath`s, so iteration is in
+//! byte order, the order of Nix's `std::map` and of the ATerm file. The builder, arguments and
+//! environment (names and values) are bytes, as Nix strings are; names of the derivation and
+//! its outputs, paths and the platform are text.
 mod aterm;
 mod hash_modulo;
+mod json;
 mod resolve;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use hash_modulo::{DrvHashCache, DrvHashModulo};
+pub use json::Json;
 pub use resolve::{downstream_placeholder, hash_placeholder, rewrite_strings};
 
 use crate::hash::{Hash, HashAlgo, HashError};
@@ -119,9 +123,11 @@ pub struct Derivation {
     pub input_srcs: BTreeSet<StorePath>,
     /// The `system` attribute.
     pub platform: String,
-    pub builder: String,
-    pub args: Vec<String>,
-    pub env: BTreeMap<String, String>,
+    /// The builder, arguments and environment are bytes, as Nix strings are: not necessarily
+    /// UTF-8, written into the `.drv` and handed to the build as they are.
+    pub builder: Vec<u8>,
+    pub args: Vec<Vec<u8>>,
+    pub env: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl Derivation {
@@ -159,8 +165,24 @@ impl Derivation {
             .collect()
     }
 
-    /// The ATerm text of the `.drv` file, byte-identical to Nix's.
-    pub fn to_aterm(&self, dir: &StoreDir) -> String {
+    /// The value of environment variable `name`, if set.
+    pub fn env_var(&self, name: &str) -> Option<&[u8]> {
+        self.env.get(name.as_bytes()).map(Vec::as_slice)
+    }
+
+    /// Sets environment variable `name` to `value`.
+    pub fn set_env_var(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.env.insert(name.as_bytes().to_vec(), value.into());
+    }
+
+    /// Whether `name` (an environment variable's name) is the name of an output.
+    pub fn is_output_name(&self, name: &[u8]) -> bool {
+        std::str::from_utf8(name).is_ok_and(|name| self.outputs.contains_key(name))
+    }
+
+    /// The ATerm of the `.drv` file, byte-identical to Nix's (not necessarily UTF-8: the
+    /// builder, arguments and environment are written as the bytes they are).
+    pub fn to_aterm(&self, dir: &StoreDir) -> Vec<u8> {
         aterm::write(self, dir, None, false)
     }
 
@@ -168,7 +190,7 @@ impl Derivation {
     pub fn from_aterm(
         dir: &StoreDir,
         name: &str,
-        text: &str,
+        text: &[u8],
     ) -> Result<Derivation, DerivationError> {
         aterm::parse(dir, name, text)
     }
@@ -177,7 +199,7 @@ impl Derivation {
     pub fn from_drv_file(
         dir: &StoreDir,
         drv_path: &StorePath,
-        text: &str,
+        text: &[u8],
     ) -> Result<Derivation, DerivationError> {
         let name = drv_path
             .name()
@@ -186,13 +208,9 @@ impl Derivation {
         aterm::parse(dir, name, text)
     }
 
-    /// The path of this derivation's `.drv` file, given its ATerm text.
-    pub fn drv_path(&self, dir: &StoreDir, aterm: &str) -> Result<StorePath, StorePathError> {
-        dir.make_text_path(
-            &format!("{}.drv", self.name),
-            aterm.as_bytes(),
-            &self.references(),
-        )
+    /// The path of this derivation's `.drv` file, given its ATerm.
+    pub fn drv_path(&self, dir: &StoreDir, aterm: &[u8]) -> Result<StorePath, StorePathError> {
+        dir.make_text_path(&format!("{}.drv", self.name), aterm, &self.references())
     }
 
     /// Fills in the output paths (and the matching environment variables) of a derivation
@@ -212,7 +230,10 @@ impl Derivation {
                 // `is_fixed_output` checked that every output has a fixed hash.
                 let Some(fixed) = output.fixed else { continue };
                 let path = fixed.output_path(dir, &name, output_name)?;
-                self.env.insert(output_name.clone(), dir.print(&path));
+                self.env.insert(
+                    output_name.as_bytes().to_vec(),
+                    dir.print(&path).into_bytes(),
+                );
                 output.path = Some(path);
             }
             return Ok(());
@@ -220,8 +241,10 @@ impl Derivation {
         if self.is_floating() {
             for (output_name, output) in self.outputs.iter_mut() {
                 output.path = None;
-                self.env
-                    .insert(output_name.clone(), hash_placeholder(output_name));
+                self.env.insert(
+                    output_name.as_bytes().to_vec(),
+                    hash_placeholder(output_name).into_bytes(),
+                );
             }
             return Ok(());
         }
@@ -234,7 +257,7 @@ impl Derivation {
         }
         for (output_name, output) in self.outputs.iter_mut() {
             output.path = None;
-            self.env.insert(output_name.clone(), String::new());
+            self.env.insert(output_name.as_bytes().to_vec(), Vec::new());
         }
         let masked_hash = hash_modulo::hash_modulo(self, dir, true, &mut |drv_path| {
             input_hash(drv_path).ok_or_else(|| DerivationError::UnknownInput(dir.print(drv_path)))
@@ -250,7 +273,10 @@ impl Derivation {
         };
         for (output_name, output) in self.outputs.iter_mut() {
             let path = dir.make_output_path(output_name, &hash, &self.name)?;
-            self.env.insert(output_name.clone(), dir.print(&path));
+            self.env.insert(
+                output_name.as_bytes().to_vec(),
+                dir.print(&path).into_bytes(),
+            );
             output.path = Some(path);
         }
         Ok(())
@@ -282,53 +308,59 @@ impl Derivation {
     }
 
     /// The object `nix show-derivation` prints for this derivation (without the enclosing
-    /// `{ drvPath: … }`).
-    pub fn to_json(&self, dir: &StoreDir) -> serde_json::Value {
-        use serde_json::{Map, Value};
-        let mut outputs = Map::new();
-        for (name, output) in &self.outputs {
-            let mut entry = Map::new();
-            // Floating and deferred outputs have no path (Nix leaves the key out).
-            if let Some(path) = &output.path {
-                entry.insert("path".into(), Value::String(dir.print(path)));
-            }
-            if let Some(fixed) = &output.fixed {
-                entry.insert("hashAlgo".into(), Value::String(fixed.method_algo()));
-                entry.insert("hash".into(), Value::String(fixed.hash.to_hex()));
-            }
-            if let Some(floating) = &output.floating {
-                entry.insert("hashAlgo".into(), Value::String(floating.method_algo()));
-            }
-            outputs.insert(name.clone(), Value::Object(entry));
-        }
+    /// `{ drvPath: … }`); its strings are the derivation's bytes.
+    pub fn to_json(&self, dir: &StoreDir) -> Json {
+        let key = |text: &str| text.as_bytes().to_vec();
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|(name, output)| {
+                let mut entry = Vec::new();
+                // Floating and deferred outputs have no path (Nix leaves the key out).
+                if let Some(path) = &output.path {
+                    entry.push((key("path"), Json::text(dir.print(path))));
+                }
+                if let Some(fixed) = &output.fixed {
+                    entry.push((key("hashAlgo"), Json::text(fixed.method_algo())));
+                    entry.push((key("hash"), Json::text(fixed.hash.to_hex())));
+                }
+                if let Some(floating) = &output.floating {
+                    entry.push((key("hashAlgo"), Json::text(floating.method_algo())));
+                }
+                (key(name), Json::Object(entry))
+            })
+            .collect();
         let input_srcs = self
             .input_srcs
             .iter()
-            .map(|p| Value::String(dir.print(p)))
+            .map(|p| Json::text(dir.print(p)))
             .collect();
         let input_drvs = self
             .input_drvs
             .iter()
             .map(|(path, outputs)| {
-                let names = outputs.iter().cloned().map(Value::String).collect();
-                (dir.print(path), Value::Array(names))
+                let names = outputs
+                    .iter()
+                    .map(|name| Json::text(name.as_str()))
+                    .collect();
+                (dir.print(path).into_bytes(), Json::Array(names))
             })
             .collect();
+        let args = self.args.iter().cloned().map(Json::String).collect();
         let env = self
             .env
             .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .map(|(name, value)| (name.clone(), Json::String(value.clone())))
             .collect();
-        let mut object = Map::new();
-        object.insert("outputs".into(), Value::Object(outputs));
-        object.insert("inputSrcs".into(), Value::Array(input_srcs));
-        object.insert("inputDrvs".into(), Value::Object(input_drvs));
-        object.insert("system".into(), Value::String(self.platform.clone()));
-        object.insert("builder".into(), Value::String(self.builder.clone()));
-        let args = self.args.iter().cloned().map(Value::String).collect();
-        object.insert("args".into(), Value::Array(args));
-        object.insert("env".into(), Value::Object(env));
-        Value::Object(object)
+        Json::Object(vec![
+            (key("outputs"), Json::Object(outputs)),
+            (key("inputSrcs"), Json::Array(input_srcs)),
+            (key("inputDrvs"), Json::Object(input_drvs)),
+            (key("system"), Json::text(self.platform.as_str())),
+            (key("builder"), Json::String(self.builder.clone())),
+            (key("args"), Json::Array(args)),
+            (key("env"), Json::Object(env)),
+        ])
     }
 }
 

@@ -32,13 +32,28 @@ pub fn downstream_placeholder(drv_path: &StorePath, output: &str) -> String {
     format!("/{}", Hash::sha256(clear_text.as_bytes()).to_nixbase32())
 }
 
-/// Nix's `rewriteStrings`: each rewrite in turn (in key order), every occurrence replaced.
-pub fn rewrite_strings(text: &str, rewrites: &BTreeMap<String, String>) -> String {
-    let mut text = text.to_owned();
+/// Nix's `rewriteStrings` over bytes: each rewrite in turn (in key order), every occurrence
+/// replaced, scanning left to right without overlaps.
+pub fn rewrite_strings(text: &[u8], rewrites: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut text = text.to_vec();
     for (from, to) in rewrites {
-        if from != to && text.contains(from.as_str()) {
-            text = text.replace(from.as_str(), to);
+        if from == to || from.is_empty() {
+            continue;
         }
+        let mut found = memchr::memmem::find_iter(&text, from.as_bytes()).peekable();
+        if found.peek().is_none() {
+            continue;
+        }
+        let mut replaced = Vec::with_capacity(text.len());
+        let mut start = 0;
+        for at in found {
+            // `find_iter` reports non-overlapping matches, left to right.
+            replaced.extend_from_slice(&text[start..at]);
+            replaced.extend_from_slice(to.as_bytes());
+            start = at + from.len();
+        }
+        replaced.extend_from_slice(&text[start..]);
+        text = replaced;
     }
     text
 }
@@ -92,7 +107,10 @@ impl Derivation {
                 continue;
             };
             let path = dir.make_output_path(output_name, &output_hash, &name)?;
-            resolved.env.insert(output_name.clone(), dir.print(&path));
+            resolved.env.insert(
+                output_name.as_bytes().to_vec(),
+                dir.print(&path).into_bytes(),
+            );
             output.path = Some(path);
         }
         Ok(resolved)

@@ -3,17 +3,20 @@
 //! document with `__structuredAttrs`), contexts gathered, and the special attributes
 //! (`outputs`, `outputHash*`, `__ignoreNulls`, `__contentAddressed`) checked.
 //!
-//! kiln's `.drv` model (`kiln_store::derivation::Derivation`) holds text, while a Nix string
-//! is bytes: a value that is not UTF-8 is refused here rather than changed, since a changed
-//! value would give another `.drv` path than Nix's.
+//! Strings are bytes here as in the `.drv` model (`kiln_store::derivation::Derivation`): the
+//! builder, arguments and environment — names and values, the `__json` document included —
+//! keep bytes that are not UTF-8, as Nix 2.8 writes them. Only `system` is text in the model
+//! (Nix would write a `system` that is not UTF-8 raw; kiln refuses it rather than change it,
+//! since a changed value would give another `.drv` path than Nix's); the output names and
+//! hashes that are text there are refused by Nix too when they are not ASCII.
 use super::*;
 
 /// The attributes of a derivation as `derivationStrict` collects them.
 #[derive(Default)]
 pub(super) struct CollectedAttrs {
-    pub(super) env: BTreeMap<String, String>,
-    pub(super) args: Vec<String>,
-    pub(super) builder: String,
+    pub(super) env: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub(super) args: Vec<Vec<u8>>,
+    pub(super) builder: Vec<u8>,
     pub(super) platform: String,
     pub(super) output_hash: Option<String>,
     pub(super) output_hash_algo: String,
@@ -25,7 +28,7 @@ pub(super) struct CollectedAttrs {
     pub(super) content_addressed: bool,
 }
 
-/// The value of attribute `key` as text, or an error when its bytes are not UTF-8.
+/// The value of attribute `key` as text (`system`), or an error when its bytes are not UTF-8.
 fn attribute_text(bytes: &[u8], key: &str, span: Span) -> EvalResult<String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| {
         error(
@@ -35,6 +38,16 @@ fn attribute_text(bytes: &[u8], key: &str, span: Span) -> EvalResult<String> {
             span,
         )
     })
+}
+
+/// `system` in a structured derivation: a string without context, as text.
+fn structured_platform(ev: &Evaluator, value: &Value, span: Span) -> EvalResult<String> {
+    let s = ev.force_string(value, span)?;
+    if !s.context().is_empty() {
+        // The message Nix gives for a string with context where none is allowed.
+        force_string_no_context(ev, value, span)?;
+    }
+    attribute_text(s.as_bytes(), "system", span)
 }
 
 pub(super) const ENV_COERCION: CoerceMode = CoerceMode {
@@ -60,16 +73,12 @@ pub(super) fn collect_attrs(
         outputs: vec!["out".to_owned()],
         ..CollectedAttrs::default()
     };
-    let mut json_entries: Vec<(String, Vec<u8>)> = Vec::new();
-    for (key, value) in attrs.iter() {
-        // A name that is not UTF-8 has bytes other than its text.
-        if key.as_bytes() != key.as_str().as_bytes() {
-            return Err(error(
-                format!("the derivation attribute name '{key}' is not valid UTF-8, which kiln's derivations cannot hold"),
-                span,
-            ));
-        }
-        let key = key.as_str();
+    let mut json_entries: Vec<(&[u8], Vec<u8>)> = Vec::new();
+    for (symbol, value) in attrs.iter() {
+        let name = symbol.as_bytes();
+        // A name that is not UTF-8 is none of the special ones: it is only an environment
+        // variable (or a member of `__json`), whose name keeps its bytes.
+        let key = std::str::from_utf8(name).unwrap_or("");
         if key == "__ignoreNulls" {
             continue;
         }
@@ -93,25 +102,25 @@ pub(super) fn collect_attrs(
                     for item in ev.force_list(value, span)?.iter() {
                         let s = ev.coerce_to_string(item, span, ENV_COERCION)?;
                         collected.context.extend(s.context().iter().cloned());
-                        collected
-                            .args
-                            .push(attribute_text(s.as_bytes(), key, span)?);
+                        collected.args.push(s.as_bytes().to_vec());
                     }
                 }
                 _ if structured => {
                     if key == "__structuredAttrs" {
                         return Ok(());
                     }
-                    let (json, context) = ev.to_json_with_context(value, span)?;
+                    // The `.drv` holds what Nix 2.8 writes (its path is computed from it).
+                    let (json, context) =
+                        ev.to_json_as(value, span, crate::print::JsonEscapes::Nix28)?;
                     collected.context.extend(context);
-                    json_entries.push((key.to_owned(), json));
+                    json_entries.push((name, json));
                     match key {
                         "builder" => {
                             let s = ev.force_string(value, span)?;
                             collected.context.extend(s.context().iter().cloned());
-                            collected.builder = attribute_text(s.as_bytes(), key, span)?;
+                            collected.builder = s.as_bytes().to_vec();
                         }
-                        "system" => collected.platform = force_string_no_context(ev, value, span)?,
+                        "system" => collected.platform = structured_platform(ev, value, span)?,
                         "outputHash" => {
                             collected.output_hash = Some(force_string_no_context(ev, value, span)?)
                         }
@@ -135,15 +144,18 @@ pub(super) fn collect_attrs(
                 _ => {
                     let s = ev.coerce_to_string(value, span, ENV_COERCION)?;
                     collected.context.extend(s.context().iter().cloned());
-                    let text = attribute_text(s.as_bytes(), key, span)?;
+                    let bytes = s.as_bytes();
+                    // The attributes read as text below reach store path names and hashes,
+                    // where Nix too refuses what is not ASCII; lossy text fails there alike.
+                    let text = || String::from_utf8_lossy(bytes).into_owned();
                     match key {
-                        "builder" => collected.builder = text.clone(),
-                        "system" => collected.platform = text.clone(),
-                        "outputHash" => collected.output_hash = Some(text.clone()),
-                        "outputHashAlgo" => collected.output_hash_algo = text.clone(),
-                        "outputHashMode" => collected.set_hash_mode(&text, span)?,
+                        "builder" => collected.builder = bytes.to_vec(),
+                        "system" => collected.platform = attribute_text(bytes, key, span)?,
+                        "outputHash" => collected.output_hash = Some(text()),
+                        "outputHashAlgo" => collected.output_hash_algo = text(),
+                        "outputHashMode" => collected.set_hash_mode(&text(), span)?,
                         "outputs" => {
-                            let names = text
+                            let names = text()
                                 .split([' ', '\t', '\n', '\r'])
                                 .filter(|s| !s.is_empty())
                                 .map(str::to_owned)
@@ -152,14 +164,14 @@ pub(super) fn collect_attrs(
                         }
                         _ => {}
                     }
-                    collected.env.insert(key.to_owned(), text);
+                    collected.env.insert(name.to_vec(), bytes.to_vec());
                 }
             }
             Ok(())
         })();
         step.map_err(|e| {
             e.add_trace(
-                format!("while evaluating the attribute '{key}' of the derivation '{drv_name}'"),
+                format!("while evaluating the attribute '{symbol}' of the derivation '{drv_name}'"),
                 Some(span),
             )
         })?;
@@ -170,13 +182,12 @@ pub(super) fn collect_attrs(
             if index > 0 {
                 json.push(b',');
             }
-            crate::print::json_string(key.as_bytes(), &mut json);
+            crate::print::json_string_as(key, &mut json, crate::print::JsonEscapes::Nix28);
             json.push(b':');
             json.extend_from_slice(value);
         }
         json.push(b'}');
-        let json = attribute_text(&json, "__json", span)?;
-        collected.env.insert("__json".to_owned(), json);
+        collected.env.insert(b"__json".to_vec(), json);
     }
     Ok(collected)
 }
