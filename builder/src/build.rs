@@ -144,10 +144,13 @@ pub enum BuildError {
     BuilderFailed { how: String },
     #[error("remote build: {0}")]
     Remote(String),
-    #[error("builtin:unpack: refusing the source {src}: {reason}")]
-    UnpackSource { src: String, reason: String },
-    #[error("builtin:oci: refusing the layer {layer}: {reason}")]
-    ImageLayer { layer: String, reason: String },
+    #[error("builtin:{builder}: refusing the {what} {input}: {reason}")]
+    BuiltinInputRefused {
+        builder: &'static str,
+        what: &'static str,
+        input: String,
+        reason: String,
+    },
     #[error("builder did not produce the output `{output}` ({path})")]
     MissingOutput { output: String, path: String },
     #[error(transparent)]
@@ -232,6 +235,17 @@ fn unique_suffix() -> String {
     )
 }
 
+/// What every step of a build needs besides the derivation, which changes on the way (a
+/// content-addressed derivation is resolved, a floating one built at scratch paths).
+#[derive(Clone, Copy)]
+pub(crate) struct BuildContext<'a> {
+    pub store: &'a LocalStore,
+    pub settings: &'a BuildSettings,
+    pub events: &'a Arc<dyn BuildEvents>,
+    /// `--check`: valid outputs are rebuilt and compared.
+    pub check: bool,
+}
+
 /// Builds `build` (see the module doc). With `check`, valid outputs are rebuilt and compared.
 pub fn build_derivation(
     store: &LocalStore,
@@ -240,13 +254,19 @@ pub fn build_derivation(
     events: &Arc<dyn BuildEvents>,
     check: bool,
 ) -> Result<BuildOutcome, BuildError> {
+    let cx = BuildContext {
+        store,
+        settings,
+        events,
+        check,
+    };
     if build.resolve {
-        return crate::ca::build_resolved(store, build, settings, events, check);
+        return crate::ca::build_resolved(cx, build);
     }
     if build.drv.is_floating() && build.outputs.is_empty() {
-        return crate::ca::build_floating(store, build, settings, events, check);
+        return crate::ca::build_floating(cx, build);
     }
-    let outcome = build_with_known_outputs(store, build, settings, events, check)?;
+    let outcome = build_with_known_outputs(cx, build)?;
     crate::ca::record_realisations(store, build)?;
     Ok(outcome)
 }
@@ -254,12 +274,15 @@ pub fn build_derivation(
 /// Builds a derivation whose output paths are in `build.outputs` (for a floating derivation:
 /// its scratch paths, see [`crate::ca`]).
 pub(crate) fn build_with_known_outputs(
-    store: &LocalStore,
+    cx: BuildContext<'_>,
     build: &PlannedBuild,
-    settings: &BuildSettings,
-    events: &Arc<dyn BuildEvents>,
-    check: bool,
 ) -> Result<BuildOutcome, BuildError> {
+    let BuildContext {
+        store,
+        events,
+        check,
+        ..
+    } = cx;
     let start = Instant::now();
     let paths: Vec<StorePath> = build.outputs.values().cloned().collect();
     // Hold the locks until registration is done (dropped at the end of this function).
@@ -292,7 +315,7 @@ pub(crate) fn build_with_known_outputs(
             valid_before,
         });
     }
-    let result = run_and_register(store, build, settings, events, &slots, check);
+    let result = run_and_register(cx, build, &slots);
     for slot in &slots {
         if slot.valid_before || result.is_err() {
             let _ = delete_tree(&slot.host_path);
@@ -313,13 +336,16 @@ pub(crate) fn build_with_known_outputs(
 
 /// Runs the builder and registers the outputs; returns whether the build was impure.
 fn run_and_register(
-    store: &LocalStore,
+    cx: BuildContext<'_>,
     build: &PlannedBuild,
-    settings: &BuildSettings,
-    events: &Arc<dyn BuildEvents>,
     slots: &[OutputSlot],
-    check: bool,
 ) -> Result<bool, BuildError> {
+    let BuildContext {
+        store,
+        settings,
+        events,
+        check,
+    } = cx;
     let dir = store.store_dir();
     let drv = &build.drv;
     let fixed_output = drv.is_fixed_output();
@@ -368,7 +394,7 @@ fn run_and_register(
     let result = (|| {
         let produced = if builtin.is_some() {
             let _slot = settings.local_slots.as_ref().map(|slots| slots.acquire());
-            run_builtin_builder(store, build, settings, events, &writer, slots)?;
+            run_builtin_builder(cx, build, &writer, slots)?;
             // In-process builders create the files themselves: kiln's own, no network handed
             // to anything else.
             ProducedBy {
@@ -384,9 +410,7 @@ fn run_and_register(
         } else {
             let _slot = settings.local_slots.as_ref().map(|slots| slots.acquire());
             let network = fixed_output || impure;
-            let build_ids = run_sandboxed(
-                store, build, settings, events, &writer, slots, &closure, network,
-            )?;
+            let build_ids = run_sandboxed(cx, build, &writer, slots, &closure, network)?;
             ProducedBy {
                 build_ids,
                 had_network: network,
@@ -450,13 +474,17 @@ fn run_remote(
 }
 
 fn run_builtin_builder(
-    store: &LocalStore,
+    cx: BuildContext<'_>,
     build: &PlannedBuild,
-    settings: &BuildSettings,
-    events: &Arc<dyn BuildEvents>,
     writer: &LogWriter,
     slots: &[OutputSlot],
 ) -> Result<(), BuildError> {
+    let BuildContext {
+        store,
+        settings,
+        events,
+        ..
+    } = cx;
     let out = slots
         .iter()
         .find(|slot| slot.name == "out")
@@ -501,9 +529,22 @@ fn run_builtin_builder(
             },
         )
         .collect::<Result<BTreeMap<String, String>, BuildError>>()?;
+    // A missing attribute is reported by the builder itself.
     match builtin_builder(&build.drv) {
-        Some(BuiltinBuilder::Unpack) => check_unpack_source(store, &env)?,
-        Some(BuiltinBuilder::Oci) => check_image_layers(store, &env)?,
+        Some(BuiltinBuilder::Unpack) => {
+            if let Some(src) = env.get("src") {
+                check_builtin_input(store, "unpack", "source", src, true)?;
+            }
+        }
+        Some(BuiltinBuilder::Oci) => {
+            for layer in env
+                .get("layers")
+                .into_iter()
+                .flat_map(|l| l.split_whitespace())
+            {
+                check_builtin_input(store, "oci", "layer", layer, false)?;
+            }
+        }
         _ => {}
     }
     run_builtin(&builder, &env, &out.host_path, &options)?;
@@ -517,52 +558,36 @@ fn builtin_builder(drv: &kiln_store::derivation::Derivation) -> Option<BuiltinBu
         .and_then(BuiltinBuilder::from_builder)
 }
 
-/// `builtin:unpack`'s `src` must be a valid store path or a file inside one (the unpack itself
-/// checks that it stays inside the store on disk).
-fn check_unpack_source(
+/// A store path a builtin builder reads (`builtin:unpack`'s `src`, `builtin:oci`'s layers)
+/// must be valid; `file_inside` allows a file inside one (the builders themselves check that
+/// what they open stays inside the store on disk).
+fn check_builtin_input(
     store: &LocalStore,
-    env: &BTreeMap<String, String>,
+    builder: &'static str,
+    what: &'static str,
+    input: &str,
+    file_inside: bool,
 ) -> Result<(), BuildError> {
-    let Some(src) = env.get("src") else {
-        // The unpack reports the missing attribute.
-        return Ok(());
-    };
-    let refused = |reason: &str| BuildError::UnpackSource {
-        src: src.clone(),
+    let refused = |reason: &str| BuildError::BuiltinInputRefused {
+        builder,
+        what,
+        input: input.to_owned(),
         reason: reason.to_owned(),
     };
-    let (path, _) = store
-        .store_dir()
-        .parse_prefix(src)
-        .map_err(|_| refused("it is not inside the store"))?;
+    let path = if file_inside {
+        let (path, _) = store
+            .store_dir()
+            .parse_prefix(input)
+            .map_err(|_| refused("it is not inside the store"))?;
+        path
+    } else {
+        store
+            .store_dir()
+            .parse(input)
+            .map_err(|_| refused("it is not a store path"))?
+    };
     if !store.is_valid(&path)? {
         return Err(refused("its store path is not valid"));
-    }
-    Ok(())
-}
-
-/// `builtin:oci`'s `layers` must be valid store paths (the image builder checks that each is a
-/// directory inside the store on disk).
-fn check_image_layers(
-    store: &LocalStore,
-    env: &BTreeMap<String, String>,
-) -> Result<(), BuildError> {
-    let Some(layers) = env.get("layers") else {
-        // The image builder reports the missing attribute.
-        return Ok(());
-    };
-    for layer in layers.split_whitespace() {
-        let refused = |reason: &str| BuildError::ImageLayer {
-            layer: layer.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let path = store
-            .store_dir()
-            .parse(layer)
-            .map_err(|_| refused("it is not a store path"))?;
-        if !store.is_valid(&path)? {
-            return Err(refused("its store path is not valid"));
-        }
     }
     Ok(())
 }

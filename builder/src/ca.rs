@@ -24,7 +24,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use kiln_local_store::fs_tree::delete_tree;
 use kiln_local_store::{LocalStore, OutputClaim, ValidPathInfo};
@@ -37,9 +36,7 @@ use kiln_store::nar;
 use kiln_store::realisation::{DrvOutput, Realisation};
 use kiln_store::store_path::{output_path_name, StorePath, StorePathError};
 
-use crate::build::{
-    build_with_known_outputs, BuildError, BuildEvents, BuildOutcome, BuildSettings,
-};
+use crate::build::{build_with_known_outputs, BuildContext, BuildError, BuildOutcome};
 use crate::outputs;
 use crate::plan::{read_derivation, static_output_hashes, PlanError, PlannedBuild};
 
@@ -158,12 +155,10 @@ pub fn resolve_in_store(
 /// Resolves `build` and builds (or finds valid) the resolved derivation; records the original
 /// derivation's realisations (see the module doc).
 pub(crate) fn build_resolved(
-    store: &LocalStore,
+    cx: BuildContext<'_>,
     build: &PlannedBuild,
-    settings: &BuildSettings,
-    events: &Arc<dyn BuildEvents>,
-    check: bool,
 ) -> Result<BuildOutcome, BuildError> {
+    let store = cx.store;
     let dir = store.store_dir();
     let mut hashes = DrvHashCache::new();
     let resolved = resolve_in_store(store, &build.drv, &mut hashes)??;
@@ -197,9 +192,9 @@ pub(crate) fn build_resolved(
         drv: resolved,
     };
     let outcome = if resolved_build.drv.is_floating() {
-        build_floating(store, &resolved_build, settings, events, check)?
+        build_floating(cx, &resolved_build)?
     } else {
-        let outcome = build_with_known_outputs(store, &resolved_build, settings, events, check)?;
+        let outcome = build_with_known_outputs(cx, &resolved_build)?;
         record_realisations(store, &resolved_build)?;
         outcome
     };
@@ -326,12 +321,10 @@ pub fn scratch_path(
 /// Builds a floating derivation without input derivations, unless every output is realised
 /// at a valid path already (then [`BuildOutcome::AlreadyValid`]).
 pub(crate) fn build_floating(
-    store: &LocalStore,
+    cx: BuildContext<'_>,
     build: &PlannedBuild,
-    settings: &BuildSettings,
-    events: &Arc<dyn BuildEvents>,
-    check: bool,
 ) -> Result<BuildOutcome, BuildError> {
+    let BuildContext { store, check, .. } = cx;
     if !check && all_realised(store, build)? {
         return Ok(BuildOutcome::AlreadyValid);
     }
@@ -355,7 +348,7 @@ pub(crate) fn build_floating(
         outputs: scratch,
         ..build.clone()
     };
-    let outcome = build_with_known_outputs(store, &scratch_build, settings, events, check)?;
+    let outcome = build_with_known_outputs(cx, &scratch_build)?;
     // `--check`: the rebuild gave the realised paths again (else it failed).
     Ok(match outcome {
         BuildOutcome::Built { duration, .. } if check => BuildOutcome::Checked { duration },

@@ -33,17 +33,20 @@ impl BuildDir {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn run_sandboxed(
-    store: &LocalStore,
+    cx: BuildContext<'_>,
     build: &PlannedBuild,
-    settings: &BuildSettings,
-    events: &Arc<dyn BuildEvents>,
     writer: &LogWriter,
     slots: &[OutputSlot],
     closure: &BTreeSet<StorePath>,
     network: bool,
 ) -> Result<Option<(u32, u32)>, BuildError> {
+    let BuildContext {
+        store,
+        settings,
+        events,
+        ..
+    } = cx;
     let dir = store.store_dir();
     let drv = &build.drv;
     let build_dir = BuildDir::create(store, build.name())?;
