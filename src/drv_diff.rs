@@ -152,12 +152,31 @@ fn output_kind(output: &DerivationOutput) -> String {
 }
 
 /// Paths grouped by name, in path order.
-fn by_name<'p>(paths: impl Iterator<Item = &'p StorePath>) -> BTreeMap<String, Vec<StorePath>> {
-    let mut grouped: BTreeMap<String, Vec<StorePath>> = BTreeMap::new();
-    for path in paths {
-        grouped.entry(name_of(path)).or_default().push(path.clone());
+/// The paths of two derivations' inputs paired by name (the part after the hash), in name
+/// order; paths of the same name pair up in path order, one side `None` where the other
+/// has more.
+fn paired_by_name<'p>(
+    first: impl Iterator<Item = &'p StorePath>,
+    second: impl Iterator<Item = &'p StorePath>,
+) -> Vec<(String, Option<&'p StorePath>, Option<&'p StorePath>)> {
+    let mut grouped: BTreeMap<String, (Vec<&StorePath>, Vec<&StorePath>)> = BTreeMap::new();
+    for path in first {
+        grouped.entry(name_of(path)).or_default().0.push(path);
     }
-    grouped
+    for path in second {
+        grouped.entry(name_of(path)).or_default().1.push(path);
+    }
+    let mut pairs = Vec::new();
+    for (name, (left, right)) in grouped {
+        for index in 0..left.len().max(right.len()) {
+            pairs.push((
+                name.clone(),
+                left.get(index).copied(),
+                right.get(index).copied(),
+            ));
+        }
+    }
+    pairs
 }
 
 impl Walk<'_> {
@@ -289,37 +308,23 @@ impl Walk<'_> {
         chain: &[String],
     ) -> anyhow::Result<()> {
         let dir = self.store.store_dir().clone();
-        let (a, b) = (
-            by_name(first.input_srcs.iter()),
-            by_name(second.input_srcs.iter()),
-        );
-        let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        for name in names {
-            let empty = Vec::new();
-            let (left, right) = (a.get(name).unwrap_or(&empty), b.get(name).unwrap_or(&empty));
-            if left == right {
+        for (name, l, r) in paired_by_name(first.input_srcs.iter(), second.input_srcs.iter()) {
+            if l == r {
                 continue;
             }
-            let count = left.len().max(right.len());
-            for index in 0..count {
-                let (l, r) = (left.get(index), right.get(index));
-                if l == r {
-                    continue;
-                }
-                let text_diff = match (l, r) {
-                    (Some(l), Some(r)) => self.text_diff(l, r),
-                    _ => None,
-                };
-                self.report(
-                    chain,
-                    DifferenceKind::Source {
-                        name: name.clone(),
-                        first: l.map(|p| dir.print(p)),
-                        second: r.map(|p| dir.print(p)),
-                        text_diff,
-                    },
-                );
-            }
+            let text_diff = match (l, r) {
+                (Some(l), Some(r)) => self.text_diff(l, r),
+                _ => None,
+            };
+            self.report(
+                chain,
+                DifferenceKind::Source {
+                    name,
+                    first: l.map(|p| dir.print(p)),
+                    second: r.map(|p| dir.print(p)),
+                    text_diff,
+                },
+            );
         }
         Ok(())
     }
@@ -356,47 +361,37 @@ impl Walk<'_> {
         chain: &[String],
     ) -> anyhow::Result<()> {
         let dir = self.store.store_dir().clone();
-        let (a, b) = (
-            by_name(first.input_drvs.keys()),
-            by_name(second.input_drvs.keys()),
-        );
-        let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        for name in names {
-            let empty = Vec::new();
-            let (left, right) = (a.get(name).unwrap_or(&empty), b.get(name).unwrap_or(&empty));
-            let count = left.len().max(right.len());
-            for index in 0..count {
-                let (l, r) = (left.get(index), right.get(index));
-                let outputs = |drv: &Derivation, path: &StorePath| -> Vec<String> {
-                    drv.input_drvs
-                        .get(path)
-                        .map(|set| set.iter().cloned().collect())
-                        .unwrap_or_default()
-                };
-                match (l, r) {
-                    (Some(l), Some(r)) => {
-                        let (used_l, used_r) = (outputs(first, l), outputs(second, r));
-                        if used_l != used_r {
-                            self.report(
-                                chain,
-                                DifferenceKind::InputDerivation {
-                                    name: name.trim_end_matches(".drv").to_owned(),
-                                    first: Some((dir.print(l), used_l)),
-                                    second: Some((dir.print(r), used_r)),
-                                },
-                            );
-                        }
-                        self.pair(l, r, chain)?;
+        let outputs = |drv: &Derivation, path: &StorePath| -> Vec<String> {
+            drv.input_drvs
+                .get(path)
+                .map(|set| set.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        for (name, l, r) in paired_by_name(first.input_drvs.keys(), second.input_drvs.keys()) {
+            let name = name.trim_end_matches(".drv").to_owned();
+            match (l, r) {
+                (Some(l), Some(r)) => {
+                    let (used_l, used_r) = (outputs(first, l), outputs(second, r));
+                    if used_l != used_r {
+                        self.report(
+                            chain,
+                            DifferenceKind::InputDerivation {
+                                name,
+                                first: Some((dir.print(l), used_l)),
+                                second: Some((dir.print(r), used_r)),
+                            },
+                        );
                     }
-                    (l, r) => self.report(
-                        chain,
-                        DifferenceKind::InputDerivation {
-                            name: name.trim_end_matches(".drv").to_owned(),
-                            first: l.map(|p| (dir.print(p), outputs(first, p))),
-                            second: r.map(|p| (dir.print(p), outputs(second, p))),
-                        },
-                    ),
+                    self.pair(l, r, chain)?;
                 }
+                (l, r) => self.report(
+                    chain,
+                    DifferenceKind::InputDerivation {
+                        name,
+                        first: l.map(|p| (dir.print(p), outputs(first, p))),
+                        second: r.map(|p| (dir.print(p), outputs(second, p))),
+                    },
+                ),
             }
         }
         Ok(())
