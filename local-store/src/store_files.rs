@@ -372,8 +372,19 @@ fn canonicalise(path: &Path, metadata: &fs::Metadata) -> Result<(), StoreFilesEr
 
 /// Copies a regular file's bytes to `dest` as a non-executable file (flat ingestion).
 fn copy_flat(source: &Path, metadata: &fs::Metadata, dest: &Path) -> Result<(), StoreFilesError> {
+    copy_regular_file(source, metadata, dest, 0o644)
+}
+
+/// Copies a regular file to `dest` with `mode`, checks it did not change size meanwhile and
+/// gives it the store's canonical metadata.
+fn copy_regular_file(
+    source: &Path,
+    metadata: &fs::Metadata,
+    dest: &Path,
+    mode: u32,
+) -> Result<(), StoreFilesError> {
     fs::copy(source, dest).map_err(PathIoError::at("cannot copy", source))?;
-    fs::set_permissions(dest, fs::Permissions::from_mode(0o644))
+    fs::set_permissions(dest, fs::Permissions::from_mode(mode))
         .map_err(PathIoError::at("cannot set permissions of", dest))?;
     let copied = fs::symlink_metadata(dest).map_err(PathIoError::at("cannot stat", dest))?;
     if copied.len() != metadata.len() {
@@ -400,21 +411,8 @@ fn copy_tree(
         return Ok(());
     }
     if file_type.is_file() {
-        fs::copy(source, dest).map_err(PathIoError::at("cannot copy", source))?;
-        fs::set_permissions(
-            dest,
-            fs::Permissions::from_mode(0o644 | (metadata.permissions().mode() & 0o100)),
-        )
-        .map_err(PathIoError::at("cannot set permissions of", dest))?;
-        let copied = fs::symlink_metadata(dest).map_err(PathIoError::at("cannot stat", dest))?;
-        if copied.len() != metadata.len() {
-            return Err(StoreFilesError::SourceChanged {
-                path: source.to_owned(),
-                expected: format!("{} bytes", metadata.len()),
-                actual: format!("{} bytes", copied.len()),
-            });
-        }
-        return canonicalise(dest, &copied);
+        let mode = 0o644 | (metadata.permissions().mode() & 0o100);
+        return copy_regular_file(source, metadata, dest, mode);
     }
     if !file_type.is_dir() {
         return Err(NarError::UnsupportedFileType(source.to_owned()).into());

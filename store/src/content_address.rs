@@ -21,6 +21,17 @@ pub enum ContentHashError {
     NotARegularFile(PathBuf),
 }
 
+/// Writes the bytes of the regular file `source` (flat ingestion) to `sink`.
+fn copy_flat_file(source: &Path, sink: &mut impl io::Write) -> Result<(), ContentHashError> {
+    let metadata = fs::metadata(source).map_err(PathIoError::at("cannot stat", source))?;
+    if !metadata.is_file() {
+        return Err(ContentHashError::NotARegularFile(source.to_owned()));
+    }
+    let mut file = fs::File::open(source).map_err(PathIoError::at("cannot open", source))?;
+    io::copy(&mut file, sink).map_err(PathIoError::at("cannot read", source))?;
+    Ok(())
+}
+
 /// The content address Nix records for a path: `text:sha256:<nixbase32>` or
 /// `fixed:[r:]<algo>:<nixbase32>`.
 pub fn render_content_address(method: ContentAddressMethod, hash: &Hash) -> String {
@@ -44,14 +55,8 @@ pub fn content_hash(
             Ok(nar::hash_path_filtered(source, filter)?.0)
         }
         ContentAddressMethod::Flat => {
-            let metadata = fs::metadata(source).map_err(PathIoError::at("cannot stat", source))?;
-            if !metadata.is_file() {
-                return Err(ContentHashError::NotARegularFile(source.to_owned()));
-            }
-            let mut file =
-                fs::File::open(source).map_err(PathIoError::at("cannot open", source))?;
             let mut hasher = Hasher::new(HashAlgo::Sha256);
-            io::copy(&mut file, &mut hasher).map_err(PathIoError::at("cannot read", source))?;
+            copy_flat_file(source, &mut hasher)?;
             Ok(hasher.finish())
         }
     }
@@ -146,15 +151,7 @@ pub fn content_hash_modulo(
         ContentAddressMethod::Recursive | ContentAddressMethod::Text => {
             nar::dump_path(source, &mut sink)?;
         }
-        ContentAddressMethod::Flat => {
-            let metadata = fs::metadata(source).map_err(PathIoError::at("cannot stat", source))?;
-            if !metadata.is_file() {
-                return Err(ContentHashError::NotARegularFile(source.to_owned()));
-            }
-            let mut file =
-                fs::File::open(source).map_err(PathIoError::at("cannot open", source))?;
-            io::copy(&mut file, &mut sink).map_err(PathIoError::at("cannot read", source))?;
-        }
+        ContentAddressMethod::Flat => copy_flat_file(source, &mut sink)?,
     }
     let hasher = sink
         .into_inner()

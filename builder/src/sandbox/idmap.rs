@@ -283,24 +283,30 @@ impl IdMapping {
 
     /// Every host uid range `(first, count)` the build's files may be owned by.
     pub fn host_uid_ranges(&self) -> Vec<(u32, u32)> {
-        match self {
-            IdMapping::Nixbld { host_uid, .. } => vec![(*host_uid, 1)],
-            IdMapping::Caller { uid, .. } => vec![(*uid, 1)],
-            IdMapping::HostRootRange { base, count, .. } => vec![(*base, *count)],
-            IdMapping::Subordinate { host_uid, uids, .. } => {
-                vec![(*host_uid, 1), (uids.start, uids.count)]
-            }
-        }
+        self.host_id_ranges(false)
     }
 
     /// Every host gid range `(first, count)` the build's files may have as group.
     pub fn host_gid_ranges(&self) -> Vec<(u32, u32)> {
+        self.host_id_ranges(true)
+    }
+
+    /// Every host id range (of gids if `group`, else of uids) the build's files may carry.
+    fn host_id_ranges(&self, group: bool) -> Vec<(u32, u32)> {
+        let pick = |uid: &u32, gid: &u32| if group { *gid } else { *uid };
         match self {
-            IdMapping::Nixbld { host_gid, .. } => vec![(*host_gid, 1)],
-            IdMapping::Caller { gid, .. } => vec![(*gid, 1)],
+            IdMapping::Nixbld { host_uid, host_gid } => vec![(pick(host_uid, host_gid), 1)],
+            IdMapping::Caller { uid, gid } => vec![(pick(uid, gid), 1)],
             IdMapping::HostRootRange { base, count, .. } => vec![(*base, *count)],
-            IdMapping::Subordinate { host_gid, gids, .. } => {
-                vec![(*host_gid, 1), (gids.start, gids.count)]
+            IdMapping::Subordinate {
+                host_uid,
+                host_gid,
+                uids,
+                gids,
+                ..
+            } => {
+                let range = if group { gids } else { uids };
+                vec![(pick(host_uid, host_gid), 1), (range.start, range.count)]
             }
         }
     }

@@ -45,8 +45,12 @@ fn private_network_has_a_working_loopback() {
         return;
     }
     let fixture = Fixture::new();
-    let script = "nc -l -p 4321 > /build/received & tries=0; \
-         until echo over-lo | nc 127.0.0.1 4321; do \
+    // The listener is restarted until it has received something, and the client retried:
+    // under load the first connection can come before the listener or carry nothing.
+    let script = "(until [ -s /build/received ]; do nc -l -p 4321 > /build/received; done) & \
+         tries=0; \
+         until [ -s /build/received ]; do \
+           echo over-lo | nc 127.0.0.1 4321; \
            tries=$((tries + 1)); [ $tries -gt 100 ] && exit 9; sleep 0.1; \
          done; wait; cat /build/received";
     let (outcome, log) = run_logged(fixture.shell_spec(script));
