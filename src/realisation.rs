@@ -5,6 +5,7 @@
 //! then substitution from binary caches, the build plan, the builds in the sandbox (or on a
 //! REAPI cluster with `--remote`, through kiln-remote), and the
 //! push of what was built (`--push-to`). [`BuildOptions`] are the flags that steer it.
+use crate::commands::lock_advice::{lock_problem, nested_lock_problem, Invocation};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -142,18 +143,16 @@ fn instantiate(
     let evaluator = input::evaluator_over(global, eval_store.clone(), store.clone());
     let mut targets = Vec::new();
     let values = input::evaluate(&evaluator, &input_args)?;
+    let invocation = Invocation {
+        global,
+        file: input_args.file.as_deref(),
+        selection,
+    };
     for (index, value) in values.iter().enumerate() {
         // A value carrying `kilnLock` (an AlmaLinux root) whose lock is missing or stale
         // fails here, naming the `kiln lock` command that fixes it.
         let attr = selection.attr.get(index).map(String::as_str);
-        if let Some(text) = crate::commands::lock_advice::lock_problem(
-            global,
-            &evaluator,
-            value,
-            input_args.file.as_deref(),
-            selection,
-            attr,
-        )? {
+        if let Some(text) = lock_problem(invocation, &evaluator, value, attr)? {
             return Err(Failure::Reported(text));
         }
     }
@@ -162,16 +161,9 @@ fn instantiate(
             // A build that uses an AlmaLinux root with a missing or stale lock (as its
             // `rootfs`, say) fails here: name the `kiln lock` command for that root.
             let attr = selection.attr.get(index).map(String::as_str);
-            crate::commands::lock_advice::nested_lock_problem(
-                global,
-                &evaluator,
-                &value,
-                input_args.file.as_deref(),
-                selection,
-                attr,
-            )
-            .map(Failure::Reported)
-            .unwrap_or_else(|| input::reported(&evaluator, &e))
+            nested_lock_problem(invocation, &evaluator, &value, attr)
+                .map(Failure::Reported)
+                .unwrap_or_else(|| input::reported(&evaluator, &e))
         })?;
         for drv in drvs {
             let drv_path = store

@@ -22,15 +22,24 @@ pub fn target_failure(evaluator: &Evaluator, error: LockTargetError) -> Failure 
     }
 }
 
+/// How the user invoked `realise`: what the `kiln lock` command that the advice names repeats.
+#[derive(Clone, Copy)]
+pub struct Invocation<'a> {
+    pub global: &'a GlobalOptions,
+    /// The file evaluated (`None` with `-E`).
+    pub file: Option<&'a Path>,
+    pub selection: &'a SelectionArgs,
+}
+
 /// The `kiln lock` command that renews the lock of the value `realise` selected with `attr`
 /// (`None`: the whole input), as the user would type it: the global options they gave (those
 /// not coming from the environment), the file or `-E` expression, `-A`, `--arg`, `--argstr`.
-pub fn lock_command(
-    global: &GlobalOptions,
-    file: Option<&Path>,
-    selection: &SelectionArgs,
-    attr: Option<&str>,
-) -> String {
+pub fn lock_command(invocation: Invocation<'_>, attr: Option<&str>) -> String {
+    let Invocation {
+        global,
+        file,
+        selection,
+    } = invocation;
     let mut words: Vec<String> = vec!["kiln".to_owned()];
     let typed = |flag: &str, variable: &str, value: Option<String>, words: &mut Vec<String>| {
         if let Some(value) = value {
@@ -107,24 +116,20 @@ fn shell_line(words: &[String]) -> String {
 /// `realise`'s check before building: if a selected value reports a lock problem, the error
 /// naming the command that fixes it.
 pub fn lock_problem(
-    global: &GlobalOptions,
+    invocation: Invocation<'_>,
     evaluator: &Evaluator,
     value: &Value,
-    file: Option<&Path>,
-    selection: &SelectionArgs,
     attr: Option<&str>,
 ) -> Result<Option<String>, Failure> {
     Ok(lock_target(evaluator, value)
         .map_err(|error| target_failure(evaluator, error))?
-        .and_then(|target| problem_report(global, target, file, selection, attr)))
+        .and_then(|target| problem_report(invocation, target, attr)))
 }
 
 /// The error text for a target with a problem: the problem and the command that fixes it.
 fn problem_report(
-    global: &GlobalOptions,
+    invocation: Invocation<'_>,
     target: LockTarget,
-    file: Option<&Path>,
-    selection: &SelectionArgs,
     attr: Option<&str>,
 ) -> Option<String> {
     let problem = target.problem?;
@@ -134,7 +139,7 @@ fn problem_report(
         ),
         Some(_) => format!(
             "error: {problem}\n  to write it, run: {}\n",
-            lock_command(global, file, selection, attr)
+            lock_command(invocation, attr)
         ),
     })
 }
@@ -144,11 +149,9 @@ fn problem_report(
 /// that a build uses as its `rootfs`, say), as the error naming `kiln lock … -A PATH`, where
 /// PATH is `attr` followed by the path found. Values that fail to evaluate are passed over.
 pub fn nested_lock_problem(
-    global: &GlobalOptions,
+    invocation: Invocation<'_>,
     evaluator: &Evaluator,
     value: &Value,
-    file: Option<&Path>,
-    selection: &SelectionArgs,
     attr: Option<&str>,
 ) -> Option<String> {
     let (path, target) = search_lock_problem(evaluator, value, SEARCH_DEPTH)?;
@@ -158,10 +161,8 @@ pub fn nested_lock_problem(
         .collect();
     let full = full.join(".");
     problem_report(
-        global,
+        invocation,
         target,
-        file,
-        selection,
         Some(full.as_str()).filter(|path| !path.is_empty()),
     )
 }
