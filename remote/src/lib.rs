@@ -10,6 +10,7 @@
 //! - [`runner`]: what the `Command` runs on the worker (`kiln remote-run-action`);
 //! - [`worker`]: kiln's own bot for the Remote Workers API that BuildGrid serves
 //!   (`kiln remote-worker`), with the protocol's messages in [`bots`].
+#![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 use std::path::PathBuf;
 
