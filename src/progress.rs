@@ -23,9 +23,9 @@ use std::time::Duration;
 use indicatif::{
     HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle,
 };
-use kiln_builder::build::{BuildError, BuildEvents, BuildOutcome};
 use kiln_builder::builtin_builders::{FetchProgress, ProgressCallback};
 use kiln_builder::plan::PlannedBuild;
+use kiln_builder::report::{BuildError, BuildEvents, BuildOutcome};
 use kiln_cache::substitute::SubstituteEvent;
 use kiln_store::store_path::{StoreDir, StorePath};
 use serde_json::json;

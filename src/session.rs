@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use kiln_builder::build::{BuildEvents, BuildOutcome, BuildSettings};
+use kiln_builder::build::BuildSettings;
 use kiln_builder::builtin_builders::fetchurl::{FetchOptions, UrlRewrite};
 use kiln_builder::builtin_builders::{BuiltinOptions, UnpackOptions};
 use kiln_builder::log::{printable, tail_lines, BuildLog};
 use kiln_builder::plan::BuildPlan;
+use kiln_builder::report::{BuildEvents, BuildOutcome};
 use kiln_builder::sandbox::ResourceLimits;
 use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions};
 use kiln_local_store::LocalStore;

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_local_store::fs_tree::delete_tree;
 use kiln_local_store::{LocalStore, OutputClaim, ValidPathInfo};
-use kiln_store::content_address::{content_hash_modulo, render_content_address, ContentHashError};
+use kiln_store::content_address::{content_hash_modulo, render_content_address};
 use kiln_store::derivation::{
     hash_placeholder, rewrite_strings, Derivation, DerivationError, DrvHashCache,
 };
@@ -36,67 +36,10 @@ use kiln_store::nar;
 use kiln_store::realisation::{DrvOutput, Realisation};
 use kiln_store::store_path::{output_path_name, StorePath, StorePathError};
 
-use crate::build::{build_with_known_outputs, BuildContext, BuildError, BuildOutcome};
+use crate::build::{build_with_known_outputs, BuildContext};
 use crate::outputs;
 use crate::plan::{read_derivation, static_output_hashes, PlanError, PlannedBuild};
-
-/// Why a content-addressed build could not be prepared or finished.
-#[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    #[error(transparent)]
-    Plan(#[from] Box<PlanError>),
-    #[error(transparent)]
-    Derivation(#[from] DerivationError),
-    #[error(transparent)]
-    StorePath(#[from] StorePathError),
-    #[error("cannot write the resolved derivation {path}: {message}")]
-    WriteResolved { path: String, message: String },
-    #[error("cannot hash the content-addressed output {path}: {source}")]
-    ContentHash {
-        path: String,
-        #[source]
-        source: ContentHashError,
-    },
-    #[error("cannot rewrite {path} to its final path: {message}")]
-    Rewrite { path: String, message: String },
-    #[error(
-        "the outputs of {drv} refer to each other in a cycle; content-addressed outputs cannot"
-    )]
-    OutputCycle { drv: String },
-    #[error("output `{output}` of {drv} has no floating content address")]
-    NotFloating { drv: String, output: String },
-    #[error("--check: output `{output}` of {drv} is not reproducible: it was realised at {realised}, the rebuild gives {rebuilt}")]
-    NotReproducible {
-        drv: String,
-        output: String,
-        realised: String,
-        rebuilt: String,
-    },
-}
-
-impl From<PlanError> for CaError {
-    fn from(error: PlanError) -> CaError {
-        CaError::Plan(Box::new(error))
-    }
-}
-
-impl From<PlanError> for BuildError {
-    fn from(error: PlanError) -> BuildError {
-        BuildError::ContentAddressed(error.into())
-    }
-}
-
-impl From<DerivationError> for BuildError {
-    fn from(error: DerivationError) -> BuildError {
-        BuildError::ContentAddressed(error.into())
-    }
-}
-
-impl From<StorePathError> for BuildError {
-    fn from(error: StorePathError) -> BuildError {
-        BuildError::ContentAddressed(error.into())
-    }
-}
+use crate::report::{BuildError, BuildOutcome, CaError};
 
 /// One output of a floating build, at its scratch path, with the references found in it.
 pub(crate) struct ScratchOutput {

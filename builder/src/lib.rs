@@ -10,5 +10,6 @@ pub mod log;
 pub mod outputs;
 pub mod plan;
 pub mod remote;
+pub mod report;
 pub mod sandbox;
 pub mod scheduler;

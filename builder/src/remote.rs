@@ -18,9 +18,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use kiln_local_store::LocalStore;
 use kiln_store::store_path::StorePath;
 
-use crate::build::{BuildError, BuildEvents};
 use crate::log::LogWriter;
 use crate::plan::PlannedBuild;
+use crate::report::{BuildError, BuildEvents};
 
 /// One output the remote build must produce.
 #[derive(Debug, Clone)]

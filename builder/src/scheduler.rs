@@ -8,8 +8,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::build::{build_derivation, BuildError, BuildEvents, BuildOutcome, BuildSettings};
+use crate::build::{build_derivation, BuildSettings};
 use crate::plan::BuildPlan;
+use crate::report::{BuildError, BuildEvents, BuildOutcome};
 use kiln_local_store::LocalStore;
 
 /// How a plan is run.

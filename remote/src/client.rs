@@ -33,9 +33,9 @@ use bazel_remote_apis::build::bazel::remote::execution::v2::{
     GetCapabilitiesRequest,
 };
 use bazel_remote_apis::google::longrunning::operation;
-use kiln_builder::build::BuildError;
 use kiln_builder::plan::PlannedBuild;
 use kiln_builder::remote::{RemoteBuilder, RemoteFailure, RemoteJob};
+use kiln_builder::report::BuildError;
 use kiln_local_store::fs_tree::delete_tree;
 use kiln_local_store::LocalStore;
 use tokio::runtime::Runtime;

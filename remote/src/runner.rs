@@ -12,8 +12,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_builder::build::{build_derivation, BuildEvents, BuildSettings};
+use kiln_builder::build::{build_derivation, BuildSettings};
 use kiln_builder::plan::{read_derivation, BuildReason, PlannedBuild};
+use kiln_builder::report::BuildEvents;
 use kiln_builder::sandbox::ResourceLimits;
 use kiln_local_store::{LocalStore, ValidPathInfo};
 use kiln_store::hash::{Hash, HashAlgo};

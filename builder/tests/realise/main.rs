@@ -9,12 +9,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiln_builder::build::{
-    host_system, BuildError, BuildEvents, BuildOutcome, BuildSettings, NoEvents,
-};
+use kiln_builder::build::{host_system, BuildSettings};
 use kiln_builder::builtin_builders::{BuiltinOptions, FetchOptions, FetchProgress};
 use kiln_builder::log::BuildLog;
 use kiln_builder::plan::{BuildPlan, BuildReason, BuildTarget};
+use kiln_builder::report::{BuildError, BuildEvents, BuildOutcome, NoEvents};
 use kiln_builder::scheduler::{run_plan, BuildStatus, ScheduleOptions, ScheduleReport};
 use kiln_local_store::store_files::{add_text, commit_copy, stage_copy};
 use kiln_local_store::LocalStore;
