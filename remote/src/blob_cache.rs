@@ -3,7 +3,8 @@
 //!
 //! A file of an input root whose blob is cached is hard-linked into the action's folder (copied
 //! when linking fails, or when the file must be executable: a link shares the entry's mode)
-//! instead of being downloaded; a downloaded blob is written to a temporary name in the cache
+//! instead of being downloaded (two actions that need the same missing blob at once download
+//! it once); a downloaded blob is written to a temporary name in the cache
 //! (`.tmp-…`, checked against its digest while it arrives), made read-only and renamed into
 //! place, so an entry is never seen half-written. An entry is hashed again before each use
 //! (an action may have written through its link, a disk may rot): a mismatch removes it and
@@ -11,10 +12,12 @@
 //! the least recently used entries (by modification time, set on each use) are removed; a blob
 //! larger than the limit is not cached. Leftover temporary files (a worker killed mid-download)
 //! are removed when the cache opens.
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2::Digest;
@@ -39,8 +42,14 @@ pub enum BlobOrigin {
 pub struct BlobCache {
     dir: PathBuf,
     limit: u64,
+    /// The bytes the entries hold, as of the last eviction plus what was inserted since (an
+    /// eviction scans the folder only when this exceeds the limit).
+    total: AtomicU64,
     /// Serialises evictions (downloads and uses run concurrently).
     eviction: Mutex<()>,
+    /// One lock per blob being looked up or downloaded, so that two actions needing the same
+    /// missing blob download it once (the second finds it cached).
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RemoteError {
@@ -66,7 +75,9 @@ impl BlobCache {
         let cache = BlobCache {
             dir,
             limit,
+            total: AtomicU64::new(0),
             eviction: Mutex::new(()),
+            in_flight: Mutex::new(HashMap::new()),
         };
         cache.evict()?;
         Ok(cache)
@@ -87,11 +98,49 @@ impl BlobCache {
         dest: &Path,
         executable: bool,
     ) -> Result<BlobOrigin, RemoteError> {
+        let blob_lock = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            in_flight
+                .entry(format!("{}-{}", digest.hash, digest.size_bytes))
+                .or_default()
+                .clone()
+        };
+        let outcome = {
+            let _one = blob_lock.lock().await;
+            self.materialise_locked(cas, digest, dest, executable).await
+        };
+        // The last user of the blob's lock forgets it.
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = format!("{}-{}", digest.hash, digest.size_bytes);
+        if in_flight
+            .get(&key)
+            .is_some_and(|held| Arc::strong_count(held) <= 2)
+        {
+            in_flight.remove(&key);
+        }
+        outcome
+    }
+
+    async fn materialise_locked(
+        &self,
+        cas: &Cas,
+        digest: &Digest,
+        dest: &Path,
+        executable: bool,
+    ) -> Result<BlobOrigin, RemoteError> {
         let entry = self.entry_path(digest);
-        if self.take_entry(digest, &entry).await? {
-            place(&entry, dest, executable)?;
+        // A concurrent eviction may remove the entry between the check and the link: then
+        // the blob is fetched.
+        if self.take_entry(digest, &entry).await? && place(&entry, dest, executable).is_ok() {
             return Ok(BlobOrigin::Cache);
         }
+        let _ = std::fs::remove_file(dest);
         let size = u64::try_from(digest.size_bytes).unwrap_or(u64::MAX);
         if size > self.limit {
             cas.read_to_file(digest, dest).await?;
@@ -107,13 +156,16 @@ impl BlobCache {
         cas.read_to_file(digest, temporary.path()).await?;
         std::fs::set_permissions(temporary.path(), std::fs::Permissions::from_mode(0o444))
             .map_err(io_error("cannot set the mode of", temporary.path()))?;
+        // Placed before it is an entry, so an eviction cannot take it away first.
+        place(temporary.path(), dest, executable)?;
         temporary.persist(&entry).map_err(|error| RemoteError::Io {
             action: "cannot rename a download to",
             path: entry.clone(),
             source: error.error,
         })?;
-        place(&entry, dest, executable)?;
-        self.evict()?;
+        if self.total.fetch_add(size, Ordering::Relaxed) + size > self.limit {
+            self.evict()?;
+        }
         Ok(BlobOrigin::Fetched)
     }
 
@@ -182,6 +234,7 @@ impl BlobCache {
                 total -= size;
             }
         }
+        self.total.store(total, Ordering::Relaxed);
         Ok(())
     }
 }
