@@ -656,8 +656,19 @@ fn a_worker_reuses_its_blob_cache_and_store_across_actions_and_restarts() {
     assert!(cached_files >= 2 && cached > large_nar, "{log}");
     assert_eq!(imports_of(&log, "-large-source"), 1, "{log}");
 
-    // A corrupt cache entry (the largest: the source's NAR) is noticed and fetched again.
+    // A corrupt cache entry (the largest: the source's NAR) is noticed and fetched again. The
+    // store is gone but for a half-written source, as a bot killed mid-import leaves it: the
+    // leftover is replaced, not trusted.
+    let source_in_store = std::fs::read_dir(cluster.worker_dir().join("store"))
+        .unwrap()
+        .map(|root| root.unwrap().path().join("store"))
+        .flat_map(|objects| std::fs::read_dir(objects).unwrap())
+        .map(|object| object.unwrap().path())
+        .find(|object| object.to_string_lossy().ends_with("-large-source"))
+        .unwrap();
     std::fs::remove_dir_all(cluster.worker_dir().join("store")).unwrap();
+    std::fs::create_dir_all(source_in_store.parent().unwrap()).unwrap();
+    std::fs::write(&source_in_store, b"half written").unwrap();
     let largest = std::fs::read_dir(cluster.worker_dir().join("cas"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -677,4 +688,8 @@ fn a_worker_reuses_its_blob_cache_and_store_across_actions_and_restarts() {
     let [_, fetched, ..] = input_counts(&log);
     assert!(fetched > large_nar, "{log}");
     assert_eq!(imports_of(&log, "-large-source"), 1, "{log}");
+    assert_eq!(
+        std::fs::read(&source_in_store).unwrap(),
+        std::fs::read(remote.dir.path().join("large.bin")).unwrap()
+    );
 }

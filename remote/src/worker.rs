@@ -23,7 +23,8 @@
 //!   NAR of a path valid in that store with the manifest's NAR hash (paths are never removed
 //!   from it while the bot runs, so the runner finds it valid; do not collect its garbage
 //!   while the bot runs);
-//! - `action-*/`, each running action's input root, removed when it completes.
+//! - `action-*/`, each running action's input root, removed when it completes (and, left by a
+//!   killed bot, when the bot starts).
 //!
 //! One bot per work directory.
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,6 +95,14 @@ pub fn run_worker(settings: &WorkerSettings) -> Result<(), RemoteError> {
         path: settings.work_dir.clone(),
         source,
     })?;
+    // Input roots a killed bot left (one bot per work directory: none is running).
+    if let Ok(entries) = std::fs::read_dir(&settings.work_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("action-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     let reuse = Arc::new(Reuse {
         cache: BlobCache::open(settings.work_dir.join("cas"), settings.cache_bytes)?,
         store_base: settings.work_dir.join("store"),
