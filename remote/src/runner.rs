@@ -13,11 +13,13 @@
 //! root. A path already valid there is not imported again (its NAR need not even be in the
 //! input root: the worker leaves out the NARs of paths it finds valid there). An invalid path
 //! is imported holding its output lock (taken in sorted order, like a build's), after deleting
-//! whatever invalid leftover a killed import left, and registered before the locks drop, so
+//! whatever invalid leftover a killed import left, checked against the manifest's NAR hash as
+//! it is unpacked (a mismatch is deleted and fails the action), and registered before the
+//! locks drop, so
 //! concurrent actions never unpack one path twice nor see it half-written. Each import and the
 //! count of paths found valid are reported on stderr (`kiln remote-run-action: imported …`).
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +28,7 @@ use kiln_builder::plan::{read_derivation, BuildReason, PlannedBuild};
 use kiln_builder::report::BuildEvents;
 use kiln_builder::sandbox::ResourceLimits;
 use kiln_local_store::{LocalStore, OutputLock, ValidPathInfo};
-use kiln_store::hash::{Hash, HashAlgo};
+use kiln_store::hash::{Hash, HashAlgo, Hasher};
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use crate::action::{nar_file_name, output_file, Manifest, NARS};
@@ -132,6 +134,20 @@ pub fn run_action(manifest_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hasher.write_all(&buffer[..read])?;
+        Ok(read)
+    }
+}
+
 /// Imports every path of the manifest that is not valid in `store`: under the paths' output
 /// locks (sorted), leftovers deleted, NARs unpacked, all registered at once.
 fn import_closure(store: &LocalStore, manifest: &Manifest, nars: &Path) -> Result<(), RemoteError> {
@@ -157,19 +173,6 @@ fn import_closure(store: &LocalStore, manifest: &Manifest, nars: &Path) -> Resul
             continue;
         }
         locks.push(lock);
-        let nar = nars.join(nar_file_name(&entry.base_name));
-        let file = std::fs::File::open(&nar).map_err(|source| RemoteError::Io {
-            action: "cannot open",
-            path: nar.clone(),
-            source,
-        })?;
-        kiln_store::nar::restore(std::io::BufReader::new(file), &store.physical_path(path))
-            .map_err(|error| RemoteError::Io {
-                action: "cannot unpack",
-                path: nar.clone(),
-                source: std::io::Error::other(error.to_string()),
-            })?;
-        eprintln!("kiln remote-run-action: imported {}", entry.base_name);
         let hash = Hash::parse_bare(&entry.nar_sha256, HashAlgo::Sha256)
             .or_else(|_| {
                 data_encoding::HEXLOWER
@@ -179,6 +182,39 @@ fn import_closure(store: &LocalStore, manifest: &Manifest, nars: &Path) -> Resul
                     .ok_or(())
             })
             .map_err(|()| RemoteError::Protocol(format!("bad NAR hash {}", entry.nar_sha256)))?;
+        let nar = nars.join(nar_file_name(&entry.base_name));
+        let file = std::fs::File::open(&nar).map_err(|source| RemoteError::Io {
+            action: "cannot open",
+            path: nar.clone(),
+            source,
+        })?;
+        // The NAR is hashed as it is unpacked: what a store holds must be what the client
+        // registered, whatever happened to the file since the worker checked it.
+        let physical = store.physical_path(path);
+        let mut reader = HashingReader {
+            inner: std::io::BufReader::new(file),
+            hasher: Hasher::new(HashAlgo::Sha256),
+        };
+        let unpacked = kiln_store::nar::restore(&mut reader, &physical);
+        let got = reader.hasher.finish();
+        if let Err(error) = unpacked {
+            let _ = kiln_local_store::fs_tree::delete_tree(&physical);
+            return Err(RemoteError::Io {
+                action: "cannot unpack",
+                path: nar.clone(),
+                source: std::io::Error::other(error.to_string()),
+            });
+        }
+        if got != hash {
+            let _ = kiln_local_store::fs_tree::delete_tree(&physical);
+            return Err(RemoteError::Protocol(format!(
+                "sent {} with NAR hash {}, not {}",
+                entry.base_name,
+                got.to_hex(),
+                entry.nar_sha256
+            )));
+        }
+        eprintln!("kiln remote-run-action: imported {}", entry.base_name);
         let mut info = ValidPathInfo::new(path.clone(), hash, entry.nar_size);
         info.references = entry
             .references
