@@ -15,9 +15,9 @@
 //! is imported holding its output lock (taken in sorted order, like a build's), after deleting
 //! whatever invalid leftover a killed import left, checked against the manifest's NAR hash as
 //! it is unpacked (a mismatch is deleted and fails the action), and registered before the
-//! locks drop, so
-//! concurrent actions never unpack one path twice nor see it half-written. Each import and the
-//! count of paths found valid are reported on stderr (`kiln remote-run-action: imported …`).
+//! locks drop, so concurrent actions never unpack one path twice nor see it half-written. Each
+//! import and the count of paths found valid are reported on stderr (`kiln remote-run-action:
+//! imported …`).
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
