@@ -3,7 +3,9 @@
 # 256) MiB, with absolute symlinks, as the input of 8 small builds. Realised on a throwaway
 # BuildGrid with kiln's bot (remote/tests/buildgrid/), then again with changed builds (the root
 # filesystem unchanged), and locally for the wall time. Prints the bytes each remote run
-# uploaded (the `remote:` summary line) and the wall times.
+# uploaded (the `remote:` summary line), what the bot's actions took from the CAS, its blob
+# cache and its store (its `input root:` lines, summed per run; a bot older than the cache
+# prints none) and the wall times.
 #   KILN=target/debug/kiln benches/remote-rootfs.sh
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,13 +53,18 @@ echo 'store = "'"$work"'/unused"' >"$work/config.toml"
 cd "$work"
 run() { # label store args...
   local label=$1 store=$2; shift 2
-  local start end
+  local start end seen
+  seen=$(wc -l <"$work/worker.log")
   start=$(date +%s.%N)
   "$kiln" --config "$work/config.toml" --store "$store" realise bench.nix --no-out-link "$@" \
     >/dev/null 2>"$work/$label.err" || { cat "$work/$label.err" >&2; exit 1; }
   end=$(date +%s.%N)
   printf '%-28s %6.1f s   %s\n' "$label" "$(echo "$end - $start" | bc)" \
     "$(grep '^remote:' "$work/$label.err" || true)"
+  tail -n +"$((seen + 1))" "$work/worker.log" | awk -F'input root: ' 'NF > 1 {
+      n = split($2, w, /[^0-9]+/); k = 0
+      for (i = 1; i <= n; i++) if (w[i] != "") v[++k] += w[i]; lines++ }
+    END { if (lines) printf "%31s bot: %d blobs fetched (%.0f bytes), %d from its cache (%.0f bytes), %d valid in its store (%.0f bytes)\n", "", v[1], v[2], v[3], v[4], v[5], v[6] }'
 }
 echo "root filesystem: $size MiB, 8 builds reading it"
 run "remote, first" "$work/store-remote" --remote "grpc://127.0.0.1:$port"

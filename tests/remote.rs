@@ -147,6 +147,24 @@ impl Cluster {
         self.worker = Some(child);
     }
 
+    fn worker_dir(&self) -> PathBuf {
+        self.dir.path().join("worker")
+    }
+
+    fn worker_log(&self) -> String {
+        std::fs::read_to_string(self.worker_log_path()).unwrap_or_default()
+    }
+
+    /// Kills the bot (as a crash would) and starts a new one on the same work directory; its
+    /// log starts afresh.
+    fn restart_worker(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            worker.kill().unwrap();
+            worker.wait().unwrap();
+        }
+        self.start_worker();
+    }
+
     /// How many actions the bot has executed.
     fn executed(&self) -> usize {
         std::fs::read_to_string(self.worker_log_path())
@@ -535,5 +553,143 @@ fn an_unreachable_cluster_means_building_locally_with_a_warning() {
         stderr(&output).contains("grpcs:// (TLS) is not supported"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// Where the bot's input files came from, summed over its log's `input root:` lines: (files
+/// fetched, bytes fetched, files from the cache, bytes from the cache, files valid in the
+/// worker store, their bytes).
+fn input_counts(worker_log: &str) -> [u64; 6] {
+    let mut sums = [0u64; 6];
+    let mut lines = 0;
+    for line in worker_log.lines() {
+        let Some((_, counts)) = line.split_once("input root: ") else {
+            continue;
+        };
+        lines += 1;
+        let numbers: Vec<u64> = counts
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|word| !word.is_empty())
+            .map(|word| word.parse().unwrap())
+            .collect();
+        assert_eq!(numbers.len(), 6, "{line}");
+        for (sum, number) in sums.iter_mut().zip(numbers) {
+            *sum += number;
+        }
+    }
+    assert!(
+        lines > 0,
+        "no input root line in the bot's log: {worker_log}"
+    );
+    sums
+}
+
+/// How many times the runner imported a path whose name ends with `name`.
+fn imports_of(worker_log: &str, name: &str) -> usize {
+    worker_log
+        .lines()
+        .filter(|line| line.contains("kiln remote-run-action: imported ") && line.ends_with(name))
+        .count()
+}
+
+#[test]
+fn a_worker_reuses_its_blob_cache_and_store_across_actions_and_restarts() {
+    if !sandbox_ready() || !server_ready() {
+        return;
+    }
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cluster = Cluster::start(true);
+    let local = Client::new();
+    let remote = Client::new();
+    // Each phase realises a new graph (its own salt) over the same 6 MiB source and busybox,
+    // remotely and locally, and compares every path's NAR hash.
+    let phase = |salt: &str, cluster: &Cluster| -> String {
+        let file = local.write_graph(salt);
+        let (output, local_paths) = local.realise(&file, None);
+        assert!(output.status.success(), "local: {}", stderr(&output));
+        let file = remote.write_graph(salt);
+        let (output, remote_paths) = remote.realise(&file, Some(&cluster.url()));
+        assert!(
+            output.status.success(),
+            "remote: {}\nbot: {}",
+            stderr(&output),
+            cluster.worker_log()
+        );
+        assert!(
+            stderr(&output).contains("3 built on the cluster"),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(
+            remote.closure_hashes(&remote_paths[0]),
+            local.closure_hashes(&local_paths[0])
+        );
+        cluster.worker_log()
+    };
+    let large_nar = 6u64 << 20;
+
+    // A fresh bot fetches everything; two actions at once (left and right) each need busybox,
+    // which is unpacked once.
+    let log = phase("reuse-1", &cluster);
+    let [fetched_files, fetched, ..] = input_counts(&log);
+    assert!(fetched_files > 0 && fetched > large_nar, "{log}");
+    assert_eq!(imports_of(&log, "-busybox"), 1, "{log}");
+    assert_eq!(imports_of(&log, "-large-source"), 1, "{log}");
+
+    // The same bot, new actions over the same inputs: their NARs are neither fetched nor
+    // imported (valid in the worker store), only the new .drv files and manifests travel.
+    let before = log.len();
+    let log = phase("reuse-2", &cluster)[before..].to_owned();
+    let [_, fetched, _, _, valid_files, valid] = input_counts(&log);
+    assert!(fetched < 1 << 20, "fetched {fetched} bytes: {log}");
+    assert!(valid_files >= 3 && valid > large_nar, "{log}");
+    assert_eq!(imports_of(&log, "-busybox"), 0, "{log}");
+    assert_eq!(imports_of(&log, "-large-source"), 0, "{log}");
+    assert!(log.contains("already valid in the store"), "{log}");
+
+    // A restarted bot whose store is gone: the NARs come from its blob cache, not the CAS.
+    std::fs::remove_dir_all(cluster.worker_dir().join("store")).unwrap();
+    cluster.restart_worker();
+    let log = phase("reuse-3", &cluster);
+    let [_, fetched, cached_files, cached, ..] = input_counts(&log);
+    assert!(fetched < 1 << 20, "fetched {fetched} bytes: {log}");
+    assert!(cached_files >= 2 && cached > large_nar, "{log}");
+    assert_eq!(imports_of(&log, "-large-source"), 1, "{log}");
+
+    // A corrupt cache entry (the largest: the source's NAR) is noticed and fetched again. The
+    // store is gone but for a half-written source, as a bot killed mid-import leaves it: the
+    // leftover is replaced, not trusted.
+    let source_in_store = std::fs::read_dir(cluster.worker_dir().join("store"))
+        .unwrap()
+        .map(|root| root.unwrap().path().join("store"))
+        .flat_map(|objects| std::fs::read_dir(objects).unwrap())
+        .map(|object| object.unwrap().path())
+        .find(|object| object.to_string_lossy().ends_with("-large-source"))
+        .unwrap();
+    std::fs::remove_dir_all(cluster.worker_dir().join("store")).unwrap();
+    std::fs::create_dir_all(source_in_store.parent().unwrap()).unwrap();
+    std::fs::write(&source_in_store, b"half written").unwrap();
+    let largest = std::fs::read_dir(cluster.worker_dir().join("cas"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&largest).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::set_permissions(
+        &largest,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::write(&largest, bytes).unwrap();
+    cluster.restart_worker();
+    let log = phase("reuse-4", &cluster);
+    assert!(log.contains("corrupt cache entry"), "{log}");
+    let [_, fetched, ..] = input_counts(&log);
+    assert!(fetched > large_nar, "{log}");
+    assert_eq!(imports_of(&log, "-large-source"), 1, "{log}");
+    assert_eq!(
+        std::fs::read(&source_in_store).unwrap(),
+        std::fs::read(remote.dir.path().join("large.bin")).unwrap()
     );
 }

@@ -15,7 +15,7 @@
 //! the cache of every subtree's digest, so nothing is hashed again to build an action, and an
 //! unchanged path has the same digest in every action (the server's `FindMissingBlobs` says
 //! it is there, and it is never uploaded twice). The `Command` runs `kiln remote-run-action
-//! manifest.json`, which imports the NARs into a store of its own and builds the derivation in
+//! manifest.json`, which imports the NARs its store lacks and builds the derivation in
 //! kiln's sandbox exactly as `realise` does here (see [`crate::runner`]); each output comes back
 //! as the file `out/<output name>.nar`. The platform says which system the build needs
 //! (`kiln-system`) and its `requiredSystemFeatures` (`kiln-features`).

@@ -6,6 +6,7 @@
 //!   build's);
 //! - [`action`]: a derivation as an `Action` (its input closure as NAR blobs) and the manifest;
 //! - [`cas`]: the content-addressable storage (batches and ByteStream);
+//! - [`blob_cache`]: the worker's bounded cache of input blobs;
 //! - [`connection`]: the gRPC channel and its bearer token;
 //! - [`runner`]: what the `Command` runs on the worker (`kiln remote-run-action`);
 //! - [`worker`]: kiln's own bot for the Remote Workers API that BuildGrid serves
@@ -15,6 +16,7 @@
 use std::path::PathBuf;
 
 pub mod action;
+pub mod blob_cache;
 pub mod bots;
 pub mod cas;
 pub mod client;

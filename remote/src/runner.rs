@@ -1,30 +1,50 @@
 //! `kiln remote-run-action MANIFEST`: what an action's `Command` runs on the worker, in the
 //! action's input root (see [`crate::action`]).
 //!
-//! It imports every NAR of the manifest into a store of its own under the input root (at the
-//! client's logical store directory, so paths and hashes are the client's), builds the
-//! derivation with kiln's builder — the same sandbox, environment and output checks as a local
-//! `realise` — printing the build's log on stdout, and writes each output as a NAR at
-//! `out/<output name>.nar`, which the worker uploads. The worker must let kiln's sandbox run:
-//! user namespaces (or root).
+//! It imports the NARs of the manifest into a store at the client's logical store directory
+//! (so paths and hashes are the client's), builds the derivation with kiln's builder — the same
+//! sandbox, environment and output checks as a local `realise` — printing the build's log on
+//! stdout, and writes each output as a NAR at `out/<output name>.nar`, which the worker
+//! uploads. The worker must let kiln's sandbox run: user namespaces (or root).
+//!
+//! The store is the worker's persistent one when the environment names it
+//! (`KILN_REMOTE_STORE=<work_dir>/store`, set by `kiln remote-worker`; one store per logical
+//! store directory beneath it, see [`worker_store_root`]), else a fresh one under the input
+//! root. A path already valid there is not imported again (its NAR need not even be in the
+//! input root: the worker leaves out the NARs of paths it finds valid there). An invalid path
+//! is imported holding its output lock (taken in sorted order, like a build's), after deleting
+//! whatever invalid leftover a killed import left, checked against the manifest's NAR hash as
+//! it is unpacked (a mismatch is deleted and fails the action), and registered before the
+//! locks drop, so concurrent actions never unpack one path twice nor see it half-written. Each
+//! import and the count of paths found valid are reported on stderr (`kiln remote-run-action:
+//! imported …`).
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_builder::build::{build_derivation, BuildSettings};
 use kiln_builder::plan::{read_derivation, BuildReason, PlannedBuild};
 use kiln_builder::report::BuildEvents;
 use kiln_builder::sandbox::ResourceLimits;
-use kiln_local_store::{LocalStore, ValidPathInfo};
-use kiln_store::hash::{Hash, HashAlgo};
+use kiln_local_store::{LocalStore, OutputLock, ValidPathInfo};
+use kiln_store::hash::{Hash, HashAlgo, Hasher};
 use kiln_store::store_path::{StoreDir, StorePath};
 
 use crate::action::{nar_file_name, output_file, Manifest, NARS};
 use crate::RemoteError;
 
-/// The store root the runner creates inside the input root.
+/// The store root the runner creates inside the input root when the worker has no store.
 const STORE_ROOT: &str = "kiln-root";
+/// The environment variable naming the worker's persistent store folder.
+pub const WORKER_STORE_VARIABLE: &str = "KILN_REMOTE_STORE";
+
+/// The root of the worker's store for the logical store directory `store_dir` under the
+/// worker's store folder `base`: `base/<store_dir with each `%` written `%25` and each `/`
+/// written `%2F`>`, so clients with different store directories never share a database.
+pub fn worker_store_root(base: &Path, store_dir: &str) -> PathBuf {
+    base.join(store_dir.replace('%', "%25").replace('/', "%2F"))
+}
 
 /// Prints the build's log lines on stdout.
 struct StdoutLog;
@@ -54,7 +74,11 @@ pub fn run_action(manifest_path: &Path) -> Result<(), String> {
         .unwrap_or(Path::new("."))
         .canonicalize()
         .map_err(|error| format!("cannot resolve the input root: {error}"))?;
-    let store = LocalStore::open(top.join(STORE_ROOT), StoreDir::new(&manifest.store_dir))
+    let root = match std::env::var_os(WORKER_STORE_VARIABLE).filter(|value| !value.is_empty()) {
+        Some(base) => worker_store_root(Path::new(&base), &manifest.store_dir),
+        None => top.join(STORE_ROOT),
+    };
+    let store = LocalStore::open(root, StoreDir::new(&manifest.store_dir))
         .map_err(|error| error.to_string())?;
     import_closure(&store, &manifest, &top.join(NARS)).map_err(|error| error.to_string())?;
 
@@ -110,28 +134,45 @@ pub fn run_action(manifest_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Unpacks every NAR of the manifest at its store path and registers them all.
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hasher.write_all(&buffer[..read])?;
+        Ok(read)
+    }
+}
+
+/// Imports every path of the manifest that is not valid in `store`: under the paths' output
+/// locks (sorted), leftovers deleted, NARs unpacked, all registered at once.
 fn import_closure(store: &LocalStore, manifest: &Manifest, nars: &Path) -> Result<(), RemoteError> {
-    let mut infos = Vec::new();
+    let mut wanted = BTreeMap::new();
+    let mut already_valid = 0usize;
     for entry in &manifest.paths {
         let path = parse_path(&entry.base_name)?;
-        let nar = nars.join(nar_file_name(&entry.base_name));
-        let file = std::fs::File::open(&nar).map_err(|source| RemoteError::Io {
-            action: "cannot open",
-            path: nar.clone(),
-            source,
-        })?;
-        let physical = store.physical_path(&path);
-        if !store.is_valid(&path)? {
-            let _ = kiln_local_store::fs_tree::delete_tree(&physical);
-            kiln_store::nar::restore(std::io::BufReader::new(file), &physical).map_err(
-                |error| RemoteError::Io {
-                    action: "cannot unpack",
-                    path: nar.clone(),
-                    source: std::io::Error::other(error.to_string()),
-                },
-            )?;
+        if store.is_valid(&path)? {
+            already_valid += 1;
+        } else {
+            wanted.insert(path, entry);
         }
+    }
+    // Held until registration; a BTreeMap iterates in sorted order, as every locker locks.
+    let mut locks = Vec::new();
+    let mut infos = Vec::new();
+    for (path, entry) in &wanted {
+        let lock = OutputLock::acquire(store, path, |_| {})?;
+        // Another action may have imported it while we waited; else an invalid leftover (a
+        // worker killed mid-import) is deleted.
+        if store.prepare_path_for_write(&lock)? {
+            already_valid += 1;
+            continue;
+        }
+        locks.push(lock);
         let hash = Hash::parse_bare(&entry.nar_sha256, HashAlgo::Sha256)
             .or_else(|_| {
                 data_encoding::HEXLOWER
@@ -141,7 +182,40 @@ fn import_closure(store: &LocalStore, manifest: &Manifest, nars: &Path) -> Resul
                     .ok_or(())
             })
             .map_err(|()| RemoteError::Protocol(format!("bad NAR hash {}", entry.nar_sha256)))?;
-        let mut info = ValidPathInfo::new(path, hash, entry.nar_size);
+        let nar = nars.join(nar_file_name(&entry.base_name));
+        let file = std::fs::File::open(&nar).map_err(|source| RemoteError::Io {
+            action: "cannot open",
+            path: nar.clone(),
+            source,
+        })?;
+        // The NAR is hashed as it is unpacked: what a store holds must be what the client
+        // registered, whatever happened to the file since the worker checked it.
+        let physical = store.physical_path(path);
+        let mut reader = HashingReader {
+            inner: std::io::BufReader::new(file),
+            hasher: Hasher::new(HashAlgo::Sha256),
+        };
+        let unpacked = kiln_store::nar::restore(&mut reader, &physical);
+        let got = reader.hasher.finish();
+        if let Err(error) = unpacked {
+            let _ = kiln_local_store::fs_tree::delete_tree(&physical);
+            return Err(RemoteError::Io {
+                action: "cannot unpack",
+                path: nar.clone(),
+                source: std::io::Error::other(error.to_string()),
+            });
+        }
+        if got != hash {
+            let _ = kiln_local_store::fs_tree::delete_tree(&physical);
+            return Err(RemoteError::Protocol(format!(
+                "sent {} with NAR hash {}, not {}",
+                entry.base_name,
+                got.to_hex(),
+                entry.nar_sha256
+            )));
+        }
+        eprintln!("kiln remote-run-action: imported {}", entry.base_name);
+        let mut info = ValidPathInfo::new(path.clone(), hash, entry.nar_size);
         info.references = entry
             .references
             .iter()
@@ -150,5 +224,10 @@ fn import_closure(store: &LocalStore, manifest: &Manifest, nars: &Path) -> Resul
         infos.push(info);
     }
     store.register_valid_paths(&infos)?;
+    drop(locks);
+    eprintln!(
+        "kiln remote-run-action: {} imported, {already_valid} already valid in the store",
+        infos.len()
+    );
     Ok(())
 }

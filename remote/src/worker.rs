@@ -11,12 +11,27 @@
 //! completes the lease with the `ActionResult`; the server caches it. The session is updated at
 //! least every 20 s, so it does not expire, and at once when a lease finishes. Each lease it
 //! starts is announced on stderr (`kiln remote-worker: executing action with input root
-//! HASH/SIZE`).
+//! HASH/SIZE`), followed by where its input files came from (`input root: N fetched (B bytes),
+//! N from the cache (B bytes), N valid in the worker store (B bytes)`) and the lines the
+//! command wrote on stderr (`kiln remote-worker: action: …`).
+//!
+//! The work directory keeps, across actions and restarts:
+//! - `cas/`, the cache of input blobs ([`crate::blob_cache`], bounded by `cache_bytes`);
+//! - `store/`, the worker's store, which the command finds in `KILN_REMOTE_STORE`
+//!   ([`crate::runner`]): `kiln remote-run-action` imports only the paths not valid there and
+//!   builds there. For a kiln action, the bot reads the manifest first and does not fetch the
+//!   NAR of a path valid in that store with the manifest's NAR hash (paths are never removed
+//!   from it while the bot runs, so the runner finds it valid; do not collect its garbage
+//!   while the bot runs);
+//! - `action-*/`, each running action's input root, removed when it completes (and, left by a
+//!   killed bot, when the bot starts).
+//!
+//! One bot per work directory.
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2::{
@@ -24,9 +39,13 @@ use bazel_remote_apis::build::bazel::remote::execution::v2::{
 };
 use bazel_remote_apis::google::protobuf::Any;
 use bazel_remote_apis::google::rpc::Status;
+use kiln_local_store::LocalStore;
+use kiln_store::hash::HashAlgo;
+use kiln_store::store_path::{StoreDir, StorePath};
 use prost::Message;
-use sha2::{Digest as _, Sha256};
 
+use crate::action::{nar_file_name, Manifest, MANIFEST, NARS};
+use crate::blob_cache::{BlobCache, BlobOrigin};
 use crate::bots::{
     BotSession, BotsClient, CreateBotSessionRequest, Device, Property, UpdateBotSessionRequest,
     Worker, BOT_STATUS_OK, LEASE_ACTIVE, LEASE_CANCELLED, LEASE_COMPLETED, LEASE_PENDING,
@@ -57,6 +76,15 @@ pub struct WorkerSettings {
     pub token: BearerToken,
     /// Leases run at once.
     pub jobs: usize,
+    /// The bound of the blob cache in `work_dir/cas`, in bytes.
+    pub cache_bytes: u64,
+}
+
+/// What the bot keeps in its work directory (see the module doc).
+struct Reuse {
+    cache: BlobCache,
+    /// The worker store folder (`work_dir/store`).
+    store_base: PathBuf,
 }
 
 /// Runs the bot until the process is stopped; a lost server is waited for.
@@ -67,9 +95,21 @@ pub fn run_worker(settings: &WorkerSettings) -> Result<(), RemoteError> {
         path: settings.work_dir.clone(),
         source,
     })?;
+    // Input roots a killed bot left (one bot per work directory: none is running).
+    if let Ok(entries) = std::fs::read_dir(&settings.work_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("action-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let reuse = Arc::new(Reuse {
+        cache: BlobCache::open(settings.work_dir.join("cas"), settings.cache_bytes)?,
+        store_base: settings.work_dir.join("store"),
+    });
     runtime.block_on(async {
         loop {
-            match serve(settings).await {
+            match serve(settings, &reuse).await {
                 Ok(()) => return Ok(()),
                 Err(error) if error.is_infrastructure() => {
                     eprintln!("kiln remote-worker: {error}; reconnecting");
@@ -81,7 +121,7 @@ pub fn run_worker(settings: &WorkerSettings) -> Result<(), RemoteError> {
     })
 }
 
-async fn serve(settings: &WorkerSettings) -> Result<(), RemoteError> {
+async fn serve(settings: &WorkerSettings, reuse: &Arc<Reuse>) -> Result<(), RemoteError> {
     let channel = connect(&settings.url, settings.token.clone()).await?;
     let cas = Cas::new(channel.clone(), &settings.instance_name, 4 << 20);
     let mut bots = BotsClient::new(channel);
@@ -164,12 +204,12 @@ async fn serve(settings: &WorkerSettings) -> Result<(), RemoteError> {
             }
             lease.state = LEASE_ACTIVE;
             let payload = lease.payload.clone().unwrap_or_default();
-            let (cas, work_dir) = (cas.clone(), settings.work_dir.clone());
+            let (cas, work_dir, reuse) = (cas.clone(), settings.work_dir.clone(), reuse.clone());
             let done = task_done.clone();
             running.insert(
                 lease.id.clone(),
                 tokio::spawn(async move {
-                    let outcome = execute(&cas, &payload, &work_dir).await;
+                    let outcome = execute(&cas, &reuse, &payload, &work_dir).await;
                     done.notify_one();
                     outcome
                 }),
@@ -204,8 +244,13 @@ async fn serve(settings: &WorkerSettings) -> Result<(), RemoteError> {
 type LeaseTask = tokio::task::JoinHandle<Result<ActionResult, (i32, String)>>;
 
 /// Runs one lease's action and returns its result; `Err` when it could not be set up.
-async fn execute(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<ActionResult, (i32, String)> {
-    execute_action(cas, payload, work_dir)
+async fn execute(
+    cas: &Cas,
+    reuse: &Reuse,
+    payload: &Any,
+    work_dir: &Path,
+) -> Result<ActionResult, (i32, String)> {
+    execute_action(cas, reuse, payload, work_dir)
         .await
         .map_err(|error| match error {
             Setup::Remote(error) if error.is_infrastructure() => (UNAVAILABLE, error.to_string()),
@@ -232,7 +277,12 @@ impl From<String> for Setup {
     }
 }
 
-async fn execute_action(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<ActionResult, Setup> {
+async fn execute_action(
+    cas: &Cas,
+    reuse: &Reuse,
+    payload: &Any,
+    work_dir: &Path,
+) -> Result<ActionResult, Setup> {
     let action = if payload
         .type_url
         .ends_with("build.bazel.remote.execution.v2.Action")
@@ -271,9 +321,33 @@ async fn execute_action(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<Act
             )
         })?;
     let root = scratch.path().to_owned();
-    fetch_tree(cas, root_digest, &root)
-        .await
-        .map_err(|e| e.to_string())?;
+    let kiln_action = command.arguments.get(1).map(String::as_str) == Some("remote-run-action");
+    let valid_nars = if kiln_action {
+        nars_valid_in_worker_store(cas, root_digest, &reuse.store_base).await
+    } else {
+        BTreeMap::new()
+    };
+    let mut counts = FetchCounts::default();
+    fetch_tree(
+        cas,
+        &reuse.cache,
+        root_digest,
+        &root,
+        &valid_nars,
+        &mut counts,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "kiln remote-worker: input root: {} fetched ({} bytes), {} from the cache ({} bytes), \
+         {} valid in the worker store ({} bytes)",
+        counts.fetched.0,
+        counts.fetched.1,
+        counts.cached.0,
+        counts.cached.1,
+        counts.valid.0,
+        counts.valid.1
+    );
     #[allow(deprecated)]
     let declared: BTreeSet<String> = if command.output_paths.is_empty() {
         command.output_files.iter().cloned().collect()
@@ -297,6 +371,7 @@ async fn execute_action(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<Act
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    process.env(crate::runner::WORKER_STORE_VARIABLE, &reuse.store_base);
     for variable in &command.environment_variables {
         process.env(&variable.name, &variable.value);
     }
@@ -304,6 +379,9 @@ async fn execute_action(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<Act
         .await
         .map_err(|e| format!("command task: {e}"))?
         .map_err(|e| format!("cannot run {program}: {e}"))?;
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        eprintln!("kiln remote-worker: action: {line}");
+    }
     let mut result = ActionResult {
         exit_code: output.status.code().unwrap_or(128),
         ..ActionResult::default()
@@ -318,8 +396,8 @@ async fn execute_action(cas: &Cas, payload: &Any, work_dir: &Path) -> Result<Act
         if !metadata.is_file() {
             continue;
         }
-        let digest =
-            file_digest(&file).map_err(|e| format!("cannot hash {}: {e}", file.display()))?;
+        let digest = crate::blob_cache::file_digest(&file)
+            .map_err(|e| format!("cannot hash {}: {e}", file.display()))?;
         let missing = cas
             .find_missing(vec![digest.clone()])
             .await
@@ -350,28 +428,83 @@ async fn upload_bytes(cas: &Cas, bytes: Vec<u8>) -> Result<Digest, String> {
     Ok(digest)
 }
 
-fn file_digest(path: &Path) -> std::io::Result<Digest> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut size = 0i64;
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        size += read as i64;
-    }
-    Ok(Digest {
-        hash: data_encoding::HEXLOWER.encode(&hasher.finalize()),
-        size_bytes: size,
-    })
+/// How many input files (and bytes) were downloaded, taken from the cache, or left out as
+/// valid in the worker store.
+#[derive(Default)]
+struct FetchCounts {
+    fetched: (u64, u64),
+    cached: (u64, u64),
+    valid: (u64, u64),
 }
 
-/// Lays out the input root `digest` at `dest` (which exists). Symlinks with absolute targets
-/// and names that leave the folder are refused.
-async fn fetch_tree(cas: &Cas, digest: &Digest, dest: &Path) -> Result<(), RemoteError> {
+/// The NARs of a kiln action's input root (`nars/<name>` → digest) whose paths are valid in
+/// the worker store with the manifest's NAR hash, so need not be fetched. Anything unreadable
+/// (a manifest that does not parse, a store that does not open) leaves out nothing.
+async fn nars_valid_in_worker_store(
+    cas: &Cas,
+    root_digest: &Digest,
+    store_base: &Path,
+) -> BTreeMap<PathBuf, Digest> {
+    let mut valid = BTreeMap::new();
+    let Ok(root_bytes) = cas.read_bytes(root_digest).await else {
+        return valid;
+    };
+    let Ok(root) = Directory::decode(root_bytes.as_slice()) else {
+        return valid;
+    };
+    let Some(manifest_digest) = root
+        .files
+        .iter()
+        .find(|file| file.name == MANIFEST)
+        .and_then(|file| file.digest.clone())
+    else {
+        return valid;
+    };
+    let Ok(manifest_bytes) = cas.read_bytes(&manifest_digest).await else {
+        return valid;
+    };
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&manifest_bytes) else {
+        return valid;
+    };
+    let store_root = crate::runner::worker_store_root(store_base, &manifest.store_dir);
+    if !store_root.exists() {
+        return valid;
+    }
+    let Ok(store) = LocalStore::open(store_root, StoreDir::new(&manifest.store_dir)) else {
+        return valid;
+    };
+    for entry in &manifest.paths {
+        let Ok(path) = StorePath::from_base_name(&entry.base_name) else {
+            continue;
+        };
+        let Ok(Some(info)) = store.query_path_info(&path) else {
+            continue;
+        };
+        if info.nar_hash.algo() == HashAlgo::Sha256 && info.nar_hash.to_hex() == entry.nar_sha256 {
+            valid.insert(
+                Path::new(NARS).join(nar_file_name(&entry.base_name)),
+                Digest {
+                    hash: entry.nar_sha256.clone(),
+                    size_bytes: i64::try_from(entry.nar_size).unwrap_or(i64::MAX),
+                },
+            );
+        }
+    }
+    valid
+}
+
+/// Lays out the input root `digest` at `dest` (which exists), taking files from the cache when
+/// it holds them and leaving out the files of `left_out` (relative path → the digest they must
+/// have to be left out). Symlinks with absolute targets and names that leave the folder are
+/// refused.
+async fn fetch_tree(
+    cas: &Cas,
+    cache: &BlobCache,
+    digest: &Digest,
+    dest: &Path,
+    left_out: &BTreeMap<PathBuf, Digest>,
+    counts: &mut FetchCounts,
+) -> Result<(), RemoteError> {
     let mut pending = vec![(digest.clone(), dest.to_owned())];
     while let Some((digest, dir)) = pending.pop() {
         let bytes = cas.read_bytes(&digest).await?;
@@ -393,15 +526,22 @@ async fn fetch_tree(cas: &Cas, digest: &Digest, dest: &Path) -> Result<(), Remot
                     file.name
                 )));
             };
-            cas.read_to_file(file_digest, &path).await?;
-            let mode = if file.is_executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(
-                |source| RemoteError::Io {
-                    action: "cannot set the mode of",
-                    path: path.clone(),
-                    source,
-                },
-            )?;
+            let size = u64::try_from(file_digest.size_bytes).unwrap_or(0);
+            let relative = path.strip_prefix(dest).unwrap_or(&path);
+            if left_out.get(relative) == Some(file_digest) {
+                counts.valid.0 += 1;
+                counts.valid.1 += size;
+                continue;
+            }
+            let tally = match cache
+                .materialise(cas, file_digest, &path, file.is_executable)
+                .await?
+            {
+                BlobOrigin::Cache => &mut counts.cached,
+                BlobOrigin::Fetched => &mut counts.fetched,
+            };
+            tally.0 += 1;
+            tally.1 += size;
         }
         for symlink in &directory.symlinks {
             let path = checked(&symlink.name)?;
