@@ -75,7 +75,9 @@ impl NarInfo {
         let base_name = |field: &'static str, value: &str| {
             StorePath::from_base_name(value).map_err(|_| invalid(field, value))
         };
-        for (index, line) in text.lines().enumerate() {
+        // Lines end at a line feed only, as Nix splits them: a carriage return is part of the
+        // value (`str::lines` would drop one, so a value ending in `\r` would not print back).
+        for (index, line) in text.split('\n').enumerate() {
             if line.is_empty() {
                 continue;
             }
@@ -287,6 +289,23 @@ CA: text:sha256:0k0fnnsqkllrh4yryksv8621zq3scrr5g126b86mpd2p7mj28jd8
         let ca = NarInfo::parse(CONTENT_ADDRESSED, &dir()).unwrap();
         assert!(ca.references.is_empty());
         assert_eq!(ca.compression, Compression::Zstd);
+    }
+
+    #[test]
+    fn carriage_returns_are_kept_so_printing_is_stable() {
+        // Found by the narinfo fuzz target: `str::lines` dropped one trailing carriage return
+        // per parse, so a signature ending in several changed at every print and parse.
+        let text = SIGNED.replacen("\nSig: ", "\nSig: x:y\r\r\nSig: ", 1);
+        let info = NarInfo::parse(&text, &dir()).unwrap();
+        assert!(info.signatures.contains("x:y\r\r"));
+        let printed = info.to_text(&dir());
+        assert_eq!(
+            NarInfo::parse(&printed, &dir()).unwrap().to_text(&dir()),
+            printed
+        );
+        // A line ending in a carriage return is not a CRLF line ending to Nix either.
+        let crlf = SIGNED.replace('\n', "\r\n");
+        assert!(NarInfo::parse(&crlf, &dir()).is_err());
     }
 
     #[test]
