@@ -1,1 +1,0 @@
-builtins.fromTOML "[[item]]\nname = \"a\"\n[[item]]\nname = \"b\"\n"
